@@ -1,0 +1,15 @@
+//! The Sesame domain, pure: identifiers, the sign-in state machine, one-time-password rules,
+//! lockout arithmetic and password hashing parameters. Time and randomness come in as
+//! parameters or through the [`clock::Clock`] port; nothing here touches the network or disk.
+
+pub mod clock;
+pub mod ids;
+pub mod lockout;
+pub mod method;
+pub mod password;
+pub mod secret;
+pub mod signin;
+pub mod totp;
+
+pub use clock::{Clock, ManualClock, UnixTime};
+pub use ids::{GroupId, MethodId, TenantId, UserId};

@@ -1,0 +1,198 @@
+//! The server master key: encrypts secrets at rest (XChaCha20-Poly1305 with the row identity
+//! as associated data, so a ciphertext moved to another row does not decrypt) and derives
+//! purpose-bound subkeys (HKDF-SHA256).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use rand::RngCore;
+use sesame_core::secret::SecretBytes;
+use sha2::Sha256;
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+const FILE_PREFIX: &str = "sesame-master-key-v1:";
+const NONCE_LEN: usize = 24;
+
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey([u8; 32]);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read master key file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write master key file {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("master key file {0} is not a Sesame master key (expected one line starting with {FILE_PREFIX})")]
+    Format(String),
+}
+
+impl MasterKey {
+    pub fn generate() -> Self {
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        Self(k)
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Reads a key file written by [`MasterKey::write_new`].
+    pub fn read(path: &Path) -> Result<Self, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let b64 = text
+            .trim()
+            .strip_prefix(FILE_PREFIX)
+            .ok_or_else(|| KeyError::Format(path.display().to_string()))?;
+        let mut raw = STANDARD
+            .decode(b64)
+            .map_err(|_| KeyError::Format(path.display().to_string()))?;
+        let result = <[u8; 32]>::try_from(raw.as_slice())
+            .map(Self)
+            .map_err(|_| KeyError::Format(path.display().to_string()));
+        raw.zeroize();
+        result
+    }
+
+    /// Writes a new key to a file that must not exist yet, readable by its owner only.
+    pub fn write_new(path: &Path) -> Result<Self, KeyError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let key = Self::generate();
+        let werr = |source| KeyError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(werr)?;
+        let mut line = format!("{FILE_PREFIX}{}\n", STANDARD.encode(key.0));
+        let res = f.write_all(line.as_bytes()).and_then(|_| f.sync_all());
+        line.zeroize();
+        res.map_err(werr)?;
+        Ok(key)
+    }
+
+    /// Reads the key at `path`, creating it on first use.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        if path.exists() {
+            Self::read(path)
+        } else {
+            match Self::write_new(path) {
+                // Another process created it between the check and the create: use theirs.
+                Err(KeyError::Write { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    Self::read(path)
+                }
+                other => other,
+            }
+        }
+    }
+
+    /// A 32-byte subkey for one purpose (e.g. "csrf").
+    pub fn derive(&self, purpose: &str) -> SecretBytes {
+        let hk = Hkdf::<Sha256>::new(Some(b"sesame-subkey-v1"), &self.0);
+        let mut out = vec![0u8; 32];
+        hk.expand(purpose.as_bytes(), &mut out)
+            .expect("32 bytes is a valid HKDF length");
+        SecretBytes::new(out)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.0).into())
+    }
+
+    /// Encrypts `plaintext` bound to `aad` (the row identity). Output: nonce || ciphertext.
+    pub fn seal(&self, aad: &str, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .cipher()
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Decrypts what [`MasterKey::seal`] produced for the same `aad`.
+    pub fn open(&self, aad: &str, sealed: &[u8]) -> Option<SecretBytes> {
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        self.cipher()
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()
+            .map(SecretBytes::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn sealed_secret_opens_only_with_its_row_identity() {
+        let k = MasterKey::generate();
+        let sealed = k.seal("method:1", b"seed");
+        assert_eq!(k.open("method:1", &sealed).unwrap().expose(), b"seed");
+        assert!(k.open("method:2", &sealed).is_none());
+        assert!(MasterKey::generate().open("method:1", &sealed).is_none());
+        assert!(k.open("method:1", &sealed[..10]).is_none());
+    }
+
+    #[test]
+    fn key_file_is_private_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let k = MasterKey::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(k.derive("csrf"), again.derive("csrf"));
+        assert_ne!(k.derive("csrf"), k.derive("other"));
+        assert!(
+            MasterKey::write_new(&path).is_err(),
+            "never overwrites a key"
+        );
+        std::fs::write(&path, "garbage").unwrap();
+        assert!(matches!(MasterKey::read(&path), Err(KeyError::Format(_))));
+    }
+}

@@ -1,0 +1,889 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! Every write is a single statement (conditional `UPDATE`, `INSERT ... ON CONFLICT`,
+//! `DELETE ... RETURNING`), so writers never hold a read lock while waiting to write and the
+//! busy timeout is enough to serialise them: no "database is locked" at normal load.
+
+use crate::{
+    crypto::MasterKey, name_key, AuditEvent, AuditFilter, AuditResult, Group, Method, NewUser,
+    Result, SessionLimits, SessionRecord, SignInRecord, Store, StoreError, User,
+};
+use async_trait::async_trait;
+use rand::RngCore;
+use sesame_core::lockout::{AttemptGate, LockoutPolicy};
+use sesame_core::method::{Amr, MethodKind};
+use sesame_core::secret::SecretBytes;
+use sesame_core::signin::{CompletedSignIn, SignInState};
+use sesame_core::{GroupId, MethodId, TenantId, UnixTime, UserId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    key: MasterKey,
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn method_aad(public_id: &str, user: UserId) -> String {
+    format!("sesame:method:{public_id}:user:{user}")
+}
+
+fn enrollment_aad(id: &str, user: UserId) -> String {
+    format!("sesame:totp-enrollment:{id}:user:{user}")
+}
+
+const USER_COLUMNS: &str =
+    "id, tenant_id, username, display_name, password_hash, is_admin, is_blocked, default_method_id, created_at";
+
+fn user_from_row(r: &SqliteRow) -> Result<User> {
+    let hash: Option<String> = r.try_get("password_hash").map_err(db_err)?;
+    Ok(User {
+        id: UserId(r.try_get("id").map_err(db_err)?),
+        tenant: TenantId(r.try_get("tenant_id").map_err(db_err)?),
+        username: r.try_get("username").map_err(db_err)?,
+        display_name: r.try_get("display_name").map_err(db_err)?,
+        has_password: hash.is_some(),
+        password_hash: hash,
+        is_admin: r.try_get("is_admin").map_err(db_err)?,
+        is_blocked: r.try_get("is_blocked").map_err(db_err)?,
+        default_method: r
+            .try_get::<Option<i64>, _>("default_method_id")
+            .map_err(db_err)?
+            .map(MethodId),
+        created_at: r.try_get("created_at").map_err(db_err)?,
+    })
+}
+
+fn group_from_row(r: &SqliteRow) -> Result<Group> {
+    Ok(Group {
+        id: GroupId(r.try_get("id").map_err(db_err)?),
+        tenant: TenantId(r.try_get("tenant_id").map_err(db_err)?),
+        name: r.try_get("name").map_err(db_err)?,
+        member_count: r.try_get("member_count").map_err(db_err)?,
+        created_at: r.try_get("created_at").map_err(db_err)?,
+    })
+}
+
+const GROUP_SELECT: &str = "SELECT g.id, g.tenant_id, g.name, g.created_at, \
+     (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count FROM groups g";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path, key: MasterKey) -> Result<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(db_err)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self { pool, key })
+    }
+
+    fn open_method(&self, r: &SqliteRow) -> Result<Method> {
+        let user = UserId(r.try_get("user_id").map_err(db_err)?);
+        let public_id: String = r.try_get("public_id").map_err(db_err)?;
+        let kind_s: String = r.try_get("kind").map_err(db_err)?;
+        let kind: MethodKind = kind_s.parse().map_err(StoreError::Database)?;
+        let sealed: Option<Vec<u8>> = r.try_get("secret_enc").map_err(db_err)?;
+        let totp_secret = match sealed {
+            Some(s) => Some(
+                self.key
+                    .open(&method_aad(&public_id, user), &s)
+                    .ok_or(StoreError::Decrypt)?,
+            ),
+            None => None,
+        };
+        Ok(Method {
+            id: MethodId(r.try_get("id").map_err(db_err)?),
+            user,
+            kind,
+            label: r.try_get("label").map_err(db_err)?,
+            totp_secret,
+            created_at: r.try_get("created_at").map_err(db_err)?,
+            last_used_at: r.try_get("last_used_at").map_err(db_err)?,
+        })
+    }
+}
+
+fn amr_to_json(amr: &[Amr]) -> String {
+    serde_json::to_string(amr).expect("amr list serialises")
+}
+
+fn audit_from_row(r: &SqliteRow) -> Result<AuditEvent> {
+    let result: String = r.try_get("result").map_err(db_err)?;
+    Ok(AuditEvent {
+        id: r.try_get("id").map_err(db_err)?,
+        at: r.try_get("at").map_err(db_err)?,
+        tenant: TenantId(r.try_get("tenant_id").map_err(db_err)?),
+        user: r
+            .try_get::<Option<i64>, _>("user_id")
+            .map_err(db_err)?
+            .map(UserId),
+        username: r.try_get("username").map_err(db_err)?,
+        ip: r.try_get("ip").map_err(db_err)?,
+        user_agent: r.try_get("user_agent").map_err(db_err)?,
+        event: r.try_get("event").map_err(db_err)?,
+        method: r.try_get("method").map_err(db_err)?,
+        result: if result == "success" {
+            AuditResult::Success
+        } else {
+            AuditResult::Failure
+        },
+        reason: r.try_get("reason").map_err(db_err)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn default_tenant(&self) -> Result<TenantId> {
+        let id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'default'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(TenantId(id))
+    }
+
+    async fn create_user(&self, new: NewUser, now: UnixTime) -> Result<User> {
+        let sql = format!(
+            "INSERT INTO users (tenant_id, username, username_key, display_name, password_hash, is_admin, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(new.tenant.0)
+            .bind(new.username.trim())
+            .bind(name_key(&new.username))
+            .bind(&new.display_name)
+            .bind(&new.password_hash)
+            .bind(new.is_admin)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("user {:?}", new.username.trim()))
+                } else {
+                    db_err(e)
+                }
+            })?;
+        user_from_row(&row)
+    }
+
+    async fn find_user(&self, id: UserId) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn find_user_by_username(
+        &self,
+        tenant: TenantId,
+        username: &str,
+    ) -> Result<Option<User>> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ? AND username_key = ?");
+        let row = sqlx::query(&sql)
+            .bind(tenant.0)
+            .bind(name_key(username))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self, tenant: TenantId) -> Result<Vec<User>> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ? ORDER BY username_key");
+        let rows = sqlx::query(&sql)
+            .bind(tenant.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user_password(&self, id: UserId, hash: Option<&str>) -> Result<()> {
+        let n = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    }
+
+    async fn update_user_blocked(&self, id: UserId, blocked: bool) -> Result<()> {
+        let n = sqlx::query("UPDATE users SET is_blocked = ? WHERE id = ?")
+            .bind(blocked)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    }
+
+    async fn update_default_method(&self, id: UserId, method: Option<MethodId>) -> Result<()> {
+        // The method must belong to the user; the subquery makes that part of the same statement.
+        let n = sqlx::query(
+            "UPDATE users SET default_method_id = ?1 WHERE id = ?2 \
+             AND (?1 IS NULL OR EXISTS (SELECT 1 FROM methods WHERE id = ?1 AND user_id = ?2))",
+        )
+        .bind(method.map(|m| m.0))
+        .bind(id.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("method".into()));
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn count_admins(&self, tenant: TenantId) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant_id = ? AND is_admin = 1")
+            .bind(tenant.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn create_group(&self, tenant: TenantId, name: &str, now: UnixTime) -> Result<Group> {
+        sqlx::query(
+            "INSERT INTO groups (tenant_id, name, name_key, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(tenant.0)
+        .bind(name.trim())
+        .bind(name_key(name))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("group {:?}", name.trim()))
+            } else {
+                db_err(e)
+            }
+        })?;
+        self.find_group_by_name(tenant, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("group {name:?}")))
+    }
+
+    async fn find_group_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Group>> {
+        let sql = format!("{GROUP_SELECT} WHERE g.tenant_id = ? AND g.name_key = ?");
+        let row = sqlx::query(&sql)
+            .bind(tenant.0)
+            .bind(name_key(name))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    async fn list_groups(&self, tenant: TenantId) -> Result<Vec<Group>> {
+        let sql = format!("{GROUP_SELECT} WHERE g.tenant_id = ? ORDER BY g.name_key");
+        let rows = sqlx::query(&sql)
+            .bind(tenant.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(group_from_row).collect()
+    }
+
+    async fn list_user_groups(&self, user: UserId) -> Result<Vec<Group>> {
+        let sql = format!(
+            "{GROUP_SELECT} WHERE g.id IN (SELECT group_id FROM group_members WHERE user_id = ?) ORDER BY g.name_key"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(group_from_row).collect()
+    }
+
+    async fn list_group_members(&self, group: GroupId) -> Result<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id IN (SELECT user_id FROM group_members WHERE group_id = ?) \
+             ORDER BY username_key"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(group.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn add_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {
+        let n = sqlx::query(
+            "INSERT INTO group_members (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(group.0)
+        .bind(user.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn remove_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM group_members WHERE group_id = ? AND user_id = ?")
+            .bind(group.0)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn create_totp_enrollment(
+        &self,
+        user: UserId,
+        secret: &SecretBytes,
+        expires_at: UnixTime,
+    ) -> Result<String> {
+        let id = random_hex(16);
+        let sealed = self.key.seal(&enrollment_aad(&id, user), secret.expose());
+        sqlx::query("INSERT INTO totp_enrollments (id, user_id, secret_enc, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(&id)
+            .bind(user.0)
+            .bind(sealed)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(id)
+    }
+
+    async fn find_totp_enrollment(
+        &self,
+        user: UserId,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<SecretBytes>> {
+        let sealed: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT secret_enc FROM totp_enrollments WHERE id = ? AND user_id = ? AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(user.0)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        sealed
+            .map(|s| {
+                self.key
+                    .open(&enrollment_aad(id, user), &s)
+                    .ok_or(StoreError::Decrypt)
+            })
+            .transpose()
+    }
+
+    async fn take_totp_enrollment(
+        &self,
+        user: UserId,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<SecretBytes>> {
+        let sealed: Option<Vec<u8>> = sqlx::query_scalar(
+            "DELETE FROM totp_enrollments WHERE id = ? AND user_id = ? AND expires_at > ? RETURNING secret_enc",
+        )
+        .bind(id)
+        .bind(user.0)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        // Expired enrolments of this user are garbage now.
+        sqlx::query("DELETE FROM totp_enrollments WHERE user_id = ? AND expires_at <= ?")
+            .bind(user.0)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        sealed
+            .map(|s| {
+                self.key
+                    .open(&enrollment_aad(id, user), &s)
+                    .ok_or(StoreError::Decrypt)
+            })
+            .transpose()
+    }
+
+    async fn create_totp_method(
+        &self,
+        user: UserId,
+        label: &str,
+        secret: &SecretBytes,
+        used_step: i64,
+        now: UnixTime,
+    ) -> Result<Method> {
+        let public_id = random_hex(16);
+        let sealed = self
+            .key
+            .seal(&method_aad(&public_id, user), secret.expose());
+        let row = sqlx::query(
+            "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, last_totp_step, created_at) \
+             VALUES (?, ?, 'totp', ?, ?, ?, ?) \
+             RETURNING id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at",
+        )
+        .bind(&public_id)
+        .bind(user.0)
+        .bind(label)
+        .bind(sealed)
+        .bind(used_step)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        self.open_method(&row)
+    }
+
+    async fn list_methods(&self, user: UserId) -> Result<Vec<Method>> {
+        let rows = sqlx::query(
+            "SELECT id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at \
+             FROM methods WHERE user_id = ? ORDER BY id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| self.open_method(r)).collect()
+    }
+
+    async fn delete_method(&self, user: UserId, method: MethodId) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM methods WHERE id = ? AND user_id = ?")
+            .bind(method.0)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if n == 1 {
+            sqlx::query(
+                "UPDATE users SET default_method_id = NULL WHERE id = ? AND default_method_id = ?",
+            )
+            .bind(user.0)
+            .bind(method.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(n == 1)
+    }
+
+    async fn delete_all_methods(&self, user: UserId) -> Result<u64> {
+        let n = sqlx::query("DELETE FROM methods WHERE user_id = ?")
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        sqlx::query("UPDATE users SET default_method_id = NULL WHERE id = ?")
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("DELETE FROM attempt_counters WHERE user_id = ?")
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n)
+    }
+
+    async fn claim_totp_step(&self, method: MethodId, step: i64, now: UnixTime) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE methods SET last_totp_step = ?1, last_used_at = ?2 \
+             WHERE id = ?3 AND (last_totp_step IS NULL OR last_totp_step < ?1)",
+        )
+        .bind(step)
+        .bind(now)
+        .bind(method.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn reserve_attempt(
+        &self,
+        user: UserId,
+        kind: &str,
+        policy: &LockoutPolicy,
+        now: UnixTime,
+    ) -> Result<AttemptGate> {
+        // Compare-and-set on the failure count: of N parallel attempts that read the same count,
+        // exactly one increments it; the others read again and see the new count.
+        for _ in 0..10_000 {
+            let row = sqlx::query("SELECT failures, last_failure_at FROM attempt_counters WHERE user_id = ? AND kind = ?")
+                .bind(user.0)
+                .bind(kind)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+            let (failures, last): (i64, Option<i64>) = match row {
+                Some(r) => (r.try_get(0).map_err(db_err)?, r.try_get(1).map_err(db_err)?),
+                None => {
+                    sqlx::query(
+                        "INSERT INTO attempt_counters (user_id, kind, failures, last_failure_at) VALUES (?, ?, 0, NULL) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(user.0)
+                    .bind(kind)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                    continue;
+                }
+            };
+            let gate = policy.gate(u32::try_from(failures).unwrap_or(u32::MAX), last, now);
+            if gate != AttemptGate::Open {
+                return Ok(gate);
+            }
+            let n = sqlx::query(
+                "UPDATE attempt_counters SET failures = failures + 1, last_failure_at = ? \
+                 WHERE user_id = ? AND kind = ? AND failures = ?",
+            )
+            .bind(now)
+            .bind(user.0)
+            .bind(kind)
+            .bind(failures)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            if n == 1 {
+                return Ok(AttemptGate::Open);
+            }
+        }
+        Err(StoreError::Database(
+            "attempt counter contention did not settle".into(),
+        ))
+    }
+
+    async fn clear_failures(&self, user: UserId, kind: &str) -> Result<()> {
+        sqlx::query("UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = ? AND failures <> 0")
+            .bind(user.0)
+            .bind(kind)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_failures(&self, user: UserId, kind: &str) -> Result<(u32, Option<UnixTime>)> {
+        let row = sqlx::query(
+            "SELECT failures, last_failure_at FROM attempt_counters WHERE user_id = ? AND kind = ?",
+        )
+        .bind(user.0)
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        match row {
+            Some(r) => {
+                let f: i64 = r.try_get(0).map_err(db_err)?;
+                Ok((
+                    u32::try_from(f).unwrap_or(u32::MAX),
+                    r.try_get(1).map_err(db_err)?,
+                ))
+            }
+            None => Ok((0, None)),
+        }
+    }
+
+    async fn create_signin(&self, rec: &SignInRecord) -> Result<()> {
+        // Opportunistic clean-up keeps the table small without a background job.
+        sqlx::query("DELETE FROM signin_transactions WHERE expires_at < ?")
+            .bind(rec.created_at - 3600)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO signin_transactions (id_hash, tenant_id, username, state, version, next_path, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&rec.id_hash)
+        .bind(rec.tenant.0)
+        .bind(&rec.username)
+        .bind(serde_json::to_string(&rec.state).expect("state serialises"))
+        .bind(rec.version)
+        .bind(&rec.next_path)
+        .bind(rec.created_at)
+        .bind(rec.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_signin(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SignInRecord>> {
+        let row = sqlx::query(
+            "SELECT tenant_id, username, state, version, next_path, created_at, expires_at \
+             FROM signin_transactions WHERE id_hash = ? AND expires_at > ?",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(r) = row else { return Ok(None) };
+        let state: String = r.try_get("state").map_err(db_err)?;
+        Ok(Some(SignInRecord {
+            id_hash: id_hash.to_vec(),
+            tenant: TenantId(r.try_get("tenant_id").map_err(db_err)?),
+            username: r.try_get("username").map_err(db_err)?,
+            state: serde_json::from_str(&state).map_err(|e| StoreError::Database(e.to_string()))?,
+            version: r.try_get("version").map_err(db_err)?,
+            next_path: r.try_get("next_path").map_err(db_err)?,
+            created_at: r.try_get("created_at").map_err(db_err)?,
+            expires_at: r.try_get("expires_at").map_err(db_err)?,
+        }))
+    }
+
+    async fn update_signin_state(
+        &self,
+        id_hash: &[u8],
+        expected_version: i64,
+        state: &SignInState,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE signin_transactions SET state = ?, version = version + 1 WHERE id_hash = ? AND version = ?",
+        )
+        .bind(serde_json::to_string(state).expect("state serialises"))
+        .bind(id_hash)
+        .bind(expected_version)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn delete_signin(&self, id_hash: &[u8]) -> Result<()> {
+        sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        id_hash: &[u8],
+        tenant: TenantId,
+        signin: &CompletedSignIn,
+        now: UnixTime,
+        limits: SessionLimits,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, tenant_id, user_id, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_hash)
+        .bind(tenant.0)
+        .bind(signin.user().0)
+        .bind(amr_to_json(signin.amr()))
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(now + limits.idle_secs)
+        .bind(now + limits.absolute_secs)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_session(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query(
+            "SELECT tenant_id, user_id, amr, auth_time, created_at, last_seen_at FROM sessions \
+             WHERE id_hash = ?1 AND revoked_at IS NULL AND idle_expires_at > ?2 AND expires_at > ?2",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(r) = row else { return Ok(None) };
+        let amr: String = r.try_get("amr").map_err(db_err)?;
+        Ok(Some(SessionRecord {
+            tenant: TenantId(r.try_get("tenant_id").map_err(db_err)?),
+            user: UserId(r.try_get("user_id").map_err(db_err)?),
+            amr: serde_json::from_str(&amr).map_err(|e| StoreError::Database(e.to_string()))?,
+            auth_time: r.try_get("auth_time").map_err(db_err)?,
+            created_at: r.try_get("created_at").map_err(db_err)?,
+            last_seen_at: r.try_get("last_seen_at").map_err(db_err)?,
+        }))
+    }
+
+    async fn touch_session(
+        &self,
+        id_hash: &[u8],
+        now: UnixTime,
+        limits: SessionLimits,
+    ) -> Result<()> {
+        // At most one write a minute per session: the idle timeout does not need more precision.
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = ?1, idle_expires_at = ?2 \
+             WHERE id_hash = ?3 AND revoked_at IS NULL AND last_seen_at < ?1 - 60",
+        )
+        .bind(now)
+        .bind(now + limits.idle_secs)
+        .bind(id_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn revoke_session(&self, id_hash: &[u8], now: UnixTime) -> Result<()> {
+        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId, now: UnixTime) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected())
+    }
+
+    async fn create_setup_token(&self, token_hash: &[u8], expires_at: UnixTime) -> Result<()> {
+        sqlx::query("INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?, ?)")
+            .bind(token_hash)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn consume_setup_token(&self, token_hash: &[u8], now: UnixTime) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE setup_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn is_setup_token_valid(&self, token_hash: &[u8], now: UnixTime) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM setup_tokens WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, tenant_id, user_id, username, ip, user_agent, event, method, result, reason) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at)
+        .bind(e.tenant.0)
+        .bind(e.user.map(|u| u.0))
+        .bind(&e.username)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.event)
+        .bind(&e.method)
+        .bind(e.result.as_str())
+        .bind(&e.reason)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, at, tenant_id, user_id, username, ip, user_agent, event, method, result, reason FROM audit_log \
+             WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR result = ?3) \
+             ORDER BY id DESC LIMIT ?4",
+        )
+        .bind(f.tenant.map(|t| t.0))
+        .bind(f.user.map(|u| u.0))
+        .bind(f.result.map(|r| r.as_str()))
+        .bind(if f.limit > 0 { f.limit } else { 100 })
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}

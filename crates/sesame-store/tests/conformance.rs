@@ -1,0 +1,444 @@
+//! The store conformance suite. Every backend must pass it; it runs against SQLite always.
+
+use sesame_core::lockout::{AttemptGate, LockoutPolicy};
+use sesame_core::method::{Amr, MethodKind};
+use sesame_core::secret::SecretBytes;
+use sesame_core::signin::SignInState;
+use sesame_core::UserId;
+use sesame_store::sqlite::SqliteStore;
+use sesame_store::{
+    AuditEvent, AuditFilter, AuditResult, MasterKey, NewUser, SessionLimits, SignInRecord, Store,
+    StoreError,
+};
+use std::sync::Arc;
+
+const NOW: i64 = 1_700_000_000;
+
+async fn sqlite() -> (tempfile::TempDir, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("sesame.db"),
+        MasterKey::from_bytes([7; 32]),
+    )
+    .await
+    .unwrap();
+    (dir, Arc::new(store))
+}
+
+async fn user(store: &dyn Store, name: &str) -> UserId {
+    let t = store.default_tenant().await.unwrap();
+    let new = NewUser {
+        tenant: t,
+        username: name.into(),
+        display_name: name.into(),
+        password_hash: None,
+        is_admin: false,
+    };
+    store.create_user(new, NOW).await.unwrap().id
+}
+
+#[tokio::test]
+async fn usernames_are_unique_ignoring_case() {
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let id = user(&*s, "Alice").await;
+    let found = s.find_user_by_username(t, "aLICE").await.unwrap().unwrap();
+    assert_eq!(found.id, id);
+    assert_eq!(found.username, "Alice");
+    let dup = NewUser {
+        tenant: t,
+        username: "alice".into(),
+        display_name: "x".into(),
+        password_hash: None,
+        is_admin: false,
+    };
+    assert!(matches!(
+        s.create_user(dup, NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.find_user_by_username(t, "bob").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn groups_and_membership() {
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let a = user(&*s, "a").await;
+    let g = s.create_group(t, "Pilot", NOW).await.unwrap();
+    assert!(matches!(
+        s.create_group(t, "pilot", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.add_group_member(g.id, a).await.unwrap());
+    assert!(!s.add_group_member(g.id, a).await.unwrap());
+    assert_eq!(s.list_groups(t).await.unwrap()[0].member_count, 1);
+    assert_eq!(s.list_user_groups(a).await.unwrap()[0].name, "Pilot");
+    assert_eq!(s.list_group_members(g.id).await.unwrap()[0].id, a);
+    assert!(s.remove_group_member(g.id, a).await.unwrap());
+    assert!(!s.remove_group_member(g.id, a).await.unwrap());
+}
+
+#[tokio::test]
+async fn totp_secret_is_encrypted_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sesame.db");
+    let s = SqliteStore::open(&path, MasterKey::from_bytes([1; 32]))
+        .await
+        .unwrap();
+    let u = user(&s, "a").await;
+    let secret = SecretBytes::new(b"PLAINTEXT-SEED-0123456789".to_vec());
+    s.create_totp_method(u, "Phone", &secret, 0, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_methods(u).await.unwrap()[0]
+            .totp_secret
+            .as_ref()
+            .unwrap(),
+        &secret
+    );
+    drop(s);
+    let raw = std::fs::read(&path).unwrap();
+    let wal = std::fs::read(dir.path().join("sesame.db-wal")).unwrap_or_default();
+    let needle = b"PLAINTEXT-SEED";
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "seed found in clear on disk"
+        );
+    }
+    // Another master key cannot read it.
+    let other = SqliteStore::open(&path, MasterKey::from_bytes([2; 32]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        other.list_methods(u).await,
+        Err(StoreError::Decrypt)
+    ));
+}
+
+#[tokio::test]
+async fn totp_step_is_claimed_once_and_never_backwards() {
+    let (_d, s) = sqlite().await;
+    let u = user(&*s, "a").await;
+    let m = s
+        .create_totp_method(u, "Phone", &SecretBytes::new(vec![1; 20]), 100, NOW)
+        .await
+        .unwrap();
+    assert!(
+        !s.claim_totp_step(m.id, 100, NOW).await.unwrap(),
+        "enrolment step cannot sign in"
+    );
+    assert!(s.claim_totp_step(m.id, 101, NOW).await.unwrap());
+    assert!(
+        !s.claim_totp_step(m.id, 101, NOW).await.unwrap(),
+        "same step twice"
+    );
+    assert!(
+        !s.claim_totp_step(m.id, 100, NOW).await.unwrap(),
+        "older after newer"
+    );
+    assert!(s.claim_totp_step(m.id, 102, NOW).await.unwrap());
+}
+
+#[tokio::test]
+async fn totp_step_claimed_by_fifty_parallel_requests_once() {
+    let (_d, s) = sqlite().await;
+    let u = user(&*s, "a").await;
+    let m = s
+        .create_totp_method(u, "Phone", &SecretBytes::new(vec![1; 20]), 0, NOW)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_totp_step(m.id, 5, NOW).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += t.await.unwrap() as usize;
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test]
+async fn parallel_attempts_never_evaluate_more_than_the_limit() {
+    let (_d, s) = sqlite().await;
+    let u = user(&*s, "a").await;
+    let policy = LockoutPolicy::default();
+    let tasks: Vec<_> = (0..500)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.reserve_attempt(u, "totp", &policy, NOW).await.unwrap() })
+        })
+        .collect();
+    let mut open = 0;
+    for t in tasks {
+        if t.await.unwrap() == AttemptGate::Open {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 10, "exactly the soft limit may be evaluated");
+    assert_eq!(s.find_failures(u, "totp").await.unwrap(), (10, Some(NOW)));
+    // After the lock expires, one more attempt; then the lock doubles.
+    assert_eq!(
+        s.reserve_attempt(u, "totp", &policy, NOW + 60)
+            .await
+            .unwrap(),
+        AttemptGate::Open
+    );
+    assert_eq!(
+        s.reserve_attempt(u, "totp", &policy, NOW + 61)
+            .await
+            .unwrap(),
+        AttemptGate::SoftLocked {
+            until: NOW + 60 + 120
+        }
+    );
+    // Counters are per method kind.
+    assert_eq!(
+        s.reserve_attempt(u, "sms", &policy, NOW).await.unwrap(),
+        AttemptGate::Open
+    );
+    s.clear_failures(u, "totp").await.unwrap();
+    assert_eq!(s.find_failures(u, "totp").await.unwrap().0, 0);
+}
+
+#[tokio::test]
+async fn failure_counter_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sesame.db");
+    let s = SqliteStore::open(&path, MasterKey::from_bytes([1; 32]))
+        .await
+        .unwrap();
+    let u = user(&s, "a").await;
+    for _ in 0..3 {
+        s.reserve_attempt(u, "totp", &LockoutPolicy::default(), NOW)
+            .await
+            .unwrap();
+    }
+    drop(s);
+    let s = SqliteStore::open(&path, MasterKey::from_bytes([1; 32]))
+        .await
+        .unwrap();
+    assert_eq!(s.find_failures(u, "totp").await.unwrap().0, 3);
+}
+
+#[tokio::test]
+async fn enrollment_is_taken_once_and_expires() {
+    let (_d, s) = sqlite().await;
+    let u = user(&*s, "a").await;
+    let other = user(&*s, "b").await;
+    let secret = SecretBytes::new(vec![9; 20]);
+    let id = s
+        .create_totp_enrollment(u, &secret, NOW + 600)
+        .await
+        .unwrap();
+    assert!(
+        s.find_totp_enrollment(other, &id, NOW)
+            .await
+            .unwrap()
+            .is_none(),
+        "bound to its user"
+    );
+    assert_eq!(
+        s.find_totp_enrollment(u, &id, NOW).await.unwrap().unwrap(),
+        secret
+    );
+    assert!(
+        s.find_totp_enrollment(u, &id, NOW + 600)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(s
+        .take_totp_enrollment(other, &id, NOW)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.take_totp_enrollment(u, &id, NOW).await.unwrap().unwrap(),
+        secret
+    );
+    assert!(
+        s.take_totp_enrollment(u, &id, NOW).await.unwrap().is_none(),
+        "single use"
+    );
+}
+
+#[tokio::test]
+async fn signin_state_changes_are_compare_and_set() {
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let rec = SignInRecord {
+        id_hash: vec![1; 32],
+        tenant: t,
+        username: "a".into(),
+        state: SignInState::Identified { user: Some(u) },
+        version: 0,
+        next_path: None,
+        created_at: NOW,
+        expires_at: NOW + 600,
+    };
+    s.create_signin(&rec).await.unwrap();
+    let done = SignInState::Done {
+        user: u,
+        amr: vec![Amr::Pwd],
+    };
+    assert!(s.update_signin_state(&rec.id_hash, 0, &done).await.unwrap());
+    assert!(
+        !s.update_signin_state(&rec.id_hash, 0, &done).await.unwrap(),
+        "stale version loses"
+    );
+    let found = s.find_signin(&rec.id_hash, NOW).await.unwrap().unwrap();
+    assert_eq!((found.version, found.state), (1, done));
+    assert!(
+        s.find_signin(&rec.id_hash, NOW + 600)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+}
+
+#[tokio::test]
+async fn sessions_expire_idle_absolute_and_on_revocation() {
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let done = SignInState::Done {
+        user: u,
+        amr: vec![Amr::Pwd, Amr::Otp, Amr::Mfa],
+    }
+    .completed()
+    .unwrap();
+    let limits = SessionLimits {
+        idle_secs: 3600,
+        absolute_secs: 86_400,
+    };
+    s.create_session(b"s1", t, &done, NOW, limits)
+        .await
+        .unwrap();
+    let rec = s.find_session(b"s1", NOW + 10).await.unwrap().unwrap();
+    assert_eq!(rec.amr, vec![Amr::Pwd, Amr::Otp, Amr::Mfa]);
+    assert!(
+        s.find_session(b"s1", NOW + 3600).await.unwrap().is_none(),
+        "idle timeout"
+    );
+    s.touch_session(b"s1", NOW + 3000, limits).await.unwrap();
+    assert!(
+        s.find_session(b"s1", NOW + 6000).await.unwrap().is_some(),
+        "touched"
+    );
+    let mut t2 = NOW;
+    while t2 < NOW + 86_400 {
+        t2 += 3000;
+        s.touch_session(b"s1", t2, limits).await.unwrap();
+    }
+    assert!(
+        s.find_session(b"s1", NOW + 86_400).await.unwrap().is_none(),
+        "absolute timeout"
+    );
+    s.create_session(b"s2", t, &done, NOW, limits)
+        .await
+        .unwrap();
+    s.revoke_user_sessions(u, NOW).await.unwrap();
+    assert!(s.find_session(b"s2", NOW + 1).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn setup_token_is_single_use() {
+    let (_d, s) = sqlite().await;
+    s.create_setup_token(b"tok", NOW + 100).await.unwrap();
+    assert!(s.is_setup_token_valid(b"tok", NOW).await.unwrap());
+    assert!(
+        !s.consume_setup_token(b"tok", NOW + 100).await.unwrap(),
+        "expired"
+    );
+    assert!(s.consume_setup_token(b"tok", NOW).await.unwrap());
+    assert!(!s.consume_setup_token(b"tok", NOW).await.unwrap());
+    assert!(!s.is_setup_token_valid(b"tok", NOW).await.unwrap());
+}
+
+#[tokio::test]
+async fn default_method_must_belong_to_the_user() {
+    let (_d, s) = sqlite().await;
+    let a = user(&*s, "a").await;
+    let b = user(&*s, "b").await;
+    let m = s
+        .create_totp_method(a, "Phone", &SecretBytes::new(vec![1; 20]), 0, NOW)
+        .await
+        .unwrap();
+    assert!(s.update_default_method(b, Some(m.id)).await.is_err());
+    s.update_default_method(a, Some(m.id)).await.unwrap();
+    assert_eq!(
+        s.find_user(a).await.unwrap().unwrap().default_method,
+        Some(m.id)
+    );
+    assert!(s.delete_method(a, m.id).await.unwrap());
+    assert_eq!(s.find_user(a).await.unwrap().unwrap().default_method, None);
+    assert_eq!(m.kind, MethodKind::Totp);
+}
+
+#[tokio::test]
+async fn audit_log_filters() {
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let a = user(&*s, "a").await;
+    for (i, result) in [
+        AuditResult::Success,
+        AuditResult::Failure,
+        AuditResult::Failure,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.append_audit(&AuditEvent {
+            id: 0,
+            at: NOW + i as i64,
+            tenant: t,
+            user: Some(a),
+            username: "a".into(),
+            ip: "127.0.0.1".into(),
+            user_agent: "test".into(),
+            event: "sign_in".into(),
+            method: Some("totp".into()),
+            result,
+            reason: None,
+        })
+        .await
+        .unwrap();
+    }
+    let all = s
+        .list_audit(&AuditFilter {
+            user: Some(a),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].at, NOW + 2, "newest first");
+    let failures = s
+        .list_audit(&AuditFilter {
+            result: Some(AuditResult::Failure),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 2);
+    assert_eq!(
+        s.list_audit(&AuditFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+}
