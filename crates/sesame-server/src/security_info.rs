@@ -1,0 +1,389 @@
+//! "My security info": the user's methods, default method and devices.
+//!
+//! Adding a method needs a recent sign-in; removing one needs a recent sign-in that included a
+//! second step, so a stolen idle session cannot strip an account's protection.
+
+use crate::audit::{self, Entry};
+use crate::error::AppError;
+use crate::session::{reauth_redirect, SignedIn};
+use crate::web::{esc, fmt_time, layout_with_class, page, see_other, Client, CsrfForm, CsrfToken};
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::RngCore;
+use serde::Deserialize;
+use sesame_core::secret::SecretBytes;
+use sesame_core::{totp, MethodId};
+use sesame_store::{AuditResult, Method};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/security-info", get(overview))
+        .route("/security-info/add", get(add_choose))
+        .route(
+            "/security-info/add/totp",
+            get(add_totp_page).post(add_totp_submit),
+        )
+        .route("/security-info/methods/{id}/delete", post(delete_method))
+        .route(
+            "/security-info/default",
+            get(default_page).post(default_submit),
+        )
+}
+
+/// How long a started authenticator set-up stays valid.
+const ENROLLMENT_SECS: i64 = 600;
+
+#[derive(Deserialize)]
+struct Flash {
+    done: Option<String>,
+}
+
+fn flash_text(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "added" => Some(
+            "Authenticator app added. From now on you will be asked for a code when you sign in.",
+        ),
+        "deleted" => Some("Method deleted."),
+        "default" => Some("Default method changed."),
+        _ => None,
+    }
+}
+
+fn method_name(m: &Method) -> String {
+    format!("{} — {}", m.kind.display_name(), m.label)
+}
+
+async fn overview(
+    State(state): State<AppState>,
+    me: SignedIn,
+    csrf: CsrfToken,
+    q: Query<Flash>,
+) -> Result<Response, AppError> {
+    let methods = state.store.list_methods(me.user.id).await?;
+    let flash = flash_text(q.done.as_deref())
+        .map(|t| format!("<p role=\"status\">{}</p>", esc(t)))
+        .unwrap_or_default();
+    let default = me
+        .user
+        .default_method
+        .and_then(|d| methods.iter().find(|m| m.id == d))
+        .map(method_name)
+        .unwrap_or_else(|| {
+            if me.user.has_password {
+                "Password only".into()
+            } else {
+                "None".into()
+            }
+        });
+    let rows: String = methods
+        .iter()
+        .map(|m| {
+            format!(
+                "<tr><td>{}</td><td>Added {}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"/security-info/methods/{}/delete\">{}\
+                 <button type=\"submit\" class=\"link\" aria-label=\"Delete {}\">Delete</button></form></td></tr>",
+                esc(&method_name(m)),
+                fmt_time(m.created_at),
+                m.last_used_at.map(|t| format!("Last used {}", fmt_time(t))).unwrap_or_else(|| "Not used yet".into()),
+                m.id,
+                csrf.hidden_field(),
+                esc(&method_name(m)),
+            )
+        })
+        .collect();
+    let table = if methods.is_empty() {
+        "<p>You have not added any verification method yet. Add one to protect your account with two-step verification.</p>".to_string()
+    } else {
+        format!("<table><thead><tr><th>Method</th><th>Added</th><th>Last used</th><th></th></tr></thead><tbody>{rows}</tbody></table>")
+    };
+    let change = if methods.is_empty() {
+        String::new()
+    } else {
+        " <a href=\"/security-info/default\">Change</a>".into()
+    };
+    let body = format!(
+        "<h1>My security info</h1>{flash}<p>These are the methods you use to sign in to your account or reset your password.</p>\
+         <p><strong>Default method:</strong> {}{change}</p>\
+         <p><a href=\"/security-info/add\">Add method</a></p>{table}\
+         <h2>Devices</h2><p>No devices registered.</p><p><a href=\"/account\">Back to My account</a></p>",
+        esc(&default)
+    );
+    Ok(page(
+        &csrf,
+        StatusCode::OK,
+        layout_with_class("My security info", &body, "wide"),
+    ))
+}
+
+async fn add_choose(State(state): State<AppState>, me: SignedIn, csrf: CsrfToken) -> Response {
+    if !me.is_recent(&state) {
+        return reauth_redirect("/security-info/add", true);
+    }
+    let body = "<h1>Add a method</h1><p>Which method would you like to add?</p>\
+        <ul class=\"options\"><li><a href=\"/security-info/add/totp\">Authenticator app (verification codes)</a></li></ul>\
+        <p><a href=\"/security-info\">Cancel</a></p>";
+    page(
+        &csrf,
+        StatusCode::OK,
+        layout_with_class("Add method", body, "wide"),
+    )
+}
+
+fn qr_data_uri(text: &str) -> Result<String, AppError> {
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| AppError::internal(format!("QR code: {e}")))?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(220, 220)
+        .quiet_zone(true)
+        .build();
+    Ok(format!(
+        "data:image/svg+xml;base64,{}",
+        STANDARD.encode(svg)
+    ))
+}
+
+fn grouped(secret_b32: &str) -> String {
+    secret_b32
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn totp_setup_html(
+    state: &AppState,
+    me: &SignedIn,
+    csrf: &CsrfToken,
+    enrollment: &str,
+    secret: &SecretBytes,
+    message: Option<&str>,
+) -> Result<String, AppError> {
+    let uri = totp::otpauth_uri(&state.config.issuer, &me.user.username, secret);
+    let msg = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(m)))
+        .unwrap_or_default();
+    Ok(format!(
+        "<h1>Set up your authenticator app</h1>\
+         <p>Scan the QR code with an authenticator app (Sesame Authenticator, or any app that supports verification codes).</p>\
+         <p><img id=\"totp-qr\" src=\"{}\" width=\"220\" height=\"220\" alt=\"QR code for your authenticator app\"></p>\
+         <p>Can't scan the image? Enter this secret key in your app instead (time-based, 6 digits, every 30 seconds):</p>\
+         <p class=\"secret\" id=\"totp-secret\">{}</p>\
+         <details><summary>Setup link</summary><p class=\"secret\" id=\"totp-uri\">{}</p></details>\
+         {msg}<form method=\"post\" action=\"/security-info/add/totp\">{}\
+         <input type=\"hidden\" name=\"enrollment\" value=\"{}\">\
+         <label for=\"code\">Code</label>\
+         <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"12\" required>\
+         <p class=\"note\">Enter the 6-digit code the app shows, to check that it is set up right.</p>\
+         <button type=\"submit\">Verify</button></form><p><a href=\"/security-info\">Cancel</a></p>",
+        qr_data_uri(&uri)?,
+        esc(&grouped(&totp::secret_base32(secret))),
+        esc(&uri),
+        csrf.hidden_field(),
+        esc(enrollment),
+    ))
+}
+
+async fn add_totp_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    if !me.is_recent(&state) {
+        return Ok(reauth_redirect("/security-info/add/totp", true));
+    }
+    let mut raw = vec![0u8; totp::SECRET_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let secret = SecretBytes::new(raw);
+    let enrollment = state
+        .store
+        .create_totp_enrollment(me.user.id, &secret, state.now() + ENROLLMENT_SECS)
+        .await?;
+    let html = totp_setup_html(&state, &me, &csrf, &enrollment, &secret, None)?;
+    Ok(page(
+        &csrf,
+        StatusCode::OK,
+        layout_with_class("Set up your authenticator app", &html, "wide"),
+    ))
+}
+
+async fn add_totp_submit(
+    State(state): State<AppState>,
+    me: SignedIn,
+    client: Client,
+    csrf: CsrfToken,
+    form: CsrfForm,
+) -> Result<Response, AppError> {
+    if !me.is_recent(&state) {
+        return Ok(reauth_redirect("/security-info/add/totp", true));
+    }
+    let now = state.now();
+    let enrollment = form.text("enrollment");
+    let expired = || {
+        AppError::BadRequest("This set-up has expired. Start again from My security info.".into())
+    };
+    let secret = state
+        .store
+        .find_totp_enrollment(me.user.id, enrollment, now)
+        .await?
+        .ok_or_else(expired)?;
+    let retry = |msg: &str| -> Result<Response, AppError> {
+        let html = totp_setup_html(&state, &me, &csrf, enrollment, &secret, Some(msg))?;
+        Ok(page(
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            layout_with_class("Set up your authenticator app", &html, "wide"),
+        ))
+    };
+    let code = match totp::parse_code(form.text("code")) {
+        Ok(c) => c,
+        Err(e) => return retry(&e.to_string()),
+    };
+    let Some(step) = totp::matching_step(&secret, &code, now) else {
+        return retry("That code didn't work. Check that the app shows this account and enter its current code.");
+    };
+    // Taking the enrolment is the single-use point: a replayed confirmation finds nothing.
+    let secret = state
+        .store
+        .take_totp_enrollment(me.user.id, enrollment, now)
+        .await?
+        .ok_or_else(expired)?;
+    let method = state
+        .store
+        .create_totp_method(me.user.id, "Authenticator app", &secret, step, now)
+        .await?;
+    if me.user.default_method.is_none() {
+        state
+            .store
+            .update_default_method(me.user.id, Some(method.id))
+            .await?;
+    }
+    audit::record(
+        &state,
+        &client,
+        Entry {
+            user: Some(me.user.id),
+            username: &me.user.username,
+            event: "method_added",
+            method: Some("totp"),
+            result: AuditResult::Success,
+            reason: None,
+        },
+    )
+    .await;
+    Ok(see_other("/security-info?done=added"))
+}
+
+async fn delete_method(
+    State(state): State<AppState>,
+    me: SignedIn,
+    client: Client,
+    Path(id): Path<i64>,
+    _form: CsrfForm,
+) -> Result<Response, AppError> {
+    if !me.has_fresh_second_factor(&state) {
+        return Ok(reauth_redirect("/security-info", true));
+    }
+    let methods = state.store.list_methods(me.user.id).await?;
+    let Some(m) = methods.iter().find(|m| m.id == MethodId(id)) else {
+        return Err(AppError::NotFound);
+    };
+    if !state.store.delete_method(me.user.id, m.id).await? {
+        return Err(AppError::NotFound);
+    }
+    // A new default: the oldest remaining method.
+    if me.user.default_method == Some(m.id) {
+        let next = methods.iter().find(|x| x.id != m.id).map(|x| x.id);
+        state.store.update_default_method(me.user.id, next).await?;
+    }
+    audit::record(
+        &state,
+        &client,
+        Entry {
+            user: Some(me.user.id),
+            username: &me.user.username,
+            event: "method_removed",
+            method: Some(m.kind.as_str()),
+            result: AuditResult::Success,
+            reason: None,
+        },
+    )
+    .await;
+    Ok(see_other("/security-info?done=deleted"))
+}
+
+async fn default_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    let methods = state.store.list_methods(me.user.id).await?;
+    if methods.is_empty() {
+        return Ok(see_other("/security-info"));
+    }
+    let options: String = methods
+        .iter()
+        .map(|m| {
+            let sel = if me.user.default_method == Some(m.id) {
+                " selected"
+            } else {
+                ""
+            };
+            format!(
+                "<option value=\"{}\"{sel}>{} (added {})</option>",
+                m.id,
+                esc(&method_name(m)),
+                fmt_time(m.created_at)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>Change default method</h1><p>Which method do you want to use to sign in?</p>\
+         <form method=\"post\" action=\"/security-info/default\">{}<label for=\"method\">Default method</label>\
+         <select id=\"method\" name=\"method\">{options}</select><button type=\"submit\">Confirm</button></form>\
+         <p><a href=\"/security-info\">Cancel</a></p>",
+        csrf.hidden_field()
+    );
+    Ok(page(
+        &csrf,
+        StatusCode::OK,
+        layout_with_class("Change default method", &body, "wide"),
+    ))
+}
+
+async fn default_submit(
+    State(state): State<AppState>,
+    me: SignedIn,
+    client: Client,
+    form: CsrfForm,
+) -> Result<Response, AppError> {
+    let id: i64 = form
+        .text("method")
+        .parse()
+        .map_err(|_| AppError::BadRequest("Choose one of your methods.".into()))?;
+    state
+        .store
+        .update_default_method(me.user.id, Some(MethodId(id)))
+        .await
+        .map_err(|_| AppError::BadRequest("Choose one of your methods.".into()))?;
+    audit::record(
+        &state,
+        &client,
+        Entry {
+            user: Some(me.user.id),
+            username: &me.user.username,
+            event: "default_method_changed",
+            method: None,
+            result: AuditResult::Success,
+            reason: None,
+        },
+    )
+    .await;
+    Ok(see_other("/security-info?done=default"))
+}

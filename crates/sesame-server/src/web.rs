@@ -1,0 +1,417 @@
+//! Web plumbing shared by every page: HTML layout and escaping, cookies, CSRF-checked forms,
+//! client information, redirects and security headers.
+
+use crate::error::AppError;
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+pub const SESSION_COOKIE: &str = "__Host-sesame-session";
+pub const SIGNIN_COOKIE: &str = "__Host-sesame-signin";
+pub const CSRF_COOKIE: &str = "__Host-sesame-csrf";
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;background:#f2f2f2;margin:0;color:#1b1b1b}\
+main{max-width:440px;margin:48px auto;background:#fff;padding:44px;box-shadow:0 2px 6px rgba(0,0,0,.2)}\
+main.wide{max-width:760px}h1{font-size:1.5rem;font-weight:600;margin:0 0 16px}\
+label{display:block;margin:16px 0 4px}input[type=text],input[type=password],select{width:100%;box-sizing:border-box;padding:8px;font-size:1rem;border:1px solid #666}\
+button{background:#0067b8;color:#fff;border:0;padding:8px 28px;font-size:1rem;margin-top:20px;cursor:pointer}\
+button.link{background:none;color:#0067b8;padding:0;margin:0;text-decoration:underline}\
+.error{color:#e81123}.note{color:#555}.brand{font-weight:600;color:#555;margin-bottom:16px}\
+table{width:100%;border-collapse:collapse}td,th{text-align:left;padding:8px 4px;border-bottom:1px solid #ddd}\
+.number{font-size:3rem;font-weight:600;text-align:center}.secret{font-family:monospace;font-size:1.1rem;word-break:break-all}\
+ul.options{list-style:none;padding:0}ul.options li{margin:8px 0}form.inline{display:inline}";
+
+/// A whole page around `body`.
+pub fn layout(title: &str, body: &str) -> Html<String> {
+    layout_with_class(title, body, "")
+}
+
+pub fn layout_with_class(title: &str, body: &str, class: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} - Sesame</title><style>{STYLE}</style></head>\
+         <body><main class=\"{class}\"><div class=\"brand\">Sesame</div>{body}</main></body></html>",
+        esc(title)
+    ))
+}
+
+/// A 303 redirect (the browser follows with GET).
+pub fn see_other(location: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location.to_string())],
+    )
+        .into_response()
+}
+
+/// Attaches `Set-Cookie` headers to a response.
+pub fn with_cookies(mut resp: Response, cookies: &[String]) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// A `__Host-` cookie: Secure, HttpOnly, SameSite=Lax, Path=/, no Domain.
+pub fn host_cookie(name: &str, value: &str, max_age: Option<i64>) -> String {
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
+    format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax{age}")
+}
+
+pub fn clear_cookie(name: &str) -> String {
+    host_cookie(name, "", Some(0))
+}
+
+/// The value of one cookie from the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// 256 random bits, URL-safe.
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Tokens are stored hashed, so a database leak does not hand out live sessions.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Accepts only local paths for `next=`: no scheme, no `//host`, no backslash tricks.
+pub fn safe_next(next: Option<&str>) -> Option<String> {
+    let n = next?;
+    let ok = n.starts_with('/')
+        && !n.starts_with("//")
+        && !n.starts_with("/\\")
+        && n.len() <= 512
+        && n.chars().all(|c| c.is_ascii_graphic());
+    ok.then(|| n.to_string())
+}
+
+/// Who is asking: the peer address (or the client behind a trusted proxy) and the user agent.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub user_agent: String,
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let ip = client_ip(peer, &parts.headers, &state.config.trusted_proxies);
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect();
+        Ok(Client { ip, user_agent })
+    }
+}
+
+/// `X-Forwarded-For` is believed only when the peer is a trusted proxy, and then only up to the
+/// first address (from the right) that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut ip = peer;
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for hop in hops.into_iter().rev() {
+        ip = hop;
+        if !trusted.contains(&hop) {
+            break;
+        }
+    }
+    ip
+}
+
+/// The CSRF token for the browser's CSRF cookie, and the `Set-Cookie` to send if the browser
+/// has none yet. Forms carry the token; [`CsrfForm`] checks it.
+pub struct CsrfToken {
+    pub token: String,
+    pub set_cookie: Option<String>,
+}
+
+impl CsrfToken {
+    pub fn hidden_field(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            esc(&self.token)
+        )
+    }
+}
+
+fn csrf_mac(state: &AppState, cookie_value: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(state.csrf_key.expose()).expect("HMAC takes any key length");
+    mac.update(cookie_value.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+impl FromRequestParts<AppState> for CsrfToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match cookie(&parts.headers, CSRF_COOKIE).filter(|v| v.len() >= 32) {
+            Some(v) => Ok(CsrfToken {
+                token: csrf_mac(state, &v),
+                set_cookie: None,
+            }),
+            None => {
+                let v = random_token();
+                Ok(CsrfToken {
+                    token: csrf_mac(state, &v),
+                    set_cookie: Some(host_cookie(CSRF_COOKIE, &v, None)),
+                })
+            }
+        }
+    }
+}
+
+/// Renders a page, setting the CSRF cookie when it is new.
+pub fn page(csrf: &CsrfToken, status: StatusCode, html: Html<String>) -> Response {
+    let resp = (status, html).into_response();
+    match &csrf.set_cookie {
+        Some(c) => with_cookies(resp, std::slice::from_ref(c)),
+        None => resp,
+    }
+}
+
+/// A URL-encoded form whose CSRF token has been checked. Duplicate fields, invalid UTF-8 and
+/// other content types are refused with a 400; oversized bodies with a 413.
+#[derive(Debug)]
+pub struct CsrfForm {
+    fields: HashMap<String, String>,
+}
+
+impl CsrfForm {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+
+    pub fn text(&self, name: &str) -> &str {
+        self.get(name).unwrap_or("")
+    }
+}
+
+/// Parses a form body, refusing duplicate keys.
+pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, AppError> {
+    std::str::from_utf8(body)
+        .map_err(|_| AppError::BadRequest("The form data is not valid UTF-8.".into()))?;
+    let mut fields = HashMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if fields.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(AppError::BadRequest(format!(
+                "The form field {k:?} was sent twice."
+            )));
+        }
+    }
+    Ok(fields)
+}
+
+fn same_origin(headers: &HeaderMap) -> bool {
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()) {
+        Some(u) => {
+            let authority = match u.port() {
+                Some(p) => format!("{}:{p}", u.host_str().unwrap_or("")),
+                None => u.host_str().unwrap_or("").to_string(),
+            };
+            !host.is_empty() && authority.eq_ignore_ascii_case(host)
+        }
+        None => false,
+    }
+}
+
+impl FromRequest<AppState> for CsrfForm {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let ctype = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ctype.starts_with("application/x-www-form-urlencoded") {
+            return Err(AppError::BadRequest("Expected a form submission.".into()));
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::BadRequest("The form could not be read.".into())
+            }
+        })?;
+        let fields = parse_form(&body)?;
+        let forbidden = || {
+            AppError::Forbidden("This form has expired or came from another site. Go back, reload the page and try again.".into())
+        };
+        if !same_origin(&headers) {
+            return Err(forbidden());
+        }
+        let cookie_value = cookie(&headers, CSRF_COOKIE).ok_or_else(forbidden)?;
+        let expected = csrf_mac(state, &cookie_value);
+        let given = fields.get("csrf").map(String::as_str).unwrap_or("");
+        if !sesame_core::secret::ct_eq(expected.as_bytes(), given.as_bytes()) {
+            return Err(forbidden());
+        }
+        Ok(CsrfForm { fields })
+    }
+}
+
+pub async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+/// Headers every response gets: no framing, no sniffing, no referrer leaks, no caching of pages.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Formats a Unix time for people (UTC).
+pub fn fmt_time(t: sesame_core::UnixTime) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_accepts_only_local_paths() {
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "evil",
+            "/a b",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(
+            safe_next(Some("/security-info?x=1")).as_deref(),
+            Some("/security-info?x=1")
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_trusted_only_from_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().unwrap());
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let proxy2: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(client_ip(peer, &h, &[]), peer);
+        assert_eq!(client_ip(peer, &h, &[peer]), proxy2);
+        assert_eq!(
+            client_ip(peer, &h, &[peer, proxy2]),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn duplicate_form_fields_are_refused() {
+        assert!(parse_form(b"a=1&a=2").is_err());
+        assert!(parse_form(b"a=1&b=2").is_ok());
+        assert!(parse_form(&[0x61, 0x3d, 0xff]).is_err());
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            esc("<a href=\"x\">'&"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
+    }
+}
