@@ -1,0 +1,124 @@
+//! `sesame group ...`
+
+use super::{now, open, output};
+use crate::Cli;
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use sesame_store::StoreError;
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// Create a group.
+    Add { name: String },
+    /// List groups with their member counts.
+    List,
+    /// Show a group's members.
+    Show { name: String },
+    /// Add a user to a group.
+    AddMember { group: String, username: String },
+    /// Remove a user from a group.
+    RemoveMember { group: String, username: String },
+}
+
+pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
+    let data = open(cli, None).await?;
+    let store = &data.store;
+    let group = |name: String| {
+        let store = store.clone();
+        let tenant = data.tenant;
+        async move {
+            store
+                .find_group_by_name(tenant, &name)
+                .await?
+                .with_context(|| format!("no group named {name:?}"))
+        }
+    };
+    let user = |name: String| {
+        let store = store.clone();
+        let tenant = data.tenant;
+        async move {
+            store
+                .find_user_by_username(tenant, &name)
+                .await?
+                .with_context(|| format!("no user named {name:?}"))
+        }
+    };
+    match cmd {
+        GroupCommand::Add { name } => {
+            if name.trim().is_empty() || name.len() > 256 {
+                bail!("a group name must have 1 to 256 characters");
+            }
+            let g = match store.create_group(data.tenant, name, now()).await {
+                Err(StoreError::Conflict(_)) => bail!("a group named {name:?} already exists"),
+                other => other?,
+            };
+            output(cli.json, &g, || println!("Created group {}.", g.name))?;
+        }
+        GroupCommand::List => {
+            let groups = store.list_groups(data.tenant).await?;
+            output(cli.json, &groups, || {
+                println!("{:<32} MEMBERS", "GROUP");
+                for g in &groups {
+                    println!("{:<32} {}", g.name, g.member_count);
+                }
+                if groups.is_empty() {
+                    println!("(no groups yet: add one with `sesame group add NAME`)");
+                }
+            })?;
+        }
+        GroupCommand::Show { name } => {
+            let g = group(name.clone()).await?;
+            let members = store.list_group_members(g.id).await?;
+            let names: Vec<&str> = members.iter().map(|u| u.username.as_str()).collect();
+            output(
+                cli.json,
+                &serde_json::json!({"group": g, "members": names}),
+                || {
+                    println!("Group {} ({} members)", g.name, names.len());
+                    for n in &names {
+                        println!("  {n}");
+                    }
+                },
+            )?;
+        }
+        GroupCommand::AddMember {
+            group: gname,
+            username,
+        } => {
+            let g = group(gname.clone()).await?;
+            let u = user(username.clone()).await?;
+            let added = store.add_group_member(g.id, u.id).await?;
+            output(
+                cli.json,
+                &serde_json::json!({"group": g.name, "username": u.username, "added": added}),
+                || {
+                    if added {
+                        println!("Added {} to {}.", u.username, g.name)
+                    } else {
+                        println!("{} already is a member of {}.", u.username, g.name)
+                    }
+                },
+            )?;
+        }
+        GroupCommand::RemoveMember {
+            group: gname,
+            username,
+        } => {
+            let g = group(gname.clone()).await?;
+            let u = user(username.clone()).await?;
+            let removed = store.remove_group_member(g.id, u.id).await?;
+            output(
+                cli.json,
+                &serde_json::json!({"group": g.name, "username": u.username, "removed": removed}),
+                || {
+                    if removed {
+                        println!("Removed {} from {}.", u.username, g.name)
+                    } else {
+                        println!("{} was not a member of {}.", u.username, g.name)
+                    }
+                },
+            )?;
+        }
+    }
+    Ok(())
+}

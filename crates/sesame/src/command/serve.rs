@@ -1,0 +1,83 @@
+//! `sesame serve`: runs the server until SIGTERM or Ctrl-C.
+
+use crate::Cli;
+use anyhow::{Context, Result};
+use sesame_server::{AppState, SystemClock};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "SESAME_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SESAME_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data = super::open(cli, args.listen).await?;
+    let listen = data.resolved.listen;
+    let config = data.resolved.server.clone();
+    let state = AppState::new(
+        data.store.clone(),
+        Arc::new(SystemClock),
+        &data.key,
+        config.clone(),
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (is another server running there?)"))?;
+    let local = listener.local_addr()?;
+    let base = config
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    if !local.ip().is_loopback() && !base.starts_with("https://") {
+        tracing::warn!(
+            "listening on {local} without TLS: browsers only keep Sesame's secure cookies over HTTPS. \
+             Put Sesame behind a TLS reverse proxy and set server.public_base_url to its https:// address"
+        );
+    }
+    println!(
+        "Sesame is running at {base}  (data: {})",
+        data.resolved.data_dir.display()
+    );
+    if let Some(path) = sesame_server::setup::ensure_setup_link(&state).await? {
+        println!(
+            "No administrator exists yet. Open this one-time link to create one (valid 24 hours):"
+        );
+        println!("  {base}{path}");
+    }
+    println!("Press Ctrl-C to stop.");
+    sesame_server::serve(listener, state, shutdown_signal())
+        .await
+        .context("server error")?;
+    eprintln!("Sesame stopped.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,338 @@
+//! `sesame user ...`
+
+use super::{now, open, output, read_secret, Data};
+use crate::Cli;
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use serde::Serialize;
+use sesame_core::method::MethodKind;
+use sesame_core::password;
+use sesame_server::web::fmt_time;
+use sesame_store::{AuditFilter, NewUser, StoreError, User};
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user. The password comes from a prompt or --password-stdin, never an argument.
+    Add {
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, conflicts_with = "no_password")]
+        password_stdin: bool,
+        /// Create the user without a password (they cannot sign in with one until it is set).
+        #[arg(long)]
+        no_password: bool,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    List,
+    /// Show one user: methods, groups, lock state and recent sign-ins.
+    Show { username: String },
+    /// Set or replace a user's password.
+    SetPassword {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Block a user: sign-ins are refused and their sessions end at once.
+    Block { username: String },
+    /// Unblock a user.
+    Unblock { username: String },
+    /// Clear a user's failed-attempt counters (lifts soft and hard locks).
+    Unlock { username: String },
+    /// Remove all of a user's sign-in methods (lost phone); they sign in with the password only.
+    ResetMethods { username: String },
+    /// Delete a user and everything they own.
+    Remove { username: String },
+}
+
+async fn find(data: &Data, username: &str) -> Result<User> {
+    data.store
+        .find_user_by_username(data.tenant, username)
+        .await?
+        .with_context(|| format!("no user named {username:?}"))
+}
+
+fn hash_password(pw: &sesame_core::secret::SecretString) -> Result<String> {
+    password::validate_new(pw)?;
+    Ok(password::hash(pw, &mut rand::rngs::OsRng)?)
+}
+
+#[derive(Serialize)]
+struct UserRow<'a> {
+    #[serde(flatten)]
+    user: &'a User,
+    methods: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct UserDetail {
+    #[serde(flatten)]
+    user: User,
+    methods: Vec<sesame_store::Method>,
+    groups: Vec<String>,
+    locks: Vec<Lock>,
+    recent: Vec<sesame_store::AuditEvent>,
+}
+
+#[derive(Serialize)]
+struct Lock {
+    method: &'static str,
+    failures: u32,
+    last_failure_at: Option<i64>,
+}
+
+pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
+    let data = open(cli, None).await?;
+    let store = &data.store;
+    match cmd {
+        UserCommand::Add {
+            username,
+            display_name,
+            password_stdin,
+            no_password,
+            admin,
+        } => {
+            let username = username.trim();
+            if username.is_empty() || username.len() > 256 {
+                bail!("a username must have 1 to 256 characters");
+            }
+            let hash = if *no_password {
+                None
+            } else {
+                let pw = read_secret(*password_stdin, &format!("Password for {username}: "), true)?;
+                Some(hash_password(&pw)?)
+            };
+            let new = NewUser {
+                tenant: data.tenant,
+                username: username.to_string(),
+                display_name: display_name.clone().unwrap_or_else(|| username.to_string()),
+                password_hash: hash,
+                is_admin: *admin,
+            };
+            let user = match store.create_user(new, now()).await {
+                Err(StoreError::Conflict(_)) => bail!("a user named {username:?} already exists"),
+                other => other?,
+            };
+            output(cli.json, &user, || {
+                println!(
+                    "Created user {}{}.",
+                    user.username,
+                    if user.is_admin {
+                        " (administrator)"
+                    } else {
+                        ""
+                    }
+                )
+            })?;
+        }
+        UserCommand::List => {
+            let users = store.list_users(data.tenant).await?;
+            let mut rows = Vec::new();
+            for u in &users {
+                let methods = store
+                    .list_methods(u.id)
+                    .await?
+                    .iter()
+                    .map(|m| m.kind.as_str())
+                    .collect();
+                rows.push(UserRow { user: u, methods });
+            }
+            output(cli.json, &rows, || {
+                println!(
+                    "{:<24} {:<24} {:<6} {:<8} {:<10} CREATED",
+                    "USERNAME", "DISPLAY NAME", "ADMIN", "BLOCKED", "METHODS"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<24} {:<24} {:<6} {:<8} {:<10} {}",
+                        r.user.username,
+                        r.user.display_name,
+                        if r.user.is_admin { "yes" } else { "no" },
+                        if r.user.is_blocked { "yes" } else { "no" },
+                        if r.methods.is_empty() {
+                            "-".to_string()
+                        } else {
+                            r.methods.join(",")
+                        },
+                        fmt_time(r.user.created_at)
+                    );
+                }
+                if rows.is_empty() {
+                    println!("(no users yet: add one with `sesame user add NAME`)");
+                }
+            })?;
+        }
+        UserCommand::Show { username } => {
+            let user = find(&data, username).await?;
+            let methods = store.list_methods(user.id).await?;
+            let groups = store
+                .list_user_groups(user.id)
+                .await?
+                .into_iter()
+                .map(|g| g.name)
+                .collect();
+            let mut locks = Vec::new();
+            for k in MethodKind::ALL {
+                let (failures, last) = store.find_failures(user.id, k.as_str()).await?;
+                locks.push(Lock {
+                    method: k.as_str(),
+                    failures,
+                    last_failure_at: last,
+                });
+            }
+            let recent = store
+                .list_audit(&AuditFilter {
+                    user: Some(user.id),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await?;
+            let d = UserDetail {
+                user,
+                methods,
+                groups,
+                locks,
+                recent,
+            };
+            output(cli.json, &d, || print_detail(&d))?;
+        }
+        UserCommand::SetPassword {
+            username,
+            password_stdin,
+        } => {
+            let user = find(&data, username).await?;
+            let pw = read_secret(
+                *password_stdin,
+                &format!("New password for {}: ", user.username),
+                true,
+            )?;
+            store
+                .update_user_password(user.id, Some(&hash_password(&pw)?))
+                .await?;
+            output(
+                cli.json,
+                &serde_json::json!({"username": user.username, "password_set": true}),
+                || println!("Password set for {}.", user.username),
+            )?;
+        }
+        UserCommand::Block { username } => {
+            let user = find(&data, username).await?;
+            store.update_user_blocked(user.id, true).await?;
+            let ended = store.revoke_user_sessions(user.id, now()).await?;
+            output(
+                cli.json,
+                &serde_json::json!({"username": user.username, "blocked": true, "sessions_ended": ended}),
+                || println!("Blocked {}; ended {ended} session(s).", user.username),
+            )?;
+        }
+        UserCommand::Unblock { username } => {
+            let user = find(&data, username).await?;
+            store.update_user_blocked(user.id, false).await?;
+            output(
+                cli.json,
+                &serde_json::json!({"username": user.username, "blocked": false}),
+                || println!("Unblocked {}.", user.username),
+            )?;
+        }
+        UserCommand::Unlock { username } => {
+            let user = find(&data, username).await?;
+            for k in MethodKind::ALL {
+                store.clear_failures(user.id, k.as_str()).await?;
+            }
+            output(
+                cli.json,
+                &serde_json::json!({"username": user.username, "unlocked": true}),
+                || println!("Cleared failed attempts for {}.", user.username),
+            )?;
+        }
+        UserCommand::ResetMethods { username } => {
+            let user = find(&data, username).await?;
+            let n = store.delete_all_methods(user.id).await?;
+            output(
+                cli.json,
+                &serde_json::json!({"username": user.username, "methods_removed": n}),
+                || println!("Removed {n} method(s) of {}.", user.username),
+            )?;
+        }
+        UserCommand::Remove { username } => {
+            let user = find(&data, username).await?;
+            if user.is_admin && store.count_admins(data.tenant).await? == 1 {
+                bail!(
+                    "{} is the last administrator; add another administrator first",
+                    user.username
+                );
+            }
+            store.delete_user(user.id).await?;
+            output(
+                cli.json,
+                &serde_json::json!({"username": user.username, "removed": true}),
+                || println!("Removed user {}.", user.username),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn print_detail(d: &UserDetail) {
+    let u = &d.user;
+    println!("Username:      {}", u.username);
+    println!("Display name:  {}", u.display_name);
+    println!("Administrator: {}", if u.is_admin { "yes" } else { "no" });
+    println!("Blocked:       {}", if u.is_blocked { "yes" } else { "no" });
+    println!(
+        "Password:      {}",
+        if u.has_password { "set" } else { "not set" }
+    );
+    println!("Created:       {}", fmt_time(u.created_at));
+    println!(
+        "Groups:        {}",
+        if d.groups.is_empty() {
+            "-".into()
+        } else {
+            d.groups.join(", ")
+        }
+    );
+    println!("Methods:");
+    if d.methods.is_empty() {
+        println!("  (none: signs in with the password only)");
+    }
+    for m in &d.methods {
+        let default = if u.default_method == Some(m.id) {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "  {}: {}{default}, added {}, {}",
+            m.kind.display_name(),
+            m.label,
+            fmt_time(m.created_at),
+            m.last_used_at
+                .map(|t| format!("last used {}", fmt_time(t)))
+                .unwrap_or_else(|| "not used yet".into())
+        );
+    }
+    for l in d.locks.iter().filter(|l| l.failures > 0) {
+        println!(
+            "Failed attempts ({}): {} (use `sesame user unlock {}` to clear)",
+            l.method, l.failures, u.username
+        );
+    }
+    if !d.recent.is_empty() {
+        println!("Recent activity:");
+        for e in &d.recent {
+            println!(
+                "  {}  {:<22} {:<8} {:<8} {}",
+                fmt_time(e.at),
+                e.event,
+                e.method.as_deref().unwrap_or("-"),
+                e.result.as_str(),
+                e.reason.as_deref().unwrap_or("")
+            );
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Configuration: defaults < TOML file < `SESAME_*` environment < command-line flags.
+//! Unknown keys in the file are an error, so a typo never silently does nothing.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use sesame_server::ServerConfig;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub master_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: Option<String>,
+}
+
+/// Everything a command needs to reach the data, after layering.
+#[derive(Debug)]
+pub struct Resolved {
+    pub data_dir: PathBuf,
+    pub database_path: PathBuf,
+    pub master_key_file: PathBuf,
+    pub listen: SocketAddr,
+    pub server: ServerConfig,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./sesame-data";
+
+pub fn load_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Applies environment overrides for the keys of the `[server]` and `[database]` sections.
+fn apply_env(file: &mut FileConfig) -> Result<()> {
+    let s = &mut file.server;
+    if let Some(v) = env("SESAME_SERVER__ISSUER").or_else(|| env("SESAME_ISSUER")) {
+        s.issuer = v;
+    }
+    if let Some(v) = env("SESAME_SERVER__PUBLIC_BASE_URL").or_else(|| env("SESAME_PUBLIC_BASE_URL"))
+    {
+        s.public_base_url = Some(v);
+    }
+    if let Some(v) = env("SESAME_SERVER__TRUSTED_PROXIES").or_else(|| env("SESAME_TRUSTED_PROXIES"))
+    {
+        s.trusted_proxies = v
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<IpAddr>()
+                    .with_context(|| format!("SESAME_TRUSTED_PROXIES: bad address {p:?}"))
+            })
+            .collect::<Result<_>>()?;
+    }
+    if let Some(v) = env("SESAME_SERVER__HASHING_CONCURRENCY") {
+        s.hashing_concurrency = v
+            .parse()
+            .context("SESAME_SERVER__HASHING_CONCURRENCY must be a number")?;
+    }
+    if let Some(v) = env("SESAME_DB__URL") {
+        file.database.url = Some(v);
+    }
+    if let Some(v) = env("SESAME_LISTEN") {
+        file.listen = Some(
+            v.parse()
+                .context("SESAME_LISTEN must be an address like 127.0.0.1:8080")?,
+        );
+    }
+    Ok(())
+}
+
+/// Layers the sources. `flag_*` come from clap, which already merged flags over their
+/// environment variables.
+pub fn resolve(
+    config_file: Option<&Path>,
+    flag_data_dir: Option<&Path>,
+    flag_database_url: Option<&str>,
+    flag_master_key: Option<&Path>,
+    flag_listen: Option<SocketAddr>,
+) -> Result<Resolved> {
+    let mut file = match config_file {
+        Some(p) => load_file(p)?,
+        None => FileConfig::default(),
+    };
+    apply_env(&mut file)?;
+    let data_dir = flag_data_dir
+        .map(Path::to_path_buf)
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let url = flag_database_url
+        .map(str::to_string)
+        .or(file.database.url.clone());
+    let database_path = match url {
+        None => data_dir.join("sesame.db"),
+        Some(u) => sqlite_path(&u)?,
+    };
+    let master_key_file = flag_master_key
+        .map(Path::to_path_buf)
+        .or(file.master_key_file.clone())
+        .unwrap_or_else(|| data_dir.join("master.key"));
+    let listen = match flag_listen.or(file.listen) {
+        Some(l) => l,
+        None => DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address parses"),
+    };
+    Ok(Resolved {
+        data_dir,
+        database_path,
+        master_key_file,
+        listen,
+        server: file.server,
+    })
+}
+
+fn sqlite_path(url: &str) -> Result<PathBuf> {
+    if let Some(p) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let p = p.split('?').next().unwrap_or(p);
+        if p.is_empty() {
+            bail!("database URL {url:?} names no file");
+        }
+        return Ok(PathBuf::from(p));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("PostgreSQL is not supported by this version of Sesame yet; use the embedded SQLite database (the default)");
+    }
+    bail!("unsupported database URL {url:?}: expected sqlite://FILE")
+}
+
+pub const EXAMPLE: &str = r#"# Sesame configuration (TOML). Every key is optional; shown values are the defaults.
+# Precedence: defaults < this file < SESAME_* environment variables < command-line flags.
+
+# Address to listen on. Plain HTTP belongs on loopback only: anywhere else put Sesame
+# behind a TLS-terminating reverse proxy and set server.public_base_url. (SESAME_LISTEN, --listen)
+listen = "127.0.0.1:8080"
+
+# Where the embedded database and the master key live. (SESAME_DATA_DIR, --data-dir)
+data_dir = "./sesame-data"
+
+# The key that encrypts secrets at rest. Created on first start when missing; nodes that
+# share a database must share it (`sesame master-key generate FILE`). (SESAME_MASTER_KEY_FILE)
+# master_key_file = "./sesame-data/master.key"
+
+[database]
+# sqlite://FILE. Default: sesame.db in data_dir. (SESAME_DB__URL, SESAME_DATABASE_URL, --database-url)
+# url = "sqlite://./sesame-data/sesame.db"
+
+[server]
+# Name shown in authenticator apps and on pages. (SESAME_SERVER__ISSUER)
+issuer = "Sesame"
+# Public address people use, e.g. "https://login.example.com". (SESAME_SERVER__PUBLIC_BASE_URL)
+# public_base_url = "https://login.example.com"
+# Reverse proxies whose X-Forwarded-For header is believed. (SESAME_SERVER__TRUSTED_PROXIES, comma-separated)
+trusted_proxies = []
+# Sessions end after this long without use, and after this long in any case.
+session_idle_secs = 3600
+session_absolute_secs = 86400
+# Time allowed from username to signed in.
+signin_lifetime_secs = 600
+# Adding or removing sign-in methods needs a sign-in at most this old.
+recent_auth_secs = 600
+# Password hashes (Argon2id, 19 MiB each) computed at once; 0 = one per CPU core.
+hashing_concurrency = 0
+# Sign-ins that may wait for a hashing slot; beyond this the server answers 503 at once.
+hashing_queue = 1024
+
+# Failed second-step attempts, per user and method: soft lock after soft_after failures for
+# base_lock_secs, doubling with each further failure; stop at hard_after until an admin resets.
+[server.lockout]
+soft_after = 10
+base_lock_secs = 60
+hard_after = 100
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let f: FileConfig = toml::from_str(EXAMPLE).unwrap();
+        let d = ServerConfig::default();
+        assert_eq!(f.server.issuer, d.issuer);
+        assert_eq!(f.server.session_idle_secs, d.session_idle_secs);
+        assert_eq!(f.server.lockout, d.lockout);
+        assert_eq!(f.listen.unwrap().to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"127.0.0.1:1\"").is_err());
+        assert!(toml::from_str::<FileConfig>("[server]\nissuer_name = \"x\"").is_err());
+    }
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/x.db").unwrap(),
+            PathBuf::from("/tmp/x.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite://rel.db?mode=rwc").unwrap(),
+            PathBuf::from("rel.db")
+        );
+        assert!(sqlite_path("postgres://x")
+            .unwrap_err()
+            .to_string()
+            .contains("PostgreSQL"));
+        assert!(sqlite_path("mysql://x").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\n",
+        )
+        .unwrap();
+        let r = resolve(Some(&p), None, None, None, None).unwrap();
+        assert_eq!(r.listen.port(), 9000);
+        assert_eq!(r.data_dir, PathBuf::from("/from/file"));
+        let r = resolve(
+            Some(&p),
+            Some(Path::new("/from/flag")),
+            None,
+            None,
+            Some("127.0.0.1:1".parse().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(r.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(r.listen.port(), 1);
+        assert_eq!(r.database_path, PathBuf::from("/from/flag/sesame.db"));
+    }
+}
