@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs Sesame's whole test suite on a fresh Debian machine: installs what is missing
+# (Chromium, zbar, oathtool; npm packages), then formatting, lints, the Rust tests
+# (core, store, HTTP, CLI) and the browser test in headless Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v zbarimg  >/dev/null 2>&1 || need+=(zbar-tools)
+command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
+if [ ${#need[@]} -gt 0 ]; then
+  step "installing ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Rust tests (core, store, HTTP server, CLI)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+step "browser test (headless Chromium)"
+cargo build -p sesame --locked
+(
+  cd tests/browser
+  npm ci --no-audit --no-fund --loglevel=error
+  SESAME_BIN="$PWD/../../target/debug/sesame" node --test
+)
+
+step "all tests passed"
