@@ -1,0 +1,136 @@
+//! First-run set-up link, health checks and response hygiene, through the real server.
+
+use sesame_store::Store;
+use sesame_testkit::TestServer;
+
+#[tokio::test]
+async fn setup_link_creates_the_first_admin_once() {
+    let srv = TestServer::spawn().await;
+    let path = sesame_server::setup::ensure_setup_link(&srv.state)
+        .await
+        .unwrap()
+        .expect("no admin yet");
+    let mut b = srv.browser();
+    let form = b.get(&path).await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("Create the first administrator"));
+    let token = form.hidden("token").unwrap();
+    let mismatch = b
+        .post(
+            "/setup",
+            &[
+                ("token", &token),
+                ("username", "root"),
+                ("password", "long password"),
+                ("confirm", "other password"),
+            ],
+        )
+        .await;
+    assert_eq!(mismatch.status, 400);
+    assert!(mismatch.body.contains("do not match"));
+    let fields = [
+        ("token", token.as_str()),
+        ("username", "root"),
+        ("password", "long password"),
+        ("confirm", "long password"),
+    ];
+    let done = b.post("/setup", &fields).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let admin = srv
+        .store
+        .find_user_by_username(srv.state.tenant, "root")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(admin.is_admin && admin.has_password);
+    // The link is single use, and no new link is made once an admin exists.
+    let again = b.post("/setup", &fields).await;
+    assert_eq!(again.status, 403);
+    assert_eq!(b.get(&path).await.status, 403);
+    assert!(sesame_server::setup::ensure_setup_link(&srv.state)
+        .await
+        .unwrap()
+        .is_none());
+    // The new administrator signs in with the chosen password.
+    let mut b2 = srv.browser();
+    assert_eq!(
+        b2.password_step("root", "long password").await.location(),
+        Some("/account")
+    );
+}
+
+#[tokio::test]
+async fn setup_link_expires_and_guessed_tokens_fail() {
+    let srv = TestServer::spawn().await;
+    let path = sesame_server::setup::ensure_setup_link(&srv.state)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut b = srv.browser();
+    assert_eq!(b.get("/setup?token=guess").await.status, 403);
+    assert_eq!(b.get("/setup").await.status, 403);
+    srv.clock.advance(sesame_server::setup::SETUP_LINK_SECS);
+    assert_eq!(b.get(&path).await.status, 403);
+}
+
+#[tokio::test]
+async fn health_endpoints_answer_json() {
+    let srv = TestServer::spawn().await;
+    let mut b = srv.browser();
+    for path in ["/healthz", "/readyz"] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, 200);
+        let h: sesame_proto::Health = serde_json::from_str(&p.body).unwrap();
+        assert_eq!(h.status, "ok");
+    }
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let srv = TestServer::spawn().await;
+    let mut b = srv.browser();
+    let p = b.get("/login").await;
+    assert_eq!(p.headers["x-frame-options"], "DENY");
+    assert_eq!(p.headers["cache-control"], "no-store");
+    assert!(p.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    let csrf = p
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-sesame-csrf="))
+        .expect("csrf cookie");
+    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(csrf.contains(attr), "{csrf} lacks {attr}");
+    }
+    assert_eq!(b.get("/no-such-page").await.status, 404);
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_are_refused_cleanly() {
+    let srv = TestServer::spawn().await;
+    let mut b = srv.browser();
+    b.get("/login").await;
+    let big = vec![b'a'; 10 * 1024 * 1024];
+    let p = b
+        .post_raw("/login", "application/x-www-form-urlencoded", big)
+        .await;
+    assert_eq!(p.status, 413);
+    let p = b
+        .post_raw(
+            "/login",
+            "application/json",
+            b"{\"username\":\"x\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(p.status, 400);
+    let p = b
+        .post_raw(
+            "/login",
+            "application/x-www-form-urlencoded",
+            vec![b'u', b'=', 0xff, 0xfe],
+        )
+        .await;
+    assert_eq!(p.status, 400);
+}
