@@ -1,0 +1,10 @@
+//! The Sesame Authenticator: a vault of accounts and the codes they generate.
+//!
+//! This crate depends on `sesame-proto` only, never on server crates: it talks to a server
+//! through the wire protocol like any other client would.
+
+pub mod otp;
+pub mod vault;
+
+pub use otp::{OtpAccount, OtpAlgorithm, OtpauthError};
+pub use vault::{Vault, VaultError};
