@@ -140,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
                 id: data_encoding::HEXLOWER.encode(&id),
                 added_at: now(),
                 otp,
+                sesame: None,
             };
             let line = code_line(&account, now());
             vault.data.accounts.push(account);

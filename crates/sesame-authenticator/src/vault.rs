@@ -45,6 +45,29 @@ pub struct Account {
     pub id: String,
     pub added_at: u64,
     pub otp: OtpAccount,
+    /// Present for Sesame accounts (added with an activation link): what the app needs to
+    /// talk to the server as this device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sesame: Option<SesameLink>,
+}
+
+/// A Sesame account's device registration.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SesameLink {
+    pub server: String,
+    pub device_id: String,
+    pub username: String,
+    /// The device key's private scalar (base64url); the vault is encrypted.
+    pub device_key: String,
+}
+
+impl std::fmt::Debug for SesameLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SesameLink")
+            .field("server", &self.server)
+            .field("device_id", &self.device_id)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -226,6 +249,7 @@ mod tests {
                 "otpauth://totp/Site:{name}?secret=GEZDGNBVGY3TQOJQ"
             ))
             .unwrap(),
+            sesame: None,
         }
     }
 

@@ -1,7 +1,10 @@
-//! Wire types shared by the Sesame server and its clients.
+//! Wire types shared by the Sesame server and its clients (the authenticator app).
 //!
 //! Everything here is serialised on the network, so changes must stay backwards compatible
-//! within a protocol version.
+//! within a protocol version. The byte strings that get signed are built here, in one place,
+//! so the app and the server can never disagree on them.
+
+pub mod device;
 
 use serde::{Deserialize, Serialize};
 

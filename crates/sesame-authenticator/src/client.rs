@@ -1,0 +1,206 @@
+//! The device API client: activation, device-signed requests, the event stream.
+
+use crate::device::DeviceKey;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use sesame_proto::device::{
+    self as api, ActivateRequest, ActivateResponse, DeviceEvent, PendingResponse, RespondRequest,
+    RespondResponse,
+};
+use sesame_proto::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the Sesame server at {0}: {1}")]
+    Unreachable(String, String),
+    /// The server refused, with its own explanation.
+    #[error("{}", .0.message)]
+    Refused(ApiError, u16),
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("sesame-authenticator/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("HTTP client builds")
+}
+
+async fn decode<T: serde::de::DeserializeOwned>(
+    server: &str,
+    resp: reqwest::Response,
+) -> Result<T, ClientError> {
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Unreachable(server.into(), e.to_string()))?;
+    if status.is_success() {
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    } else {
+        match serde_json::from_slice::<ApiError>(&body) {
+            Ok(e) => Err(ClientError::Refused(e, status.as_u16())),
+            Err(_) => Err(ClientError::Protocol(format!("HTTP {status}"))),
+        }
+    }
+}
+
+/// Completes an activation link: returns the server's answer for the new device.
+pub async fn activate(
+    server: &str,
+    code: &str,
+    device_name: &str,
+    key: &DeviceKey,
+) -> Result<ActivateResponse, ClientError> {
+    let req = ActivateRequest {
+        code: code.to_string(),
+        device_name: device_name.to_string(),
+        alg: api::ALG_ES256.to_string(),
+        public_key: key.public_key(),
+    };
+    let resp = http()
+        .post(format!("{server}{}", api::PATH_ACTIVATE))
+        .json(&req)
+        .send()
+        .await
+        .map_err(|e| ClientError::Unreachable(server.into(), e.to_string()))?;
+    decode(server, resp).await
+}
+
+/// A registered device talking to its server.
+pub struct DeviceClient<'a> {
+    pub server: String,
+    pub device_id: String,
+    pub key: &'a DeviceKey,
+    http: reqwest::Client,
+}
+
+impl<'a> DeviceClient<'a> {
+    pub fn new(server: &str, device_id: &str, key: &'a DeviceKey) -> Self {
+        DeviceClient {
+            server: server.trim_end_matches('/').to_string(),
+            device_id: device_id.to_string(),
+            key,
+            http: http(),
+        }
+    }
+
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut n = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut n);
+        let nonce = URL_SAFE_NO_PAD.encode(n);
+        let msg = api::request_message(method.as_str(), path, &body, ts, &nonce, &self.device_id);
+        self.http
+            .request(method, format!("{}{path}", self.server))
+            .header(api::HEADER_DEVICE, &self.device_id)
+            .header(api::HEADER_TIMESTAMP, ts.to_string())
+            .header(api::HEADER_NONCE, nonce)
+            .header(api::HEADER_SIGNATURE, self.key.sign(&msg))
+            .header("content-type", "application/json")
+            .body(body)
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .signed(method, path, body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(self.server.clone(), e.to_string()))?;
+        decode(&self.server, resp).await
+    }
+
+    pub async fn pending(&self) -> Result<PendingResponse, ClientError> {
+        self.send(reqwest::Method::GET, api::PATH_PENDING, Vec::new())
+            .await
+    }
+
+    pub async fn respond(&self, req: &RespondRequest) -> Result<RespondResponse, ClientError> {
+        self.send(
+            reqwest::Method::POST,
+            api::PATH_RESPOND,
+            serde_json::to_vec(req).expect("serialises"),
+        )
+        .await
+    }
+
+    pub async fn unregister(&self) -> Result<serde_json::Value, ClientError> {
+        self.send(reqwest::Method::POST, api::PATH_UNREGISTER, b"{}".to_vec())
+            .await
+    }
+
+    /// Opens the event stream; call [`EventStream::next`] for each event.
+    pub async fn events(&self) -> Result<EventStream, ClientError> {
+        let resp = self
+            .signed(reqwest::Method::GET, api::PATH_EVENTS, Vec::new())
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(self.server.clone(), e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(decode::<serde_json::Value>(&self.server, resp)
+                .await
+                .err()
+                .unwrap_or(ClientError::Protocol("stream refused".into())));
+        }
+        Ok(EventStream {
+            resp,
+            buf: String::new(),
+        })
+    }
+}
+
+/// Server-Sent Events, parsed just enough: `data:` lines of one event joined, comments ignored.
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    /// The next event, or `None` when the server closed the stream.
+    pub async fn next(&mut self) -> Result<Option<DeviceEvent>, ClientError> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let data: Vec<&str> = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue;
+                }
+                let ev = serde_json::from_str(&data.join("\n"))
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                return Ok(Some(ev));
+            }
+            match self
+                .resp
+                .chunk()
+                .await
+                .map_err(|e| ClientError::Unreachable(String::new(), e.to_string()))?
+            {
+                Some(bytes) => self
+                    .buf
+                    .push_str(&String::from_utf8_lossy(&bytes).replace("\r\n", "\n")),
+                None => return Ok(None),
+            }
+        }
+    }
+}
