@@ -21,10 +21,16 @@ pub enum ClientError {
     Protocol(String),
 }
 
-fn http() -> reqwest::Client {
+fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("sesame-authenticator/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(10))
+}
+
+/// For ordinary calls: a stuck server never hangs the app.
+fn http() -> reqwest::Client {
+    builder()
+        .timeout(std::time::Duration::from_secs(30))
         .build()
         .expect("HTTP client builds")
 }
@@ -76,6 +82,8 @@ pub struct DeviceClient<'a> {
     pub device_id: String,
     pub key: &'a DeviceKey,
     http: reqwest::Client,
+    /// The event stream stays open indefinitely, so it has no overall timeout.
+    stream_http: reqwest::Client,
 }
 
 impl<'a> DeviceClient<'a> {
@@ -85,11 +93,22 @@ impl<'a> DeviceClient<'a> {
             device_id: device_id.to_string(),
             key,
             http: http(),
+            stream_http: builder().build().expect("HTTP client builds"),
         }
     }
 
     fn signed(
         &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        self.signed_with(&self.http, method, path, body)
+    }
+
+    fn signed_with(
+        &self,
+        http: &reqwest::Client,
         method: reqwest::Method,
         path: &str,
         body: Vec<u8>,
@@ -102,8 +121,7 @@ impl<'a> DeviceClient<'a> {
         rand::rngs::OsRng.fill_bytes(&mut n);
         let nonce = URL_SAFE_NO_PAD.encode(n);
         let msg = api::request_message(method.as_str(), path, &body, ts, &nonce, &self.device_id);
-        self.http
-            .request(method, format!("{}{path}", self.server))
+        http.request(method, format!("{}{path}", self.server))
             .header(api::HEADER_DEVICE, &self.device_id)
             .header(api::HEADER_TIMESTAMP, ts.to_string())
             .header(api::HEADER_NONCE, nonce)
@@ -148,7 +166,12 @@ impl<'a> DeviceClient<'a> {
     /// Opens the event stream; call [`EventStream::next`] for each event.
     pub async fn events(&self) -> Result<EventStream, ClientError> {
         let resp = self
-            .signed(reqwest::Method::GET, api::PATH_EVENTS, Vec::new())
+            .signed_with(
+                &self.stream_http,
+                reqwest::Method::GET,
+                api::PATH_EVENTS,
+                Vec::new(),
+            )
             .header("accept", "text/event-stream")
             .send()
             .await

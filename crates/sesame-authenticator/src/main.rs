@@ -4,8 +4,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rand::RngCore;
 use serde::Serialize;
-use sesame_authenticator::vault::Account;
+use sesame_authenticator::client::{self, DeviceClient};
+use sesame_authenticator::device::DeviceKey;
+use sesame_authenticator::vault::{Account, SesameLink};
 use sesame_authenticator::{OtpAccount, Vault};
+use sesame_proto::device::{approval_message, parse_activation_link, Decision, RespondRequest};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,14 +36,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Add an account from an otpauth:// link (any site's verification codes).
-    Add { link: String },
+    /// Add an account: a Sesame activation link (sesame://activate?...) from My security info,
+    /// or an otpauth:// link (any site's verification codes).
+    Add {
+        link: String,
+        /// Name of this device as the server will show it.
+        #[arg(long)]
+        device_name: Option<String>,
+    },
     /// List accounts with their current codes.
     List,
     /// Show the current code of one account, or of all.
     Code { account: Option<String> },
-    /// Remove an account from this app.
+    /// Remove an account from this app (a Sesame account stays registered: see `unregister`).
     Remove { account: String },
+    /// List sign-in requests waiting for an answer, for every Sesame account.
+    Pending,
+    /// Answer a sign-in request: type the number shown on the sign-in page and approve, or deny.
+    Respond {
+        /// The request id (or a unique prefix of it) from `pending`.
+        request: String,
+        /// The number shown on the sign-in page.
+        #[arg(long, required_if_eq("approve", "true"))]
+        number: Option<String>,
+        #[arg(long, group = "decision")]
+        approve: bool,
+        #[arg(long, group = "decision")]
+        deny: bool,
+        /// Deny and report: "this wasn't me". Blocks further requests until an admin looks.
+        #[arg(long, group = "decision")]
+        report: bool,
+    },
+    /// Unregister this device from a Sesame account (tells the server), then forget the account.
+    Unregister { account: String },
 }
 
 fn default_vault() -> Result<PathBuf> {
@@ -114,6 +142,51 @@ fn print_codes(json: bool, lines: &[CodeLine]) -> Result<()> {
     Ok(())
 }
 
+fn device_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    match host {
+        Some(h) => format!("Sesame Authenticator on {h}"),
+        None => "Sesame Authenticator".into(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The Sesame accounts of the vault, each with its device key.
+fn sesame_accounts(vault: &Vault) -> Result<Vec<(&Account, &SesameLink, DeviceKey)>> {
+    vault
+        .data
+        .accounts
+        .iter()
+        .filter_map(|a| a.sesame.as_ref().map(|l| (a, l)))
+        .map(|(a, l)| {
+            let key = DeviceKey::from_secret(&l.device_key)
+                .with_context(|| format!("the device key of {} is damaged", a.otp.label()))?;
+            Ok((a, l, key))
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct PendingLine {
+    request: String,
+    account: String,
+    kind: &'static str,
+    app: String,
+    ip: String,
+    location: String,
+    browser: String,
+    requested_at: i64,
+    expires_in: i64,
+}
+
 fn run(cli: Cli) -> Result<()> {
     let path = match &cli.vault {
         Some(p) => p.clone(),
@@ -121,10 +194,51 @@ fn run(cli: Cli) -> Result<()> {
     };
     let mut vault = Vault::open_or_create(&path)?;
     match cli.command {
-        Command::Add { link } => {
-            if link.starts_with("sesame://") {
-                bail!("Sesame activation links are not supported by this version of the app yet; add the account's verification codes with its otpauth:// link instead");
+        Command::Add {
+            link,
+            device_name: name,
+        } if link.starts_with("sesame://") => {
+            let (server, code) = parse_activation_link(&link)
+                .context("this is not a valid Sesame activation link")?;
+            let key = DeviceKey::generate();
+            let name = name.unwrap_or_else(device_name);
+            let resp = runtime()?.block_on(client::activate(&server, &code, &name, &key))?;
+            let uri = format!(
+                "otpauth://totp/{}:{}?secret={}&algorithm={}&digits={}&period={}",
+                enc(&resp.issuer),
+                enc(&resp.username),
+                resp.totp.secret_base32,
+                resp.totp.algorithm,
+                resp.totp.digits,
+                resp.totp.period
+            );
+            let mut otp =
+                OtpAccount::from_uri(&uri).context("the server sent unusable code parameters")?;
+            otp.issuer = resp.issuer.clone();
+            let mut id = [0u8; 6];
+            rand::rngs::OsRng.fill_bytes(&mut id);
+            let link = SesameLink {
+                server,
+                device_id: resp.device_id.clone(),
+                username: resp.username.clone(),
+                device_key: key.to_secret().to_string(),
+            };
+            let account = Account {
+                id: data_encoding::HEXLOWER.encode(&id),
+                added_at: now(),
+                otp,
+                sesame: Some(link),
+            };
+            let line = code_line(&account, now());
+            vault.data.accounts.push(account);
+            vault.save()?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"account": line.account, "device_id": resp.device_id, "code": line.code})).unwrap_or_default());
+            } else {
+                println!("Added {} ({}) as {name}. Sign-in requests for this account now come to this app.", line.account, resp.display_name);
             }
+        }
+        Command::Add { link, .. } => {
             let otp = OtpAccount::from_uri(&link).context("cannot add this link")?;
             if vault
                 .data
@@ -179,6 +293,133 @@ fn run(cli: Cli) -> Result<()> {
             };
             print_codes(cli.json, &lines)?;
         }
+        Command::Pending => {
+            let rt = runtime()?;
+            let t = now() as i64;
+            let mut lines = Vec::new();
+            for (a, l, key) in sesame_accounts(&vault)? {
+                let c = DeviceClient::new(&l.server, &l.device_id, &key);
+                let pending = rt.block_on(c.pending()).with_context(|| a.otp.label())?;
+                for ch in pending.challenges {
+                    lines.push(PendingLine {
+                        request: ch.id,
+                        account: a.otp.label(),
+                        kind: if ch.kind == sesame_proto::device::ChallengeKind::PhoneSignIn {
+                            "phone sign-in"
+                        } else {
+                            "two-step verification"
+                        },
+                        app: ch.app_name,
+                        ip: ch.ip,
+                        location: ch.location,
+                        browser: ch.user_agent,
+                        requested_at: ch.requested_at,
+                        expires_in: (ch.expires_at - t).max(0),
+                    });
+                }
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&lines)?);
+            } else if lines.is_empty() {
+                println!("No sign-in requests are waiting.");
+            } else {
+                for l in &lines {
+                    println!(
+                        "Request {}  ({}, expires in {} s)",
+                        l.request, l.kind, l.expires_in
+                    );
+                    println!("  Account:  {}", l.account);
+                    println!("  App:      {}", l.app);
+                    println!("  From:     {} ({})", l.ip, l.location);
+                    println!("  Browser:  {}", l.browser);
+                }
+                println!("Answer with: sesame-authenticator respond REQUEST --number N --approve   (or --deny, --report)");
+            }
+        }
+        Command::Respond {
+            request,
+            number,
+            approve,
+            deny,
+            report,
+        } => {
+            let decision = match (approve, deny, report) {
+                (true, _, _) => Decision::Approve,
+                (_, true, _) => Decision::Deny,
+                (_, _, true) => Decision::Report,
+                _ => bail!("choose --approve (with --number), --deny or --report"),
+            };
+            let number = number.unwrap_or_default();
+            if decision == Decision::Approve && number.trim().is_empty() {
+                bail!("type the number shown on the sign-in page with --number");
+            }
+            let rt = runtime()?;
+            let mut found = None;
+            for (a, l, key) in sesame_accounts(&vault)? {
+                let c = DeviceClient::new(&l.server, &l.device_id, &key);
+                let pending = rt.block_on(c.pending()).with_context(|| a.otp.label())?;
+                for ch in pending
+                    .challenges
+                    .into_iter()
+                    .filter(|ch| ch.id.starts_with(request.trim()))
+                {
+                    if found.is_some() {
+                        bail!("{request:?} matches more than one request; give more of its id");
+                    }
+                    found = Some((
+                        l.clone(),
+                        DeviceKey::from_secret(&l.device_key).context("damaged device key")?,
+                        ch,
+                    ));
+                }
+            }
+            let Some((l, key, ch)) = found else {
+                bail!("no waiting sign-in request matches {request:?}: it may have expired, been answered, or been replaced by a newer one");
+            };
+            let c = DeviceClient::new(&l.server, &l.device_id, &key);
+            let msg = approval_message(&ch.id, &ch.nonce, decision, number.trim(), &l.device_id);
+            let req = RespondRequest {
+                challenge_id: ch.id.clone(),
+                decision,
+                number: number.trim().to_string(),
+                signature: key.sign(&msg),
+            };
+            let resp = rt.block_on(c.respond(&req))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&resp)?);
+            } else {
+                println!("{}", resp.message);
+            }
+            if resp.outcome == "wrong_number" {
+                return Err(anyhow::anyhow!("the number did not match"));
+            }
+        }
+        Command::Unregister { account } => {
+            let a = vault.find(&account).map_err(anyhow::Error::msg)?.clone();
+            let l = a.sesame.clone().with_context(|| {
+                format!("{} is not a Sesame account; use `remove`", a.otp.label())
+            })?;
+            let key = DeviceKey::from_secret(&l.device_key).context("damaged device key")?;
+            let c = DeviceClient::new(&l.server, &l.device_id, &key);
+            match runtime()?.block_on(c.unregister()) {
+                Ok(_) => {}
+                // Already removed on the server (e.g. from My security info): forget it here too.
+                Err(client::ClientError::Refused(e, 401)) if e.error == "unknown_device" => {}
+                Err(e) => {
+                    return Err(e).context("the server could not be told; the account was kept")
+                }
+            }
+            vault.data.accounts.retain(|x| x.id != a.id);
+            vault.save()?;
+            if cli.json {
+                println!("{}", serde_json::json!({"unregistered": a.otp.label()}));
+            } else {
+                println!(
+                    "Unregistered this device from {} and removed the account from this app.",
+                    a.otp.label()
+                );
+            }
+        }
         Command::Remove { account } => {
             let id = vault.find(&account).map_err(anyhow::Error::msg)?.id.clone();
             let label = vault
@@ -206,4 +447,8 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

@@ -92,7 +92,8 @@ fn accounts_are_listed_removed_and_not_added_twice() {
     ok(&app(&vault, &["remove", "A: one"]));
     assert!(err(&app(&vault, &["code", "A: one"])).contains("no account"));
     assert!(err(&app(&vault, &["add", "otpauth://hotp/x?secret=GEZDGNBV"])).contains("time-based"));
-    assert!(err(&app(&vault, &["add", "sesame://activate?code=x"])).contains("not supported"));
+    assert!(err(&app(&vault, &["add", "sesame://activate?code=x"]))
+        .contains("not a valid Sesame activation link"));
 }
 
 #[test]

@@ -11,15 +11,18 @@ use std::str::FromStr;
 pub enum MethodKind {
     /// 6-digit verification codes from an authenticator app (RFC 6238).
     Totp,
+    /// A notification to the Sesame Authenticator app, approved with number matching.
+    Push,
 }
 
 impl MethodKind {
-    pub const ALL: [MethodKind; 1] = [MethodKind::Totp];
+    pub const ALL: [MethodKind; 2] = [MethodKind::Totp, MethodKind::Push];
 
     /// Stable name used in the database, the audit log and URLs.
     pub fn as_str(self) -> &'static str {
         match self {
             MethodKind::Totp => "totp",
+            MethodKind::Push => "push",
         }
     }
 
@@ -27,6 +30,7 @@ impl MethodKind {
     pub fn display_name(self) -> &'static str {
         match self {
             MethodKind::Totp => "Authenticator app (verification code)",
+            MethodKind::Push => "Authenticator app (notification)",
         }
     }
 
@@ -34,6 +38,8 @@ impl MethodKind {
     pub fn amr(self) -> Amr {
         match self {
             MethodKind::Totp => Amr::Otp,
+            // Approval signed by a key held on the device: software-secured key (RFC 8176).
+            MethodKind::Push => Amr::Swk,
         }
     }
 }
@@ -60,6 +66,7 @@ impl FromStr for MethodKind {
 pub enum Amr {
     Pwd,
     Otp,
+    Swk,
     Mfa,
 }
 
@@ -68,6 +75,7 @@ impl Amr {
         match self {
             Amr::Pwd => "pwd",
             Amr::Otp => "otp",
+            Amr::Swk => "swk",
             Amr::Mfa => "mfa",
         }
     }

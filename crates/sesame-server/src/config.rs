@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use sesame_core::lockout::LockoutPolicy;
+use sesame_core::push::PushPolicy;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,6 +26,8 @@ pub struct ServerConfig {
     /// Sign-ins allowed to wait for a hashing slot; beyond this the server answers 503.
     pub hashing_queue: usize,
     pub lockout: LockoutPolicy,
+    /// Sign-in requests to the authenticator app: digits, lifetime, rate limit.
+    pub push: PushPolicy,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +43,7 @@ impl Default for ServerConfig {
             hashing_concurrency: 0,
             hashing_queue: 1024,
             lockout: LockoutPolicy::default(),
+            push: PushPolicy::default(),
         }
     }
 }

@@ -6,9 +6,12 @@
 pub mod account;
 pub mod audit;
 pub mod config;
+pub mod device_api;
 pub mod error;
 pub mod hashing;
 pub mod health;
+pub mod hub;
+pub mod push_signin;
 pub mod security_info;
 pub mod session;
 pub mod setup;
@@ -49,6 +52,7 @@ pub struct Inner {
     pub config: ServerConfig,
     pub tenant: TenantId,
     pub hasher: hashing::Hasher,
+    pub hub: hub::Hub,
     csrf_key: SecretBytes,
 }
 
@@ -73,6 +77,7 @@ impl AppState {
             clock,
             tenant,
             hasher,
+            hub: hub::Hub::default(),
             csrf_key: master_key.derive("csrf-v1"),
             config,
         })))
@@ -94,6 +99,8 @@ pub fn app(state: AppState) -> Router {
         .merge(account::routes())
         .merge(security_info::routes())
         .merge(setup::routes())
+        .merge(device_api::routes())
+        .merge(push_signin::routes())
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -9,7 +9,8 @@ use crate::session::{reauth_redirect, SignedIn};
 use crate::web::{esc, fmt_time, layout_with_class, page, see_other, Client, CsrfForm, CsrfToken};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -34,6 +35,10 @@ pub fn routes() -> Router<AppState> {
             "/security-info/default",
             get(default_page).post(default_submit),
         )
+        .route("/security-info/add/app", get(add_app_page))
+        .route("/security-info/add/app/status", get(add_app_status))
+        .route("/security-info/devices/{id}/remove", post(remove_device))
+        .route("/static/activation.js", get(activation_script))
 }
 
 /// How long a started authenticator set-up stays valid.
@@ -51,6 +56,7 @@ fn flash_text(done: Option<&str>) -> Option<&'static str> {
         ),
         "deleted" => Some("Method deleted."),
         "default" => Some("Default method changed."),
+        "device_removed" => Some("Device removed. Its sign-in requests and codes no longer work."),
         _ => None,
     }
 }
@@ -84,18 +90,47 @@ async fn overview(
     let rows: String = methods
         .iter()
         .map(|m| {
+            // Methods of a registered app go with the app: remove the device below.
+            let action = if m.device.is_some() {
+                "<span class=\"note\">Remove the device below</span>".to_string()
+            } else {
+                format!(
+                    "<form class=\"inline\" method=\"post\" action=\"/security-info/methods/{}/delete\">{}\
+                     <button type=\"submit\" class=\"link\" aria-label=\"Delete {}\">Delete</button></form>",
+                    m.id,
+                    csrf.hidden_field(),
+                    esc(&method_name(m)),
+                )
+            };
             format!(
-                "<tr><td>{}</td><td>Added {}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"/security-info/methods/{}/delete\">{}\
-                 <button type=\"submit\" class=\"link\" aria-label=\"Delete {}\">Delete</button></form></td></tr>",
+                "<tr><td>{}</td><td>Added {}</td><td>{}</td><td>{action}</td></tr>",
                 esc(&method_name(m)),
                 fmt_time(m.created_at),
                 m.last_used_at.map(|t| format!("Last used {}", fmt_time(t))).unwrap_or_else(|| "Not used yet".into()),
-                m.id,
-                csrf.hidden_field(),
-                esc(&method_name(m)),
             )
         })
         .collect();
+    let devices = state.store.list_devices(me.user.id).await?;
+    let device_rows: String = devices
+        .iter()
+        .map(|d| {
+            format!(
+                "<tr><td>{}</td><td>Added {}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"/security-info/devices/{}/remove\">{}\
+                 <button type=\"submit\" class=\"link\" aria-label=\"Remove {}\">Remove</button></form></td></tr>",
+                esc(&d.name),
+                fmt_time(d.created_at),
+                d.last_used_at.map(|t| format!("Last used {}", fmt_time(t))).unwrap_or_else(|| "Not used yet".into()),
+                esc(&d.id),
+                csrf.hidden_field(),
+                esc(&d.name),
+            )
+        })
+        .collect();
+    let devices_html = if devices.is_empty() {
+        "<p>No devices registered.</p>".to_string()
+    } else {
+        format!("<table id=\"devices\"><thead><tr><th>Device</th><th>Added</th><th>Last used</th><th></th></tr></thead><tbody>{device_rows}</tbody></table>")
+    };
     let table = if methods.is_empty() {
         "<p>You have not added any verification method yet. Add one to protect your account with two-step verification.</p>".to_string()
     } else {
@@ -110,7 +145,7 @@ async fn overview(
         "<h1>My security info</h1>{flash}<p>These are the methods you use to sign in to your account or reset your password.</p>\
          <p><strong>Default method:</strong> {}{change}</p>\
          <p><a href=\"/security-info/add\">Add method</a></p>{table}\
-         <h2>Devices</h2><p>No devices registered.</p><p><a href=\"/account\">Back to My account</a></p>",
+         <h2>Devices</h2>{devices_html}<p><a href=\"/account\">Back to My account</a></p>",
         esc(&default)
     );
     Ok(page(
@@ -125,7 +160,8 @@ async fn add_choose(State(state): State<AppState>, me: SignedIn, csrf: CsrfToken
         return reauth_redirect("/security-info/add", true);
     }
     let body = "<h1>Add a method</h1><p>Which method would you like to add?</p>\
-        <ul class=\"options\"><li><a href=\"/security-info/add/totp\">Authenticator app (verification codes)</a></li></ul>\
+        <ul class=\"options\"><li><a href=\"/security-info/add/app\">Sesame Authenticator app (sign-in requests and codes)</a></li>\
+        <li><a href=\"/security-info/add/totp\">Authenticator app (verification codes)</a></li></ul>\
         <p><a href=\"/security-info\">Cancel</a></p>";
     page(
         &csrf,
@@ -386,4 +422,123 @@ async fn default_submit(
     )
     .await;
     Ok(see_other("/security-info?done=default"))
+}
+
+/// The address the app should reach: the configured public URL, else this request's host
+/// (plain HTTP is meant for loopback only).
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(b) = &state.config.public_base_url {
+        return b.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8080");
+    format!("http://{host}")
+}
+
+async fn add_app_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+    headers: HeaderMap,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    if !me.is_recent(&state) {
+        return Ok(reauth_redirect("/security-info/add/app", true));
+    }
+    // 256 random bits, 10 minutes, single use (DESIGN §4 asks for at least 112).
+    let code = crate::web::random_token();
+    let hash = crate::web::token_hash(&code);
+    let expires = state.now() + crate::device_api::ACTIVATION_SECS;
+    state
+        .store
+        .create_activation(me.user.id, &hash, expires)
+        .await?;
+    let link = sesame_proto::device::activation_link(&base_url(&state, &headers), &code);
+    let status_id = data_encoding::HEXLOWER.encode(&hash);
+    let body = format!(
+        "<h1>Set up the Sesame Authenticator app</h1>\
+         <p>Scan the QR code with Sesame Authenticator, or add the link below in the app:</p>\
+         <p><img id=\"activation-qr\" src=\"{}\" width=\"220\" height=\"220\" alt=\"QR code to add your account to Sesame Authenticator\"></p>\
+         <p class=\"secret\" id=\"activation-link\">{}</p>\
+         <p class=\"note\">On a computer: <code>sesame-authenticator add '&lt;the link&gt;'</code>. The link works once, for 10 minutes.</p>\
+         <p id=\"activation-status\" role=\"status\" data-id=\"{status_id}\">Waiting for the app…</p>\
+         <p><a href=\"/security-info\">Done</a></p><script src=\"/static/activation.js\"></script>",
+        qr_data_uri(&link)?,
+        esc(&link),
+    );
+    Ok(page(
+        &csrf,
+        StatusCode::OK,
+        layout_with_class("Set up the Sesame Authenticator app", &body, "wide"),
+    ))
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    id: String,
+}
+
+async fn add_app_status(
+    State(state): State<AppState>,
+    me: SignedIn,
+    q: Query<StatusQuery>,
+) -> Result<Response, AppError> {
+    let hash = data_encoding::HEXLOWER
+        .decode(q.id.as_bytes())
+        .map_err(|_| AppError::NotFound)?;
+    let done = state
+        .store
+        .find_activation_device(me.user.id, &hash)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let name = match &done {
+        Some(id) => state.store.find_device(id).await?.map(|d| d.name),
+        None => None,
+    };
+    Ok(axum::Json(serde_json::json!({ "done": done.is_some(), "device": name })).into_response())
+}
+
+const ACTIVATION_JS: &str = r#"(function () {
+  var el = document.getElementById('activation-status');
+  if (!el) return;
+  function poll() {
+    fetch('/security-info/add/app/status?id=' + encodeURIComponent(el.dataset.id), { credentials: 'same-origin', cache: 'no-store' })
+      .then(function (r) { return r.json(); })
+      .then(function (s) {
+        if (s.done) { el.textContent = 'Your app is ready: ' + s.device + ' was added.'; return; }
+        setTimeout(poll, 1000);
+      })
+      .catch(function () { setTimeout(poll, 3000); });
+  }
+  poll();
+})();
+"#;
+
+async fn activation_script() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/javascript; charset=utf-8",
+        )],
+        ACTIVATION_JS,
+    )
+        .into_response()
+}
+
+async fn remove_device(
+    State(state): State<AppState>,
+    me: SignedIn,
+    client: Client,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, AppError> {
+    // Removing a way to sign in needs a recent second step, like deleting a method.
+    if !me.has_fresh_second_factor(&state) {
+        return Ok(reauth_redirect("/security-info", true));
+    }
+    if !crate::device_api::remove_device(&state, &client, &me.user, &id).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(see_other("/security-info?done=device_removed"))
 }

@@ -50,6 +50,10 @@ impl FromRequestParts<AppState> for SignedIn {
         let now = state.now();
         let lookup = async {
             let Some(session) = state.store.find_session(&id_hash, now).await? else {
+                // An expired session is marked revoked the first time it is refused, so a clock
+                // set back later cannot revive it (SECURITY.md: expired things stay expired).
+                // A no-op for unknown or already revoked ids.
+                state.store.revoke_session(&id_hash, now).await?;
                 return Ok(None);
             };
             let Some(user) = state.store.find_user(session.user).await? else {

@@ -141,26 +141,30 @@ async fn username_submit(
 }
 
 /// The current transaction, or a redirect to start again.
-async fn load(state: &AppState, headers: &HeaderMap) -> Result<SignInRecord, Response> {
+pub(crate) async fn load(state: &AppState, headers: &HeaderMap) -> Result<SignInRecord, Response> {
     let Some(token) = cookie(headers, SIGNIN_COOKIE) else {
         return Err(see_other("/login"));
     };
-    match state
-        .store
-        .find_signin(&token_hash(&token), state.now())
-        .await
-    {
+    let id_hash = token_hash(&token);
+    match state.store.find_signin(&id_hash, state.now()).await {
         Ok(Some(rec)) => Ok(rec),
-        Ok(None) => Err(with_cookies(
-            see_other("/login?expired=1"),
-            &[clear_cookie(SIGNIN_COOKIE)],
-        )),
+        Ok(None) => {
+            // An expired transaction is deleted the first time it is refused, so a clock set
+            // back later cannot revive it (SECURITY.md: expired things stay expired).
+            if let Err(e) = state.store.delete_signin(&id_hash).await {
+                return Err(AppError::from(e).into_response());
+            }
+            Err(with_cookies(
+                see_other("/login?expired=1"),
+                &[clear_cookie(SIGNIN_COOKIE)],
+            ))
+        }
         Err(e) => Err(AppError::from(e).into_response()),
     }
 }
 
 /// Where a transaction in this state belongs.
-fn page_for(state: &SignInState) -> &'static str {
+pub(crate) fn page_for(state: &SignInState) -> &'static str {
     match state {
         SignInState::Identified { .. } => "/login/password",
         SignInState::SecondFactor { .. } => "/login/verify",
@@ -169,7 +173,7 @@ fn page_for(state: &SignInState) -> &'static str {
 }
 
 /// Applies one event by compare-and-set.
-async fn advance(
+pub(crate) async fn advance(
     state: &AppState,
     rec: &SignInRecord,
     event: SignInEvent,
@@ -302,6 +306,13 @@ async fn password_submit(
         SignInState::Done { .. } => {
             finish(&state, &headers, &client, &rec, &next, &user, "password").await
         }
+        SignInState::SecondFactor {
+            method: MethodKind::Push,
+            ..
+        } => {
+            crate::push_signin::start(&state, &client, &rec, &user).await?;
+            Ok(see_other("/login/verify"))
+        }
         _ => Ok(see_other("/login/verify")),
     }
 }
@@ -325,7 +336,7 @@ async fn second_factor_kinds(state: &AppState, user: &User) -> Result<Vec<Method
 }
 
 /// Mints the session for a finished transaction and ends the transaction.
-async fn finish(
+pub(crate) async fn finish(
     state: &AppState,
     headers: &HeaderMap,
     client: &Client,
@@ -354,6 +365,8 @@ async fn finish(
         )
         .await?;
     state.store.delete_signin(&rec.id_hash).await?;
+    // A successful sign-in resets the push budget window.
+    state.store.update_user_last_signin(user.id, now).await?;
     audit::record(
         state,
         client,
@@ -384,7 +397,7 @@ fn verify_form(csrf: &CsrfToken, method: MethodKind, message: Option<&str>) -> S
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(m)))
         .unwrap_or_default();
     let prompt = match method {
-        MethodKind::Totp => {
+        MethodKind::Totp | MethodKind::Push => {
             "Enter the code displayed in the authenticator app on your mobile device."
         }
     };
@@ -410,6 +423,9 @@ async fn verify_page(
     let SignInState::SecondFactor { method, .. } = rec.state else {
         return see_other(page_for(&rec.state));
     };
+    if method == MethodKind::Push {
+        return crate::push_signin::waiting_page(&state, &rec, &csrf).await;
+    }
     page(
         &csrf,
         StatusCode::OK,
@@ -440,6 +456,10 @@ async fn verify_submit(
     else {
         return Ok(see_other(page_for(&rec.state)));
     };
+    if method != MethodKind::Totp {
+        // Codes are typed only on the code page; a crafted post cannot answer a push.
+        return Ok(see_other("/login/verify"));
+    }
     let again = |status: StatusCode, message: &str| {
         page(
             &csrf,
@@ -580,6 +600,7 @@ async fn methods_page(
 async fn methods_submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Client,
     form: CsrfForm,
 ) -> Result<Response, AppError> {
     let rec = match load(&state, &headers).await {
@@ -589,10 +610,20 @@ async fn methods_submit(
     let kind: MethodKind = form.text("method").parse().map_err(|_| {
         AppError::BadRequest("Choose one of the listed verification options.".into())
     })?;
-    Ok(
-        match advance(&state, &rec, SignInEvent::ChooseMethod(kind)).await {
-            Ok(_) => see_other("/login/verify"),
-            Err(resp) => resp,
-        },
-    )
+    let next = match advance(&state, &rec, SignInEvent::ChooseMethod(kind)).await {
+        Ok(s) => s,
+        Err(resp) => return Ok(resp),
+    };
+    if let SignInState::SecondFactor { user, method, .. } = next {
+        let Some(user) = state.store.find_user(user).await? else {
+            return Ok(see_other("/login"));
+        };
+        if method == MethodKind::Push {
+            crate::push_signin::start(&state, &client, &rec, &user).await?;
+        } else {
+            // Moving away from the phone: its request must not stay answerable.
+            crate::push_signin::cancel(&state, &user).await?;
+        }
+    }
+    Ok(see_other("/login/verify"))
 }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::{Amr, MethodKind};
+use sesame_core::push::ChallengeState;
 use sesame_core::secret::SecretBytes;
 use sesame_core::signin::{CompletedSignIn, SignInState};
 use sesame_core::{GroupId, MethodId, TenantId, UnixTime, UserId};
@@ -50,6 +51,9 @@ pub struct User {
     pub is_blocked: bool,
     pub default_method: Option<MethodId>,
     pub created_at: UnixTime,
+    /// Set when the user chose "Deny and report": no pushes until an administrator unblocks.
+    pub push_blocked_at: Option<UnixTime>,
+    pub last_signin_at: Option<UnixTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +85,69 @@ pub struct Method {
     pub totp_secret: Option<SecretBytes>,
     pub created_at: UnixTime,
     pub last_used_at: Option<UnixTime>,
+    /// The device a method belongs to (the authenticator app's push and codes).
+    pub device: Option<String>,
+}
+
+/// A registered authenticator app.
+#[derive(Debug, Clone, Serialize)]
+pub struct Device {
+    #[serde(skip)]
+    pub row_id: i64,
+    pub id: String,
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub name: String,
+    pub alg: String,
+    #[serde(skip)]
+    pub public_key: Vec<u8>,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub name: String,
+    pub alg: String,
+    pub public_key: Vec<u8>,
+}
+
+/// A sign-in request waiting for (or answered by) the phone.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChallengeRecord {
+    pub id: String,
+    pub tenant: TenantId,
+    pub user: UserId,
+    #[serde(skip)]
+    pub signin_id_hash: Vec<u8>,
+    pub kind: String,
+    pub nonce: String,
+    #[serde(skip)]
+    pub number: String,
+    pub state: ChallengeState,
+    pub app_name: String,
+    pub ip: String,
+    pub location: String,
+    pub user_agent: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub answered_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewChallenge {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub signin_id_hash: Vec<u8>,
+    pub kind: String,
+    pub number: String,
+    pub app_name: String,
+    pub ip: String,
+    pub location: String,
+    pub user_agent: String,
+    pub expires_at: UnixTime,
 }
 
 /// A sign-in transaction row; `version` makes every state change a compare-and-set.
@@ -264,6 +331,78 @@ pub trait Store: Send + Sync + 'static {
     async fn create_setup_token(&self, token_hash: &[u8], expires_at: UnixTime) -> Result<()>;
     async fn consume_setup_token(&self, token_hash: &[u8], now: UnixTime) -> Result<bool>;
     async fn is_setup_token_valid(&self, token_hash: &[u8], now: UnixTime) -> Result<bool>;
+
+    // Devices (the authenticator app).
+    async fn create_activation(
+        &self,
+        user: UserId,
+        code_hash: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<()>;
+    /// Marks an unexpired, unused activation code used; returns its user. Single use.
+    async fn consume_activation(&self, code_hash: &[u8], now: UnixTime) -> Result<Option<UserId>>;
+    /// Whether an activation code has been used, and by which device (for the waiting page).
+    async fn find_activation_device(
+        &self,
+        user: UserId,
+        code_hash: &[u8],
+    ) -> Result<Option<Option<String>>>;
+    /// Creates the device with its push method and a TOTP method, all or nothing, and
+    /// records it on the activation code.
+    async fn create_device(
+        &self,
+        new: NewDevice,
+        activation_hash: &[u8],
+        totp_secret: &SecretBytes,
+        now: UnixTime,
+    ) -> Result<Device>;
+    async fn find_device(&self, public_id: &str) -> Result<Option<Device>>;
+    async fn list_devices(&self, user: UserId) -> Result<Vec<Device>>;
+    /// Deletes the device, its methods, and cancels its user's pending challenges (returned).
+    async fn delete_device(&self, user: UserId, public_id: &str) -> Result<Option<Vec<String>>>;
+    async fn touch_device(&self, row_id: i64, now: UnixTime) -> Result<()>;
+    /// Records a request nonce; false if this device used it before (a replay).
+    async fn claim_device_nonce(
+        &self,
+        row_id: i64,
+        nonce: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool>;
+
+    // Challenges.
+    /// Creates a pending challenge, superseding the user's other pending ones (their ids are
+    /// returned so the phone can be told).
+    async fn create_challenge(
+        &self,
+        new: NewChallenge,
+        now: UnixTime,
+    ) -> Result<(ChallengeRecord, Vec<String>)>;
+    async fn count_challenges_since(&self, user: UserId, since: UnixTime) -> Result<u32>;
+    async fn find_challenge(&self, public_id: &str) -> Result<Option<ChallengeRecord>>;
+    async fn find_latest_challenge_for_signin(
+        &self,
+        signin_id_hash: &[u8],
+    ) -> Result<Option<ChallengeRecord>>;
+    async fn list_pending_challenges(
+        &self,
+        user: UserId,
+        now: UnixTime,
+    ) -> Result<Vec<ChallengeRecord>>;
+    /// The one atomic answer: pending and unexpired -> `to`. Of racing answers exactly one wins.
+    async fn answer_challenge(
+        &self,
+        public_id: &str,
+        to: ChallengeState,
+        device_row: i64,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// approved -> consumed: at most one session per approval.
+    async fn consume_challenge(&self, public_id: &str) -> Result<bool>;
+    /// Cancels the user's pending challenges; returns their ids.
+    async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<String>>;
+    async fn update_user_push_blocked(&self, user: UserId, at: Option<UnixTime>) -> Result<()>;
+    async fn update_user_last_signin(&self, user: UserId, at: UnixTime) -> Result<()>;
 
     // Audit log.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;

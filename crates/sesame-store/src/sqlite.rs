@@ -5,13 +5,15 @@
 //! busy timeout is enough to serialise them: no "database is locked" at normal load.
 
 use crate::{
-    crypto::MasterKey, name_key, AuditEvent, AuditFilter, AuditResult, Group, Method, NewUser,
-    Result, SessionLimits, SessionRecord, SignInRecord, Store, StoreError, User,
+    crypto::MasterKey, name_key, AuditEvent, AuditFilter, AuditResult, ChallengeRecord, Device,
+    Group, Method, NewChallenge, NewDevice, NewUser, Result, SessionLimits, SessionRecord,
+    SignInRecord, Store, StoreError, User,
 };
 use async_trait::async_trait;
 use rand::RngCore;
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::{Amr, MethodKind};
+use sesame_core::push::ChallengeState;
 use sesame_core::secret::SecretBytes;
 use sesame_core::signin::{CompletedSignIn, SignInState};
 use sesame_core::{GroupId, MethodId, TenantId, UnixTime, UserId};
@@ -50,7 +52,8 @@ fn enrollment_aad(id: &str, user: UserId) -> String {
 }
 
 const USER_COLUMNS: &str =
-    "id, tenant_id, username, display_name, password_hash, is_admin, is_blocked, default_method_id, created_at";
+    "id, tenant_id, username, display_name, password_hash, is_admin, is_blocked, \
+     default_method_id, created_at, push_blocked_at, last_signin_at";
 
 fn user_from_row(r: &SqliteRow) -> Result<User> {
     let hash: Option<String> = r.try_get("password_hash").map_err(db_err)?;
@@ -68,6 +71,55 @@ fn user_from_row(r: &SqliteRow) -> Result<User> {
             .map_err(db_err)?
             .map(MethodId),
         created_at: r.try_get("created_at").map_err(db_err)?,
+        push_blocked_at: r.try_get("push_blocked_at").map_err(db_err)?,
+        last_signin_at: r.try_get("last_signin_at").map_err(db_err)?,
+    })
+}
+
+const METHOD_COLUMNS: &str =
+    "id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, \
+     (SELECT d.public_id FROM devices d WHERE d.id = methods.device_id) AS device_public_id";
+
+const DEVICE_COLUMNS: &str =
+    "id, public_id, tenant_id, user_id, name, alg, public_key, created_at, last_used_at";
+
+fn device_from_row(r: &SqliteRow) -> Result<Device> {
+    Ok(Device {
+        row_id: r.try_get("id").map_err(db_err)?,
+        id: r.try_get("public_id").map_err(db_err)?,
+        tenant: TenantId(r.try_get("tenant_id").map_err(db_err)?),
+        user: UserId(r.try_get("user_id").map_err(db_err)?),
+        name: r.try_get("name").map_err(db_err)?,
+        alg: r.try_get("alg").map_err(db_err)?,
+        public_key: r.try_get("public_key").map_err(db_err)?,
+        created_at: r.try_get("created_at").map_err(db_err)?,
+        last_used_at: r.try_get("last_used_at").map_err(db_err)?,
+    })
+}
+
+const CHALLENGE_COLUMNS: &str =
+    "public_id, tenant_id, user_id, signin_id_hash, kind, nonce, number, state, app_name, \
+     ip, location, user_agent, created_at, expires_at, answered_at";
+
+fn challenge_from_row(r: &SqliteRow) -> Result<ChallengeRecord> {
+    let state: String = r.try_get("state").map_err(db_err)?;
+    Ok(ChallengeRecord {
+        id: r.try_get("public_id").map_err(db_err)?,
+        tenant: TenantId(r.try_get("tenant_id").map_err(db_err)?),
+        user: UserId(r.try_get("user_id").map_err(db_err)?),
+        signin_id_hash: r.try_get("signin_id_hash").map_err(db_err)?,
+        kind: r.try_get("kind").map_err(db_err)?,
+        nonce: r.try_get("nonce").map_err(db_err)?,
+        number: r.try_get("number").map_err(db_err)?,
+        state: ChallengeState::parse(&state)
+            .ok_or_else(|| StoreError::Database(format!("bad challenge state {state}")))?,
+        app_name: r.try_get("app_name").map_err(db_err)?,
+        ip: r.try_get("ip").map_err(db_err)?,
+        location: r.try_get("location").map_err(db_err)?,
+        user_agent: r.try_get("user_agent").map_err(db_err)?,
+        created_at: r.try_get("created_at").map_err(db_err)?,
+        expires_at: r.try_get("expires_at").map_err(db_err)?,
+        answered_at: r.try_get("answered_at").map_err(db_err)?,
     })
 }
 
@@ -129,6 +181,7 @@ impl SqliteStore {
             totp_secret,
             created_at: r.try_get("created_at").map_err(db_err)?,
             last_used_at: r.try_get("last_used_at").map_err(db_err)?,
+            device: r.try_get("device_public_id").map_err(db_err)?,
         })
     }
 }
@@ -478,7 +531,7 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, last_totp_step, created_at) \
              VALUES (?, ?, 'totp', ?, ?, ?, ?) \
-             RETURNING id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at",
+             RETURNING id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, NULL AS device_public_id",
         )
         .bind(&public_id)
         .bind(user.0)
@@ -493,14 +546,12 @@ impl Store for SqliteStore {
     }
 
     async fn list_methods(&self, user: UserId) -> Result<Vec<Method>> {
-        let rows = sqlx::query(
-            "SELECT id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at \
-             FROM methods WHERE user_id = ? ORDER BY id",
-        )
-        .bind(user.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let sql = format!("SELECT {METHOD_COLUMNS} FROM methods WHERE user_id = ? ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(|r| self.open_method(r)).collect()
     }
 
@@ -848,6 +899,386 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         Ok(n == 1)
+    }
+
+    async fn create_activation(
+        &self,
+        user: UserId,
+        code_hash: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO activation_codes (code_hash, user_id, expires_at) VALUES (?, ?, ?)",
+        )
+        .bind(code_hash)
+        .bind(user.0)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn consume_activation(&self, code_hash: &[u8], now: UnixTime) -> Result<Option<UserId>> {
+        let user: Option<i64> = sqlx::query_scalar(
+            "UPDATE activation_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL AND expires_at > ?1 \
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(user.map(UserId))
+    }
+
+    async fn find_activation_device(
+        &self,
+        user: UserId,
+        code_hash: &[u8],
+    ) -> Result<Option<Option<String>>> {
+        let row = sqlx::query(
+            "SELECT (SELECT d.public_id FROM devices d WHERE d.id = a.device_id) AS device \
+             FROM activation_codes a WHERE a.code_hash = ? AND a.user_id = ?",
+        )
+        .bind(code_hash)
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| r.try_get::<Option<String>, _>("device").map_err(db_err))
+            .transpose()
+    }
+
+    async fn create_device(
+        &self,
+        new: NewDevice,
+        activation_hash: &[u8],
+        totp_secret: &SecretBytes,
+        now: UnixTime,
+    ) -> Result<Device> {
+        // One transaction: a crash leaves either a complete device or none.
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let public_id = random_hex(16);
+        let sql = format!(
+            "INSERT INTO devices (public_id, tenant_id, user_id, name, alg, public_key, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {DEVICE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&public_id)
+            .bind(new.tenant.0)
+            .bind(new.user.0)
+            .bind(&new.name)
+            .bind(&new.alg)
+            .bind(&new.public_key)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict("device key".into())
+                } else {
+                    db_err(e)
+                }
+            })?;
+        let device = device_from_row(&row)?;
+        let push_id = random_hex(16);
+        let push_row: i64 = sqlx::query_scalar(
+            "INSERT INTO methods (public_id, user_id, kind, label, created_at, device_id) VALUES (?, ?, 'push', ?, ?, ?) \
+             RETURNING id",
+        )
+        .bind(&push_id)
+        .bind(new.user.0)
+        .bind(&new.name)
+        .bind(now)
+        .bind(device.row_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let totp_id = random_hex(16);
+        let sealed = self
+            .key
+            .seal(&method_aad(&totp_id, new.user), totp_secret.expose());
+        sqlx::query(
+            "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, created_at, device_id) \
+             VALUES (?, ?, 'totp', ?, ?, ?, ?)",
+        )
+        .bind(&totp_id)
+        .bind(new.user.0)
+        .bind(&new.name)
+        .bind(sealed)
+        .bind(now)
+        .bind(device.row_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        // The app becomes the default method unless the user already chose one.
+        sqlx::query(
+            "UPDATE users SET default_method_id = ? WHERE id = ? AND default_method_id IS NULL",
+        )
+        .bind(push_row)
+        .bind(new.user.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let n = sqlx::query(
+            "UPDATE activation_codes SET device_id = ? WHERE code_hash = ? AND user_id = ?",
+        )
+        .bind(device.row_id)
+        .bind(activation_hash)
+        .bind(new.user.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n != 1 {
+            return Err(StoreError::NotFound("activation code".into()));
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(device)
+    }
+
+    async fn find_device(&self, public_id: &str) -> Result<Option<Device>> {
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE public_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(public_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn list_devices(&self, user: UserId) -> Result<Vec<Device>> {
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = ? ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn delete_device(&self, user: UserId, public_id: &str) -> Result<Option<Vec<String>>> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let n = sqlx::query("DELETE FROM devices WHERE public_id = ? AND user_id = ?")
+            .bind(public_id)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if n == 0 {
+            return Ok(None);
+        }
+        // Its methods went with it (ON DELETE CASCADE); a default that pointed at them is gone.
+        sqlx::query(
+            "UPDATE users SET default_method_id = (SELECT MIN(id) FROM methods WHERE user_id = ?1) \
+             WHERE id = ?1 AND default_method_id NOT IN (SELECT id FROM methods WHERE user_id = ?1)",
+        )
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        // Its pending requests stop at once.
+        let cancelled: Vec<String> = sqlx::query_scalar(
+            "UPDATE challenges SET state = 'cancelled' WHERE user_id = ? AND state = 'pending' RETURNING public_id",
+        )
+        .bind(user.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(cancelled))
+    }
+
+    async fn touch_device(&self, row_id: i64, now: UnixTime) -> Result<()> {
+        sqlx::query("UPDATE devices SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1 - 60)")
+            .bind(now)
+            .bind(row_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn claim_device_nonce(
+        &self,
+        row_id: i64,
+        nonce: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool> {
+        let n = sqlx::query("INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(row_id)
+            .bind(nonce)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if n == 1 && nonce.as_bytes().first().is_some_and(|b| b % 16 == 0) {
+            // Now and then, forget nonces whose timestamps could no longer pass the freshness check.
+            sqlx::query("DELETE FROM device_nonces WHERE expires_at < ?")
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(n == 1)
+    }
+
+    async fn create_challenge(
+        &self,
+        new: NewChallenge,
+        now: UnixTime,
+    ) -> Result<(ChallengeRecord, Vec<String>)> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let superseded: Vec<String> = sqlx::query_scalar(
+            "UPDATE challenges SET state = 'superseded' WHERE user_id = ? AND state = 'pending' RETURNING public_id",
+        )
+        .bind(new.user.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let sql = format!(
+            "INSERT INTO challenges (public_id, tenant_id, user_id, signin_id_hash, kind, nonce, number, state, app_name, ip, \
+             location, user_agent, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) \
+             RETURNING {CHALLENGE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(random_hex(16))
+            .bind(new.tenant.0)
+            .bind(new.user.0)
+            .bind(&new.signin_id_hash)
+            .bind(&new.kind)
+            .bind(random_hex(16))
+            .bind(&new.number)
+            .bind(&new.app_name)
+            .bind(&new.ip)
+            .bind(&new.location)
+            .bind(&new.user_agent)
+            .bind(now)
+            .bind(new.expires_at)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let record = challenge_from_row(&row)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((record, superseded))
+    }
+
+    async fn count_challenges_since(&self, user: UserId, since: UnixTime) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM challenges WHERE user_id = ? AND created_at > ?",
+        )
+        .bind(user.0)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn find_challenge(&self, public_id: &str) -> Result<Option<ChallengeRecord>> {
+        let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE public_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(public_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(challenge_from_row).transpose()
+    }
+
+    async fn find_latest_challenge_for_signin(
+        &self,
+        signin_id_hash: &[u8],
+    ) -> Result<Option<ChallengeRecord>> {
+        let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE signin_id_hash = ? ORDER BY id DESC LIMIT 1");
+        let row = sqlx::query(&sql)
+            .bind(signin_id_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(challenge_from_row).transpose()
+    }
+
+    async fn list_pending_challenges(
+        &self,
+        user: UserId,
+        now: UnixTime,
+    ) -> Result<Vec<ChallengeRecord>> {
+        let sql = format!(
+            "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE user_id = ? AND state = 'pending' AND expires_at > ? ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user.0)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(challenge_from_row).collect()
+    }
+
+    async fn answer_challenge(
+        &self,
+        public_id: &str,
+        to: ChallengeState,
+        device_row: i64,
+        now: UnixTime,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE challenges SET state = ?1, answered_at = ?2, answered_by_device = ?3 \
+             WHERE public_id = ?4 AND state = 'pending' AND expires_at > ?2",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(device_row)
+        .bind(public_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn consume_challenge(&self, public_id: &str) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
+        )
+        .bind(public_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<String>> {
+        sqlx::query_scalar("UPDATE challenges SET state = 'cancelled' WHERE user_id = ? AND state = 'pending' RETURNING public_id")
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn update_user_push_blocked(&self, user: UserId, at: Option<UnixTime>) -> Result<()> {
+        sqlx::query("UPDATE users SET push_blocked_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn update_user_last_signin(&self, user: UserId, at: UnixTime) -> Result<()> {
+        sqlx::query("UPDATE users SET last_signin_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {

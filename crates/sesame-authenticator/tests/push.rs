@@ -1,0 +1,294 @@
+//! Notifications end to end: the real `sesame-authenticator` binary against a real server.
+
+use sesame_store::Store;
+use sesame_testkit::{Browser, TestServer};
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the app off the async runtime: the server under test answers on that runtime.
+async fn app(vault: &Path, args: &[&str]) -> Output {
+    let vault = vault.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_sesame-authenticator"))
+            .arg("--vault")
+            .arg(&vault)
+            .args(&args)
+            .env_remove("SESAME_AUTHENTICATOR_VAULT")
+            .output()
+            .expect("run sesame-authenticator")
+    })
+    .await
+    .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn err(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn real_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn element_text(body: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let at = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in {body}"));
+    let start = at + body[at..].find('>').unwrap() + 1;
+    let end = start + body[start..].find('<').unwrap();
+    body[start..end].replace("&amp;", "&")
+}
+
+/// A server on the real clock (the app signs requests with the real time), a user with a
+/// password, and the app activated for that user through My security info.
+async fn setup() -> (TestServer, tempfile::TempDir, std::path::PathBuf) {
+    let srv = TestServer::spawn().await;
+    srv.clock.set(real_now());
+    srv.create_user("alice", Some("correct horse")).await;
+    let mut b = srv.browser();
+    assert_eq!(
+        b.password_step("alice", "correct horse").await.location(),
+        Some("/account")
+    );
+    let page = b.get("/security-info/add/app").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let link = element_text(&page.body, "activation-link");
+    assert!(
+        link.starts_with("sesame://activate?server=http%3A%2F%2F127.0.0.1%3A"),
+        "{link}"
+    );
+    let status_id = page
+        .body
+        .split("data-id=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let before: serde_json::Value = serde_json::from_str(
+        &b.get(&format!("/security-info/add/app/status?id={status_id}"))
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(before["done"], false);
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("vault");
+    let out = ok(&app(&vault, &["add", &link, "--device-name", "Alice's phone"]).await);
+    assert!(out.contains("Alice's phone"), "{out}");
+    let after: serde_json::Value = serde_json::from_str(
+        &b.get(&format!("/security-info/add/app/status?id={status_id}"))
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(
+        after,
+        serde_json::json!({"done": true, "device": "Alice's phone"})
+    );
+    // The same link cannot add a second device.
+    let again = err(&app(&dir.path().join("other-vault"), &["add", &link]).await);
+    assert!(again.contains("not valid"), "{again}");
+    let info = b.get("/security-info").await;
+    assert!(
+        info.body.contains("Alice&#39;s phone") && info.body.contains("Remove"),
+        "{}",
+        info.body
+    );
+    (srv, dir, vault)
+}
+
+/// Password step of a new sign-in; returns the browser on the waiting page and its number.
+async fn wait_for_phone(srv: &TestServer) -> (Browser, String) {
+    let mut b = srv.browser();
+    let p = b.password_step("alice", "correct horse").await;
+    assert_eq!(p.location(), Some("/login/verify"));
+    let page = b.follow(p).await;
+    assert!(
+        page.body.contains("Approve sign-in request"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Use a different verification option"));
+    let number = element_text(&page.body, "push-number");
+    assert_eq!(number.len(), 2, "two digits by default: {number}");
+    (b, number)
+}
+
+async fn pending(vault: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&app(vault, &["--json", "pending"]).await)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_sign_in_with_number_matching() {
+    let (srv, _dir, vault) = setup().await;
+    let (mut b, number) = wait_for_phone(&srv).await;
+    let list = pending(&vault).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let req = list[0]["request"].as_str().unwrap().to_string();
+    assert_eq!(list[0]["ip"], "127.0.0.1");
+    assert_eq!(list[0]["location"], "This computer");
+    assert_eq!(list[0]["browser"], "sesame-testkit");
+    assert!(
+        !list[0].to_string().contains(&format!("\"{number}\"")),
+        "the number is never sent to the phone"
+    );
+    // Not approved yet: completing does nothing.
+    let early = b.post("/login/push/complete", &[]).await;
+    assert_eq!(early.location(), Some("/login/verify"));
+    assert!(!b.has_session());
+    let out = ok(&app(
+        &vault,
+        &["respond", &req[..8], "--number", &number, "--approve"],
+    )
+    .await);
+    assert!(out.contains("Approved"), "{out}");
+    let status: serde_json::Value =
+        serde_json::from_str(&b.get("/login/push/status").await.body).unwrap();
+    assert_eq!(status["state"], "approved");
+    let done = b.post("/login/push/complete", &[]).await;
+    assert_eq!(done.location(), Some("/account"), "{}", done.body);
+    assert!(b.has_session());
+    assert!(pending(&vault).await.as_array().unwrap().is_empty());
+    let log = srv.store.list_audit(&Default::default()).await.unwrap();
+    assert!(log.iter().any(|e| e.event == "sign_in"
+        && e.method.as_deref() == Some("push")
+        && e.result == sesame_store::AuditResult::Success));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_number_does_not_approve() {
+    let (srv, _dir, vault) = setup().await;
+    let (mut b, number) = wait_for_phone(&srv).await;
+    let req = pending(&vault).await[0]["request"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wrong = if number == "10" { "11" } else { "10" };
+    let e = err(&app(&vault, &["respond", &req, "--number", wrong, "--approve"]).await);
+    assert!(e.contains("did not match"), "{e}");
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/login/verify")
+    );
+    assert!(!b.has_session());
+    let page = b.get("/login/verify").await;
+    assert!(page.body.contains("didn&#39;t match"), "{}", page.body);
+    let user = srv
+        .store
+        .find_user_by_username(srv.state.tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        srv.store.find_failures(user.id, "push").await.unwrap().0,
+        1,
+        "a wrong number counts as a failed attempt"
+    );
+    // The request is over: the right number no longer works.
+    let late = err(&app(&vault, &["respond", &req, "--number", &number, "--approve"]).await);
+    assert!(late.contains("no waiting sign-in request"), "{late}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_and_report_blocks_further_pushes() {
+    let (srv, _dir, vault) = setup().await;
+    let (mut b, _number) = wait_for_phone(&srv).await;
+    let req = pending(&vault).await[0]["request"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = ok(&app(&vault, &["respond", &req, "--report"]).await);
+    assert!(out.contains("blocked"), "{out}");
+    assert!(b.get("/login/verify").await.body.contains("reported"));
+    let user = srv
+        .store
+        .find_user_by_username(srv.state.tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(user.push_blocked_at.is_some());
+    let log = srv.store.list_audit(&Default::default()).await.unwrap();
+    assert!(log.iter().any(|e| e.event == "fraud_reported"));
+    // The next sign-in sends nothing to the phone and says why.
+    let mut b2 = srv.browser();
+    let p = b2.password_step("alice", "correct horse").await;
+    let page = b2.follow(p).await;
+    assert!(page.body.contains("blocked"), "{}", page.body);
+    assert!(pending(&vault).await.as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistered_device_cannot_answer_and_a_copied_vault_is_useless() {
+    let (srv, dir, vault) = setup().await;
+    // A copy of the vault taken while the device was registered.
+    let copy = dir.path().join("copy");
+    std::fs::copy(&vault, &copy).unwrap();
+    std::fs::copy(dir.path().join("vault.key"), dir.path().join("copy.key")).unwrap();
+    ok(&app(&vault, &["unregister", "alice"]).await);
+    let user = srv
+        .store
+        .find_user_by_username(srv.state.tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(srv.store.list_devices(user.id).await.unwrap().is_empty());
+    // Without a device the sign-in needs no second step any more... so give alice codes
+    // elsewhere and check the copy cannot even list requests.
+    let e = err(&app(&copy, &["pending"]).await);
+    assert!(e.contains("not registered"), "{e}");
+    // A vault file moved without its device key cannot be opened at all.
+    let stolen = dir.path().join("stolen");
+    std::fs::copy(&copy, &stolen).unwrap();
+    assert!(err(&app(&stolen, &["list"]).await).contains("device key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_from_the_activated_app_work_too() {
+    let (srv, _dir, vault) = setup().await;
+    let (mut b, _number) = wait_for_phone(&srv).await;
+    let methods = b.get("/login/methods").await;
+    assert!(
+        methods
+            .body
+            .contains("Authenticator app (verification code)"),
+        "{}",
+        methods.body
+    );
+    let switched = b.post("/login/methods", &[("method", "totp")]).await;
+    assert_eq!(switched.location(), Some("/login/verify"));
+    assert!(
+        pending(&vault).await.as_array().unwrap().is_empty(),
+        "switching away cancels the phone request"
+    );
+    let codes: serde_json::Value =
+        serde_json::from_str(&ok(&app(&vault, &["--json", "code", "alice"]).await)).unwrap();
+    srv.clock.set(real_now());
+    let done = b
+        .post(
+            "/login/verify",
+            &[("code", codes[0]["code"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(done.location(), Some("/account"), "{}", done.body);
+}

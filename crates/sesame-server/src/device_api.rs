@@ -1,0 +1,597 @@
+//! The device API (DESIGN §4): JSON over HTTP for the authenticator app.
+//!
+//! Activation is authorised by a one-time activation code; every other call is signed with the
+//! device key over method, path, body hash, timestamp and nonce ([`SignedRequest`]), checked
+//! for freshness, and its nonce is recorded in the database so a replay fails on every node.
+
+use crate::audit::{self, Entry};
+use crate::web::{token_hash, Client};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use rand::RngCore;
+use sesame_core::lockout::AttemptGate;
+use sesame_core::method::MethodKind;
+use sesame_core::push::{self, Answer, ChallengeState};
+use sesame_core::secret::SecretBytes;
+use sesame_core::totp;
+use sesame_proto::device::{
+    self as api, ActivateRequest, ActivateResponse, Decision, DeviceEvent, PendingResponse,
+    RespondRequest, RespondResponse, TotpParams,
+};
+use sesame_proto::ApiError;
+use sesame_store::{AuditResult, ChallengeRecord, Device, NewDevice, StoreError, User};
+use std::convert::Infallible;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(api::PATH_ACTIVATE, post(activate))
+        .route(api::PATH_EVENTS, get(events))
+        .route(api::PATH_PENDING, get(pending))
+        .route(api::PATH_RESPOND, post(respond))
+        .route(api::PATH_UNREGISTER, post(unregister))
+}
+
+/// An error in the device API's JSON format.
+#[derive(Debug)]
+pub struct ApiErr(pub StatusCode, pub &'static str, pub String);
+
+impl ApiErr {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiErr(status, code, message.into())
+    }
+}
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(ApiError {
+                error: self.1.to_string(),
+                message: self.2,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiErr {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(%e, "device API store error");
+        ApiErr::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "Something went wrong on the server. Try again.",
+        )
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiErr> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("The request is not valid: {e}"),
+        )
+    })
+}
+
+async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiErr> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiErr::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "The request is too large.",
+            )
+        } else {
+            ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request body could not be read.",
+            )
+        }
+    })
+}
+
+/// A request signed by a registered, active device of an unblocked user.
+pub struct SignedRequest {
+    pub device: Device,
+    pub user: User,
+    pub body: Bytes,
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiErr> {
+    h.get(name).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "unsigned",
+            format!("The request must be signed by a device ({name} is missing)."),
+        )
+    })
+}
+
+fn verifying_key(device: &Device) -> Option<VerifyingKey> {
+    (device.alg == api::ALG_ES256)
+        .then(|| VerifyingKey::from_sec1_bytes(&device.public_key).ok())
+        .flatten()
+}
+
+fn verify(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> bool {
+    let Ok(raw) = URL_SAFE_NO_PAD.decode(signature_b64) else {
+        return false;
+    };
+    let Ok(sig) = Signature::from_slice(&raw) else {
+        return false;
+    };
+    key.verify(message, &sig).is_ok()
+}
+
+impl FromRequest<AppState> for SignedRequest {
+    type Rejection = ApiErr;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let method = req.method().as_str().to_string();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let headers = req.headers().clone();
+        let body = read_body(req, state).await?;
+        let device_id = header(&headers, api::HEADER_DEVICE)?;
+        let ts: i64 = header(&headers, api::HEADER_TIMESTAMP)?
+            .parse()
+            .map_err(|_| {
+                ApiErr::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unsigned",
+                    "The request timestamp is not a number.",
+                )
+            })?;
+        let nonce = header(&headers, api::HEADER_NONCE)?;
+        let signature = header(&headers, api::HEADER_SIGNATURE)?;
+        let now = state.now();
+        if (ts - now).abs() > api::MAX_CLOCK_SKEW_SECS {
+            return Err(ApiErr::new(
+                StatusCode::UNAUTHORIZED,
+                "clock_skew",
+                "This device's clock is off. Set the date and time automatically and try again.",
+            ));
+        }
+        if !(16..=128).contains(&nonce.len()) {
+            return Err(ApiErr::new(
+                StatusCode::UNAUTHORIZED,
+                "unsigned",
+                "The request nonce is not valid.",
+            ));
+        }
+        let refused = || {
+            ApiErr::new(StatusCode::UNAUTHORIZED, "unknown_device", "This device is not registered with Sesame (it may have been removed). Add the account again.")
+        };
+        let device = state
+            .store
+            .find_device(device_id)
+            .await?
+            .ok_or_else(refused)?;
+        let key = verifying_key(&device).ok_or_else(refused)?;
+        let message = api::request_message(&method, &path, &body, ts, nonce, &device.id);
+        if !verify(&key, &message, signature) {
+            return Err(ApiErr::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                "The request signature is not valid.",
+            ));
+        }
+        // Recorded only after the signature checks out, so strangers cannot fill the table.
+        let keep_until = ts + api::MAX_CLOCK_SKEW_SECS + 60;
+        if !state
+            .store
+            .claim_device_nonce(device.row_id, nonce, keep_until, now)
+            .await?
+        {
+            return Err(ApiErr::new(
+                StatusCode::UNAUTHORIZED,
+                "replayed",
+                "This request was already received once.",
+            ));
+        }
+        let user = state
+            .store
+            .find_user(device.user)
+            .await?
+            .ok_or_else(refused)?;
+        if user.is_blocked {
+            return Err(ApiErr::new(
+                StatusCode::FORBIDDEN,
+                "user_blocked",
+                "This account is blocked. Contact your administrator.",
+            ));
+        }
+        state.store.touch_device(device.row_id, now).await?;
+        Ok(SignedRequest { device, user, body })
+    }
+}
+
+/// How long an activation code works.
+pub const ACTIVATION_SECS: i64 = 600;
+const MAX_DEVICE_NAME: usize = 64;
+
+async fn activate(
+    State(state): State<AppState>,
+    client: Client,
+    req: Request,
+) -> Result<Json<ActivateResponse>, ApiErr> {
+    let body = read_body(req, &state).await?;
+    let r: ActivateRequest = parse_json(&body)?;
+    if r.alg != api::ALG_ES256 {
+        return Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_alg",
+            format!(
+                "Signature algorithm {:?} is not supported (use ES256).",
+                r.alg
+            ),
+        ));
+    }
+    let public_key = URL_SAFE_NO_PAD
+        .decode(&r.public_key)
+        .ok()
+        .filter(|pk| VerifyingKey::from_sec1_bytes(pk).is_ok())
+        .ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_key",
+                "The device public key is not a valid P-256 key.",
+            )
+        })?;
+    let name: String = r
+        .device_name
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_DEVICE_NAME)
+        .collect();
+    let name = if name.is_empty() {
+        "Authenticator".to_string()
+    } else {
+        name
+    };
+    let now = state.now();
+    let hash = token_hash(r.code.trim());
+    let user_id = state.store.consume_activation(&hash, now).await?.ok_or_else(|| {
+        ApiErr::new(StatusCode::BAD_REQUEST, "invalid_code", "This activation code is not valid: it has expired or was already used. Start again on My security info.")
+    })?;
+    let user = state
+        .store
+        .find_user(user_id)
+        .await?
+        .filter(|u| !u.is_blocked)
+        .ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::FORBIDDEN,
+                "user_blocked",
+                "This account cannot add devices. Contact your administrator.",
+            )
+        })?;
+    let mut raw = vec![0u8; totp::SECRET_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let secret = SecretBytes::new(raw);
+    let new = NewDevice {
+        tenant: user.tenant,
+        user: user.id,
+        name: name.clone(),
+        alg: r.alg.clone(),
+        public_key,
+    };
+    let device = match state.store.create_device(new, &hash, &secret, now).await {
+        Ok(d) => d,
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiErr::new(
+                StatusCode::CONFLICT,
+                "device_exists",
+                "This device is already registered in this organisation.",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    audit::record(
+        &state,
+        &client,
+        Entry {
+            user: Some(user.id),
+            username: &user.username,
+            event: "device_added",
+            method: Some("push"),
+            result: AuditResult::Success,
+            reason: Some(&name),
+        },
+    )
+    .await;
+    Ok(Json(ActivateResponse {
+        device_id: device.id,
+        issuer: state.config.issuer.clone(),
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+        totp: TotpParams {
+            secret_base32: totp::secret_base32(&secret),
+            algorithm: "SHA1".into(),
+            digits: totp::DIGITS as u32,
+            period: totp::STEP_SECONDS as u64,
+        },
+    }))
+}
+
+/// What the phone is shown of a challenge (never the number).
+pub fn challenge_view(c: &ChallengeRecord, username: &str) -> api::Challenge {
+    api::Challenge {
+        id: c.id.clone(),
+        kind: if c.kind == "phone_sign_in" {
+            api::ChallengeKind::PhoneSignIn
+        } else {
+            api::ChallengeKind::Mfa
+        },
+        nonce: c.nonce.clone(),
+        username: username.to_string(),
+        app_name: c.app_name.clone(),
+        ip: c.ip.clone(),
+        location: c.location.clone(),
+        user_agent: c.user_agent.clone(),
+        requested_at: c.created_at,
+        expires_at: c.expires_at,
+        pin_required: false,
+    }
+}
+
+async fn pending(
+    State(state): State<AppState>,
+    signed: SignedRequest,
+) -> Result<Json<PendingResponse>, ApiErr> {
+    let list = state
+        .store
+        .list_pending_challenges(signed.user.id, state.now())
+        .await?;
+    Ok(Json(PendingResponse {
+        challenges: list
+            .iter()
+            .map(|c| challenge_view(c, &signed.user.username))
+            .collect(),
+    }))
+}
+
+async fn events(State(state): State<AppState>, signed: SignedRequest) -> Result<Response, ApiErr> {
+    let user = signed.user.clone();
+    // Subscribe before reading the pending list, so nothing created in between is missed.
+    let rx = state.hub.subscribe(user.id);
+    let first: Vec<DeviceEvent> = state
+        .store
+        .list_pending_challenges(user.id, state.now())
+        .await?
+        .iter()
+        .map(|c| DeviceEvent::Challenge(challenge_view(c, &user.username)))
+        .collect();
+    let stream =
+        futures_util::stream::unfold((first.into_iter(), rx), |(mut first, mut rx)| async move {
+            if let Some(ev) = first.next() {
+                return Some((to_sse(&ev), (first, rx)));
+            }
+            // A stream that fell behind, or whose channel closed, ends: the app reconnects and
+            // re-reads the pending list.
+            match rx.recv().await {
+                Ok(ev) => Some((to_sse(&ev), (first, rx))),
+                Err(_) => None,
+            }
+        });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(20)))
+        .into_response())
+}
+
+fn to_sse(ev: &DeviceEvent) -> Result<Event, Infallible> {
+    Ok(Event::default().data(serde_json::to_string(ev).expect("events serialise")))
+}
+
+async fn respond(
+    State(state): State<AppState>,
+    client: Client,
+    signed: SignedRequest,
+) -> Result<Json<RespondResponse>, ApiErr> {
+    let r: RespondRequest = parse_json(&signed.body)?;
+    let user = &signed.user;
+    let not_found = || {
+        ApiErr::new(
+            StatusCode::NOT_FOUND,
+            "unknown_request",
+            "This sign-in request does not exist.",
+        )
+    };
+    let c = state
+        .store
+        .find_challenge(&r.challenge_id)
+        .await?
+        .filter(|c| c.user == user.id)
+        .ok_or_else(not_found)?;
+    let key = verifying_key(&signed.device).ok_or_else(not_found)?;
+    let message = api::approval_message(&c.id, &c.nonce, r.decision, &r.number, &signed.device.id);
+    if !verify(&key, &message, &r.signature) {
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "The answer's signature is not valid.",
+        ));
+    }
+    let now = state.now();
+    if !push::is_answerable(c.state, c.expires_at, now) {
+        let msg = match c.state {
+            ChallengeState::Pending => "This sign-in request has expired.",
+            ChallengeState::Superseded => "This sign-in request was replaced by a newer one.",
+            ChallengeState::Cancelled => "This sign-in request was cancelled.",
+            _ => "This sign-in request was already answered.",
+        };
+        return Err(ApiErr::new(StatusCode::CONFLICT, "not_pending", msg));
+    }
+    let entry = |result, reason| Entry {
+        user: Some(user.id),
+        username: &user.username,
+        event: "push_answer",
+        method: Some("push"),
+        result,
+        reason,
+    };
+    let answer = match r.decision {
+        Decision::Approve => Answer::Approve,
+        Decision::Deny => Answer::Deny,
+        Decision::Report => Answer::Report,
+    };
+    if answer == Answer::Approve {
+        // Counted before judging, per user and method, like verification codes.
+        match state
+            .store
+            .reserve_attempt(
+                user.id,
+                MethodKind::Push.as_str(),
+                &state.config.lockout,
+                now,
+            )
+            .await?
+        {
+            AttemptGate::Open => {}
+            _ => {
+                audit::record(&state, &client, entry(AuditResult::Failure, Some("locked"))).await;
+                return Err(ApiErr::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "locked",
+                    "Too many wrong numbers. Approvals are paused for this account for a while.",
+                ));
+            }
+        }
+    }
+    let to = push::judge(answer, &c.number, &r.number);
+    if !state
+        .store
+        .answer_challenge(&c.id, to, signed.device.row_id, now)
+        .await?
+    {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            "not_pending",
+            "This sign-in request was already answered or has expired.",
+        ));
+    }
+    state.hub.challenge_changed(&c.id);
+    state.hub.publish(
+        user.id,
+        DeviceEvent::Closed {
+            id: c.id.clone(),
+            reason: to.as_str().into(),
+        },
+    );
+    let (outcome, message) = match to {
+        ChallengeState::Approved => {
+            state
+                .store
+                .clear_failures(user.id, MethodKind::Push.as_str())
+                .await?;
+            audit::record(
+                &state,
+                &client,
+                entry(AuditResult::Success, Some("approved")),
+            )
+            .await;
+            ("approved", "Approved. Return to the sign-in page.")
+        }
+        ChallengeState::WrongNumber => {
+            audit::record(
+                &state,
+                &client,
+                entry(AuditResult::Failure, Some("wrong_number")),
+            )
+            .await;
+            (
+                "wrong_number",
+                "The number didn't match. The sign-in was not approved.",
+            )
+        }
+        ChallengeState::Reported => {
+            state
+                .store
+                .update_user_push_blocked(user.id, Some(now))
+                .await?;
+            for id in state.store.cancel_pending_challenges(user.id).await? {
+                state.hub.challenge_changed(&id);
+            }
+            audit::record(
+                &state,
+                &client,
+                Entry {
+                    event: "fraud_reported",
+                    ..entry(AuditResult::Failure, Some("reported_by_user"))
+                },
+            )
+            .await;
+            ("reported", "Thanks for reporting it. Further sign-in requests are blocked until your administrator looks into it.")
+        }
+        _ => {
+            audit::record(&state, &client, entry(AuditResult::Failure, Some("denied"))).await;
+            ("denied", "Denied. The sign-in was not approved.")
+        }
+    };
+    Ok(Json(RespondResponse {
+        outcome: outcome.into(),
+        message: message.into(),
+    }))
+}
+
+async fn unregister(
+    State(state): State<AppState>,
+    client: Client,
+    signed: SignedRequest,
+) -> Result<Json<serde_json::Value>, ApiErr> {
+    remove_device(&state, &client, &signed.user, &signed.device.id).await?;
+    Ok(Json(serde_json::json!({"removed": true})))
+}
+
+/// Removes a device, stops its pending requests at once and records it.
+pub async fn remove_device(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    device_id: &str,
+) -> Result<bool, StoreError> {
+    let Some(cancelled) = state.store.delete_device(user.id, device_id).await? else {
+        return Ok(false);
+    };
+    for id in cancelled {
+        state.hub.challenge_changed(&id);
+        state.hub.publish(
+            user.id,
+            DeviceEvent::Closed {
+                id,
+                reason: "device_removed".into(),
+            },
+        );
+    }
+    audit::record(
+        state,
+        client,
+        Entry {
+            user: Some(user.id),
+            username: &user.username,
+            event: "device_removed",
+            method: Some("push"),
+            result: AuditResult::Success,
+            reason: None,
+        },
+    )
+    .await;
+    Ok(true)
+}

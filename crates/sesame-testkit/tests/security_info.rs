@@ -1,0 +1,417 @@
+//! Security regression tests for "My security info" (SECURITY.md: a fresh second factor to
+//! remove a method; the enrolment code is single use), driven through the real HTTP server.
+//! Each test is named after the property it guards.
+
+use sesame_core::secret::SecretBytes;
+use sesame_core::totp::{code_for_step, secret_from_base32, step_at};
+use sesame_core::{Clock, UserId};
+use sesame_store::{AuditEvent, AuditFilter, AuditResult, Store};
+use sesame_testkit::{Browser, Page, TestServer};
+
+const PASSWORD: &str = "correct horse";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+fn secret() -> SecretBytes {
+    SecretBytes::new(b"0123456789abcdefghij".to_vec())
+}
+
+fn now(srv: &TestServer) -> i64 {
+    Clock::now(&*srv.clock)
+}
+
+/// A password-only user, signed in (the session has `pwd` but no second step).
+async fn password_only_session(srv: &TestServer, name: &str) -> (UserId, Browser) {
+    let u = srv.create_user(name, Some(PASSWORD)).await;
+    let mut b = srv.browser();
+    let p = b.password_step(name, PASSWORD).await;
+    assert_eq!(p.location(), Some("/account"), "{}", p.body);
+    (u.id, b)
+}
+
+/// Signs in with password and a code for the step `offset` steps from now.
+async fn sign_in_with_code(
+    srv: &TestServer,
+    name: &str,
+    secret: &SecretBytes,
+    offset: i64,
+) -> Browser {
+    let mut b = srv.browser();
+    let p = b.password_step(name, PASSWORD).await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    b.follow(p).await;
+    let code = code_for_step(secret, step_at(now(srv)) + offset);
+    let p = b.post("/login/verify", &[("code", &code)]).await;
+    assert_eq!(p.location(), Some("/account"), "{}", p.body);
+    b
+}
+
+/// A user with a TOTP method, signed in with password and code.
+async fn mfa_session(srv: &TestServer, name: &str) -> (UserId, Browser) {
+    let u = srv.create_user(name, Some(PASSWORD)).await;
+    srv.add_totp(u.id, &secret()).await;
+    (u.id, sign_in_with_code(srv, name, &secret(), 0).await)
+}
+
+/// The set-up page of the authenticator app: enrolment id, secret and CSRF token.
+struct Setup {
+    enrollment: String,
+    secret: SecretBytes,
+    csrf: String,
+}
+
+async fn open_setup(b: &mut Browser) -> Setup {
+    let page = b.get("/security-info/add/totp").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let marker = "id=\"totp-secret\">";
+    let start = page.body.find(marker).expect("secret shown") + marker.len();
+    let end = page.body[start..].find('<').unwrap() + start;
+    Setup {
+        enrollment: page.hidden("enrollment").expect("enrollment field"),
+        secret: secret_from_base32(&page.body[start..end]).expect("base32 secret"),
+        csrf: page.csrf().expect("csrf"),
+    }
+}
+
+fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        s.append_pair(k, v);
+    }
+    s.finish().into_bytes()
+}
+
+/// Confirms an enrolment. Its future is `Send`, so it can run on spawned tasks.
+async fn confirm(b: &mut Browser, setup_csrf: &str, enrollment: &str, code: &str) -> Page {
+    let body = form(&[
+        ("csrf", setup_csrf),
+        ("enrollment", enrollment),
+        ("code", code),
+    ]);
+    b.post_raw("/security-info/add/totp", FORM, body).await
+}
+
+async fn delete(b: &mut Browser, method: sesame_core::MethodId) -> Page {
+    b.get("/security-info").await;
+    b.post(&format!("/security-info/methods/{method}/delete"), &[])
+        .await
+}
+
+async fn events(srv: &TestServer, user: UserId, event: &str) -> Vec<AuditEvent> {
+    srv.store
+        .list_audit(&AuditFilter {
+            user: Some(user),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == event)
+        .collect()
+}
+
+/// A redirect to sign in again, coming back to `next` afterwards.
+fn assert_reauth(p: &Page, next: &str) {
+    assert_eq!(p.status, 303, "{}", p.body);
+    let loc = p.location().unwrap();
+    let query = loc
+        .strip_prefix("/login?")
+        .unwrap_or_else(|| panic!("{loc}"));
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    assert!(params.contains(&("reauth".into(), "1".into())), "{loc}");
+    assert!(params.contains(&("next".into(), next.into())), "{loc}");
+}
+
+#[tokio::test]
+async fn security_info_needs_a_session() {
+    let srv = TestServer::spawn().await;
+    let mut b = srv.browser();
+    for path in [
+        "/security-info",
+        "/security-info/add",
+        "/security-info/add/totp",
+    ] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, 303, "{path}");
+        assert!(p.location().unwrap().starts_with("/login?next="), "{path}");
+    }
+    b.get("/login").await;
+    let p = b
+        .post(
+            "/security-info/add/totp",
+            &[("enrollment", "x"), ("code", "123456")],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(p.location().unwrap().starts_with("/login"));
+}
+
+#[tokio::test]
+async fn adding_totp_requires_a_recent_sign_in() {
+    let srv = TestServer::spawn().await;
+    let (user, mut b) = password_only_session(&srv, "alice").await;
+    // Recent: the set-up page opens.
+    let setup = open_setup(&mut b).await;
+
+    srv.clock.advance(601);
+    assert_reauth(&b.get("/security-info/add").await, "/security-info/add");
+    assert_reauth(
+        &b.get("/security-info/add/totp").await,
+        "/security-info/add/totp",
+    );
+    // A set-up opened while the sign-in was recent cannot be finished once it no longer is.
+    let code = srv.code(&setup.secret);
+    let p = confirm(&mut b, &setup.csrf, &setup.enrollment, &code).await;
+    assert_reauth(&p, "/security-info/add/totp");
+    assert!(srv.store.list_methods(user).await.unwrap().is_empty());
+    // The session itself still works: only the sensitive step asks again.
+    assert_eq!(b.get("/security-info").await.status, 200);
+
+    // Signing in again through the re-authentication link leads back to the set-up.
+    let reauth = b.get("/security-info/add/totp").await;
+    let login = b.get(reauth.location().unwrap()).await;
+    assert!(login.body.contains("sign in again"), "{}", login.body);
+    // The form carries where to go back to, as a browser would submit it.
+    let next = login.hidden("next").expect("next kept in the form");
+    assert_eq!(next, "/security-info/add/totp");
+    let p = b
+        .post("/login", &[("username", "alice"), ("next", &next)])
+        .await;
+    b.follow(p).await;
+    let p = b.post("/login/password", &[("password", PASSWORD)]).await;
+    assert_eq!(p.location(), Some("/security-info/add/totp"));
+    let setup = open_setup(&mut b).await;
+    let p = confirm(
+        &mut b,
+        &setup.csrf,
+        &setup.enrollment,
+        &srv.code(&setup.secret),
+    )
+    .await;
+    assert_eq!(
+        p.location(),
+        Some("/security-info?done=added"),
+        "{}",
+        p.body
+    );
+    assert_eq!(srv.store.list_methods(user).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn enrolment_confirmation_cannot_be_replayed() {
+    let srv = TestServer::spawn().await;
+    let (user, mut b) = password_only_session(&srv, "alice").await;
+    let setup = open_setup(&mut b).await;
+    let code = srv.code(&setup.secret);
+    let p = confirm(&mut b, &setup.csrf, &setup.enrollment, &code).await;
+    assert_eq!(
+        p.location(),
+        Some("/security-info?done=added"),
+        "{}",
+        p.body
+    );
+
+    // The same confirmation again, and again with the next code: nothing new.
+    let p = confirm(&mut b, &setup.csrf, &setup.enrollment, &code).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(p.body.contains("expired"), "{}", p.body);
+    let next = code_for_step(&setup.secret, step_at(now(&srv)) + 1);
+    let p = confirm(&mut b, &setup.csrf, &setup.enrollment, &next).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert_eq!(srv.store.list_methods(user).await.unwrap().len(), 1);
+    assert_eq!(events(&srv, user, "method_added").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_enrolment_confirmations_create_one_method() {
+    let srv = TestServer::spawn().await;
+    let (user, mut b) = password_only_session(&srv, "alice").await;
+    let setup = open_setup(&mut b).await;
+    let code = srv.code(&setup.secret);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let mut b = b.clone();
+        let (csrf, enrollment, code) = (setup.csrf.clone(), setup.enrollment.clone(), code.clone());
+        tasks.spawn(async move { confirm(&mut b, &csrf, &enrollment, &code).await.status });
+    }
+    let statuses = tasks.join_all().await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 303 || *s == 400),
+        "{statuses:?}"
+    );
+    assert_eq!(srv.store.list_methods(user).await.unwrap().len(), 1);
+    assert_eq!(events(&srv, user, "method_added").await.len(), 1);
+}
+
+#[tokio::test]
+async fn another_users_enrolment_cannot_be_confirmed() {
+    let srv = TestServer::spawn().await;
+    let (alice, mut a) = password_only_session(&srv, "alice").await;
+    let (bob, mut b) = password_only_session(&srv, "bob").await;
+    let bobs = open_setup(&mut b).await;
+    let alices = open_setup(&mut a).await;
+    // Alice submits Bob's enrolment with Bob's right code.
+    let p = confirm(
+        &mut a,
+        &alices.csrf,
+        &bobs.enrollment,
+        &srv.code(&bobs.secret),
+    )
+    .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(srv.store.list_methods(alice).await.unwrap().is_empty());
+    assert!(srv.store.list_methods(bob).await.unwrap().is_empty());
+    // Bob's own enrolment is untouched and still works.
+    let p = confirm(
+        &mut b,
+        &bobs.csrf,
+        &bobs.enrollment,
+        &srv.code(&bobs.secret),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(srv.store.list_methods(bob).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn enrolment_needs_a_right_code() {
+    let srv = TestServer::spawn().await;
+    let (user, mut b) = password_only_session(&srv, "alice").await;
+    let setup = open_setup(&mut b).await;
+    let two_ahead = code_for_step(&setup.secret, step_at(now(&srv)) + 2);
+    for bad in ["", "12345", "１２３４５６", "abcdef", two_ahead.as_str()] {
+        let p = confirm(&mut b, &setup.csrf, &setup.enrollment, bad).await;
+        assert_eq!(p.status, 400, "{bad:?}: {}", p.body);
+    }
+    assert!(srv.store.list_methods(user).await.unwrap().is_empty());
+    // The enrolment survives wrong codes.
+    let p = confirm(
+        &mut b,
+        &setup.csrf,
+        &setup.enrollment,
+        &srv.code(&setup.secret),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+}
+
+#[tokio::test]
+async fn removing_a_method_requires_a_recent_second_factor() {
+    let srv = TestServer::spawn().await;
+
+    // A session without a second step cannot remove the method it just added.
+    let (user, mut b) = password_only_session(&srv, "alice").await;
+    let setup = open_setup(&mut b).await;
+    let p = confirm(
+        &mut b,
+        &setup.csrf,
+        &setup.enrollment,
+        &srv.code(&setup.secret),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let method = srv.store.list_methods(user).await.unwrap()[0].id;
+    let p = delete(&mut b, method).await;
+    assert_reauth(&p, "/security-info");
+    assert_eq!(srv.store.list_methods(user).await.unwrap().len(), 1);
+
+    // A second step that is no longer recent is not enough either.
+    let mut b = sign_in_with_code(&srv, "alice", &setup.secret, 1).await;
+    srv.clock.advance(601);
+    let p = delete(&mut b, method).await;
+    assert_reauth(&p, "/security-info");
+    assert_eq!(srv.store.list_methods(user).await.unwrap().len(), 1);
+    assert!(events(&srv, user, "method_removed").await.is_empty());
+
+    // A fresh second step is.
+    let mut b = sign_in_with_code(&srv, "alice", &setup.secret, 0).await;
+    let p = delete(&mut b, method).await;
+    assert_eq!(
+        p.location(),
+        Some("/security-info?done=deleted"),
+        "{}",
+        p.body
+    );
+    assert!(srv.store.list_methods(user).await.unwrap().is_empty());
+    let user_row = srv.store.find_user(user).await.unwrap().unwrap();
+    assert_eq!(user_row.default_method, None);
+}
+
+#[tokio::test]
+async fn another_users_method_cannot_be_deleted() {
+    let srv = TestServer::spawn().await;
+    let (_alice, mut a) = mfa_session(&srv, "alice").await;
+    let bob = srv.create_user("bob", Some(PASSWORD)).await;
+    let bobs = srv.add_totp(bob.id, &secret()).await;
+
+    let p = delete(&mut a, bobs.id).await;
+    assert_eq!(p.status, 404, "{}", p.body);
+    let p = delete(&mut a, sesame_core::MethodId(bobs.id.0 + 1000)).await;
+    assert_eq!(p.status, 404, "{}", p.body);
+    let p = a
+        .post("/security-info/methods/not-a-number/delete", &[])
+        .await;
+    assert!((400..500).contains(&p.status), "{}: {}", p.status, p.body);
+
+    assert_eq!(srv.store.list_methods(bob.id).await.unwrap().len(), 1);
+    let bob_row = srv.store.find_user(bob.id).await.unwrap().unwrap();
+    assert_eq!(bob_row.default_method, Some(bobs.id));
+    assert!(events(&srv, bob.id, "method_removed").await.is_empty());
+}
+
+#[tokio::test]
+async fn default_method_cannot_point_at_another_users_method() {
+    let srv = TestServer::spawn().await;
+    let (alice, mut a) = mfa_session(&srv, "alice").await;
+    let alices = srv.store.list_methods(alice).await.unwrap()[0].id;
+    let bob = srv.create_user("bob", Some(PASSWORD)).await;
+    let bobs = srv.add_totp(bob.id, &secret()).await;
+
+    a.get("/security-info/default").await;
+    let p = a
+        .post(
+            "/security-info/default",
+            &[("method", &bobs.id.to_string())],
+        )
+        .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    let row = srv.store.find_user(alice).await.unwrap().unwrap();
+    assert_eq!(row.default_method, Some(alices));
+}
+
+#[tokio::test]
+async fn audit_records_method_added_and_removed() {
+    let srv = TestServer::spawn().await;
+    let (user, mut b) = password_only_session(&srv, "alice").await;
+    let setup = open_setup(&mut b).await;
+    let p = confirm(
+        &mut b,
+        &setup.csrf,
+        &setup.enrollment,
+        &srv.code(&setup.secret),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let method = srv.store.list_methods(user).await.unwrap()[0].id;
+
+    let mut b = sign_in_with_code(&srv, "alice", &setup.secret, 1).await;
+    let p = delete(&mut b, method).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+
+    for event in ["method_added", "method_removed"] {
+        let found = events(&srv, user, event).await;
+        assert_eq!(found.len(), 1, "{event}");
+        let e = &found[0];
+        assert_eq!(e.result, AuditResult::Success, "{event}");
+        assert_eq!(e.method.as_deref(), Some("totp"), "{event}");
+        assert_eq!(e.username, "alice");
+        assert_eq!(e.ip, "127.0.0.1");
+    }
+}
