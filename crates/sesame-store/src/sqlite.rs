@@ -1169,7 +1169,7 @@ impl Store for SqliteStore {
 
     async fn count_challenges_since(&self, user: UserId, since: UnixTime) -> Result<u32> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM challenges WHERE user_id = ? AND created_at > ?",
+            "SELECT COUNT(*) FROM challenges WHERE user_id = ? AND created_at >= ?",
         )
         .bind(user.0)
         .bind(since)
