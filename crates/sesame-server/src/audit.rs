@@ -15,8 +15,16 @@ pub struct Entry<'a> {
     pub reason: Option<&'a str>,
 }
 
-pub async fn record(state: &AppState, client: &Client, e: Entry<'_>) {
-    let event = AuditEvent {
+/// The log line for `e`, to be written by the caller (e.g. inside a store transaction).
+pub fn event(state: &AppState, client: &Client, e: Entry<'_>) -> AuditEvent {
+    tracing::info!(
+        event = e.event,
+        user = e.username,
+        result = e.result.as_str(),
+        reason = e.reason,
+        "audit"
+    );
+    AuditEvent {
         id: 0,
         at: state.now(),
         tenant: state.tenant,
@@ -28,14 +36,11 @@ pub async fn record(state: &AppState, client: &Client, e: Entry<'_>) {
         method: e.method.map(str::to_string),
         result: e.result,
         reason: e.reason.map(str::to_string),
-    };
-    tracing::info!(
-        event = e.event,
-        user = e.username,
-        result = e.result.as_str(),
-        reason = e.reason,
-        "audit"
-    );
+    }
+}
+
+pub async fn record(state: &AppState, client: &Client, e: Entry<'_>) {
+    let event = event(state, client, e);
     if let Err(err) = state.store.append_audit(&event).await {
         tracing::error!(%err, "could not write the audit log");
     }

@@ -354,20 +354,7 @@ pub(crate) async fn finish(
         state.store.revoke_session(&token_hash(&old), now).await?;
     }
     let token = random_token();
-    state
-        .store
-        .create_session(
-            &token_hash(&token),
-            state.tenant,
-            &completed,
-            now,
-            state.config.session_limits(),
-        )
-        .await?;
-    state.store.delete_signin(&rec.id_hash).await?;
-    // A successful sign-in resets the push budget window.
-    state.store.update_user_last_signin(user.id, now).await?;
-    audit::record(
+    let success = audit::event(
         state,
         client,
         Entry {
@@ -378,8 +365,20 @@ pub(crate) async fn finish(
             result: AuditResult::Success,
             reason: None,
         },
-    )
-    .await;
+    );
+    // Session, end of the transaction, last sign-in (resets the push budget) and the audit
+    // line are written together: all or nothing, one commit.
+    state
+        .store
+        .complete_signin(
+            &rec.id_hash,
+            &token_hash(&token),
+            &completed,
+            now,
+            state.config.session_limits(),
+            &success,
+        )
+        .await?;
     let target = rec.next_path.clone().unwrap_or_else(|| "/account".into());
     let cookies = [
         host_cookie(

@@ -317,6 +317,17 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
         limits: SessionLimits,
     ) -> Result<()>;
+    /// Ends a finished sign-in in one transaction: creates the session, deletes the sign-in
+    /// transaction, records the user's last sign-in and appends the audit line.
+    async fn complete_signin(
+        &self,
+        signin_id_hash: &[u8],
+        session_id_hash: &[u8],
+        signin: &CompletedSignIn,
+        now: UnixTime,
+        limits: SessionLimits,
+        audit: &AuditEvent,
+    ) -> Result<()>;
     async fn find_session(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SessionRecord>>;
     async fn touch_session(
         &self,

@@ -699,12 +699,15 @@ impl Store for SqliteStore {
     }
 
     async fn create_signin(&self, rec: &SignInRecord) -> Result<()> {
-        // Opportunistic clean-up keeps the table small without a background job.
-        sqlx::query("DELETE FROM signin_transactions WHERE expires_at < ?")
-            .bind(rec.created_at - 3600)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        // Opportunistic clean-up keeps the table small without a background job; about one
+        // sign-in in 64 pays for it (the id hash is uniformly random).
+        if rec.id_hash.first().is_some_and(|b| b % 64 == 0) {
+            sqlx::query("DELETE FROM signin_transactions WHERE expires_at < ?")
+                .bind(rec.created_at - 3600)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
         sqlx::query(
             "INSERT INTO signin_transactions (id_hash, tenant_id, username, state, version, next_path, created_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -800,6 +803,47 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn complete_signin(
+        &self,
+        signin_id_hash: &[u8],
+        session_id_hash: &[u8],
+        signin: &CompletedSignIn,
+        now: UnixTime,
+        limits: SessionLimits,
+        audit: &AuditEvent,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, tenant_id, user_id, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(session_id_hash)
+        .bind(audit.tenant.0)
+        .bind(signin.user().0)
+        .bind(amr_to_json(signin.amr()))
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(now + limits.idle_secs)
+        .bind(now + limits.absolute_secs)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
+            .bind(signin_id_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("UPDATE users SET last_signin_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(signin.user().0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn find_session(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SessionRecord>> {
@@ -1282,24 +1326,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, tenant_id, user_id, username, ip, user_agent, event, method, result, reason) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.at)
-        .bind(e.tenant.0)
-        .bind(e.user.map(|u| u.0))
-        .bind(&e.username)
-        .bind(&e.ip)
-        .bind(&e.user_agent)
-        .bind(&e.event)
-        .bind(&e.method)
-        .bind(e.result.as_str())
-        .bind(&e.reason)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        insert_audit(&self.pool, e).await
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
@@ -1317,4 +1344,28 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
     }
+}
+
+async fn insert_audit<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+    exec: E,
+    e: &AuditEvent,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, tenant_id, user_id, username, ip, user_agent, event, method, result, reason) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.at)
+    .bind(e.tenant.0)
+    .bind(e.user.map(|u| u.0))
+    .bind(&e.username)
+    .bind(&e.ip)
+    .bind(&e.user_agent)
+    .bind(&e.event)
+    .bind(&e.method)
+    .bind(e.result.as_str())
+    .bind(&e.reason)
+    .execute(exec)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }

@@ -442,3 +442,82 @@ async fn audit_log_filters() {
         1
     );
 }
+
+#[tokio::test]
+async fn complete_signin_writes_session_log_and_ends_the_transaction_together() {
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let rec = SignInRecord {
+        id_hash: vec![3; 32],
+        tenant: t,
+        username: "a".into(),
+        state: SignInState::Identified { user: Some(u) },
+        version: 0,
+        next_path: None,
+        created_at: NOW,
+        expires_at: NOW + 600,
+    };
+    s.create_signin(&rec).await.unwrap();
+    let done = SignInState::Done {
+        user: u,
+        amr: vec![Amr::Pwd],
+    }
+    .completed()
+    .unwrap();
+    let event = AuditEvent {
+        id: 0,
+        at: NOW,
+        tenant: t,
+        user: Some(u),
+        username: "a".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "t".into(),
+        event: "sign_in".into(),
+        method: Some("password".into()),
+        result: AuditResult::Success,
+        reason: None,
+    };
+    let limits = SessionLimits {
+        idle_secs: 3600,
+        absolute_secs: 86_400,
+    };
+    s.complete_signin(&rec.id_hash, b"sess", &done, NOW, limits, &event)
+        .await
+        .unwrap();
+    assert!(s.find_session(b"sess", NOW).await.unwrap().is_some());
+    assert!(s.find_signin(&rec.id_hash, NOW).await.unwrap().is_none());
+    assert_eq!(
+        s.find_user(u).await.unwrap().unwrap().last_signin_at,
+        Some(NOW)
+    );
+    assert_eq!(
+        s.list_audit(&AuditFilter {
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+    // Same session id twice: the whole second completion fails, writing nothing.
+    let err = s
+        .complete_signin(b"other", b"sess", &done, NOW + 5, limits, &event)
+        .await;
+    assert!(err.is_err());
+    assert_eq!(
+        s.list_audit(&AuditFilter {
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+    assert_eq!(
+        s.find_user(u).await.unwrap().unwrap().last_signin_at,
+        Some(NOW)
+    );
+}
