@@ -190,6 +190,17 @@ hashing_queue = 1024
 soft_after = 10
 base_lock_secs = 60
 hard_after = 100
+
+# Sign-in requests to the Sesame Authenticator app.
+[server.push]
+# Digits of the number shown on the sign-in page and typed in the app (2 to 8; 6 meets
+# NIST SP 800-63B rev 4 AAL2).
+digits = 2
+# How long a request waits for an answer (at most 600).
+lifetime_secs = 120
+# At most this many requests per user within window_secs without a successful sign-in.
+max_per_window = 5
+window_secs = 900
 "#;
 
 #[cfg(test)]
@@ -203,6 +214,7 @@ mod tests {
         assert_eq!(f.server.issuer, d.issuer);
         assert_eq!(f.server.session_idle_secs, d.session_idle_secs);
         assert_eq!(f.server.lockout, d.lockout);
+        assert_eq!(f.server.push, d.push);
         assert_eq!(f.listen.unwrap().to_string(), DEFAULT_LISTEN);
     }
 

@@ -171,6 +171,25 @@ fn config_example_and_unknown_keys() {
 }
 
 #[test]
+fn serve_refuses_invalid_push_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sesame.toml");
+    std::fs::write(&file, "[server.push]\ndigits = 12\n").unwrap();
+    let e = err(&sesame(
+        dir.path(),
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    ));
+    assert!(e.contains("digits must be 2 to 8"), "{e}");
+}
+
+#[test]
 fn master_key_generate_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("shared.key");

@@ -24,6 +24,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
     let data = super::open(cli, args.listen).await?;
     let listen = data.resolved.listen;
     let config = data.resolved.server.clone();
+    config
+        .push
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid [server.push] settings")?;
     let state = AppState::new(
         data.store.clone(),
         Arc::new(SystemClock),

@@ -39,7 +39,7 @@ pub enum UserCommand {
     },
     /// Block a user: sign-ins are refused and their sessions end at once.
     Block { username: String },
-    /// Unblock a user.
+    /// Unblock a user; also lifts the block on phone requests set by "Deny and report".
     Unblock { username: String },
     /// Clear a user's failed-attempt counters (lifts soft and hard locks).
     Unlock { username: String },
@@ -232,6 +232,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
         UserCommand::Unblock { username } => {
             let user = find(&data, username).await?;
             store.update_user_blocked(user.id, false).await?;
+            store.update_user_push_blocked(user.id, None).await?;
             output(
                 cli.json,
                 &serde_json::json!({"username": user.username, "blocked": false}),
@@ -283,6 +284,13 @@ fn print_detail(d: &UserDetail) {
     println!("Display name:  {}", u.display_name);
     println!("Administrator: {}", if u.is_admin { "yes" } else { "no" });
     println!("Blocked:       {}", if u.is_blocked { "yes" } else { "no" });
+    if let Some(t) = u.push_blocked_at {
+        println!(
+            "Phone requests: BLOCKED since {}: the user reported a sign-in request as not theirs (`sesame user unblock {}` lifts it)",
+            fmt_time(t),
+            u.username
+        );
+    }
     println!(
         "Password:      {}",
         if u.has_password { "set" } else { "not set" }
