@@ -39,6 +39,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (is another server running there?)"))?;
+    let shutdown = shutdown_signal()?;
     let local = listener.local_addr()?;
     let base = config
         .public_base_url
@@ -61,28 +62,24 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         println!("  {base}{path}");
     }
     println!("Press Ctrl-C to stop.");
-    sesame_server::serve(listener, state, shutdown_signal())
+    sesame_server::serve(listener, state, shutdown)
         .await
         .context("server error")?;
     eprintln!("Sesame stopped.");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGTERM and SIGINT handlers at once (before the server says it is running, so
+/// a signal that arrives during start-up still shuts down gracefully) and resolves on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }
