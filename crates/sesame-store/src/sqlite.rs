@@ -786,23 +786,7 @@ impl Store for SqliteStore {
         now: UnixTime,
         limits: SessionLimits,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, tenant_id, user_id, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id_hash)
-        .bind(tenant.0)
-        .bind(signin.user().0)
-        .bind(amr_to_json(signin.amr()))
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(now + limits.idle_secs)
-        .bind(now + limits.absolute_secs)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        insert_session(&self.pool, id_hash, tenant, signin, now, limits).await
     }
 
     async fn complete_signin(
@@ -815,22 +799,7 @@ impl Store for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, tenant_id, user_id, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session_id_hash)
-        .bind(audit.tenant.0)
-        .bind(signin.user().0)
-        .bind(amr_to_json(signin.amr()))
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(now + limits.idle_secs)
-        .bind(now + limits.absolute_secs)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        insert_session(&mut *tx, session_id_hash, audit.tenant, signin, now, limits).await?;
         sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
             .bind(signin_id_hash)
             .execute(&mut *tx)
@@ -1364,6 +1333,33 @@ async fn insert_audit<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     .bind(&e.method)
     .bind(e.result.as_str())
     .bind(&e.reason)
+    .execute(exec)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn insert_session<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+    exec: E,
+    id_hash: &[u8],
+    tenant: TenantId,
+    signin: &CompletedSignIn,
+    now: UnixTime,
+    limits: SessionLimits,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, tenant_id, user_id, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id_hash)
+    .bind(tenant.0)
+    .bind(signin.user().0)
+    .bind(amr_to_json(signin.amr()))
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .bind(now + limits.idle_secs)
+    .bind(now + limits.absolute_secs)
     .execute(exec)
     .await
     .map_err(db_err)?;
