@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Sesame's whole test suite on a fresh Debian machine: installs what is missing
-# (Chromium, zbar, oathtool; npm packages), then formatting, lints, the Rust tests
+# (Chromium, zbar, oathtool, tmux; npm packages), then formatting, lints, the Rust tests
 # (core, store, HTTP, CLI) and the browser test in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v zbarimg  >/dev/null 2>&1 || need+=(zbar-tools)
 command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
+command -v tmux     >/dev/null 2>&1 || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   sudo=""

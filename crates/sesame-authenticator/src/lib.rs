@@ -7,6 +7,7 @@ pub mod client;
 pub mod device;
 pub mod otp;
 pub mod vault;
+pub mod watch;
 
 pub use otp::{OtpAccount, OtpAlgorithm, OtpauthError};
 pub use vault::{Vault, VaultError};

@@ -50,6 +50,8 @@ enum Command {
     Code { account: Option<String> },
     /// Remove an account from this app (a Sesame account stays registered: see `unregister`).
     Remove { account: String },
+    /// Full-screen app: codes with countdown, and sign-in requests as they arrive (q quits).
+    Watch,
     /// List sign-in requests waiting for an answer, for every Sesame account.
     Pending,
     /// Answer a sign-in request: type the number shown on the sign-in page and approve, or deny.
@@ -292,6 +294,12 @@ fn run(cli: Cli) -> Result<()> {
                     .collect(),
             };
             print_codes(cli.json, &lines)?;
+        }
+        Command::Watch => {
+            if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("watch needs a terminal; for scripts use `pending` and `respond`");
+            }
+            sesame_authenticator::watch::run(vault.data.accounts.clone())?;
         }
         Command::Pending => {
             let rt = runtime()?;

@@ -292,3 +292,74 @@ async fn codes_from_the_activated_app_work_too() {
         .await;
     assert_eq!(done.location(), Some("/account"), "{}", done.body);
 }
+
+/// `watch` in a real terminal (tmux, 80x24): the request appears at once, the number is typed,
+/// Approve is pressed, and the waiting browser signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_shows_the_request_and_approves_it_in_a_terminal() {
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux is needed (scripts/test.sh installs it)")
+    };
+    let (srv, _dir, vault) = setup().await;
+    let session = format!("sesame-watch-{}", std::process::id());
+    let cmd = format!(
+        "{} --vault {} watch",
+        env!("CARGO_BIN_EXE_sesame-authenticator"),
+        vault.display()
+    );
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &cmd
+    ])
+    .status
+    .success());
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    async fn wait_for(screen: &dyn Fn() -> String, text: &str) -> String {
+        for _ in 0..100 {
+            let s = screen();
+            if s.contains(text) {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{text:?} never appeared on:\n{}", screen());
+    }
+    let first = wait_for(&screen, "No sign-in requests").await;
+    assert!(first.contains("Sesame: alice"), "codes are shown:\n{first}");
+    let (mut b, number) = wait_for_phone(&srv).await;
+    let shown = wait_for(&screen, "Approve sign-in?").await;
+    assert!(shown.contains("This computer"), "{shown}");
+    assert!(
+        !shown.contains(&format!(" {number} ")) || number.len() < 2,
+        "the number is not on the phone"
+    );
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for(&screen, "Enter number").await;
+    tmux(&["send-keys", "-t", &session, &number, "Enter"]);
+    wait_for(&screen, "[a] Approve").await;
+    tmux(&["send-keys", "-t", &session, "a"]);
+    wait_for(&screen, "Approved").await;
+    let done = b.post("/login/push/complete", &[]).await;
+    assert_eq!(done.location(), Some("/account"));
+    tmux(&["send-keys", "-t", &session, "q"]);
+    for _ in 0..50 {
+        if !tmux(&["has-session", "-t", &session]).status.success() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tmux(&["kill-session", "-t", &session]);
+    panic!("watch did not quit on q");
+}

@@ -1,0 +1,601 @@
+//! `watch`: the full-screen app. State plus a key handler that returns an [`Action`] plus draw
+//! functions, so key handling is tested without a terminal; [`run`] wires them to the terminal,
+//! the event streams and the clock.
+
+use crate::client::DeviceClient;
+use crate::device::DeviceKey;
+use crate::vault::Account;
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use ratatui::Frame;
+use sesame_proto::device::{approval_message, Challenge, Decision, DeviceEvent, RespondRequest};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A sign-in request shown on screen.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub account_id: String,
+    pub account: String,
+    pub challenge: Challenge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Browse,
+    /// Typing the number shown on the sign-in page.
+    Number(String),
+    /// Number typed: approve, deny or report.
+    Decide(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Quit,
+    Respond {
+        account_id: String,
+        challenge_id: String,
+        decision: Decision,
+        number: String,
+    },
+}
+
+pub struct WatchState {
+    pub codes: Vec<(String, String, u64)>,
+    pub requests: Vec<Request>,
+    pub selected: usize,
+    pub mode: Mode,
+    pub message: String,
+    pub now: i64,
+}
+
+impl Default for WatchState {
+    fn default() -> Self {
+        WatchState {
+            codes: Vec::new(),
+            requests: Vec::new(),
+            selected: 0,
+            mode: Mode::Browse,
+            message: "Waiting for sign-in requests…".into(),
+            now: 0,
+        }
+    }
+}
+
+fn closed_reason(reason: &str) -> &str {
+    match reason {
+        "superseded" => "was replaced by a newer request",
+        "cancelled" => "was cancelled on the sign-in page",
+        "device_removed" => "was cancelled: this device was removed",
+        "approved" => "was approved",
+        "denied" => "was denied",
+        "reported" => "was reported",
+        "wrong_number" => "failed: the number didn't match",
+        _ => "ended",
+    }
+}
+
+impl WatchState {
+    /// An event from one account's stream.
+    pub fn on_event(&mut self, account_id: &str, account: &str, ev: DeviceEvent) {
+        match ev {
+            DeviceEvent::Challenge(c) => {
+                if !self.requests.iter().any(|r| r.challenge.id == c.id) {
+                    self.message =
+                        format!("New sign-in request for {account}. Press Enter to answer.");
+                    self.requests.push(Request {
+                        account_id: account_id.into(),
+                        account: account.into(),
+                        challenge: c,
+                    });
+                }
+            }
+            DeviceEvent::Closed { id, reason } => {
+                if self.remove(&id) {
+                    self.message = format!("The request {}.", closed_reason(&reason));
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> bool {
+        let before = self.requests.len();
+        let was_selected = self
+            .requests
+            .get(self.selected)
+            .map(|r| r.challenge.id == id)
+            .unwrap_or(false);
+        self.requests.retain(|r| r.challenge.id != id);
+        if was_selected {
+            self.mode = Mode::Browse;
+        }
+        self.selected = self.selected.min(self.requests.len().saturating_sub(1));
+        self.requests.len() != before
+    }
+
+    /// Clock tick: drops expired requests (and says so).
+    pub fn tick(&mut self, now: i64) {
+        self.now = now;
+        let expired: Vec<String> = self
+            .requests
+            .iter()
+            .filter(|r| r.challenge.expires_at <= now)
+            .map(|r| r.challenge.id.clone())
+            .collect();
+        for id in expired {
+            self.remove(&id);
+            self.message = "A sign-in request expired before it was answered.".into();
+        }
+    }
+
+    fn respond(&mut self, decision: Decision, number: String) -> Action {
+        let Some(r) = self.requests.get(self.selected) else {
+            return Action::None;
+        };
+        let action = Action::Respond {
+            account_id: r.account_id.clone(),
+            challenge_id: r.challenge.id.clone(),
+            decision,
+            number,
+        };
+        self.mode = Mode::Browse;
+        self.message = "Sending your answer…".into();
+        action
+    }
+
+    pub fn on_key(&mut self, key: KeyCode) -> Action {
+        match (&mut self.mode, key) {
+            (Mode::Browse, KeyCode::Char('q') | KeyCode::Esc) => Action::Quit,
+            (Mode::Browse, KeyCode::Down) if self.selected + 1 < self.requests.len() => {
+                self.selected += 1;
+                Action::None
+            }
+            (Mode::Browse, KeyCode::Up) => {
+                self.selected = self.selected.saturating_sub(1);
+                Action::None
+            }
+            (Mode::Browse, KeyCode::Enter) if !self.requests.is_empty() => {
+                self.mode = Mode::Number(String::new());
+                self.message =
+                    "Type the number shown on the sign-in page, then Enter. Esc goes back.".into();
+                Action::None
+            }
+            (Mode::Browse, KeyCode::Char('d')) => self.respond(Decision::Deny, String::new()),
+            (Mode::Browse, KeyCode::Char('r')) => self.respond(Decision::Report, String::new()),
+            (Mode::Number(n), KeyCode::Char(c)) if c.is_ascii_digit() && n.len() < 8 => {
+                n.push(c);
+                Action::None
+            }
+            (Mode::Number(n), KeyCode::Backspace) => {
+                n.pop();
+                Action::None
+            }
+            (Mode::Number(n), KeyCode::Enter) if !n.is_empty() => {
+                self.mode = Mode::Decide(n.clone());
+                self.message =
+                    "a = Approve, d = Deny, r = Deny and report (this wasn't me). Esc goes back."
+                        .into();
+                Action::None
+            }
+            (Mode::Number(_) | Mode::Decide(_), KeyCode::Esc) => {
+                self.mode = Mode::Browse;
+                self.message = String::new();
+                Action::None
+            }
+            (Mode::Decide(n), KeyCode::Char('a')) => {
+                let n = n.clone();
+                self.respond(Decision::Approve, n)
+            }
+            (Mode::Decide(_), KeyCode::Char('d')) => self.respond(Decision::Deny, String::new()),
+            (Mode::Decide(_), KeyCode::Char('r')) => self.respond(Decision::Report, String::new()),
+            _ => Action::None,
+        }
+    }
+}
+
+pub fn draw(f: &mut Frame, s: &WatchState) {
+    let [codes_area, req_area, help_area] = Layout::vertical([
+        Constraint::Length(s.codes.len().clamp(1, 8) as u16 + 2),
+        Constraint::Min(6),
+        Constraint::Length(4),
+    ])
+    .areas(f.area());
+    let codes: Vec<Line> = if s.codes.is_empty() {
+        vec![Line::from(
+            "No accounts. Add one with `sesame-authenticator add LINK`.",
+        )]
+    } else {
+        s.codes
+            .iter()
+            .map(|(label, code, left)| {
+                let mid = code.len() / 2;
+                Line::from(vec![
+                    Span::raw(format!("{label:<40} ")),
+                    Span::styled(
+                        format!("{} {}", &code[..mid], &code[mid..]),
+                        Style::default().add_modifier(Modifier::BOLD),
+                    ),
+                    Span::raw(format!("  {left:>2} s")),
+                ])
+            })
+            .collect()
+    };
+    f.render_widget(
+        Paragraph::new(codes).block(Block::default().borders(Borders::ALL).title(" Codes ")),
+        codes_area,
+    );
+    let mut lines = Vec::new();
+    if s.requests.is_empty() {
+        lines.push(Line::from("No sign-in requests."));
+    }
+    for (i, r) in s.requests.iter().enumerate() {
+        let c = &r.challenge;
+        let marker = if i == s.selected { "> " } else { "  " };
+        let style = if i == s.selected {
+            Style::default().add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        lines.push(Line::styled(
+            format!("{marker}Approve sign-in? {}  ({})", r.account, c.app_name),
+            style,
+        ));
+        lines.push(Line::from(format!(
+            "    From {} ({}), expires in {} s",
+            c.ip,
+            c.location,
+            (c.expires_at - s.now).max(0)
+        )));
+    }
+    match &s.mode {
+        Mode::Number(n) => lines.push(Line::styled(
+            format!("  Enter number: {n}_"),
+            Style::default().add_modifier(Modifier::BOLD),
+        )),
+        Mode::Decide(n) => lines.push(Line::from(format!(
+            "  Number {n}: [a] Approve  [d] Deny  [r] Deny and report"
+        ))),
+        Mode::Browse => {}
+    }
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Sign-in requests "),
+        ),
+        req_area,
+    );
+    let help = vec![
+        Line::from(s.message.clone()),
+        Line::from("Enter answer  d deny  r report  ↑↓ select  q quit"),
+    ];
+    f.render_widget(
+        Paragraph::new(help)
+            .wrap(Wrap { trim: true })
+            .block(Block::default().borders(Borders::TOP)),
+        help_area,
+    );
+}
+
+enum Input {
+    Key(KeyCode),
+    Event(String, String, Box<DeviceEvent>),
+    Note(String),
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Keeps one account's event stream open, reconnecting after failures.
+async fn stream_account(account: Account, tx: mpsc::Sender<Input>) {
+    let Some(link) = account.sesame.clone() else {
+        return;
+    };
+    let Some(key) = DeviceKey::from_secret(&link.device_key) else {
+        return;
+    };
+    let label = account.otp.label();
+    loop {
+        let client = DeviceClient::new(&link.server, &link.device_id, &key);
+        match client.events().await {
+            Ok(mut stream) => {
+                // Until the stream ends or fails; then reconnect (the server re-sends pending).
+                while let Ok(Some(ev)) = stream.next().await {
+                    let event = Input::Event(account.id.clone(), label.clone(), Box::new(ev));
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                if tx.send(Input::Note(format!("{label}: {e}"))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Runs the full-screen app until the user quits.
+pub fn run(accounts: Vec<Account>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut terminal = ratatui::init();
+    let result = rt.block_on(event_loop(&mut terminal, accounts));
+    ratatui::restore();
+    result
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    accounts: Vec<Account>,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<Input>(64);
+    for a in accounts.iter().filter(|a| a.sesame.is_some()) {
+        tokio::spawn(stream_account(a.clone(), tx.clone()));
+    }
+    let keys = tx.clone();
+    std::thread::spawn(move || loop {
+        if event::poll(Duration::from_millis(250)).unwrap_or(false) {
+            if let Ok(Event::Key(k)) = event::read() {
+                if k.kind == KeyEventKind::Press && keys.blocking_send(Input::Key(k.code)).is_err()
+                {
+                    return;
+                }
+            }
+        } else if keys.is_closed() {
+            return;
+        }
+    });
+    let mut state = WatchState::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let now = unix_now();
+        state.codes = accounts
+            .iter()
+            .map(|a| {
+                let (code, left) = a.otp.code_at(now as u64);
+                (a.otp.label(), code, left)
+            })
+            .collect();
+        state.tick(now);
+        terminal.draw(|f| draw(f, &state))?;
+        let input = tokio::select! {
+            i = rx.recv() => i,
+            _ = tick.tick() => continue,
+        };
+        match input {
+            Some(Input::Key(k)) => match state.on_key(k) {
+                Action::Quit => return Ok(()),
+                Action::Respond {
+                    account_id,
+                    challenge_id,
+                    decision,
+                    number,
+                } => {
+                    let account = accounts.iter().find(|a| a.id == account_id).cloned();
+                    let nonce = state
+                        .requests
+                        .iter()
+                        .find(|r| r.challenge.id == challenge_id)
+                        .map(|r| r.challenge.nonce.clone());
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let note = match (account.and_then(|a| a.sesame), nonce) {
+                            (Some(link), Some(nonce)) => {
+                                match DeviceKey::from_secret(&link.device_key) {
+                                    Some(key) => {
+                                        let msg = approval_message(
+                                            &challenge_id,
+                                            &nonce,
+                                            decision,
+                                            &number,
+                                            &link.device_id,
+                                        );
+                                        let req = RespondRequest {
+                                            challenge_id: challenge_id.clone(),
+                                            decision,
+                                            number,
+                                            signature: key.sign(&msg),
+                                        };
+                                        match DeviceClient::new(&link.server, &link.device_id, &key)
+                                            .respond(&req)
+                                            .await
+                                        {
+                                            Ok(r) => r.message,
+                                            Err(e) => e.to_string(),
+                                        }
+                                    }
+                                    None => "This account's device key is damaged.".into(),
+                                }
+                            }
+                            _ => "That request is no longer here.".into(),
+                        };
+                        let _ = tx
+                            .send(Input::Event(
+                                String::new(),
+                                String::new(),
+                                Box::new(DeviceEvent::Closed {
+                                    id: challenge_id,
+                                    reason: String::new(),
+                                }),
+                            ))
+                            .await;
+                        let _ = tx.send(Input::Note(note)).await;
+                    });
+                }
+                Action::None => {}
+            },
+            Some(Input::Event(id, label, ev)) => state.on_event(&id, &label, *ev),
+            Some(Input::Note(n)) => state.message = n,
+            None => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sesame_proto::device::ChallengeKind;
+
+    fn challenge(id: &str, expires_at: i64) -> Challenge {
+        Challenge {
+            id: id.into(),
+            kind: ChallengeKind::Mfa,
+            nonce: "n".into(),
+            username: "alice".into(),
+            app_name: "Sesame".into(),
+            ip: "127.0.0.1".into(),
+            location: "This computer".into(),
+            user_agent: "ua".into(),
+            requested_at: 0,
+            expires_at,
+            pin_required: false,
+        }
+    }
+
+    #[test]
+    fn typing_the_number_then_approving_sends_one_answer() {
+        let mut s = WatchState::default();
+        s.on_event(
+            "acc",
+            "Sesame: alice",
+            DeviceEvent::Challenge(challenge("c1", 100)),
+        );
+        assert_eq!(s.on_key(KeyCode::Enter), Action::None);
+        for k in [
+            KeyCode::Char('4'),
+            KeyCode::Char('x'),
+            KeyCode::Char('3'),
+            KeyCode::Backspace,
+            KeyCode::Char('2'),
+        ] {
+            assert_eq!(s.on_key(k), Action::None);
+        }
+        assert_eq!(
+            s.mode,
+            Mode::Number("42".into()),
+            "letters are ignored, backspace works"
+        );
+        assert_eq!(s.on_key(KeyCode::Enter), Action::None);
+        let a = s.on_key(KeyCode::Char('a'));
+        assert_eq!(
+            a,
+            Action::Respond {
+                account_id: "acc".into(),
+                challenge_id: "c1".into(),
+                decision: Decision::Approve,
+                number: "42".into()
+            }
+        );
+        assert_eq!(s.mode, Mode::Browse);
+    }
+
+    #[test]
+    fn approve_needs_a_number_and_escape_goes_back() {
+        let mut s = WatchState::default();
+        assert_eq!(s.on_key(KeyCode::Enter), Action::None, "nothing to answer");
+        assert_eq!(s.mode, Mode::Browse);
+        s.on_event("acc", "a", DeviceEvent::Challenge(challenge("c1", 100)));
+        s.on_key(KeyCode::Enter);
+        assert_eq!(s.on_key(KeyCode::Enter), Action::None, "empty number");
+        assert_eq!(s.mode, Mode::Number(String::new()));
+        assert_eq!(
+            s.on_key(KeyCode::Char('a')),
+            Action::None,
+            "no approval without a number"
+        );
+        s.on_key(KeyCode::Esc);
+        assert_eq!(s.mode, Mode::Browse);
+        assert!(matches!(
+            s.on_key(KeyCode::Char('r')),
+            Action::Respond {
+                decision: Decision::Report,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn closed_superseded_and_expired_requests_disappear_with_a_message() {
+        let mut s = WatchState::default();
+        s.on_event("acc", "a", DeviceEvent::Challenge(challenge("c1", 100)));
+        s.on_event("acc", "a", DeviceEvent::Challenge(challenge("c1", 100)));
+        assert_eq!(
+            s.requests.len(),
+            1,
+            "a reconnect does not duplicate requests"
+        );
+        s.on_key(KeyCode::Enter);
+        s.on_event(
+            "acc",
+            "a",
+            DeviceEvent::Closed {
+                id: "c1".into(),
+                reason: "superseded".into(),
+            },
+        );
+        assert!(s.requests.is_empty());
+        assert_eq!(
+            s.mode,
+            Mode::Browse,
+            "typing stops when the request goes away"
+        );
+        assert!(s.message.contains("newer request"));
+        s.on_event("acc", "a", DeviceEvent::Challenge(challenge("c2", 50)));
+        s.tick(49);
+        assert_eq!(s.requests.len(), 1);
+        s.tick(50);
+        assert!(s.requests.is_empty());
+        assert!(s.message.contains("expired"));
+        assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
+    }
+
+    #[test]
+    fn draws_on_an_80_by_24_terminal() {
+        let backend = ratatui::backend::TestBackend::new(80, 24);
+        let mut t = ratatui::Terminal::new(backend).unwrap();
+        let mut s = WatchState {
+            codes: vec![("Sesame: alice".into(), "123456".into(), 17)],
+            ..Default::default()
+        };
+        s.on_event(
+            "acc",
+            "Sesame: alice",
+            DeviceEvent::Challenge(challenge("c1", 100)),
+        );
+        s.now = 40;
+        s.on_key(KeyCode::Enter);
+        s.on_key(KeyCode::Char('4'));
+        t.draw(|f| draw(f, &s)).unwrap();
+        let screen: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        for want in [
+            "Sesame: alice",
+            "123 456",
+            "17 s",
+            "Approve sign-in?",
+            "127.0.0.1 (This computer)",
+            "expires in 60 s",
+            "Enter number: 4_",
+        ] {
+            assert!(screen.contains(want), "{want:?} not on screen");
+        }
+    }
+}
