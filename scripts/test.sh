@@ -34,11 +34,12 @@ else
 fi
 
 step "browser test (headless Chromium)"
-cargo build -p sesame --locked
+cargo build -p sesame -p sesame-authenticator --locked
 (
   cd tests/browser
   npm ci --no-audit --no-fund --loglevel=error
-  SESAME_BIN="$PWD/../../target/debug/sesame" node --test
+  SESAME_BIN="$PWD/../../target/debug/sesame" \
+    SESAME_AUTHENTICATOR_BIN="$PWD/../../target/debug/sesame-authenticator" node --test
 )
 
 step "all tests passed"

@@ -10,24 +10,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, SESAME_BIN, delay, freePort, run, serverEnv } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SESAME_BIN = path.resolve(here, process.env.SESAME_BIN || '../../target/debug/sesame');
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const USERNAME = 'alice';
 const PASSWORD = 'Correct-Horse-Battery-9';
 const STEP = 30; // seconds per TOTP step (RFC 6238 default, as the setup page says)
@@ -39,38 +26,9 @@ const QR_PAGE_SCREENSHOT = '/tmp/sesame-qr-page.png';
 // ---------------------------------------------------------------------------------------------
 // Helpers: processes, time, codes.
 
-function run(cmd, args, { input, allowFail = false } = {}) {
-  const r = spawnSync(cmd, args, { input, encoding: 'utf8', timeout: 60_000, env: serverEnv() });
-  if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
-  if (r.status !== 0 && !allowFail) {
-    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}\n${r.stdout}\n${r.stderr}`);
-  }
-  return r;
-}
 
-// The environment for sesame without settings that would point it somewhere else than the
-// temporary data directory.
-function serverEnv() {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) {
-    if (k.startsWith('SESAME_')) delete env[k];
-  }
-  return env;
-}
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 const nowSecs = () => Math.floor(Date.now() / 1000);
 const stepOf = (t) => Math.floor(t / STEP);
 

@@ -96,6 +96,11 @@ async fn pages_carry_security_headers() {
         .to_str()
         .unwrap()
         .contains("frame-ancestors 'none'"));
+    // The waiting pages' scripts poll the server: fetch() to our own origin must be allowed.
+    assert!(p.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("connect-src 'self'"));
     let csrf = p
         .set_cookies()
         .into_iter()

@@ -1,0 +1,97 @@
+// Sign-in approved on the phone, in Chromium: the page shows the number and waits; the real
+// `sesame-authenticator` binary answers; the page reacts by itself (long-poll + auto-submit).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { AUTHENTICATOR_BIN, CHROMIUM, CHROMIUM_ARGS, SESAME_BIN, run, startSesame } from './lib.mjs';
+
+const USERNAME = 'bob';
+const PASSWORD = 'Correct-Horse-Battery-7';
+const TIMEOUT = 30_000;
+
+describe('sign-in approved in the authenticator app, in Chromium', { timeout: 300_000 }, () => {
+  let tmp;
+  let server;
+  let browser;
+  let vault;
+
+  const app = (...args) => run(AUTHENTICATOR_BIN, ['--vault', vault, ...args]);
+
+  async function newPage() {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(TIMEOUT);
+    return context.newPage();
+  }
+
+  async function passwordStep(page) {
+    await page.goto(`${server.url}/login`);
+    await page.getByLabel('Username').fill(USERNAME);
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  }
+
+  before(async () => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'sesame-push-browser-'));
+    vault = path.join(tmp, 'vault');
+    const dataDir = path.join(tmp, 'data');
+    run(SESAME_BIN, ['--data-dir', dataDir, 'user', 'add', USERNAME, '--password-stdin'], { input: `${PASSWORD}\n` });
+    server = await startSesame(dataDir);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  });
+
+  after(async () => {
+    await browser?.close();
+    server?.child.kill('SIGTERM');
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('adds the app with the activation link; the page notices by itself', async () => {
+    const page = await newPage();
+    await passwordStep(page);
+    await page.getByRole('link', { name: 'My security info' }).click();
+    await page.getByRole('link', { name: 'Add method' }).click();
+    await page.getByRole('link', { name: /Sesame Authenticator app/ }).click();
+    const link = (await page.locator('#activation-link').innerText()).trim();
+    assert.match(link, /^sesame:\/\/activate\?server=/);
+    await page.locator('#activation-status', { hasText: 'Waiting for the app' }).waitFor();
+    app('add', link, '--device-name', 'Test phone');
+    await page.locator('#activation-status', { hasText: 'Test phone was added' }).waitFor();
+    await page.goto(`${server.url}/security-info`);
+    await page.getByRole('cell', { name: 'Test phone', exact: true }).waitFor();
+    await page.context().close();
+  });
+
+  test('the page signs in by itself once the phone approves with the right number', async () => {
+    const page = await newPage();
+    await passwordStep(page);
+    await page.getByRole('heading', { name: 'Approve sign-in request' }).waitFor();
+    const number = (await page.locator('#push-number').innerText()).trim();
+    assert.match(number, /^\d{2}$/);
+    const pending = JSON.parse(app('--json', 'pending').stdout);
+    assert.equal(pending.length, 1);
+    assert.ok(!JSON.stringify(pending).includes(`"${number}"`), 'the number is not sent to the phone');
+    app('respond', pending[0].request, '--number', number, '--approve');
+    // No click: the page's own long-poll sees the approval and completes the sign-in.
+    await page.waitForURL(`${server.url}/account`);
+    await page.getByRole('heading', { name: 'My account' }).waitFor();
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.context().close();
+  });
+
+  test('a denial shows on the waiting page at once, and no session is made', async () => {
+    const page = await newPage();
+    await passwordStep(page);
+    await page.getByRole('heading', { name: 'Approve sign-in request' }).waitFor();
+    const pending = JSON.parse(app('--json', 'pending').stdout);
+    app('respond', pending[0].request, '--deny');
+    await page.getByRole('heading', { name: 'Request not approved' }).waitFor();
+    assert.match(await page.locator('main').innerText(), /denied on your phone/);
+    await page.goto(`${server.url}/account`);
+    assert.equal(new URL(page.url()).pathname, '/login', 'not signed in');
+    await page.context().close();
+  });
+});
