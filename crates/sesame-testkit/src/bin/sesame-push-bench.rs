@@ -1,0 +1,340 @@
+//! `sesame-push-bench`: how fast sign-in requests reach connected phones, and what an idle
+//! connected phone costs the server.
+//!
+//! (a) Latency: an in-process server on 127.0.0.1 with N devices holding real SSE streams;
+//!     challenges are created exactly as the sign-in page does (store insert, then hub
+//!     publish) and the time until the event arrives at the device is measured.
+//! (b) Memory: the real `sesame` binary as a child process with M devices registered; M event
+//!     streams are opened from this process and the server's RSS growth per device is reported.
+//!
+//! Only 127.0.0.1 is contacted; every phase is bounded in time. (b) needs `ulimit -n` above
+//! M + a margin for both processes (e.g. `ulimit -n 65536` in the shell that runs it).
+
+use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use clap::Parser;
+use sesame_authenticator::client::DeviceClient;
+use sesame_authenticator::device::DeviceKey;
+use sesame_core::secret::SecretBytes;
+use sesame_proto::device::{DeviceEvent, ALG_ES256};
+use sesame_store::sqlite::SqliteStore;
+use sesame_store::{MasterKey, NewChallenge, NewDevice, NewUser, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sesame-push-bench",
+    about = "Sign-in request delivery latency to connected devices, and server memory per idle connected device."
+)]
+struct Args {
+    /// Devices connected during the latency measurement.
+    #[arg(long, default_value_t = 1000)]
+    latency_devices: usize,
+    /// Challenges sent (one at a time, to random devices) to measure latency.
+    #[arg(long, default_value_t = 500)]
+    samples: usize,
+    /// Idle devices connected to the real server for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    idle_devices: usize,
+    /// The sesame binary (default: next to this one).
+    #[arg(long)]
+    sesame_bin: Option<PathBuf>,
+    /// Also write the summary as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn real_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+struct Phone {
+    user: sesame_core::UserId,
+    username: String,
+    device_id: String,
+    key: DeviceKey,
+}
+
+/// Registers `n` users, each with one device, directly in the store.
+async fn register(store: &dyn Store, n: usize, now: i64) -> Result<Vec<Phone>> {
+    let tenant = store.default_tenant().await?;
+    let mut phones = Vec::with_capacity(n);
+    for i in 0..n {
+        let username = format!("push{i:05}");
+        let user = store
+            .create_user(
+                NewUser {
+                    tenant,
+                    username: username.clone(),
+                    display_name: username.clone(),
+                    password_hash: None,
+                    is_admin: false,
+                },
+                now,
+            )
+            .await?;
+        let key = DeviceKey::generate();
+        let code_hash = format!("bench-activation-{i}").into_bytes();
+        store
+            .create_activation(user.id, &code_hash, now + 600)
+            .await?;
+        let public_key = URL_SAFE_NO_PAD.decode(key.public_key())?;
+        let new = NewDevice {
+            tenant,
+            user: user.id,
+            name: format!("bench phone {i}"),
+            alg: ALG_ES256.into(),
+            public_key,
+        };
+        let device = store
+            .create_device(new, &code_hash, &SecretBytes::new(vec![7; 20]), now)
+            .await?;
+        phones.push(Phone {
+            user: user.id,
+            username,
+            device_id: device.id,
+            key,
+        });
+    }
+    Ok(phones)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Opens the event streams of `phones`, 200 at a time; each forwards (index, arrival time) of
+/// every challenge it receives.
+async fn connect_all(
+    base: &str,
+    phones: Arc<Vec<Phone>>,
+    tx: mpsc::UnboundedSender<(usize, Instant)>,
+) -> Result<usize> {
+    let mut connected = 0;
+    for chunk in (0..phones.len()).collect::<Vec<_>>().chunks(200) {
+        let (ready_tx, mut ready_rx) = mpsc::channel::<bool>(chunk.len());
+        for &i in chunk {
+            let phones = phones.clone();
+            let base = base.to_string();
+            let tx = tx.clone();
+            let ready = ready_tx.clone();
+            tokio::spawn(async move {
+                let p = &phones[i];
+                let client = DeviceClient::new(&base, &p.device_id, &p.key);
+                let mut stream = match client.events().await {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ready.send(false).await;
+                        return;
+                    }
+                };
+                let _ = ready.send(true).await;
+                drop(ready);
+                while let Ok(Some(ev)) = stream.next().await {
+                    if matches!(ev, DeviceEvent::Challenge(_))
+                        && tx.send((i, Instant::now())).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(ready_tx);
+        for _ in 0..chunk.len() {
+            match ready_rx.recv().await {
+                Some(ok) => connected += ok as usize,
+                None => break,
+            }
+        }
+    }
+    Ok(connected)
+}
+
+async fn latency(args: &Args) -> Result<serde_json::Value> {
+    let srv = sesame_testkit::TestServer::spawn().await;
+    srv.clock.set(real_now());
+    let n = args.latency_devices;
+    eprintln!("[a] registering {n} devices and opening their event streams ...");
+    let phones = Arc::new(register(&*srv.store, n, real_now()).await?);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let connected = connect_all(&srv.base, phones.clone(), tx).await?;
+    if connected < n {
+        bail!("only {connected} of {n} event streams opened (raise `ulimit -n`?)");
+    }
+    // Give the subscriptions a moment to settle, then send challenges one at a time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut lat_ms = Vec::with_capacity(args.samples);
+    let mut missed = 0;
+    for k in 0..args.samples {
+        let i = (k * 7919) % n;
+        let p = &phones[i];
+        let t0 = Instant::now();
+        let (c, superseded) = srv
+            .store
+            .create_challenge(
+                NewChallenge {
+                    tenant: srv.state.tenant,
+                    user: p.user,
+                    signin_id_hash: vec![k as u8; 32],
+                    kind: "mfa".into(),
+                    number: "42".into(),
+                    app_name: "bench".into(),
+                    ip: "127.0.0.1".into(),
+                    location: "This computer".into(),
+                    user_agent: "bench".into(),
+                    expires_at: real_now() + 120,
+                },
+                real_now(),
+            )
+            .await?;
+        for id in superseded {
+            srv.state.hub.publish(
+                p.user,
+                DeviceEvent::Closed {
+                    id,
+                    reason: "superseded".into(),
+                },
+            );
+        }
+        srv.state.hub.publish(
+            p.user,
+            DeviceEvent::Challenge(sesame_server::device_api::challenge_view(&c, &p.username)),
+        );
+        let deadline = t0 + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some((j, at))) if j == i => {
+                    lat_ms.push((at - t0).as_secs_f64() * 1000.0);
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                _ => {
+                    missed += 1;
+                    break;
+                }
+            }
+        }
+    }
+    lat_ms.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let (p50, p99, max) = (
+        percentile(&lat_ms, 0.5),
+        percentile(&lat_ms, 0.99),
+        *lat_ms.last().unwrap_or(&f64::NAN),
+    );
+    println!(
+        "(a) challenge created -> event at the device, {n} devices connected, {} samples: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms, missed {missed}",
+        lat_ms.len()
+    );
+    Ok(
+        serde_json::json!({"devices": n, "samples": lat_ms.len(), "missed": missed, "p50_ms": p50, "p99_ms": p99, "max_ms": max}),
+    )
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn memory(args: &Args) -> Result<serde_json::Value> {
+    let m = args.idle_devices;
+    let bin = match &args.sesame_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("sesame"),
+    };
+    let dir = tempfile::tempdir()?;
+    let key = MasterKey::load_or_create(&dir.path().join("master.key"))?;
+    eprintln!(
+        "[b] registering {m} devices in {} ...",
+        dir.path().display()
+    );
+    let phones = {
+        let store = SqliteStore::open(&dir.path().join("sesame.db"), key).await?;
+        register(&store, m, real_now()).await?
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    drop(listener);
+    let mut child = std::process::Command::new(&bin)
+        .args([
+            "--data-dir",
+            dir.path().to_str().context("utf-8 path")?,
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("SESAME_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while reqwest::get(format!("{base}/healthz"))
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            bail!("the server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Warm the server's allocator and pools with a few streams first, so the baseline is fair.
+    let phones = Arc::new(phones);
+    let before = rss_kib(child.id());
+    eprintln!(
+        "[b] server RSS before: {:.1} MiB; opening {m} event streams ...",
+        before as f64 / 1024.0
+    );
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let connected = connect_all(&base, phones.clone(), tx).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    if connected < m {
+        bail!("only {connected} of {m} event streams opened (raise `ulimit -n` for this shell)");
+    }
+    let per_device = (after.saturating_sub(before)) as f64 / m as f64;
+    println!(
+        "(b) {m} idle connected devices: server RSS {:.1} MiB -> {:.1} MiB, {per_device:.1} KiB per device",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+    Ok(
+        serde_json::json!({"devices": m, "rss_before_kib": before, "rss_after_kib": after, "kib_per_device": per_device}),
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let a = latency(&args).await?;
+    let b = if args.idle_devices > 0 {
+        memory(&args).await?
+    } else {
+        serde_json::Value::Null
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&serde_json::json!({"latency": a, "memory": b}))?,
+        )?;
+    }
+    Ok(())
+}
