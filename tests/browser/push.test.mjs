@@ -3,10 +3,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { AUTHENTICATOR_BIN, CHROMIUM, CHROMIUM_ARGS, SESAME_BIN, run, startSesame } from './lib.mjs';
+import { AUTHENTICATOR_BIN, CHROMIUM, CHROMIUM_ARGS, SESAME_BIN, delay, run, startSesame } from './lib.mjs';
 
 const USERNAME = 'bob';
 const PASSWORD = 'Correct-Horse-Battery-7';
@@ -80,6 +81,40 @@ describe('sign-in approved in the authenticator app, in Chromium', { timeout: 30
     await page.getByRole('heading', { name: 'My account' }).waitFor();
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.context().close();
+  });
+
+  test('approved in the full-screen app (watch, in an 80x24 terminal) while the page waits', async () => {
+    const session = `sesame-browser-watch-${process.pid}`;
+    const tmux = (...args) => spawnSync('tmux', args, { encoding: 'utf8' });
+    const screen = () => tmux('capture-pane', '-p', '-t', session).stdout || '';
+    const waitScreen = async (text) => {
+      for (let i = 0; i < 150; i++) {
+        if (screen().includes(text)) return;
+        await delay(100);
+      }
+      throw new Error(`"${text}" never appeared in watch:\n${screen()}`);
+    };
+    const started = tmux('new-session', '-d', '-s', session, '-x', '80', '-y', '24', `${AUTHENTICATOR_BIN} --vault ${vault} watch`);
+    assert.equal(started.status, 0, `tmux is needed: ${started.stderr}`);
+    try {
+      await waitScreen('No sign-in requests');
+      const page = await newPage();
+      await passwordStep(page);
+      await page.getByRole('heading', { name: 'Approve sign-in request' }).waitFor();
+      const number = (await page.locator('#push-number').innerText()).trim();
+      await waitScreen('Approve sign-in?');
+      tmux('send-keys', '-t', session, 'Enter');
+      await waitScreen('Enter number');
+      tmux('send-keys', '-t', session, number, 'Enter');
+      await waitScreen('[a] Approve');
+      tmux('send-keys', '-t', session, 'a');
+      await page.waitForURL(`${server.url}/account`);
+      await waitScreen('Approved');
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.context().close();
+    } finally {
+      tmux('kill-session', '-t', session);
+    }
   });
 
   test('a denial shows on the waiting page at once, and no session is made', async () => {
