@@ -43,6 +43,15 @@ struct Args {
     /// The sesame binary (default: next to this one).
     #[arg(long)]
     sesame_bin: Option<PathBuf>,
+    /// Users for the complete notification sign-in phase (0 skips it).
+    #[arg(long, default_value_t = 2000)]
+    signin_users: usize,
+    /// Concurrent sign-in workers in that phase.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds of that phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
     /// Also write the summary as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -64,6 +73,15 @@ struct Phone {
 
 /// Registers `n` users, each with one device, directly in the store.
 async fn register(store: &dyn Store, n: usize, now: i64) -> Result<Vec<Phone>> {
+    register_with(store, n, now, None).await
+}
+
+async fn register_with(
+    store: &dyn Store,
+    n: usize,
+    now: i64,
+    password_hash: Option<String>,
+) -> Result<Vec<Phone>> {
     let tenant = store.default_tenant().await?;
     let mut phones = Vec::with_capacity(n);
     for i in 0..n {
@@ -74,7 +92,7 @@ async fn register(store: &dyn Store, n: usize, now: i64) -> Result<Vec<Phone>> {
                     tenant,
                     username: username.clone(),
                     display_name: username.clone(),
-                    password_hash: None,
+                    password_hash: password_hash.clone(),
                     is_admin: false,
                 },
                 now,
@@ -252,10 +270,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 async fn memory(args: &Args) -> Result<serde_json::Value> {
     let m = args.idle_devices;
-    let bin = match &args.sesame_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("sesame"),
-    };
+    let bin = sesame_bin(args)?;
     let dir = tempfile::tempdir()?;
     let key = MasterKey::load_or_create(&dir.path().join("master.key"))?;
     eprintln!(
@@ -266,34 +281,7 @@ async fn memory(args: &Args) -> Result<serde_json::Value> {
         let store = SqliteStore::open(&dir.path().join("sesame.db"), key).await?;
         register(&store, m, real_now()).await?
     };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    drop(listener);
-    let mut child = std::process::Command::new(&bin)
-        .args([
-            "--data-dir",
-            dir.path().to_str().context("utf-8 path")?,
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("SESAME_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while reqwest::get(format!("{base}/healthz"))
-        .await
-        .map(|r| !r.status().is_success())
-        .unwrap_or(true)
-    {
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            bail!("the server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut child, base) = start_server(&bin, dir.path()).await?;
     // Warm the server's allocator and pools with a few streams first, so the baseline is fair.
     let phones = Arc::new(phones);
     let before = rss_kib(child.id());
@@ -321,6 +309,240 @@ async fn memory(args: &Args) -> Result<serde_json::Value> {
     )
 }
 
+fn sesame_bin(args: &Args) -> Result<PathBuf> {
+    Ok(match &args.sesame_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("sesame"),
+    })
+}
+
+/// Starts the real server on a free loopback port and waits for /healthz.
+async fn start_server(
+    bin: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> Result<(std::process::Child, String)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    drop(listener);
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "--data-dir",
+            data_dir.to_str().context("utf-8 path")?,
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("SESAME_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while reqwest::get(format!("{base}/healthz"))
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            bail!("the server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((child, base))
+}
+
+const PASSWORD: &str = "push-bench-password-1";
+
+/// A browser's cookies, enough for the sign-in pages.
+#[derive(Default)]
+struct Jar(Vec<(String, String)>);
+
+impl Jar {
+    fn absorb(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all("set-cookie") {
+            let Ok(v) = v.to_str() else { continue };
+            let Some((k, val)) = v.split(';').next().and_then(|p| p.split_once('=')) else {
+                continue;
+            };
+            self.0.retain(|(n, _)| n != k);
+            if !v.contains("Max-Age=0") {
+                self.0.push((k.to_string(), val.to_string()));
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn between<'a>(body: &'a str, start: &str, end: char) -> Option<&'a str> {
+    let i = body.find(start)? + start.len();
+    Some(&body[i..i + body[i..].find(end)?])
+}
+
+/// One complete notification sign-in: username, password, push answered by the device with
+/// the number read from the page, completion. Errors describe the first surprise.
+async fn push_sign_in(http: &reqwest::Client, base: &str, p: &Phone) -> Result<()> {
+    use sesame_proto::device::{approval_message, Decision, RespondRequest};
+    let mut jar = Jar::default();
+    let r = http.get(format!("{base}/login")).send().await?;
+    jar.absorb(&r);
+    let body = r.text().await?;
+    let csrf = between(&body, "name=\"csrf\" value=\"", '"')
+        .context("no csrf")?
+        .to_string();
+    let form = |fields: &[(&str, &str)]| {
+        let mut f = form_urlencoded::Serializer::new(String::new());
+        f.append_pair("csrf", &csrf);
+        for (k, v) in fields {
+            f.append_pair(k, v);
+        }
+        f.finish()
+    };
+    let post = |path: &str, body: String, cookies: String| {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookies)
+            .body(body)
+            .send()
+    };
+    let r = post("/login", form(&[("username", &p.username)]), jar.header()).await?;
+    jar.absorb(&r);
+    let r = post(
+        "/login/password",
+        form(&[("password", PASSWORD)]),
+        jar.header(),
+    )
+    .await?;
+    if r.headers().get("location").and_then(|l| l.to_str().ok()) != Some("/login/verify") {
+        bail!("password step answered {}", r.status());
+    }
+    let page = http
+        .get(format!("{base}/login/verify"))
+        .header("cookie", jar.header())
+        .send()
+        .await?
+        .text()
+        .await?;
+    let number = between(&page, "id=\"push-number\" aria-live=\"polite\">", '<')
+        .context("no number on the page")?
+        .to_string();
+    let device = DeviceClient::new(base, &p.device_id, &p.key);
+    let challenge = device
+        .pending()
+        .await?
+        .challenges
+        .into_iter()
+        .next()
+        .context("no pending request")?;
+    let msg = approval_message(
+        &challenge.id,
+        &challenge.nonce,
+        Decision::Approve,
+        &number,
+        &p.device_id,
+    );
+    let answer = RespondRequest {
+        challenge_id: challenge.id,
+        decision: Decision::Approve,
+        number,
+        signature: p.key.sign(&msg),
+    };
+    let outcome = device.respond(&answer).await?.outcome;
+    if outcome != "approved" {
+        bail!("answer was {outcome}");
+    }
+    let r = post("/login/push/complete", form(&[]), jar.header()).await?;
+    if r.headers().get("location").and_then(|l| l.to_str().ok()) != Some("/account") {
+        bail!("completion answered {}", r.status());
+    }
+    Ok(())
+}
+
+async fn signins(args: &Args) -> Result<serde_json::Value> {
+    let n = args.signin_users;
+    let c = args.concurrency.clamp(1, n);
+    let dir = tempfile::tempdir()?;
+    let key = MasterKey::load_or_create(&dir.path().join("master.key"))?;
+    eprintln!("[c] registering {n} users with a password and a device ...");
+    let hash = sesame_core::password::hash(
+        &sesame_core::secret::SecretString::new(PASSWORD.into()),
+        &mut rand::rngs::OsRng,
+    )?;
+    let phones = {
+        let store = SqliteStore::open(&dir.path().join("sesame.db"), key).await?;
+        Arc::new(register_with(&store, n, real_now(), Some(hash)).await?)
+    };
+    let (mut child, base) = start_server(&sesame_bin(args)?, dir.path()).await?;
+    eprintln!(
+        "[c] {c} workers, {} s of complete notification sign-ins ...",
+        args.seconds
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..c {
+        let (http, base, phones) = (http.clone(), base.clone(), phones.clone());
+        // Worker w owns users w, w+c, ...: one sign-in per user at a time, so no request
+        // supersedes another worker's.
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut lat, mut first_error) = (0usize, 0usize, Vec::new(), None);
+            let mut u = w;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match push_sign_in(&http, &base, &phones[u]).await {
+                    Ok(()) => {
+                        ok += 1;
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        first_error.get_or_insert(e.to_string());
+                    }
+                }
+                u = (u + c) % phones.len();
+            }
+            (ok, failed, lat, first_error)
+        }));
+    }
+    let (mut ok, mut failed, mut lat, mut errors) = (0, 0, Vec::new(), Vec::new());
+    for t in tasks {
+        let (o, f, l, e) = t.await?;
+        ok += o;
+        failed += f;
+        lat.extend(l);
+        errors.extend(e);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    lat.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let rate = ok as f64 / secs;
+    println!(
+        "(c) complete notification sign-ins: {rate:.1}/s ({ok} ok, {failed} failed in {secs:.1} s, {c} workers); latency p50 {:.0} ms, p99 {:.0} ms",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+    if let Some(e) = errors.first() {
+        println!("    first failure: {e}");
+    }
+    if failed * 200 > ok + failed {
+        bail!("more than 0.5% of sign-ins failed");
+    }
+    Ok(
+        serde_json::json!({"per_second": rate, "ok": ok, "failed": failed, "workers": c, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)}),
+    )
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -330,11 +552,14 @@ async fn main() -> Result<()> {
     } else {
         serde_json::Value::Null
     };
+    let c = if args.signin_users > 0 {
+        signins(&args).await?
+    } else {
+        serde_json::Value::Null
+    };
     if let Some(path) = &args.json {
-        std::fs::write(
-            path,
-            serde_json::to_string_pretty(&serde_json::json!({"latency": a, "memory": b}))?,
-        )?;
+        let summary = serde_json::json!({"latency": a, "memory": b, "notification_sign_ins": c});
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
     }
     Ok(())
 }
