@@ -6,6 +6,7 @@
 pub mod client;
 pub mod device;
 pub mod otp;
+pub mod pin;
 pub mod vault;
 pub mod watch;
 

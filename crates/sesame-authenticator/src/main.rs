@@ -50,6 +50,9 @@ enum Command {
     Code { account: Option<String> },
     /// Remove an account from this app (a Sesame account stays registered: see `unregister`).
     Remove { account: String },
+    /// Set or change the app PIN (at least 6 digits). It never leaves this device.
+    #[command(subcommand)]
+    Pin(PinCommand),
     /// Full-screen app: codes with countdown, and sign-in requests as they arrive (q quits).
     Watch,
     /// List sign-in requests waiting for an answer, for every Sesame account.
@@ -71,6 +74,30 @@ enum Command {
     },
     /// Unregister this device from a Sesame account (tells the server), then forget the account.
     Unregister { account: String },
+}
+
+#[derive(Subcommand)]
+enum PinCommand {
+    /// Set the app PIN (from a prompt, or SESAME_AUTHENTICATOR_PIN for scripts).
+    Set,
+    /// Change it (current PIN: prompt or SESAME_AUTHENTICATOR_PIN; new: prompt or
+    /// SESAME_AUTHENTICATOR_NEW_PIN).
+    Change,
+}
+
+/// A PIN from the environment (scripts) or a hidden prompt; never a command-line argument.
+fn read_pin(prompt: &str, env: &str, confirm: bool) -> Result<zeroize::Zeroizing<String>> {
+    if let Some(p) = std::env::var(env).ok().filter(|p| !p.is_empty()) {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("no terminal to ask for the PIN: set {env} for scripts");
+    }
+    let first = zeroize::Zeroizing::new(rpassword::prompt_password(prompt)?);
+    if confirm && *first != rpassword::prompt_password("Repeat it: ")? {
+        bail!("the two PINs differ");
+    }
+    Ok(first)
 }
 
 fn default_vault() -> Result<PathBuf> {
@@ -299,7 +326,29 @@ fn run(cli: Cli) -> Result<()> {
             if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 bail!("watch needs a terminal; for scripts use `pending` and `respond`");
             }
-            sesame_authenticator::watch::run(vault.data.accounts.clone())?;
+            sesame_authenticator::watch::run(vault)?;
+        }
+        Command::Pin(PinCommand::Set) => {
+            if vault.data.pin.is_some() {
+                bail!(
+                    "an app PIN is already set; change it with `sesame-authenticator pin change`"
+                );
+            }
+            let pin = read_pin("New app PIN: ", "SESAME_AUTHENTICATOR_PIN", true)?;
+            sesame_authenticator::pin::validate(&pin)?;
+            vault.data.pin = Some(sesame_authenticator::pin::hash(&pin));
+            vault.data.pin_failures = 0;
+            vault.save()?;
+            println!("App PIN set. It stays on this device.");
+        }
+        Command::Pin(PinCommand::Change) => {
+            let current = read_pin("Current app PIN: ", "SESAME_AUTHENTICATOR_PIN", false)?;
+            vault.check_pin(&current).map_err(anyhow::Error::msg)?;
+            let new = read_pin("New app PIN: ", "SESAME_AUTHENTICATOR_NEW_PIN", true)?;
+            sesame_authenticator::pin::validate(&new)?;
+            vault.data.pin = Some(sesame_authenticator::pin::hash(&new));
+            vault.save()?;
+            println!("App PIN changed.");
         }
         Command::Pending => {
             let rt = runtime()?;
@@ -384,6 +433,10 @@ fn run(cli: Cli) -> Result<()> {
             let Some((l, key, ch)) = found else {
                 bail!("no waiting sign-in request matches {request:?}: it may have expired, been answered, or been replaced by a newer one");
             };
+            if decision == Decision::Approve && ch.pin_required {
+                let pin = read_pin("App PIN: ", "SESAME_AUTHENTICATOR_PIN", false)?;
+                vault.check_pin(&pin).map_err(anyhow::Error::msg)?;
+            }
             let c = DeviceClient::new(&l.server, &l.device_id, &key);
             let msg = approval_message(&ch.id, &ch.nonce, decision, number.trim(), &l.device_id);
             let req = RespondRequest {

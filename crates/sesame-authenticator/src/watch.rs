@@ -30,6 +30,8 @@ pub enum Mode {
     Number(String),
     /// Number typed: approve, deny or report.
     Decide(String),
+    /// Approving a request that needs the app PIN: the number, and the PIN typed so far.
+    Pin(String, String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,7 @@ pub enum Action {
         challenge_id: String,
         decision: Decision,
         number: String,
+        pin: Option<String>,
     },
 }
 
@@ -133,6 +136,15 @@ impl WatchState {
     }
 
     fn respond(&mut self, decision: Decision, number: String) -> Action {
+        self.respond_with_pin(decision, number, None)
+    }
+
+    fn respond_with_pin(
+        &mut self,
+        decision: Decision,
+        number: String,
+        pin: Option<String>,
+    ) -> Action {
         let Some(r) = self.requests.get(self.selected) else {
             return Action::None;
         };
@@ -141,6 +153,7 @@ impl WatchState {
             challenge_id: r.challenge.id.clone(),
             decision,
             number,
+            pin,
         };
         self.mode = Mode::Browse;
         self.message = "Sending your answer…".into();
@@ -188,7 +201,34 @@ impl WatchState {
             }
             (Mode::Decide(n), KeyCode::Char('a')) => {
                 let n = n.clone();
+                if self
+                    .requests
+                    .get(self.selected)
+                    .is_some_and(|r| r.challenge.pin_required)
+                {
+                    self.mode = Mode::Pin(n, String::new());
+                    self.message =
+                        "Your organisation requires your app PIN: type it, then Enter.".into();
+                    return Action::None;
+                }
                 self.respond(Decision::Approve, n)
+            }
+            (Mode::Pin(_, p), KeyCode::Char(c)) if c.is_ascii_digit() && p.len() < 16 => {
+                p.push(c);
+                Action::None
+            }
+            (Mode::Pin(_, p), KeyCode::Backspace) => {
+                p.pop();
+                Action::None
+            }
+            (Mode::Pin(n, p), KeyCode::Enter) if !p.is_empty() => {
+                let (n, p) = (n.clone(), p.clone());
+                self.respond_with_pin(Decision::Approve, n, Some(p))
+            }
+            (Mode::Pin(..), KeyCode::Esc) => {
+                self.mode = Mode::Browse;
+                self.message = String::new();
+                Action::None
             }
             (Mode::Decide(_), KeyCode::Char('d')) => self.respond(Decision::Deny, String::new()),
             (Mode::Decide(_), KeyCode::Char('r')) => self.respond(Decision::Report, String::new()),
@@ -259,6 +299,10 @@ pub fn draw(f: &mut Frame, s: &WatchState) {
         Mode::Decide(n) => lines.push(Line::from(format!(
             "  Number {n}: [a] Approve  [d] Deny  [r] Deny and report"
         ))),
+        Mode::Pin(_, p) => lines.push(Line::styled(
+            format!("  App PIN: {}_", "*".repeat(p.len())),
+            Style::default().add_modifier(Modifier::BOLD),
+        )),
         Mode::Browse => {}
     }
     f.render_widget(
@@ -326,13 +370,14 @@ async fn stream_account(account: Account, tx: mpsc::Sender<Input>) {
 }
 
 /// Runs the full-screen app until the user quits.
-pub fn run(accounts: Vec<Account>) -> anyhow::Result<()> {
+pub fn run(mut vault: crate::vault::Vault) -> anyhow::Result<()> {
+    let accounts = vault.data.accounts.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let mut terminal = ratatui::init();
-    let result = rt.block_on(event_loop(&mut terminal, accounts));
+    let result = rt.block_on(event_loop(&mut terminal, accounts, &mut vault));
     ratatui::restore();
     result
 }
@@ -340,6 +385,7 @@ pub fn run(accounts: Vec<Account>) -> anyhow::Result<()> {
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     accounts: Vec<Account>,
+    vault: &mut crate::vault::Vault,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Input>(64);
     for a in accounts.iter().filter(|a| a.sesame.is_some()) {
@@ -383,7 +429,15 @@ async fn event_loop(
                     challenge_id,
                     decision,
                     number,
+                    pin,
                 } => {
+                    // The PIN is checked here, on the device, before anything is signed.
+                    if let Some(pin) = pin {
+                        if let Err(e) = vault.check_pin(&pin) {
+                            state.message = format!("Not approved: {e}.");
+                            continue;
+                        }
+                    }
                     let account = accounts.iter().find(|a| a.id == account_id).cloned();
                     let nonce = state
                         .requests
@@ -496,10 +550,52 @@ mod tests {
                 account_id: "acc".into(),
                 challenge_id: "c1".into(),
                 decision: Decision::Approve,
-                number: "42".into()
+                number: "42".into(),
+                pin: None
             }
         );
         assert_eq!(s.mode, Mode::Browse);
+    }
+
+    #[test]
+    fn approving_a_pin_request_asks_for_the_pin() {
+        let mut s = WatchState::default();
+        let mut c = challenge("c1", 100);
+        c.pin_required = true;
+        s.on_event("acc", "a", DeviceEvent::Challenge(c));
+        for k in [
+            KeyCode::Enter,
+            KeyCode::Char('4'),
+            KeyCode::Char('2'),
+            KeyCode::Enter,
+        ] {
+            s.on_key(k);
+        }
+        assert_eq!(
+            s.on_key(KeyCode::Char('a')),
+            Action::None,
+            "no answer before the PIN"
+        );
+        assert_eq!(s.mode, Mode::Pin("42".into(), String::new()));
+        assert_eq!(
+            s.on_key(KeyCode::Enter),
+            Action::None,
+            "an empty PIN is not sent"
+        );
+        for d in "482913".chars() {
+            s.on_key(KeyCode::Char(d));
+        }
+        match s.on_key(KeyCode::Enter) {
+            Action::Respond {
+                decision: Decision::Approve,
+                number,
+                pin,
+                ..
+            } => {
+                assert_eq!((number.as_str(), pin.as_deref()), ("42", Some("482913")));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -363,3 +363,92 @@ async fn watch_shows_the_request_and_approves_it_in_a_terminal() {
     tmux(&["kill-session", "-t", &session]);
     panic!("watch did not quit on q");
 }
+
+/// When the organisation requires the app PIN, an approval needs it; wrong PINs are counted and
+/// stop approvals at 10; trivial PINs cannot be set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_is_required_for_approvals_when_policy_says_so() {
+    let mut config = sesame_server::ServerConfig::default();
+    config.push.pin_required = true;
+    let srv = TestServer::spawn_with(config).await;
+    srv.clock.set(real_now());
+    srv.create_user("alice", Some("correct horse")).await;
+    let mut b = srv.browser();
+    b.password_step("alice", "correct horse").await;
+    let page = b.get("/security-info/add/app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("vault");
+    ok(&app(
+        &vault,
+        &["add", &element_text(&page.body, "activation-link")],
+    )
+    .await);
+    let with_pin = |pin: &'static str, args: Vec<String>| {
+        let vault = vault.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_sesame-authenticator"))
+                    .arg("--vault")
+                    .arg(&vault)
+                    .args(&args)
+                    .env("SESAME_AUTHENTICATOR_PIN", pin)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let (mut b, number) = wait_for_phone(&srv).await;
+    let req = pending(&vault).await[0]["request"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let approve = vec![
+        "respond".to_string(),
+        req.clone(),
+        "--number".into(),
+        number.clone(),
+        "--approve".into(),
+    ];
+    // No PIN set yet: the app refuses to approve and says how to fix it.
+    assert!(err(&with_pin("482913", approve.clone()).await).contains("pin set"));
+    assert!(err(&with_pin("123456", vec!["pin".into(), "set".into()]).await).contains("too easy"));
+    ok(&with_pin("482913", vec!["pin".into(), "set".into()]).await);
+    assert!(
+        err(&with_pin("999999", vec!["pin".into(), "set".into()]).await).contains("already set")
+    );
+    // A wrong PIN does not approve, and is counted.
+    let e = err(&with_pin("482914", approve.clone()).await);
+    assert!(e.contains("wrong PIN (1 of 10"), "{e}");
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/login/verify")
+    );
+    // The right PIN approves.
+    ok(&with_pin("482913", approve.clone()).await);
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
+    // Ten wrong PINs in a row stop approvals, even with the right PIN afterwards. The PIN is
+    // checked on the device before anything is signed, so the request stays pending meanwhile.
+    let (_b, n) = wait_for_phone(&srv).await;
+    let r = pending(&vault).await[0]["request"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = vec![
+        "respond".to_string(),
+        r,
+        "--number".into(),
+        n,
+        "--approve".into(),
+    ];
+    for i in 0..10 {
+        let e = err(&with_pin("111222", answer.clone()).await);
+        assert!(e.contains("wrong PIN"), "{i}: {e}");
+    }
+    let e = err(&with_pin("482913", answer.clone()).await);
+    assert!(e.contains("too many wrong PINs"), "{e}");
+}

@@ -17,6 +17,9 @@ pub struct PushPolicy {
     /// Requests allowed per user within `window_secs` without a successful sign-in.
     pub max_per_window: u32,
     pub window_secs: i64,
+    /// Whether the app must ask for its PIN before approving (the PIN never leaves the device,
+    /// so this is enforced by the app; the request carries the requirement).
+    pub pin_required: bool,
 }
 
 impl Default for PushPolicy {
@@ -26,6 +29,7 @@ impl Default for PushPolicy {
             lifetime_secs: 120,
             max_per_window: 5,
             window_secs: 900,
+            pin_required: false,
         }
     }
 }

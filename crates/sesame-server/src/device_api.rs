@@ -332,7 +332,7 @@ async fn activate(
 }
 
 /// What the phone is shown of a challenge (never the number).
-pub fn challenge_view(c: &ChallengeRecord, username: &str) -> api::Challenge {
+pub fn challenge_view(c: &ChallengeRecord, username: &str, pin_required: bool) -> api::Challenge {
     api::Challenge {
         id: c.id.clone(),
         kind: if c.kind == "phone_sign_in" {
@@ -348,7 +348,7 @@ pub fn challenge_view(c: &ChallengeRecord, username: &str) -> api::Challenge {
         user_agent: c.user_agent.clone(),
         requested_at: c.created_at,
         expires_at: c.expires_at,
-        pin_required: false,
+        pin_required,
     }
 }
 
@@ -363,7 +363,7 @@ async fn pending(
     Ok(Json(PendingResponse {
         challenges: list
             .iter()
-            .map(|c| challenge_view(c, &signed.user.username))
+            .map(|c| challenge_view(c, &signed.user.username, state.config.push.pin_required))
             .collect(),
     }))
 }
@@ -377,7 +377,13 @@ async fn events(State(state): State<AppState>, signed: SignedRequest) -> Result<
         .list_pending_challenges(user.id, state.now())
         .await?
         .iter()
-        .map(|c| DeviceEvent::Challenge(challenge_view(c, &user.username)))
+        .map(|c| {
+            DeviceEvent::Challenge(challenge_view(
+                c,
+                &user.username,
+                state.config.push.pin_required,
+            ))
+        })
         .collect();
     let stream =
         futures_util::stream::unfold((first.into_iter(), rx), |(mut first, mut rx)| async move {

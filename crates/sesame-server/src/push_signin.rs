@@ -120,7 +120,11 @@ pub(crate) async fn start(
     }
     state.hub.publish(
         user.id,
-        DeviceEvent::Challenge(challenge_view(&challenge, &user.username)),
+        DeviceEvent::Challenge(challenge_view(
+            &challenge,
+            &user.username,
+            policy.pin_required,
+        )),
     );
     audit::record(
         state,

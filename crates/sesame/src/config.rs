@@ -201,6 +201,8 @@ lifetime_secs = 120
 # At most this many requests per user within window_secs without a successful sign-in.
 max_per_window = 5
 window_secs = 900
+# Whether the app asks for its PIN (which never leaves the phone) before approving.
+pin_required = false
 "#;
 
 #[cfg(test)]

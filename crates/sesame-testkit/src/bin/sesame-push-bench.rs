@@ -226,7 +226,11 @@ async fn latency(args: &Args) -> Result<serde_json::Value> {
         }
         srv.state.hub.publish(
             p.user,
-            DeviceEvent::Challenge(sesame_server::device_api::challenge_view(&c, &p.username)),
+            DeviceEvent::Challenge(sesame_server::device_api::challenge_view(
+                &c,
+                &p.username,
+                false,
+            )),
         );
         let deadline = t0 + Duration::from_secs(5);
         loop {
