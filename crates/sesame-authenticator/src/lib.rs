@@ -7,6 +7,7 @@ pub mod client;
 pub mod device;
 pub mod otp;
 pub mod pin;
+pub mod qr;
 pub mod vault;
 pub mod watch;
 

@@ -39,7 +39,12 @@ enum Command {
     /// Add an account: a Sesame activation link (sesame://activate?...) from My security info,
     /// or an otpauth:// link (any site's verification codes).
     Add {
-        link: String,
+        /// The link (omit it with --qr).
+        #[arg(required_unless_present = "qr")]
+        link: Option<String>,
+        /// Read the link from a QR code in this image (PNG), e.g. a screenshot of the set-up page.
+        #[arg(long, value_name = "IMAGE", conflicts_with = "link")]
+        qr: Option<PathBuf>,
         /// Name of this device as the server will show it.
         #[arg(long)]
         device_name: Option<String>,
@@ -222,10 +227,28 @@ fn run(cli: Cli) -> Result<()> {
         None => default_vault()?,
     };
     let mut vault = Vault::open_or_create(&path)?;
-    match cli.command {
+    // `add --qr IMAGE` is `add LINK` with the link read from the image.
+    let command = match cli.command {
         Command::Add {
-            link,
+            qr: Some(image),
+            device_name,
+            ..
+        } => {
+            let link = sesame_authenticator::qr::read(&image)?;
+            Command::Add {
+                link: Some(link),
+                qr: None,
+                device_name,
+            }
+        }
+        other => other,
+    };
+    match command {
+        Command::Add { link: None, .. } => bail!("give a link, or --qr IMAGE"),
+        Command::Add {
+            link: Some(link),
             device_name: name,
+            ..
         } if link.starts_with("sesame://") => {
             let (server, code) = parse_activation_link(&link)
                 .context("this is not a valid Sesame activation link")?;
@@ -267,7 +290,9 @@ fn run(cli: Cli) -> Result<()> {
                 println!("Added {} ({}) as {name}. Sign-in requests for this account now come to this app.", line.account, resp.display_name);
             }
         }
-        Command::Add { link, .. } => {
+        Command::Add {
+            link: Some(link), ..
+        } => {
             let otp = OtpAccount::from_uri(&link).context("cannot add this link")?;
             if vault
                 .data

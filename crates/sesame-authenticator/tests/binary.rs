@@ -184,3 +184,39 @@ fn sesame_server_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// `add --qr` reads the set-up QR code from an image, as a phone's camera would.
+#[test]
+fn add_reads_the_link_from_a_qr_code_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("vault");
+    let uri = format!("otpauth://totp/Example:qr@example.com?secret={SECRET}&issuer=Example");
+    let code = qrcode::QrCode::new(uri.as_bytes()).unwrap();
+    let w = code.width();
+    let colors = code.to_colors();
+    let (scale, quiet) = (5u32, 4u32);
+    let side = (w as u32 + 2 * quiet) * scale;
+    let img = image::GrayImage::from_fn(side, side, |x, y| {
+        let (cx, cy) = (x / scale, y / scale);
+        let inside = cx >= quiet && cy >= quiet && cx < quiet + w as u32 && cy < quiet + w as u32;
+        let dark = inside
+            && colors[((cy - quiet) as usize) * w + (cx - quiet) as usize] == qrcode::Color::Dark;
+        image::Luma([if dark { 0 } else { 255 }])
+    });
+    let png = dir.path().join("setup.png");
+    img.save(&png).unwrap();
+    let out = ok(&app(
+        &vault,
+        &["--json", "add", "--qr", png.to_str().unwrap()],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["account"], "Example: qr@example.com");
+    let blank = dir.path().join("blank.png");
+    image::GrayImage::from_pixel(64, 64, image::Luma([255]))
+        .save(&blank)
+        .unwrap();
+    assert!(
+        err(&app(&vault, &["add", "--qr", blank.to_str().unwrap()])).contains("no QR code found")
+    );
+    assert!(err(&app(&vault, &["add"])).contains("<LINK>"));
+}
