@@ -3,6 +3,7 @@
 //! This crate depends on `sesame-proto` only, never on server crates: it talks to a server
 //! through the wire protocol like any other client would.
 
+pub mod approval;
 pub mod client;
 pub mod device;
 pub mod otp;

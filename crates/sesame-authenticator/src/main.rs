@@ -4,11 +4,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rand::RngCore;
 use serde::Serialize;
+use sesame_authenticator::approval::{self, UserPresence};
 use sesame_authenticator::client::{self, DeviceClient};
 use sesame_authenticator::device::DeviceKey;
 use sesame_authenticator::vault::{Account, SesameLink};
 use sesame_authenticator::{OtpAccount, Vault};
-use sesame_proto::device::{approval_message, parse_activation_link, Decision, RespondRequest};
+use sesame_proto::device::{parse_activation_link, Challenge, Decision};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -103,6 +104,20 @@ fn read_pin(prompt: &str, env: &str, confirm: bool) -> Result<zeroize::Zeroizing
         bail!("the two PINs differ");
     }
     Ok(first)
+}
+
+/// Asks at the terminal (or reads SESAME_AUTHENTICATOR_PIN, for scripts).
+struct PromptPresence;
+
+impl UserPresence for PromptPresence {
+    fn pin(&mut self, c: &Challenge) -> Result<zeroize::Zeroizing<String>, String> {
+        read_pin(
+            &format!("App PIN to approve {} for {}: ", c.app_name, c.username),
+            "SESAME_AUTHENTICATOR_PIN",
+            false,
+        )
+        .map_err(|e| e.to_string())
+    }
 }
 
 fn default_vault() -> Result<PathBuf> {
@@ -458,18 +473,17 @@ fn run(cli: Cli) -> Result<()> {
             let Some((l, key, ch)) = found else {
                 bail!("no waiting sign-in request matches {request:?}: it may have expired, been answered, or been replaced by a newer one");
             };
-            if decision == Decision::Approve && ch.pin_required {
-                let pin = read_pin("App PIN: ", "SESAME_AUTHENTICATOR_PIN", false)?;
-                vault.check_pin(&pin).map_err(anyhow::Error::msg)?;
-            }
             let c = DeviceClient::new(&l.server, &l.device_id, &key);
-            let msg = approval_message(&ch.id, &ch.nonce, decision, number.trim(), &l.device_id);
-            let req = RespondRequest {
-                challenge_id: ch.id.clone(),
+            let req = approval::answer(
+                &mut vault,
+                &l.device_id,
+                &key,
+                &ch,
                 decision,
-                number: number.trim().to_string(),
-                signature: key.sign(&msg),
-            };
+                &number,
+                &mut PromptPresence,
+            )
+            .map_err(anyhow::Error::msg)?;
             let resp = rt.block_on(c.respond(&req))?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&resp)?);

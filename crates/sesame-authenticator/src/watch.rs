@@ -2,6 +2,7 @@
 //! functions, so key handling is tested without a terminal; [`run`] wires them to the terminal,
 //! the event streams and the clock.
 
+use crate::approval::{self, TypedPin};
 use crate::client::DeviceClient;
 use crate::device::DeviceKey;
 use crate::vault::Account;
@@ -11,9 +12,10 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
-use sesame_proto::device::{approval_message, Challenge, Decision, DeviceEvent, RespondRequest};
+use sesame_proto::device::{Challenge, Decision, DeviceEvent};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use zeroize::Zeroizing;
 
 /// A sign-in request shown on screen.
 #[derive(Debug, Clone)]
@@ -431,60 +433,55 @@ async fn event_loop(
                     number,
                     pin,
                 } => {
-                    // The PIN is checked here, on the device, before anything is signed.
-                    if let Some(pin) = pin {
-                        if let Err(e) = vault.check_pin(&pin) {
-                            state.message = format!("Not approved: {e}.");
-                            continue;
-                        }
-                    }
-                    let account = accounts.iter().find(|a| a.id == account_id).cloned();
-                    let nonce = state
+                    let link = accounts
+                        .iter()
+                        .find(|a| a.id == account_id)
+                        .and_then(|a| a.sesame.clone());
+                    let challenge = state
                         .requests
                         .iter()
                         .find(|r| r.challenge.id == challenge_id)
-                        .map(|r| r.challenge.nonce.clone());
+                        .map(|r| r.challenge.clone());
+                    let (Some(link), Some(challenge)) = (link, challenge) else {
+                        state.message = "That request is no longer here.".into();
+                        continue;
+                    };
+                    let Some(key) = DeviceKey::from_secret(&link.device_key) else {
+                        state.message = "This account's device key is damaged.".into();
+                        continue;
+                    };
+                    // Checked (PIN) and signed here, on the device; only the sending waits.
+                    let mut typed = TypedPin(pin.map(Zeroizing::new));
+                    let req = match approval::answer(
+                        vault,
+                        &link.device_id,
+                        &key,
+                        &challenge,
+                        decision,
+                        &number,
+                        &mut typed,
+                    ) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            state.message = format!("Not approved: {e}.");
+                            continue;
+                        }
+                    };
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        let note = match (account.and_then(|a| a.sesame), nonce) {
-                            (Some(link), Some(nonce)) => {
-                                match DeviceKey::from_secret(&link.device_key) {
-                                    Some(key) => {
-                                        let msg = approval_message(
-                                            &challenge_id,
-                                            &nonce,
-                                            decision,
-                                            &number,
-                                            &link.device_id,
-                                        );
-                                        let req = RespondRequest {
-                                            challenge_id: challenge_id.clone(),
-                                            decision,
-                                            number,
-                                            signature: key.sign(&msg),
-                                        };
-                                        match DeviceClient::new(&link.server, &link.device_id, &key)
-                                            .respond(&req)
-                                            .await
-                                        {
-                                            Ok(r) => r.message,
-                                            Err(e) => e.to_string(),
-                                        }
-                                    }
-                                    None => "This account's device key is damaged.".into(),
-                                }
-                            }
-                            _ => "That request is no longer here.".into(),
+                        let note = match DeviceClient::new(&link.server, &link.device_id, &key)
+                            .respond(&req)
+                            .await
+                        {
+                            Ok(r) => r.message,
+                            Err(e) => e.to_string(),
+                        };
+                        let closed = DeviceEvent::Closed {
+                            id: challenge_id,
+                            reason: String::new(),
                         };
                         let _ = tx
-                            .send(Input::Event(
-                                String::new(),
-                                String::new(),
-                                Box::new(DeviceEvent::Closed {
-                                    id: challenge_id,
-                                    reason: String::new(),
-                                }),
-                            ))
+                            .send(Input::Event(String::new(), String::new(), Box::new(closed)))
                             .await;
                         let _ = tx.send(Input::Note(note)).await;
                     });
