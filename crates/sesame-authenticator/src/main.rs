@@ -428,6 +428,7 @@ fn run(cli: Cli) -> Result<()> {
                     println!("  Account:  {}", l.account);
                     println!("  App:      {}", l.app);
                     println!("  From:     {} ({})", l.ip, l.location);
+                    println!("  When:     {} s ago", (t - l.requested_at).max(0));
                     println!("  Browser:  {}", l.browser);
                 }
                 println!("Answer with: sesame-authenticator respond REQUEST --number N --approve   (or --deny, --report)");

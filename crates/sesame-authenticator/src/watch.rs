@@ -287,9 +287,10 @@ pub fn draw(f: &mut Frame, s: &WatchState) {
             style,
         ));
         lines.push(Line::from(format!(
-            "    From {} ({}), expires in {} s",
+            "    From {} ({}), {} s ago, expires in {} s",
             c.ip,
             c.location,
+            (s.now - c.requested_at).max(0),
             (c.expires_at - s.now).max(0)
         )));
     }
@@ -684,7 +685,7 @@ mod tests {
             "123 456",
             "17 s",
             "Approve sign-in?",
-            "127.0.0.1 (This computer)",
+            "127.0.0.1 (This computer), 40 s ago",
             "expires in 60 s",
             "Enter number: 4_",
         ] {
