@@ -230,7 +230,7 @@ describe('sign-in with an authenticator app, in Chromium', { timeout: 600_000 },
       await page.getByRole('heading', { name: 'My security info' }).waitFor();
       await clickAndLoad(page, page.getByRole('link', { name: 'Add method' }));
       assert.equal(new URL(page.url()).pathname, '/security-info/add');
-      await clickAndLoad(page, page.getByRole('link', { name: 'Authenticator app (verification codes)' }));
+      await clickAndLoad(page, page.getByRole('link', { name: 'Authenticator app (verification code)' }));
       assert.equal(new URL(page.url()).pathname, '/security-info/add/totp');
 
       const qr = page.getByRole('img', { name: 'QR code for your authenticator app' });

@@ -161,7 +161,7 @@ async fn add_choose(State(state): State<AppState>, me: SignedIn, csrf: CsrfToken
     }
     let body = "<h1>Add a method</h1><p>Which method would you like to add?</p>\
         <ul class=\"options\"><li><a href=\"/security-info/add/app\">Sesame Authenticator app (sign-in requests and codes)</a></li>\
-        <li><a href=\"/security-info/add/totp\">Authenticator app (verification codes)</a></li></ul>\
+        <li><a href=\"/security-info/add/totp\">Authenticator app (verification code)</a></li></ul>\
         <p><a href=\"/security-info\">Cancel</a></p>";
     page(
         &csrf,

@@ -110,6 +110,7 @@ async fn pages_carry_security_headers() {
         assert!(csrf.contains(attr), "{csrf} lacks {attr}");
     }
     assert_eq!(b.get("/no-such-page").await.status, 404);
+    assert_eq!(b.get("/favicon.ico").await.status, 204);
 }
 
 #[tokio::test]
