@@ -8,7 +8,7 @@
 use crate::audit::{self, Entry};
 use crate::device_api::challenge_view;
 use crate::error::AppError;
-use crate::signin::{advance, finish, load, page_for};
+use crate::signin::{advance, finish, load, page_for, Transaction};
 use crate::web::{esc, layout, page, see_other, Client, CsrfForm, CsrfToken};
 use crate::AppState;
 use axum::extract::State;
@@ -317,13 +317,10 @@ async fn read_latest(state: &AppState, rec: &SignInRecord) -> Option<ChallengeRe
 async fn complete(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Transaction(rec): Transaction,
     client: Client,
     _form: CsrfForm,
 ) -> Result<Response, AppError> {
-    let rec = match load(&state, &headers).await {
-        Ok(r) => r,
-        Err(resp) => return Ok(resp),
-    };
     let SignInState::SecondFactor {
         user,
         method: MethodKind::Push,
@@ -371,14 +368,10 @@ async fn complete(
 
 async fn resend(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Transaction(rec): Transaction,
     client: Client,
     _form: CsrfForm,
 ) -> Result<Response, AppError> {
-    let rec = match load(&state, &headers).await {
-        Ok(r) => r,
-        Err(resp) => return Ok(resp),
-    };
     let SignInState::SecondFactor {
         user,
         method: MethodKind::Push,

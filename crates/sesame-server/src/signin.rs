@@ -12,7 +12,8 @@ use crate::web::{
     token_hash, with_cookies, Client, CsrfForm, CsrfToken, SESSION_COOKIE, SIGNIN_COOKIE,
 };
 use crate::AppState;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -163,6 +164,18 @@ pub(crate) async fn load(state: &AppState, headers: &HeaderMap) -> Result<SignIn
     }
 }
 
+/// The sign-in transaction named by the `__Host-sesame-signin` cookie. Without a live one the
+/// request is answered with a redirect to start again, so no handler can forget to check.
+pub(crate) struct Transaction(pub SignInRecord);
+
+impl FromRequestParts<AppState> for Transaction {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        load(state, &parts.headers).await.map(Transaction)
+    }
+}
+
 /// Where a transaction in this state belongs.
 pub(crate) fn page_for(state: &SignInState) -> &'static str {
     match state {
@@ -212,15 +225,7 @@ fn password_form(csrf: &CsrfToken, username: &str, message: Option<&str>) -> Str
     )
 }
 
-async fn password_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    csrf: CsrfToken,
-) -> Response {
-    let rec = match load(&state, &headers).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+async fn password_page(Transaction(rec): Transaction, csrf: CsrfToken) -> Response {
     if !matches!(rec.state, SignInState::Identified { .. }) {
         return see_other(page_for(&rec.state));
     }
@@ -234,14 +239,11 @@ async fn password_page(
 async fn password_submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Transaction(rec): Transaction,
     client: Client,
     csrf: CsrfToken,
     form: CsrfForm,
 ) -> Result<Response, AppError> {
-    let rec = match load(&state, &headers).await {
-        Ok(r) => r,
-        Err(resp) => return Ok(resp),
-    };
     let SignInState::Identified { user: user_id } = rec.state else {
         return Ok(see_other(page_for(&rec.state)));
     };
@@ -412,13 +414,9 @@ fn verify_form(csrf: &CsrfToken, method: MethodKind, message: Option<&str>) -> S
 
 async fn verify_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Transaction(rec): Transaction,
     csrf: CsrfToken,
 ) -> Response {
-    let rec = match load(&state, &headers).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
     let SignInState::SecondFactor { method, .. } = rec.state else {
         return see_other(page_for(&rec.state));
     };
@@ -439,14 +437,11 @@ fn minutes_until(now: i64, until: i64) -> i64 {
 async fn verify_submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Transaction(rec): Transaction,
     client: Client,
     csrf: CsrfToken,
     form: CsrfForm,
 ) -> Result<Response, AppError> {
-    let rec = match load(&state, &headers).await {
-        Ok(r) => r,
-        Err(resp) => return Ok(resp),
-    };
     let SignInState::SecondFactor {
         user: user_id,
         method,
@@ -568,15 +563,7 @@ async fn verify_submit(
     .await
 }
 
-async fn methods_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    csrf: CsrfToken,
-) -> Response {
-    let rec = match load(&state, &headers).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+async fn methods_page(Transaction(rec): Transaction, csrf: CsrfToken) -> Response {
     let SignInState::SecondFactor { available, .. } = &rec.state else {
         return see_other(page_for(&rec.state));
     };
@@ -598,14 +585,10 @@ async fn methods_page(
 
 async fn methods_submit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Transaction(rec): Transaction,
     client: Client,
     form: CsrfForm,
 ) -> Result<Response, AppError> {
-    let rec = match load(&state, &headers).await {
-        Ok(r) => r,
-        Err(resp) => return Ok(resp),
-    };
     let kind: MethodKind = form.text("method").parse().map_err(|_| {
         AppError::BadRequest("Choose one of the listed verification options.".into())
     })?;
