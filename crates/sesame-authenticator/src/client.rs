@@ -5,8 +5,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use sesame_proto::device::{
-    self as api, ActivateRequest, ActivateResponse, DeviceEvent, PendingResponse, RespondRequest,
-    RespondResponse,
+    self as api, ActivateRequest, ActivateResponse, DeviceEvent, DeviceStatus, PendingResponse,
+    PhoneSignInRequest, PinKeyRequest, RespondRequest, RespondResponse,
 };
 use sesame_proto::ApiError;
 
@@ -77,6 +77,12 @@ pub async fn activate(
 }
 
 /// A registered device talking to its server.
+fn new_nonce() -> String {
+    let mut n = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut n);
+    URL_SAFE_NO_PAD.encode(n)
+}
+
 pub struct DeviceClient<'a> {
     pub server: String,
     pub device_id: String,
@@ -97,29 +103,18 @@ impl<'a> DeviceClient<'a> {
         }
     }
 
-    fn signed(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Vec<u8>,
-    ) -> reqwest::RequestBuilder {
-        self.signed_with(&self.http, method, path, body)
-    }
-
     fn signed_with(
         &self,
         http: &reqwest::Client,
         method: reqwest::Method,
         path: &str,
         body: Vec<u8>,
+        nonce: String,
     ) -> reqwest::RequestBuilder {
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let mut n = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut n);
-        let nonce = URL_SAFE_NO_PAD.encode(n);
         let msg = api::request_message(method.as_str(), path, &body, ts, &nonce, &self.device_id);
         http.request(method, format!("{}{path}", self.server))
             .header(api::HEADER_DEVICE, &self.device_id)
@@ -136,8 +131,18 @@ impl<'a> DeviceClient<'a> {
         path: &str,
         body: Vec<u8>,
     ) -> Result<T, ClientError> {
+        self.send_with_nonce(method, path, body, new_nonce()).await
+    }
+
+    async fn send_with_nonce<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+        nonce: String,
+    ) -> Result<T, ClientError> {
         let resp = self
-            .signed(method, path, body)
+            .signed_with(&self.http, method, path, body, nonce)
             .send()
             .await
             .map_err(|e| ClientError::Unreachable(self.server.clone(), e.to_string()))?;
@@ -158,6 +163,41 @@ impl<'a> DeviceClient<'a> {
         .await
     }
 
+    pub async fn status(&self) -> Result<DeviceStatus, ClientError> {
+        self.send(reqwest::Method::GET, api::PATH_STATUS, Vec::new())
+            .await
+    }
+
+    pub async fn pin_key(&self, req: &PinKeyRequest) -> Result<DeviceStatus, ClientError> {
+        self.send(
+            reqwest::Method::POST,
+            api::PATH_PIN_KEY,
+            serde_json::to_vec(req).expect("serialises"),
+        )
+        .await
+    }
+
+    /// Turns phone sign-in on or off. Turning it on needs `prove`: the PIN key's signature over
+    /// [`api::phone_sign_in_message`] for this request's nonce.
+    pub async fn phone_sign_in(
+        &self,
+        enabled: bool,
+        prove: Option<&DeviceKey>,
+    ) -> Result<DeviceStatus, ClientError> {
+        let nonce = new_nonce();
+        let req = PhoneSignInRequest {
+            enabled,
+            proof: prove.map(|k| k.sign(&api::phone_sign_in_message(&self.device_id, &nonce))),
+        };
+        self.send_with_nonce(
+            reqwest::Method::POST,
+            api::PATH_PHONE_SIGN_IN,
+            serde_json::to_vec(&req).expect("serialises"),
+            nonce,
+        )
+        .await
+    }
+
     pub async fn unregister(&self) -> Result<serde_json::Value, ClientError> {
         self.send(reqwest::Method::POST, api::PATH_UNREGISTER, b"{}".to_vec())
             .await
@@ -171,6 +211,7 @@ impl<'a> DeviceClient<'a> {
                 reqwest::Method::GET,
                 api::PATH_EVENTS,
                 Vec::new(),
+                new_nonce(),
             )
             .header("accept", "text/event-stream")
             .send()

@@ -9,6 +9,12 @@ use zeroize::Zeroizing;
 
 pub struct DeviceKey(SigningKey);
 
+impl std::fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceKey({})", self.public_key())
+    }
+}
+
 impl DeviceKey {
     pub fn generate() -> Self {
         DeviceKey(SigningKey::random(&mut rand::rngs::OsRng))
@@ -18,6 +24,16 @@ impl DeviceKey {
     pub fn from_secret(b64: &str) -> Option<Self> {
         let raw = Zeroizing::new(URL_SAFE_NO_PAD.decode(b64).ok()?);
         SigningKey::from_slice(&raw).ok().map(DeviceKey)
+    }
+
+    /// A key from its raw 32-byte scalar, if that is a valid P-256 scalar.
+    pub fn from_bytes(raw: &[u8]) -> Option<Self> {
+        SigningKey::from_slice(raw).ok().map(DeviceKey)
+    }
+
+    /// The raw private scalar (sealed by [`crate::pinkey`]).
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.0.to_bytes().to_vec())
     }
 
     /// The private scalar, base64url; only ever stored inside the encrypted vault.

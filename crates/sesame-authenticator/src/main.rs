@@ -7,6 +7,7 @@ use serde::Serialize;
 use sesame_authenticator::approval::{self, UserPresence};
 use sesame_authenticator::client::{self, DeviceClient};
 use sesame_authenticator::device::DeviceKey;
+use sesame_authenticator::phone;
 use sesame_authenticator::vault::{Account, SesameLink};
 use sesame_authenticator::{OtpAccount, Vault};
 use sesame_proto::device::{parse_activation_link, Challenge, Decision};
@@ -56,7 +57,8 @@ enum Command {
     Code { account: Option<String> },
     /// Remove an account from this app (a Sesame account stays registered: see `unregister`).
     Remove { account: String },
-    /// Set or change the app PIN (at least 6 digits). It never leaves this device.
+    /// Set or change the app PIN (at least 6 digits). It never leaves this device and is
+    /// stored nowhere: it unlocks the key that phone sign-in and PIN approvals sign with.
     #[command(subcommand)]
     Pin(PinCommand),
     /// Full-screen app: codes with countdown, and sign-in requests as they arrive (q quits).
@@ -80,6 +82,17 @@ enum Command {
     },
     /// Unregister this device from a Sesame account (tells the server), then forget the account.
     Unregister { account: String },
+    /// Sign in with this app instead of a password (needs an app PIN).
+    #[command(subcommand)]
+    PhoneSignIn(PhoneCommand),
+}
+
+#[derive(Subcommand)]
+enum PhoneCommand {
+    /// Turn on phone sign-in for a Sesame account (asks for the app PIN, or asks you to set one).
+    Enable { account: String },
+    /// Turn it off (sign in with your password again).
+    Disable { account: String },
 }
 
 #[derive(Subcommand)]
@@ -284,12 +297,26 @@ fn run(cli: Cli) -> Result<()> {
             otp.issuer = resp.issuer.clone();
             let mut id = [0u8; 6];
             rand::rngs::OsRng.fill_bytes(&mut id);
-            let link = SesameLink {
+            let mut link = SesameLink {
                 server,
                 device_id: resp.device_id.clone(),
                 username: resp.username.clone(),
                 device_key: key.to_secret().to_string(),
+                pin_key: None,
+                phone_sign_in: false,
             };
+            // With an app PIN set, the new account gets its PIN key now, so PIN approvals work.
+            let mut pin_note = None;
+            if vault.data.pin_set {
+                match read_pin("App PIN: ", "SESAME_AUTHENTICATOR_PIN", false) {
+                    Ok(pin) => {
+                        runtime()?.block_on(phone::register_pin_key(&mut link, &pin))?;
+                    }
+                    Err(_) => {
+                        pin_note = Some("No PIN given: this account's PIN key will be set up when you turn on phone sign-in.")
+                    }
+                }
+            }
             let account = Account {
                 id: data_encoding::HEXLOWER.encode(&id),
                 added_at: now(),
@@ -300,9 +327,29 @@ fn run(cli: Cli) -> Result<()> {
             vault.data.accounts.push(account);
             vault.save()?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"account": line.account, "device_id": resp.device_id, "code": line.code})).unwrap_or_default());
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"account": line.account, "device_id": resp.device_id, "code": line.code, "phone_sign_in_allowed": resp.phone_sign_in_allowed})).unwrap_or_default());
             } else {
                 println!("Added {} ({}) as {name}. Sign-in requests for this account now come to this app.", line.account, resp.display_name);
+                if let Some(n) = pin_note {
+                    println!("{n}");
+                }
+                if resp.phone_sign_in_allowed {
+                    // Offered at once: phone sign-in is what this app is for.
+                    println!(
+                        "Phone sign-in is available: sign in with just your username and this app."
+                    );
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin())
+                        && confirm("Turn on phone sign-in now? [y/N] ")?
+                    {
+                        let label = line.account.clone();
+                        enable_phone_sign_in(&mut vault, &label, cli.json)?;
+                    } else {
+                        println!(
+                            "Turn it on with: sesame-authenticator phone-sign-in enable {}",
+                            line.account
+                        );
+                    }
+                }
             }
         }
         Command::Add {
@@ -369,26 +416,58 @@ fn run(cli: Cli) -> Result<()> {
             sesame_authenticator::watch::run(vault)?;
         }
         Command::Pin(PinCommand::Set) => {
-            if vault.data.pin.is_some() {
+            if vault.data.pin_set {
                 bail!(
                     "an app PIN is already set; change it with `sesame-authenticator pin change`"
                 );
             }
             let pin = read_pin("New app PIN: ", "SESAME_AUTHENTICATOR_PIN", true)?;
-            sesame_authenticator::pin::validate(&pin)?;
-            vault.data.pin = Some(sesame_authenticator::pin::hash(&pin));
-            vault.data.pin_failures = 0;
-            vault.save()?;
-            println!("App PIN set. It stays on this device.");
+            set_pin(&mut vault, &pin)?;
+            println!("App PIN set. It stays on this device, stored nowhere: remember it.");
         }
         Command::Pin(PinCommand::Change) => {
+            if !vault.data.pin_set {
+                bail!("no app PIN is set yet; set one with `sesame-authenticator pin set`");
+            }
             let current = read_pin("Current app PIN: ", "SESAME_AUTHENTICATOR_PIN", false)?;
-            vault.check_pin(&current).map_err(anyhow::Error::msg)?;
             let new = read_pin("New app PIN: ", "SESAME_AUTHENTICATOR_NEW_PIN", true)?;
             sesame_authenticator::pin::validate(&new)?;
-            vault.data.pin = Some(sesame_authenticator::pin::hash(&new));
+            // Each PIN key is replaced under the new PIN, proven by the key the current PIN
+            // unlocks: a wrong current PIN is refused (and counted) by the server.
+            let rt = runtime()?;
+            let mut changed = 0;
+            for i in 0..vault.data.accounts.len() {
+                let label = vault.data.accounts[i].otp.label();
+                let Some(link) = vault.data.accounts[i].sesame.as_mut() else {
+                    continue;
+                };
+                if link.pin_key.is_none() {
+                    continue;
+                }
+                rt.block_on(phone::rotate_pin_key(link, &current, &new))
+                    .with_context(|| format!("the PIN was not changed for {label}"))?;
+                vault.save()?;
+                changed += 1;
+            }
+            println!("App PIN changed ({changed} account key(s) updated).");
+        }
+        Command::PhoneSignIn(PhoneCommand::Enable { account }) => {
+            enable_phone_sign_in(&mut vault, &account, cli.json)?;
+        }
+        Command::PhoneSignIn(PhoneCommand::Disable { account }) => {
+            let i = sesame_index(&vault, &account)?;
+            let label = vault.data.accounts[i].otp.label();
+            let link = vault.data.accounts[i]
+                .sesame
+                .as_mut()
+                .expect("a Sesame account");
+            let status = runtime()?.block_on(phone::disable(link))?;
             vault.save()?;
-            println!("App PIN changed.");
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("Phone sign-in is off for {label}. Sign in with your password.");
+            }
         }
         Command::Pending => {
             let rt = runtime()?;
@@ -475,16 +554,8 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("no waiting sign-in request matches {request:?}: it may have expired, been answered, or been replaced by a newer one");
             };
             let c = DeviceClient::new(&l.server, &l.device_id, &key);
-            let req = approval::answer(
-                &mut vault,
-                &l.device_id,
-                &key,
-                &ch,
-                decision,
-                &number,
-                &mut PromptPresence,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let req = approval::answer(&l, &key, &ch, decision, &number, &mut PromptPresence)
+                .map_err(anyhow::Error::msg)?;
             let resp = rt.block_on(c.respond(&req))?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&resp)?);
@@ -536,6 +607,105 @@ fn run(cli: Cli) -> Result<()> {
                 println!("Removed {label} from this app. (If it was protecting a sign-in, add another method there first.)");
             }
         }
+    }
+    Ok(())
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::Write;
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+/// Index of the Sesame account matching `query`.
+fn sesame_index(vault: &Vault, query: &str) -> Result<usize> {
+    let id = vault.find(query).map_err(anyhow::Error::msg)?.id.clone();
+    let i = vault
+        .data
+        .accounts
+        .iter()
+        .position(|a| a.id == id)
+        .expect("found above");
+    if vault.data.accounts[i].sesame.is_none() {
+        bail!(
+            "{} is not a Sesame account: phone sign-in works only with accounts added from My security info",
+            vault.data.accounts[i].otp.label()
+        );
+    }
+    Ok(i)
+}
+
+/// Sets the app PIN and sets up the PIN key of every Sesame account that has none.
+fn set_pin(vault: &mut Vault, pin: &str) -> Result<()> {
+    sesame_authenticator::pin::validate(pin)?;
+    let rt = runtime()?;
+    for i in 0..vault.data.accounts.len() {
+        let label = vault.data.accounts[i].otp.label();
+        let Some(link) = vault.data.accounts[i]
+            .sesame
+            .as_mut()
+            .filter(|l| l.pin_key.is_none())
+        else {
+            continue;
+        };
+        if let Err(e) = rt.block_on(phone::register_pin_key(link, pin)) {
+            eprintln!("warning: {label}: {e}");
+        }
+    }
+    vault.data.pin_set = true;
+    vault.save()?;
+    Ok(())
+}
+
+/// `phone-sign-in enable`: asks to set a PIN first when there is none, then proves it.
+fn enable_phone_sign_in(vault: &mut Vault, account: &str, json: bool) -> Result<()> {
+    let i = sesame_index(vault, account)?;
+    let label = vault.data.accounts[i].otp.label();
+    let server = vault.data.accounts[i]
+        .sesame
+        .as_ref()
+        .map(|l| l.server.clone())
+        .unwrap_or_default();
+    // One Sesame account per organisation per device for phone sign-in.
+    if let Some(other) = vault.data.accounts.iter().find(|a| {
+        a.id != vault.data.accounts[i].id
+            && a.sesame
+                .as_ref()
+                .is_some_and(|l| l.server == server && l.phone_sign_in)
+    }) {
+        bail!(
+            "phone sign-in is already on for {} with this server; one account per organisation can use phone sign-in on a device (turn it off there first)",
+            other.otp.label()
+        );
+    }
+    let pin = if vault.data.pin_set {
+        read_pin("App PIN: ", "SESAME_AUTHENTICATOR_PIN", false)?
+    } else {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            bail!(
+                "phone sign-in needs an app PIN: set one first with `sesame-authenticator pin set`"
+            );
+        }
+        println!("Phone sign-in needs an app PIN (at least 6 digits). Set one now.");
+        let pin = read_pin("New app PIN: ", "SESAME_AUTHENTICATOR_NEW_PIN", true)?;
+        set_pin(vault, &pin)?;
+        pin
+    };
+    let link = vault.data.accounts[i]
+        .sesame
+        .as_mut()
+        .expect("a Sesame account");
+    let result = runtime()?.block_on(phone::enable(link, &pin));
+    // A PIN key registered before a refusal is kept either way.
+    vault.save()?;
+    let status = result?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!("Phone sign-in is on for {label}. Next time, type your username and approve here with your PIN.");
     }
     Ok(())
 }

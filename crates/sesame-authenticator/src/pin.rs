@@ -1,14 +1,9 @@
-//! The app PIN: at least 6 digits, trivial PINs refused, stored only as an Argon2id verifier
-//! inside the encrypted vault. It never leaves the device: when the organisation requires a
-//! PIN for approvals, the app asks for it before signing an approval.
-
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+//! The app PIN: at least 6 digits, trivial PINs refused. It is stored nowhere, not even as a
+//! verifier: it unseals each Sesame account's PIN key (see `pinkey`), and the server counts
+//! the invalid signatures a wrong PIN produces. It never leaves the device.
 
 pub const MIN_DIGITS: usize = 6;
 pub const MAX_DIGITS: usize = 16;
-/// Consecutive wrong PINs after which approvals stop until the PIN is set again.
-pub const MAX_FAILURES: u32 = 10;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PinError {
@@ -49,25 +44,6 @@ pub fn validate(pin: &str) -> Result<(), PinError> {
     Ok(())
 }
 
-/// The verifier stored in the vault.
-pub fn hash(pin: &str) -> String {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
-        .hash_password(pin.as_bytes(), &salt)
-        .expect("hashing a PIN works")
-        .to_string()
-}
-
-pub fn verify(verifier: &str, pin: &str) -> bool {
-    PasswordHash::new(verifier)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(pin.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,13 +63,5 @@ mod tests {
         ] {
             assert_eq!(validate(trivial), Err(PinError::Trivial), "{trivial}");
         }
-    }
-
-    #[test]
-    fn verifier_checks_the_pin() {
-        let v = hash("482913");
-        assert!(verify(&v, "482913"));
-        assert!(!verify(&v, "482914"));
-        assert!(!verify("garbage", "482913"));
     }
 }

@@ -59,6 +59,12 @@ pub struct SesameLink {
     pub username: String,
     /// The device key's private scalar (base64url); the vault is encrypted.
     pub device_key: String,
+    /// The PIN key, sealed under the app PIN, once registered with the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_key: Option<crate::pinkey::SealedKey>,
+    /// Whether phone sign-in is turned on for this account (as last confirmed by the server).
+    #[serde(default)]
+    pub phone_sign_in: bool,
 }
 
 impl std::fmt::Debug for SesameLink {
@@ -74,12 +80,10 @@ impl std::fmt::Debug for SesameLink {
 pub struct VaultData {
     pub version: u32,
     pub accounts: Vec<Account>,
-    /// Argon2id verifier of the app PIN (see `pin`), if one is set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pin: Option<String>,
-    /// Consecutive wrong PINs; approvals stop at `pin::MAX_FAILURES`.
+    /// Whether an app PIN was set. There is deliberately no PIN verifier: the PIN only unseals
+    /// each Sesame account's PIN key, and only the server can tell a wrong one (see `pinkey`).
     #[serde(default)]
-    pub pin_failures: u32,
+    pub pin_set: bool,
 }
 
 pub struct Vault {
@@ -161,32 +165,9 @@ impl Vault {
             data: VaultData {
                 version: 1,
                 accounts: Vec::new(),
-                pin: None,
-                pin_failures: 0,
+                pin_set: false,
             },
         })
-    }
-
-    /// Checks the app PIN, counting consecutive failures in the vault (saved at once).
-    pub fn check_pin(&mut self, pin: &str) -> Result<(), String> {
-        let Some(verifier) = self.data.pin.clone() else {
-            return Err("your organisation requires an app PIN to approve sign-ins: set one with `sesame-authenticator pin set`".into());
-        };
-        if self.data.pin_failures >= crate::pin::MAX_FAILURES {
-            return Err("too many wrong PINs: approvals and PIN changes are stopped. Remove this app's Sesame accounts and add them again".into());
-        }
-        let ok = crate::pin::verify(&verifier, pin);
-        self.data.pin_failures = if ok { 0 } else { self.data.pin_failures + 1 };
-        self.save().map_err(|e| e.to_string())?;
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "wrong PIN ({} of {} attempts used)",
-                self.data.pin_failures,
-                crate::pin::MAX_FAILURES
-            ))
-        }
     }
 
     pub fn path(&self) -> &Path {

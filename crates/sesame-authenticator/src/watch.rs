@@ -12,7 +12,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
-use sesame_proto::device::{Challenge, Decision, DeviceEvent};
+use sesame_proto::device::{Challenge, ChallengeKind, Decision, DeviceEvent};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
@@ -34,6 +34,8 @@ pub enum Mode {
     Decide(String),
     /// Approving a request that needs the app PIN: the number, and the PIN typed so far.
     Pin(String, String),
+    /// Turning on phone sign-in: the PIN typed so far.
+    EnablePin(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,10 @@ pub enum Action {
         decision: Decision,
         number: String,
         pin: Option<String>,
+    },
+    /// Turn on phone sign-in for the first Sesame account that does not have it yet.
+    EnablePhoneSignIn {
+        pin: String,
     },
 }
 
@@ -179,6 +185,31 @@ impl WatchState {
                     "Type the number shown on the sign-in page, then Enter. Esc goes back.".into();
                 Action::None
             }
+            (Mode::Browse, KeyCode::Char('p')) => {
+                self.mode = Mode::EnablePin(String::new());
+                self.message =
+                    "Turn on phone sign-in: type your app PIN, then Enter. Esc goes back.".into();
+                Action::None
+            }
+            (Mode::EnablePin(p), KeyCode::Char(c)) if c.is_ascii_digit() && p.len() < 16 => {
+                p.push(c);
+                Action::None
+            }
+            (Mode::EnablePin(p), KeyCode::Backspace) => {
+                p.pop();
+                Action::None
+            }
+            (Mode::EnablePin(p), KeyCode::Enter) if !p.is_empty() => {
+                let pin = std::mem::take(p);
+                self.mode = Mode::Browse;
+                self.message = "Turning on phone sign-in…".into();
+                Action::EnablePhoneSignIn { pin }
+            }
+            (Mode::EnablePin(_), KeyCode::Esc) => {
+                self.mode = Mode::Browse;
+                self.message = String::new();
+                Action::None
+            }
             (Mode::Browse, KeyCode::Char('d')) => self.respond(Decision::Deny, String::new()),
             (Mode::Browse, KeyCode::Char('r')) => self.respond(Decision::Report, String::new()),
             (Mode::Number(n), KeyCode::Char(c)) if c.is_ascii_digit() && n.len() < 8 => {
@@ -203,14 +234,18 @@ impl WatchState {
             }
             (Mode::Decide(n), KeyCode::Char('a')) => {
                 let n = n.clone();
-                if self
+                if let Some(r) = self
                     .requests
                     .get(self.selected)
-                    .is_some_and(|r| r.challenge.pin_required)
+                    .filter(|r| r.challenge.pin_required)
                 {
+                    self.message = if r.challenge.kind == ChallengeKind::PhoneSignIn {
+                        "Unlock phone sign-in with your app PIN: type it, then Enter."
+                    } else {
+                        "Your organisation requires your app PIN: type it, then Enter."
+                    }
+                    .into();
                     self.mode = Mode::Pin(n, String::new());
-                    self.message =
-                        "Your organisation requires your app PIN: type it, then Enter.".into();
                     return Action::None;
                 }
                 self.respond(Decision::Approve, n)
@@ -282,8 +317,13 @@ pub fn draw(f: &mut Frame, s: &WatchState) {
         } else {
             Style::default()
         };
+        let what = if c.kind == ChallengeKind::PhoneSignIn {
+            "Sign in with your phone?"
+        } else {
+            "Approve sign-in?"
+        };
         lines.push(Line::styled(
-            format!("{marker}Approve sign-in? {}  ({})", r.account, c.app_name),
+            format!("{marker}{what} {}  ({})", r.account, c.app_name),
             style,
         ));
         lines.push(Line::from(format!(
@@ -302,7 +342,7 @@ pub fn draw(f: &mut Frame, s: &WatchState) {
         Mode::Decide(n) => lines.push(Line::from(format!(
             "  Number {n}: [a] Approve  [d] Deny  [r] Deny and report"
         ))),
-        Mode::Pin(_, p) => lines.push(Line::styled(
+        Mode::Pin(_, p) | Mode::EnablePin(p) => lines.push(Line::styled(
             format!("  App PIN: {}_", "*".repeat(p.len())),
             Style::default().add_modifier(Modifier::BOLD),
         )),
@@ -318,7 +358,7 @@ pub fn draw(f: &mut Frame, s: &WatchState) {
     );
     let help = vec![
         Line::from(s.message.clone()),
-        Line::from("Enter answer  d deny  r report  ↑↓ select  q quit"),
+        Line::from("Enter answer  d deny  r report  p phone sign-in  ↑↓ select  q quit"),
     ];
     f.render_widget(
         Paragraph::new(help)
@@ -369,6 +409,35 @@ async fn stream_account(account: Account, tx: mpsc::Sender<Input>) {
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Turns on phone sign-in for the first Sesame account without it; what to tell the person.
+async fn enable_first(vault: &mut crate::vault::Vault, pin: &str) -> String {
+    if !vault.data.pin_set {
+        return "Set an app PIN first (sesame-authenticator pin set), then turn on phone sign-in."
+            .into();
+    }
+    let Some(account) = vault
+        .data
+        .accounts
+        .iter_mut()
+        .find(|a| a.sesame.as_ref().is_some_and(|l| !l.phone_sign_in))
+    else {
+        return "Phone sign-in is already on for every Sesame account here.".into();
+    };
+    let label = account.otp.label();
+    let link = account.sesame.as_mut().expect("filtered above");
+    match crate::phone::enable(link, pin).await {
+        Ok(_) => match vault.save() {
+            Ok(()) => format!("Phone sign-in is on for {label}."),
+            Err(e) => format!("Phone sign-in is on, but the vault could not be saved: {e}"),
+        },
+        Err(e) => {
+            // A first PIN key may have been registered before the refusal: keep it.
+            let _ = vault.save();
+            format!("Phone sign-in not turned on for {label}: {e}")
+        }
     }
 }
 
@@ -454,13 +523,7 @@ async fn event_loop(
                     // Checked (PIN) and signed here, on the device; only the sending waits.
                     let mut typed = TypedPin(pin.map(Zeroizing::new));
                     let req = match approval::answer(
-                        vault,
-                        &link.device_id,
-                        &key,
-                        &challenge,
-                        decision,
-                        &number,
-                        &mut typed,
+                        &link, &key, &challenge, decision, &number, &mut typed,
                     ) {
                         Ok(r) => r,
                         Err(e) => {
@@ -475,6 +538,13 @@ async fn event_loop(
                             .await
                         {
                             Ok(r) => r.message,
+                            // A wrong PIN leaves the request open: the person may try again.
+                            Err(crate::client::ClientError::Refused(e, _))
+                                if e.error == "wrong_pin" =>
+                            {
+                                let _ = tx.send(Input::Note(e.message)).await;
+                                return;
+                            }
                             Err(e) => e.to_string(),
                         };
                         let closed = DeviceEvent::Closed {
@@ -486,6 +556,9 @@ async fn event_loop(
                             .await;
                         let _ = tx.send(Input::Note(note)).await;
                     });
+                }
+                Action::EnablePhoneSignIn { pin } => {
+                    state.message = enable_first(vault, &pin).await;
                 }
                 Action::None => {}
             },

@@ -418,21 +418,30 @@ async fn pin_is_required_for_approvals_when_policy_says_so() {
     assert!(
         err(&with_pin("999999", vec!["pin".into(), "set".into()]).await).contains("already set")
     );
-    // A wrong PIN does not approve, and is counted.
+    // A wrong PIN does not approve, and is counted by the server: the app cannot tell (its
+    // key is sealed without an integrity tag), the signature it makes is simply invalid.
     let e = err(&with_pin("482914", approve.clone()).await);
-    assert!(e.contains("wrong PIN (1 of 10"), "{e}");
+    assert!(e.contains("Wrong PIN. 9 attempt(s) left"), "{e}");
     assert_eq!(
         b.post("/login/push/complete", &[]).await.location(),
         Some("/login/verify")
     );
-    // The right PIN approves.
+    // The right PIN approves (the request stayed pending) and resets the count.
     ok(&with_pin("482913", approve.clone()).await);
     assert_eq!(
         b.post("/login/push/complete", &[]).await.location(),
         Some("/account")
     );
-    // Ten wrong PINs in a row stop approvals, even with the right PIN afterwards. The PIN is
-    // checked on the device before anything is signed, so the request stays pending meanwhile.
+    let alice = srv
+        .store
+        .find_user_by_username(srv.state.tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let devices = srv.store.list_devices(alice).await.unwrap();
+    assert_eq!(devices[0].pin_key_failures, 0);
+    // Ten wrong PINs in a row turn the PIN key off, even for the right PIN afterwards.
     let (_b, n) = wait_for_phone(&srv).await;
     let r = pending(&vault).await[0]["request"]
         .as_str()
@@ -445,10 +454,21 @@ async fn pin_is_required_for_approvals_when_policy_says_so() {
         n,
         "--approve".into(),
     ];
-    for i in 0..10 {
+    for i in 0..9 {
         let e = err(&with_pin("111222", answer.clone()).await);
-        assert!(e.contains("wrong PIN"), "{i}: {e}");
+        assert!(e.contains("Wrong PIN"), "{i}: {e}");
     }
+    let e = err(&with_pin("111222", answer.clone()).await);
+    assert!(e.contains("after 10 wrong PINs"), "{e}");
     let e = err(&with_pin("482913", answer.clone()).await);
-    assert!(e.contains("too many wrong PINs"), "{e}");
+    assert!(e.contains("after 10 wrong PINs"), "{e}");
+    let alice = srv
+        .store
+        .find_user_by_username(srv.state.tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let devices = srv.store.list_devices(alice).await.unwrap();
+    assert!(devices[0].pin_key_disabled_at.is_some());
 }

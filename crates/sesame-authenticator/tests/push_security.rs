@@ -33,6 +33,7 @@ impl Phone {
             decision,
             number: number.into(),
             signature: self.key.sign(&msg),
+            pin_signature: None,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod lockout;
 pub mod method;
 pub mod password;
+pub mod policy;
 pub mod push;
 pub mod secret;
 pub mod signin;

@@ -67,6 +67,8 @@ pub enum Amr {
     Pwd,
     Otp,
     Swk,
+    /// A PIN unlocked the key that signed (phone sign-in).
+    Pin,
     Mfa,
 }
 
@@ -76,6 +78,7 @@ impl Amr {
             Amr::Pwd => "pwd",
             Amr::Otp => "otp",
             Amr::Swk => "swk",
+            Amr::Pin => "pin",
             Amr::Mfa => "mfa",
         }
     }

@@ -21,6 +21,8 @@ pub enum SignInState {
         available: Vec<MethodKind>,
         amr: Vec<Amr>,
     },
+    /// Waiting for the phone to approve a passwordless sign-in.
+    PhoneSignIn { user: UserId },
     /// Finished: may mint exactly one session.
     Done { user: UserId, amr: Vec<Amr> },
     /// Ended without success (too many failures, blocked user, expiry).
@@ -39,6 +41,12 @@ pub enum SignInEvent {
     ChooseMethod(MethodKind),
     /// The second step with this method succeeded.
     SecondFactorAccepted(MethodKind),
+    /// The user chose to sign in with the phone instead of a password.
+    ChoosePhoneSignIn,
+    /// The user chose "Use your password instead".
+    UsePassword,
+    /// The phone approved the passwordless sign-in, with a signature only the PIN unlocks.
+    PhoneSignInApproved,
     /// Blocked, locked out or expired.
     Abort,
 }
@@ -98,6 +106,15 @@ impl SignInState {
                     })
                 }
             },
+            (S::Identified { user: Some(u) }, E::ChoosePhoneSignIn) => {
+                Ok(S::PhoneSignIn { user: *u })
+            }
+            (S::PhoneSignIn { user }, E::UsePassword) => Ok(S::Identified { user: Some(*user) }),
+            // Device key, matched number and the PIN-unlocked key: two factors, no second prompt.
+            (S::PhoneSignIn { user }, E::PhoneSignInApproved) => Ok(S::Done {
+                user: *user,
+                amr: vec![Amr::Swk, Amr::Pin, Amr::Mfa],
+            }),
             (
                 S::SecondFactor {
                     user,
@@ -158,6 +175,9 @@ mod tests {
             amr: vec![Amr::Pwd],
         }
     }
+    fn phone() -> SignInState {
+        SignInState::PhoneSignIn { user: U }
+    }
     fn done(amr: Vec<Amr>) -> SignInState {
         SignInState::Done { user: U, amr }
     }
@@ -215,6 +235,34 @@ mod tests {
             ),
             (done(vec![Amr::Pwd]), E::Abort, Err(InvalidTransition)),
             (SignInState::Failed, pwd_ok(vec![]), Err(InvalidTransition)),
+            // Phone sign-in: only from a known user, only approved from its own state.
+            (identified(), E::ChoosePhoneSignIn, Ok(phone())),
+            (
+                SignInState::Identified { user: None },
+                E::ChoosePhoneSignIn,
+                Err(InvalidTransition),
+            ),
+            (
+                phone(),
+                E::PhoneSignInApproved,
+                Ok(done(vec![Amr::Swk, Amr::Pin, Amr::Mfa])),
+            ),
+            (phone(), E::UsePassword, Ok(identified())),
+            (phone(), pwd_ok(vec![]), Err(InvalidTransition)),
+            (
+                phone(),
+                E::SecondFactorAccepted(Totp),
+                Err(InvalidTransition),
+            ),
+            (phone(), E::Abort, Ok(SignInState::Failed)),
+            (identified(), E::PhoneSignInApproved, Err(InvalidTransition)),
+            (second(), E::PhoneSignInApproved, Err(InvalidTransition)),
+            (second(), E::ChoosePhoneSignIn, Err(InvalidTransition)),
+            (
+                done(vec![Amr::Pwd]),
+                E::PhoneSignInApproved,
+                Err(InvalidTransition),
+            ),
         ];
         for (i, (state, event, want)) in table.into_iter().enumerate() {
             assert_eq!(
@@ -229,6 +277,7 @@ mod tests {
     fn partial_sign_in_is_not_a_session() {
         assert!(identified().completed().is_none());
         assert!(second().completed().is_none());
+        assert!(phone().completed().is_none());
         assert!(SignInState::Failed.completed().is_none());
         let c = done(vec![Amr::Pwd, Amr::Otp, Amr::Mfa])
             .completed()

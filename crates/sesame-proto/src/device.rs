@@ -11,6 +11,12 @@ pub const PATH_EVENTS: &str = "/api/v1/device/events";
 pub const PATH_PENDING: &str = "/api/v1/device/pending";
 pub const PATH_RESPOND: &str = "/api/v1/device/respond";
 pub const PATH_UNREGISTER: &str = "/api/v1/device/unregister";
+pub const PATH_PIN_KEY: &str = "/api/v1/device/pin-key";
+pub const PATH_PHONE_SIGN_IN: &str = "/api/v1/device/phone-sign-in";
+pub const PATH_STATUS: &str = "/api/v1/device/status";
+
+/// Consecutive invalid PIN signatures after which the server turns the PIN key off.
+pub const MAX_PIN_FAILURES: i64 = 10;
 
 /// The only signature algorithm today; the field exists so others can follow.
 pub const ALG_ES256: &str = "ES256";
@@ -61,6 +67,9 @@ pub struct ActivateResponse {
     pub username: String,
     pub display_name: String,
     pub totp: TotpParams,
+    /// Whether the organisation's policy lets this user turn on phone sign-in.
+    #[serde(default)]
+    pub phone_sign_in_allowed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +138,53 @@ pub struct RespondRequest {
     pub number: String,
     /// ES256 over [`approval_message`], raw r||s, base64url.
     pub signature: String,
+    /// The same message signed by the PIN key (phone sign-in, and approvals when the
+    /// organisation requires the PIN). Only the server can tell whether the PIN was right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_signature: Option<String>,
+}
+
+/// Registers the device's PIN key (first time), or replaces it (PIN change: `proof` is the
+/// current PIN key's signature over [`pin_key_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinKeyRequest {
+    pub alg: String,
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+}
+
+/// Turns phone sign-in on (with `proof`: the PIN key's signature over
+/// [`phone_sign_in_message`]) or off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneSignInRequest {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+}
+
+/// Where this device stands with the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    pub username: String,
+    pub phone_sign_in_allowed: bool,
+    pub phone_sign_in_enabled: bool,
+    pub pin_key_registered: bool,
+    /// Turned off after too many wrong PINs.
+    pub pin_key_disabled: bool,
+    /// What to tell the person (why phone sign-in is not available, what to do).
+    pub message: String,
+}
+
+/// Bytes the current PIN key signs to let a new one replace it.
+pub fn pin_key_message(device_id: &str, new_public_key: &str) -> Vec<u8> {
+    format!("sesame-pin-key-v1|{device_id}|{new_public_key}").into_bytes()
+}
+
+/// Bytes the PIN key signs to turn phone sign-in on; bound to the request's nonce so an old
+/// proof cannot turn it on again later.
+pub fn phone_sign_in_message(device_id: &str, request_nonce: &str) -> Vec<u8> {
+    format!("sesame-phone-sign-in-v1|{device_id}|{request_nonce}").into_bytes()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

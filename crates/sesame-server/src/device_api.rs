@@ -21,15 +21,17 @@ use p256::ecdsa::{Signature, VerifyingKey};
 use rand::RngCore;
 use sesame_core::lockout::AttemptGate;
 use sesame_core::method::MethodKind;
+use sesame_core::policy::{Allowed, AuthenticatorPolicy};
 use sesame_core::push::{self, Answer, ChallengeState};
 use sesame_core::secret::SecretBytes;
 use sesame_core::totp;
 use sesame_proto::device::{
-    self as api, ActivateRequest, ActivateResponse, Decision, DeviceEvent, PendingResponse,
-    RespondRequest, RespondResponse, TotpParams,
+    self as api, ActivateRequest, ActivateResponse, Decision, DeviceEvent, DeviceStatus,
+    PendingResponse, PhoneSignInRequest, PinKeyRequest, RespondRequest, RespondResponse,
+    TotpParams,
 };
 use sesame_proto::ApiError;
-use sesame_store::{AuditResult, ChallengeRecord, Device, NewDevice, StoreError, User};
+use sesame_store::{AuditResult, ChallengeRecord, Device, NewDevice, PinGate, StoreError, User};
 use std::convert::Infallible;
 
 pub fn routes() -> Router<AppState> {
@@ -39,6 +41,9 @@ pub fn routes() -> Router<AppState> {
         .route(api::PATH_PENDING, get(pending))
         .route(api::PATH_RESPOND, post(respond))
         .route(api::PATH_UNREGISTER, post(unregister))
+        .route(api::PATH_PIN_KEY, post(pin_key))
+        .route(api::PATH_PHONE_SIGN_IN, post(phone_sign_in))
+        .route(api::PATH_STATUS, get(status))
 }
 
 /// An error in the device API's JSON format.
@@ -108,6 +113,8 @@ pub struct SignedRequest {
     pub device: Device,
     pub user: User,
     pub body: Bytes,
+    /// The request's nonce (already claimed): proofs that must not be reused bind to it.
+    pub nonce: String,
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiErr> {
@@ -218,7 +225,13 @@ impl FromRequest<AppState> for SignedRequest {
             ));
         }
         state.store.touch_device(device.row_id, now).await?;
-        Ok(SignedRequest { device, user, body })
+        let nonce = nonce.to_string();
+        Ok(SignedRequest {
+            device,
+            user,
+            body,
+            nonce,
+        })
     }
 }
 
@@ -317,7 +330,12 @@ async fn activate(
         },
     )
     .await;
+    let phone_sign_in_allowed = crate::policy::for_user(&state, &user)
+        .await?
+        .allowed
+        .phone_sign_in;
     Ok(Json(ActivateResponse {
+        phone_sign_in_allowed,
         device_id: device.id,
         issuer: state.config.issuer.clone(),
         username: user.username.clone(),
@@ -331,25 +349,64 @@ async fn activate(
     }))
 }
 
-/// What the phone is shown of a challenge (never the number).
-pub fn challenge_view(c: &ChallengeRecord, username: &str, pin_required: bool) -> api::Challenge {
+fn kind_of(c: &ChallengeRecord) -> api::ChallengeKind {
+    if c.kind == crate::push_signin::kind_name(api::ChallengeKind::PhoneSignIn) {
+        api::ChallengeKind::PhoneSignIn
+    } else {
+        api::ChallengeKind::Mfa
+    }
+}
+
+/// What the phone is shown of a challenge (never the number), as the policy allows.
+pub fn challenge_view(
+    c: &ChallengeRecord,
+    username: &str,
+    policy: &AuthenticatorPolicy,
+) -> api::Challenge {
+    let kind = kind_of(c);
+    let hidden = |show: bool, v: &str| if show { v.to_string() } else { String::new() };
     api::Challenge {
         id: c.id.clone(),
-        kind: if c.kind == "phone_sign_in" {
-            api::ChallengeKind::PhoneSignIn
-        } else {
-            api::ChallengeKind::Mfa
-        },
+        kind,
         nonce: c.nonce.clone(),
         username: username.to_string(),
-        app_name: c.app_name.clone(),
-        ip: c.ip.clone(),
-        location: c.location.clone(),
+        app_name: hidden(policy.show_app_name, &c.app_name),
+        ip: hidden(policy.show_location, &c.ip),
+        location: hidden(policy.show_location, &c.location),
         user_agent: c.user_agent.clone(),
         requested_at: c.created_at,
         expires_at: c.expires_at,
-        pin_required,
+        // Phone sign-in always needs the PIN: it is the second factor.
+        pin_required: kind == api::ChallengeKind::PhoneSignIn || policy.pin_required,
     }
+}
+
+/// Whether the policy allows `user` to answer a challenge of this kind now.
+fn kind_allowed(allowed: &Allowed, kind: api::ChallengeKind) -> bool {
+    match kind {
+        api::ChallengeKind::Mfa => allowed.push,
+        api::ChallengeKind::PhoneSignIn => allowed.phone_sign_in,
+    }
+}
+
+/// Re-judges an approved challenge just before it becomes a session: the policy must still
+/// allow its kind, and the device that approved must still be registered (and, for phone
+/// sign-in, still have it on).
+pub async fn approval_still_valid(
+    state: &AppState,
+    user: &User,
+    c: &ChallengeRecord,
+) -> Result<bool, StoreError> {
+    let up = crate::policy::for_user(state, user).await?;
+    let kind = kind_of(c);
+    if !kind_allowed(&up.allowed, kind) {
+        return Ok(false);
+    }
+    let devices = state.store.list_devices(user.id).await?;
+    let Some(d) = devices.iter().find(|d| Some(d.row_id) == c.answered_by) else {
+        return Ok(false);
+    };
+    Ok(kind == api::ChallengeKind::Mfa || d.phone_sign_in_ready())
 }
 
 async fn pending(
@@ -360,10 +417,11 @@ async fn pending(
         .store
         .list_pending_challenges(signed.user.id, state.now())
         .await?;
+    let policy = crate::policy::for_user(&state, &signed.user).await?.policy;
     Ok(Json(PendingResponse {
         challenges: list
             .iter()
-            .map(|c| challenge_view(c, &signed.user.username, state.config.push.pin_required))
+            .map(|c| challenge_view(c, &signed.user.username, &policy.authenticator))
             .collect(),
     }))
 }
@@ -372,18 +430,13 @@ async fn events(State(state): State<AppState>, signed: SignedRequest) -> Result<
     let user = signed.user.clone();
     // Subscribe before reading the pending list, so nothing created in between is missed.
     let rx = state.hub.subscribe(user.id);
+    let policy = crate::policy::for_user(&state, &user).await?.policy;
     let first: Vec<DeviceEvent> = state
         .store
         .list_pending_challenges(user.id, state.now())
         .await?
         .iter()
-        .map(|c| {
-            DeviceEvent::Challenge(challenge_view(
-                c,
-                &user.username,
-                state.config.push.pin_required,
-            ))
-        })
+        .map(|c| DeviceEvent::Challenge(challenge_view(c, &user.username, &policy.authenticator)))
         .collect();
     let stream =
         futures_util::stream::unfold((first.into_iter(), rx), |(mut first, mut rx)| async move {
@@ -458,6 +511,43 @@ async fn respond(
         Decision::Deny => Answer::Deny,
         Decision::Report => Answer::Report,
     };
+    if answer == Answer::Approve {
+        let kind = kind_of(&c);
+        let up = crate::policy::for_user(&state, user).await?;
+        if !kind_allowed(&up.allowed, kind) {
+            audit::record(
+                &state,
+                &client,
+                entry(AuditResult::Failure, Some("not_allowed")),
+            )
+            .await;
+            let msg = match kind {
+                api::ChallengeKind::PhoneSignIn => crate::policy::PHONE_SIGN_IN_NOT_ALLOWED,
+                api::ChallengeKind::Mfa => {
+                    "Your organisation's policy no longer allows approving sign-ins with this app."
+                }
+            };
+            return Err(ApiErr::new(StatusCode::FORBIDDEN, "not_allowed", msg));
+        }
+        if kind == api::ChallengeKind::PhoneSignIn && !signed.device.phone_sign_in_ready() {
+            return Err(ApiErr::new(
+                StatusCode::FORBIDDEN,
+                "phone_sign_in_off",
+                "Phone sign-in is not turned on for this device. Turn it on in the app, or use your password.",
+            ));
+        }
+        if kind == api::ChallengeKind::PhoneSignIn || up.policy.authenticator.pin_required {
+            check_pin(
+                &state,
+                &client,
+                user,
+                &signed.device,
+                &message,
+                r.pin_signature.as_deref(),
+            )
+            .await?;
+        }
+    }
     if answer == Answer::Approve {
         // Counted before judging, per user and method, like verification codes.
         match state
@@ -555,6 +645,331 @@ async fn respond(
         outcome: outcome.into(),
         message: message.into(),
     }))
+}
+
+/// Checks a PIN-key signature over `message`, counting it before it is checked: 10
+/// consecutive invalid ones turn the PIN key off (DESIGN §4). Only the server can tell a wrong
+/// PIN, because the key is sealed on the phone without an integrity tag.
+async fn check_pin(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    device: &Device,
+    message: &[u8],
+    signature: Option<&str>,
+) -> Result<(), ApiErr> {
+    let Some(signature) = signature else {
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "pin_required",
+            "This request needs your app PIN.",
+        ));
+    };
+    let n = match state
+        .store
+        .reserve_pin_attempt(device.row_id, api::MAX_PIN_FAILURES)
+        .await?
+    {
+        PinGate::Open(n) => n,
+        PinGate::NoKey => {
+            return Err(ApiErr::new(
+                StatusCode::FORBIDDEN,
+                "no_pin_key",
+                "Set an app PIN first: sesame-authenticator pin set.",
+            ))
+        }
+        PinGate::Disabled => return Err(pin_disabled()),
+    };
+    let key = device
+        .pin_key
+        .as_deref()
+        .and_then(|k| VerifyingKey::from_sec1_bytes(k).ok());
+    if key.is_some_and(|k| verify(&k, message, signature)) {
+        state.store.clear_pin_failures(device.row_id).await?;
+        return Ok(());
+    }
+    let entry = |event, reason| Entry {
+        user: Some(user.id),
+        username: &user.username,
+        event,
+        method: Some("pin"),
+        result: AuditResult::Failure,
+        reason: Some(reason),
+    };
+    audit::record(state, client, entry("pin_check", "wrong_pin")).await;
+    if n >= api::MAX_PIN_FAILURES {
+        if state
+            .store
+            .disable_pin_key(device.row_id, state.now())
+            .await?
+        {
+            audit::record(
+                state,
+                client,
+                entry("phone_sign_in_disabled", "too_many_wrong_pins"),
+            )
+            .await;
+        }
+        return Err(pin_disabled());
+    }
+    let left = api::MAX_PIN_FAILURES - n;
+    Err(ApiErr::new(
+        StatusCode::UNAUTHORIZED,
+        "wrong_pin",
+        format!("Wrong PIN. {left} attempt(s) left before phone sign-in is turned off."),
+    ))
+}
+
+fn pin_disabled() -> ApiErr {
+    ApiErr::new(
+        StatusCode::FORBIDDEN,
+        "pin_disabled",
+        "Phone sign-in and PIN approvals are turned off for this device after 10 wrong PINs. \
+         Sign in with your password, choose \"Allow phone sign-in again\" for this device on \
+         My security info, then turn phone sign-in on again in the app.",
+    )
+}
+
+fn decode_p256(b64: &str) -> Result<Vec<u8>, ApiErr> {
+    URL_SAFE_NO_PAD
+        .decode(b64)
+        .ok()
+        .filter(|pk| VerifyingKey::from_sec1_bytes(pk).is_ok())
+        .ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_key",
+                "The public key is not a valid P-256 key.",
+            )
+        })
+}
+
+/// Registers the device's PIN key, or replaces it when the current one signs the new one.
+async fn pin_key(
+    State(state): State<AppState>,
+    client: Client,
+    signed: SignedRequest,
+) -> Result<Json<DeviceStatus>, ApiErr> {
+    let r: PinKeyRequest = parse_json(&signed.body)?;
+    if r.alg != api::ALG_ES256 {
+        return Err(ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_alg",
+            format!(
+                "Signature algorithm {:?} is not supported (use ES256).",
+                r.alg
+            ),
+        ));
+    }
+    let new_key = decode_p256(&r.public_key)?;
+    let d = &signed.device;
+    if d.pin_key_disabled_at.is_some() {
+        return Err(pin_disabled());
+    }
+    let replacing = match (&d.pin_key, &r.proof) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(ApiErr::new(
+                StatusCode::CONFLICT,
+                "pin_key_exists",
+                "This device already has a PIN key; change the PIN with `sesame-authenticator pin change`.",
+            ))
+        }
+        (Some(old), Some(proof)) => {
+            let msg = api::pin_key_message(&d.id, &r.public_key);
+            check_pin(&state, &client, &signed.user, d, &msg, Some(proof)).await?;
+            Some(old.as_slice())
+        }
+    };
+    if !state
+        .store
+        .set_pin_key(d.row_id, &new_key, replacing)
+        .await?
+    {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            "pin_key_changed",
+            "The PIN key changed meanwhile. Try again.",
+        ));
+    }
+    audit::record(
+        &state,
+        &client,
+        Entry {
+            user: Some(signed.user.id),
+            username: &signed.user.username,
+            event: if replacing.is_some() {
+                "pin_key_replaced"
+            } else {
+                "pin_key_registered"
+            },
+            method: Some("pin"),
+            result: AuditResult::Success,
+            reason: Some(&d.name),
+        },
+    )
+    .await;
+    device_status(&state, &signed.user, &d.id).await.map(Json)
+}
+
+/// Turns phone sign-in on (policy permitting, proven with the PIN) or off.
+async fn phone_sign_in(
+    State(state): State<AppState>,
+    client: Client,
+    signed: SignedRequest,
+) -> Result<Json<DeviceStatus>, ApiErr> {
+    let r: PhoneSignInRequest = parse_json(&signed.body)?;
+    let user = &signed.user;
+    let d = &signed.device;
+    if r.enabled {
+        if !crate::policy::for_user(&state, user)
+            .await?
+            .allowed
+            .phone_sign_in
+        {
+            audit::record(
+                &state,
+                &client,
+                Entry {
+                    user: Some(user.id),
+                    username: &user.username,
+                    event: "phone_sign_in_enabled",
+                    method: Some("phone_sign_in"),
+                    result: AuditResult::Failure,
+                    reason: Some("not_allowed"),
+                },
+            )
+            .await;
+            return Err(ApiErr::new(
+                StatusCode::FORBIDDEN,
+                "not_allowed",
+                crate::policy::PHONE_SIGN_IN_NOT_ALLOWED,
+            ));
+        }
+        let msg = api::phone_sign_in_message(&d.id, &signed.nonce);
+        check_pin(&state, &client, user, d, &msg, r.proof.as_deref()).await?;
+    }
+    state
+        .store
+        .set_phone_sign_in(d.row_id, r.enabled.then(|| state.now()))
+        .await?;
+    audit::record(
+        &state,
+        &client,
+        Entry {
+            user: Some(user.id),
+            username: &user.username,
+            event: if r.enabled {
+                "phone_sign_in_enabled"
+            } else {
+                "phone_sign_in_disabled"
+            },
+            method: Some("phone_sign_in"),
+            result: AuditResult::Success,
+            reason: Some(&d.name),
+        },
+    )
+    .await;
+    device_status(&state, user, &d.id).await.map(Json)
+}
+
+async fn status(
+    State(state): State<AppState>,
+    signed: SignedRequest,
+) -> Result<Json<DeviceStatus>, ApiErr> {
+    device_status(&state, &signed.user, &signed.device.id)
+        .await
+        .map(Json)
+}
+
+async fn device_status(
+    state: &AppState,
+    user: &User,
+    device_id: &str,
+) -> Result<DeviceStatus, ApiErr> {
+    let d = state.store.find_device(device_id).await?.ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "unknown_device",
+            "This device is not registered with Sesame.",
+        )
+    })?;
+    let allowed = crate::policy::for_user(state, user)
+        .await?
+        .allowed
+        .phone_sign_in;
+    let message = if d.pin_key_disabled_at.is_some() {
+        pin_disabled().2
+    } else if !allowed {
+        crate::policy::PHONE_SIGN_IN_NOT_ALLOWED.to_string()
+    } else if d.phone_sign_in_ready() {
+        "Phone sign-in is on: sign in with your username and this app.".to_string()
+    } else {
+        "Phone sign-in is available: turn it on with `sesame-authenticator phone-sign-in enable`."
+            .to_string()
+    };
+    Ok(DeviceStatus {
+        username: user.username.clone(),
+        phone_sign_in_allowed: allowed,
+        phone_sign_in_enabled: d.phone_sign_in_at.is_some(),
+        pin_key_registered: d.pin_key.is_some(),
+        pin_key_disabled: d.pin_key_disabled_at.is_some(),
+        message,
+    })
+}
+
+/// Turns phone sign-in off for a device (the user on My security info, or an administrator);
+/// its pending phone sign-in requests end at once.
+pub async fn turn_off_phone_sign_in(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    device: &Device,
+    by: &str,
+) -> Result<(), StoreError> {
+    state.store.set_phone_sign_in(device.row_id, None).await?;
+    crate::push_signin::cancel(state, user).await?;
+    audit::record(
+        state,
+        client,
+        Entry {
+            user: Some(user.id),
+            username: &user.username,
+            event: "phone_sign_in_disabled",
+            method: Some("phone_sign_in"),
+            result: AuditResult::Success,
+            reason: Some(by),
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Forgets a device's PIN key (after it was turned off by wrong PINs), so the app can set up a
+/// new one; phone sign-in stays off until the app turns it on again.
+pub async fn reset_pin_key(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    device: &Device,
+    by: &str,
+) -> Result<(), StoreError> {
+    state.store.clear_pin_key(user.id, &device.id).await?;
+    crate::push_signin::cancel(state, user).await?;
+    audit::record(
+        state,
+        client,
+        Entry {
+            user: Some(user.id),
+            username: &user.username,
+            event: "pin_key_reset",
+            method: Some("pin"),
+            result: AuditResult::Success,
+            reason: Some(by),
+        },
+    )
+    .await;
+    Ok(())
 }
 
 async fn unregister(

@@ -4,6 +4,7 @@
 //! set-up and health checks. Every state-changing form goes through [`web::CsrfForm`].
 
 pub mod account;
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod device_api;
@@ -11,6 +12,8 @@ pub mod error;
 pub mod hashing;
 pub mod health;
 pub mod hub;
+pub mod phone_signin;
+pub mod policy;
 pub mod push_signin;
 pub mod security_info;
 pub mod session;
@@ -54,6 +57,7 @@ pub struct Inner {
     pub hasher: hashing::Hasher,
     pub hub: hub::Hub,
     csrf_key: SecretBytes,
+    choice_key: SecretBytes,
 }
 
 impl std::ops::Deref for AppState {
@@ -79,12 +83,23 @@ impl AppState {
             hasher,
             hub: hub::Hub::default(),
             csrf_key: master_key.derive("csrf-v1"),
+            choice_key: master_key.derive("signin-choice-v1"),
             config,
         })))
     }
 
     pub fn now(&self) -> UnixTime {
         self.clock.now()
+    }
+
+    /// A short keyed tag of a user id: lets a browser cookie remember a choice for one user
+    /// without naming the user.
+    pub fn user_tag(&self, user: sesame_core::UserId) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.choice_key.expose())
+            .expect("HMAC takes any key length");
+        mac.update(user.0.to_string().as_bytes());
+        data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes()[..12])
     }
 }
 
@@ -101,6 +116,8 @@ pub fn app(state: AppState) -> Router {
         .merge(setup::routes())
         .merge(device_api::routes())
         .merge(push_signin::routes())
+        .merge(phone_signin::routes())
+        .merge(admin::routes())
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -18,9 +18,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use sesame_core::method::MethodKind;
+use sesame_core::push::PushPolicy;
 use sesame_core::push::{self, ChallengeState};
 use sesame_core::signin::{SignInEvent, SignInState};
-use sesame_proto::device::DeviceEvent;
+use sesame_proto::device::{ChallengeKind, DeviceEvent};
 use sesame_store::{AuditResult, ChallengeRecord, NewChallenge, SignInRecord, User};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -53,11 +54,14 @@ pub fn approximate_location(ip: IpAddr) -> String {
 }
 
 /// Why no request can be sent now, if so.
-async fn push_refusal(state: &AppState, user: &User) -> Result<Option<&'static str>, AppError> {
+async fn push_refusal(
+    state: &AppState,
+    user: &User,
+    policy: &PushPolicy,
+) -> Result<Option<&'static str>, AppError> {
     if user.push_blocked_at.is_some() {
         return Ok(Some("Sign-in requests to your phone are blocked because one was reported as not you. Use a different verification option, or contact your administrator."));
     }
-    let policy = &state.config.push;
     let since = policy.window_start(state.now(), user.last_signin_at);
     if !policy.may_push(state.store.count_challenges_since(user.id, since).await?) {
         return Ok(Some("Too many sign-in requests were sent to your phone. Use a different verification option, or try again later."));
@@ -65,14 +69,34 @@ async fn push_refusal(state: &AppState, user: &User) -> Result<Option<&'static s
     Ok(None)
 }
 
-/// Sends a new request to the user's phone for this sign-in, if allowed.
+/// The wire and log name of a challenge kind.
+pub fn kind_name(kind: ChallengeKind) -> &'static str {
+    match kind {
+        ChallengeKind::Mfa => "mfa",
+        ChallengeKind::PhoneSignIn => "phone_sign_in",
+    }
+}
+
+/// The method name the audit log uses for a kind.
+fn method_name(kind: ChallengeKind) -> &'static str {
+    match kind {
+        ChallengeKind::Mfa => "push",
+        ChallengeKind::PhoneSignIn => "phone_sign_in",
+    }
+}
+
+/// Sends a new request to the user's phone for this sign-in, if allowed. A new request
+/// supersedes the user's pending one, whatever its kind: an unanswered request never blocks
+/// the next attempt.
 pub(crate) async fn start(
     state: &AppState,
     client: &Client,
     rec: &SignInRecord,
     user: &User,
+    kind: ChallengeKind,
 ) -> Result<(), AppError> {
-    if let Some(reason) = push_refusal(state, user).await? {
+    let up = crate::policy::for_user(state, user).await?;
+    if let Some(reason) = push_refusal(state, user, &up.push).await? {
         audit::record(
             state,
             client,
@@ -80,7 +104,7 @@ pub(crate) async fn start(
                 user: Some(user.id),
                 username: &user.username,
                 event: "push_not_sent",
-                method: Some("push"),
+                method: Some(method_name(kind)),
                 result: AuditResult::Failure,
                 reason: Some(if user.push_blocked_at.is_some() {
                     "reported_block"
@@ -94,12 +118,12 @@ pub(crate) async fn start(
         return Ok(());
     }
     let now = state.now();
-    let policy = &state.config.push;
+    let policy = &up.push;
     let new = NewChallenge {
         tenant: user.tenant,
         user: user.id,
         signin_id_hash: rec.id_hash.clone(),
-        kind: "mfa".into(),
+        kind: kind_name(kind).into(),
         number: push::generate_number(policy.digits, &mut rand::rngs::OsRng),
         app_name: state.config.issuer.clone(),
         ip: client.ip.to_string(),
@@ -123,7 +147,7 @@ pub(crate) async fn start(
         DeviceEvent::Challenge(challenge_view(
             &challenge,
             &user.username,
-            policy.pin_required,
+            &up.policy.authenticator,
         )),
     );
     audit::record(
@@ -133,7 +157,7 @@ pub(crate) async fn start(
             user: Some(user.id),
             username: &user.username,
             event: "push_sent",
-            method: Some("push"),
+            method: Some(method_name(kind)),
             result: AuditResult::Success,
             reason: None,
         },
@@ -143,7 +167,7 @@ pub(crate) async fn start(
 }
 
 /// Cancels the user's pending requests (the sign-in moved to another method).
-pub(crate) async fn cancel(state: &AppState, user: &User) -> Result<(), AppError> {
+pub(crate) async fn cancel(state: &AppState, user: &User) -> Result<(), sesame_store::StoreError> {
     for id in state.store.cancel_pending_challenges(user.id).await? {
         state.hub.challenge_changed(&id);
         state.hub.publish(
@@ -180,6 +204,15 @@ fn final_message(state: &str) -> &'static str {
 const OTHER_OPTION: &str =
     "<p><a href=\"/login/methods\">Use a different verification option</a></p>";
 
+/// The way out of a phone sign-in page: the password is always there.
+fn phone_ways_out(csrf: &CsrfToken) -> String {
+    format!(
+        "<form method=\"post\" action=\"/login/password-instead\">{}<button type=\"submit\" class=\"link\">Use your password instead</button></form>\
+         <p><a href=\"/login/options\">Other ways to sign in</a></p>",
+        csrf.hidden_field()
+    )
+}
+
 pub(crate) async fn waiting_page(
     state: &AppState,
     rec: &SignInRecord,
@@ -196,14 +229,31 @@ async fn render_waiting(
     rec: &SignInRecord,
     csrf: &CsrfToken,
 ) -> Result<Response, AppError> {
-    let SignInState::SecondFactor { user, .. } = rec.state else {
-        return Ok(see_other(page_for(&rec.state)));
+    let (user, kind) = match rec.state {
+        SignInState::SecondFactor { user, .. } => (user, ChallengeKind::Mfa),
+        SignInState::PhoneSignIn { user } => (user, ChallengeKind::PhoneSignIn),
+        _ => return Ok(see_other(page_for(&rec.state))),
     };
     let user = state
         .store
         .find_user(user)
         .await?
         .ok_or(AppError::NotFound)?;
+    let other = match kind {
+        ChallengeKind::Mfa => OTHER_OPTION.to_string(),
+        ChallengeKind::PhoneSignIn => phone_ways_out(csrf),
+    };
+    let (intro, pin_note) = match kind {
+        ChallengeKind::Mfa => (
+            "Open your Authenticator app, and enter the number shown to sign in.",
+            "",
+        ),
+        ChallengeKind::PhoneSignIn => (
+            "Open your Authenticator app, and enter the number shown to sign in. Then unlock it with your app PIN.",
+            "<p class=\"note\">Signing in with your phone counts as two-step verification.</p>",
+        ),
+    };
+    let push_policy = crate::policy::for_user(state, &user).await?.push;
     let now = state.now();
     let latest = state
         .store
@@ -215,14 +265,15 @@ async fn render_waiting(
     );
     let body = match latest {
         Some(c) if shown_state(&c, now) == "pending" => format!(
-            "<h1>Approve sign-in request</h1>\
-             <p>Open your Authenticator app, and enter the number shown to sign in.</p>\
+            "<p>{}</p><h1>Approve sign-in request</h1>\
+             <p>{intro}</p>\
              <div class=\"number\" id=\"push-number\" aria-live=\"polite\">{}</div>\
              <p class=\"note\" id=\"push-status\" role=\"status\">Waiting for your phone… The request expires in {} seconds.</p>\
              <form id=\"push-complete\" method=\"post\" action=\"/login/push/complete\">{}\
              <noscript><button type=\"submit\">I approved it on my phone</button></noscript></form>\
-             <p class=\"note\">No numbers in your app? Make sure to upgrade to the latest version.</p>{OTHER_OPTION}\
+             {pin_note}<p class=\"note\">No numbers in your app? Make sure to upgrade to the latest version.</p>{other}\
              <script src=\"/static/push.js\"></script>",
+            esc(&user.username),
             esc(&c.number),
             (c.expires_at - now).max(0),
             csrf.hidden_field(),
@@ -235,11 +286,11 @@ async fn render_waiting(
         Some(c) => {
             let shown = shown_state(&c, now);
             let again = if shown == "reported" { String::new() } else { resend.clone() };
-            format!("<h1>Request not approved</h1><p class=\"error\" role=\"alert\">{}</p>{again}{OTHER_OPTION}", esc(final_message(shown)))
+            format!("<h1>Request not approved</h1><p class=\"error\" role=\"alert\">{}</p>{again}{other}", esc(final_message(shown)))
         }
-        None => match push_refusal(state, &user).await? {
-            Some(reason) => format!("<h1>We couldn't send a request</h1><p class=\"error\" role=\"alert\">{}</p>{OTHER_OPTION}", esc(reason)),
-            None => format!("<h1>Approve sign-in request</h1><p>Send a request to your Authenticator app.</p>{resend}{OTHER_OPTION}"),
+        None => match push_refusal(state, &user, &push_policy).await? {
+            Some(reason) => format!("<h1>We couldn't send a request</h1><p class=\"error\" role=\"alert\">{}</p>{other}", esc(reason)),
+            None => format!("<h1>Approve sign-in request</h1><p>Send a request to your Authenticator app.</p>{resend}{other}"),
         },
     };
     Ok(page(
@@ -321,20 +372,28 @@ async fn complete(
     client: Client,
     _form: CsrfForm,
 ) -> Result<Response, AppError> {
-    let SignInState::SecondFactor {
-        user,
-        method: MethodKind::Push,
-        ..
-    } = rec.state
-    else {
-        return Ok(see_other(page_for(&rec.state)));
+    let (user, event, method) = match rec.state {
+        SignInState::SecondFactor {
+            user,
+            method: MethodKind::Push,
+            ..
+        } => (
+            user,
+            SignInEvent::SecondFactorAccepted(MethodKind::Push),
+            "push",
+        ),
+        SignInState::PhoneSignIn { user } => {
+            (user, SignInEvent::PhoneSignInApproved, "phone_sign_in")
+        }
+        _ => return Ok(see_other(page_for(&rec.state))),
     };
+    let back = page_for(&rec.state);
     let Some(c) = state
         .store
         .find_latest_challenge_for_signin(&rec.id_hash)
         .await?
     else {
-        return Ok(see_other("/login/verify"));
+        return Ok(see_other(back));
     };
     let Some(user) = state
         .store
@@ -349,21 +408,47 @@ async fn complete(
             "Your account has been blocked. Contact your administrator.".into(),
         ));
     }
-    // approved -> consumed happens once: two tabs or two nodes cannot both use one approval.
-    if c.state != ChallengeState::Approved || !state.store.consume_challenge(&c.id).await? {
-        return Ok(see_other("/login/verify"));
+    if c.state != ChallengeState::Approved {
+        return Ok(see_other(back));
     }
-    let done = match advance(
-        &state,
-        &rec,
-        SignInEvent::SecondFactorAccepted(MethodKind::Push),
-    )
-    .await
-    {
+    // Judged again at the last moment: a policy switched off, or a device removed or turned
+    // off, between the approval and this request stops the sign-in.
+    if !crate::device_api::approval_still_valid(&state, &user, &c).await? {
+        audit::record(
+            &state,
+            &client,
+            Entry {
+                user: Some(user.id),
+                username: &user.username,
+                event: "sign_in",
+                method: Some(method),
+                result: AuditResult::Failure,
+                reason: Some("no_longer_allowed"),
+            },
+        )
+        .await;
+        crate::push_signin::cancel(&state, &user).await?;
+        let _ = state.store.consume_challenge(&c.id).await?;
+        return Err(AppError::Forbidden(format!(
+            "{} Use your password instead.",
+            crate::policy::PHONE_SIGN_IN_NOT_ALLOWED
+        )));
+    }
+    // approved -> consumed happens once: two tabs or two nodes cannot both use one approval.
+    if !state.store.consume_challenge(&c.id).await? {
+        return Ok(see_other(back));
+    }
+    let done = match advance(&state, &rec, event).await {
         Ok(s) => s,
         Err(resp) => return Ok(resp),
     };
-    finish(&state, &headers, &client, &rec, &done, &user, "push").await
+    let resp = finish(&state, &headers, &client, &rec, &done, &user, method).await?;
+    if method == "phone_sign_in" {
+        let cookie =
+            crate::phone_signin::remember(&state, &user, crate::phone_signin::Choice::App).await?;
+        return Ok(crate::web::with_cookies(resp, &[cookie]));
+    }
+    Ok(resp)
 }
 
 async fn resend(
@@ -372,18 +457,19 @@ async fn resend(
     client: Client,
     _form: CsrfForm,
 ) -> Result<Response, AppError> {
-    let SignInState::SecondFactor {
-        user,
-        method: MethodKind::Push,
-        ..
-    } = rec.state
-    else {
-        return Ok(see_other(page_for(&rec.state)));
+    let (user, kind) = match rec.state {
+        SignInState::SecondFactor {
+            user,
+            method: MethodKind::Push,
+            ..
+        } => (user, ChallengeKind::Mfa),
+        SignInState::PhoneSignIn { user } => (user, ChallengeKind::PhoneSignIn),
+        _ => return Ok(see_other(page_for(&rec.state))),
     };
     if let Some(user) = state.store.find_user(user).await? {
-        start(&state, &client, &rec, &user).await?;
+        start(&state, &client, &rec, &user, kind).await?;
     }
-    Ok(see_other("/login/verify"))
+    Ok(see_other(page_for(&rec.state)))
 }
 
 const PUSH_JS: &str = r#"(function () {

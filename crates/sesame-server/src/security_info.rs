@@ -20,7 +20,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use sesame_core::secret::SecretBytes;
 use sesame_core::{totp, MethodId};
-use sesame_store::{AuditResult, Method};
+use sesame_store::{AuditResult, Device, Method};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,6 +38,11 @@ pub fn routes() -> Router<AppState> {
         .route("/security-info/add/app", get(add_app_page))
         .route("/security-info/add/app/status", get(add_app_status))
         .route("/security-info/devices/{id}/remove", post(remove_device))
+        .route(
+            "/security-info/devices/{id}/phone-sign-in-off",
+            post(phone_sign_in_off),
+        )
+        .route("/security-info/devices/{id}/allow-again", post(allow_again))
         .route("/static/activation.js", get(activation_script))
 }
 
@@ -57,6 +62,8 @@ fn flash_text(done: Option<&str>) -> Option<&'static str> {
         "deleted" => Some("Method deleted."),
         "default" => Some("Default method changed."),
         "device_removed" => Some("Device removed. Its sign-in requests and codes no longer work."),
+        "phone_sign_in_off" => Some("Phone sign-in turned off for that device."),
+        "allowed_again" => Some("Phone sign-in can be turned on again for that device: open the Authenticator app and turn on phone sign-in (you will set up the PIN key again)."),
         _ => None,
     }
 }
@@ -113,23 +120,12 @@ async fn overview(
     let devices = state.store.list_devices(me.user.id).await?;
     let device_rows: String = devices
         .iter()
-        .map(|d| {
-            format!(
-                "<tr><td>{}</td><td>Added {}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"/security-info/devices/{}/remove\">{}\
-                 <button type=\"submit\" class=\"link\" aria-label=\"Remove {}\">Remove</button></form></td></tr>",
-                esc(&d.name),
-                fmt_time(d.created_at),
-                d.last_used_at.map(|t| format!("Last used {}", fmt_time(t))).unwrap_or_else(|| "Not used yet".into()),
-                esc(&d.id),
-                csrf.hidden_field(),
-                esc(&d.name),
-            )
-        })
+        .map(|d| device_row(d, &csrf, "/security-info/devices"))
         .collect();
     let devices_html = if devices.is_empty() {
         "<p>No devices registered.</p>".to_string()
     } else {
-        format!("<table id=\"devices\"><thead><tr><th>Device</th><th>Added</th><th>Last used</th><th></th></tr></thead><tbody>{device_rows}</tbody></table>")
+        format!("<table id=\"devices\"><thead><tr><th>Device</th><th>Added</th><th>Last used</th><th>Phone sign-in</th><th></th></tr></thead><tbody>{device_rows}</tbody></table>")
     };
     let table = if methods.is_empty() {
         "<p>You have not added any verification method yet. Add one to protect your account with two-step verification.</p>".to_string()
@@ -524,6 +520,91 @@ async fn activation_script() -> Response {
         ACTIVATION_JS,
     )
         .into_response()
+}
+
+/// What a person sees of a device's phone sign-in.
+pub(crate) fn phone_sign_in_text(d: &Device) -> &'static str {
+    if d.pin_key_disabled_at.is_some() {
+        "Turned off after 10 wrong PINs"
+    } else if d.phone_sign_in_ready() {
+        "On"
+    } else {
+        "Off"
+    }
+}
+
+/// One row of a devices table, with its actions under `base` (My security info or the admin
+/// console use the same rows).
+pub(crate) fn device_row(d: &Device, csrf: &CsrfToken, base: &str) -> String {
+    let button = |action: &str, label: &str| {
+        format!(
+            "<form class=\"inline\" method=\"post\" action=\"{base}/{}/{action}\">{}\
+             <button type=\"submit\" class=\"link\" aria-label=\"{label} ({})\">{label}</button></form>",
+            esc(&d.id),
+            csrf.hidden_field(),
+            esc(&d.name),
+        )
+    };
+    let mut actions = String::new();
+    if d.pin_key_disabled_at.is_some() {
+        actions.push_str(&button("allow-again", "Allow phone sign-in again"));
+    } else if d.phone_sign_in_at.is_some() {
+        actions.push_str(&button("phone-sign-in-off", "Turn off phone sign-in"));
+    }
+    actions.push_str(&button("remove", "Remove"));
+    format!(
+        "<tr><td>{}</td><td>Added {}</td><td>{}</td><td>{}</td><td>{actions}</td></tr>",
+        esc(&d.name),
+        fmt_time(d.created_at),
+        d.last_used_at
+            .map(|t| format!("Last used {}", fmt_time(t)))
+            .unwrap_or_else(|| "Not used yet".into()),
+        phone_sign_in_text(d),
+    )
+}
+
+/// The user's own device, or 404.
+async fn own_device(
+    state: &AppState,
+    user: &sesame_store::User,
+    id: &str,
+) -> Result<Device, AppError> {
+    state
+        .store
+        .find_device(id)
+        .await?
+        .filter(|d| d.user == user.id)
+        .ok_or(AppError::NotFound)
+}
+
+async fn phone_sign_in_off(
+    State(state): State<AppState>,
+    me: SignedIn,
+    client: Client,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, AppError> {
+    let d = own_device(&state, &me.user, &id).await?;
+    crate::device_api::turn_off_phone_sign_in(&state, &client, &me.user, &d, &me.user.username)
+        .await?;
+    Ok(see_other("/security-info?done=phone_sign_in_off"))
+}
+
+/// After 10 wrong PINs: forget the PIN key so the app can register a new one. Needs a recent
+/// second step, like any change that lets a new way to sign in.
+async fn allow_again(
+    State(state): State<AppState>,
+    me: SignedIn,
+    client: Client,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, AppError> {
+    if !me.has_fresh_second_factor(&state) {
+        return Ok(reauth_redirect("/security-info", true));
+    }
+    let d = own_device(&state, &me.user, &id).await?;
+    crate::device_api::reset_pin_key(&state, &client, &me.user, &d, &me.user.username).await?;
+    Ok(see_other("/security-info?done=allowed_again"))
 }
 
 async fn remove_device(

@@ -21,9 +21,11 @@ use axum::Router;
 use serde::Deserialize;
 use sesame_core::lockout::AttemptGate;
 use sesame_core::method::MethodKind;
+use sesame_core::policy::Allowed;
 use sesame_core::secret::SecretString;
 use sesame_core::signin::{SignInEvent, SignInState};
 use sesame_core::{password, totp};
+use sesame_proto::device::ChallengeKind;
 use sesame_store::{AuditResult, SignInRecord, User};
 
 pub fn routes() -> Router<AppState> {
@@ -96,6 +98,8 @@ async fn username_page(q: Query<LoginQuery>, csrf: CsrfToken) -> Response {
 
 async fn username_submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    client: Client,
     csrf: CsrfToken,
     form: CsrfForm,
 ) -> Result<Response, AppError> {
@@ -125,7 +129,7 @@ async fn username_submit(
         tenant: state.tenant,
         username,
         state: SignInState::Identified {
-            user: user.map(|u| u.id),
+            user: user.as_ref().map(|u| u.id),
         },
         version: 0,
         next_path: next,
@@ -138,6 +142,14 @@ async fn username_submit(
         &token,
         Some(state.config.signin_lifetime_secs),
     );
+    // A user with phone sign-in goes straight to the phone, unless they chose the password
+    // last time; a pending request from an earlier attempt is superseded, never in the way.
+    if let Some(user) = user {
+        if crate::phone_signin::offer_first(&state, &headers, &user).await? {
+            let resp = crate::phone_signin::begin(&state, &client, &record, &user).await?;
+            return Ok(with_cookies(resp, &[cookie]));
+        }
+    }
     Ok(with_cookies(see_other("/login/password"), &[cookie]))
 }
 
@@ -181,6 +193,7 @@ pub(crate) fn page_for(state: &SignInState) -> &'static str {
     match state {
         SignInState::Identified { .. } => "/login/password",
         SignInState::SecondFactor { .. } => "/login/verify",
+        SignInState::PhoneSignIn { .. } => "/login/app",
         SignInState::Done { .. } | SignInState::Failed => "/login",
     }
 }
@@ -210,7 +223,7 @@ pub(crate) async fn advance(
     }
 }
 
-fn password_form(csrf: &CsrfToken, username: &str, message: Option<&str>) -> String {
+pub(crate) fn password_form(csrf: &CsrfToken, username: &str, message: Option<&str>) -> String {
     let msg = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(m)))
         .unwrap_or_default();
@@ -219,8 +232,11 @@ fn password_form(csrf: &CsrfToken, username: &str, message: Option<&str>) -> Str
          <label for=\"password\">Password</label>\
          <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" autofocus required>\
          <button type=\"submit\">Sign in</button></form>\
+         <form method=\"post\" action=\"/login/app\">{}<button type=\"submit\" class=\"link\">Use an app instead</button></form>\
+         <p><a href=\"/login/options\">Other ways to sign in</a></p>\
          <p><a href=\"/login\">Sign in with a different account</a></p>",
         esc(username),
+        csrf.hidden_field(),
         csrf.hidden_field()
     )
 }
@@ -290,7 +306,18 @@ async fn password_submit(
             "Your account has been blocked. Contact your administrator.".into(),
         ));
     }
-    let second_factors = second_factor_kinds(&state, &user).await?;
+    let up = crate::policy::for_user(&state, &user).await?;
+    let second_factors = second_factor_kinds(&state, &user, &up.allowed).await?;
+    if second_factors.is_empty() && up.mfa_required && !up.allowed.push && !up.allowed.codes {
+        // Passwordless mode with two-step verification required: the password alone is not
+        // enough, and no second step is allowed after it; the phone is the way in.
+        audit::record(&state, &client, entry(Some("password_not_enough"))).await;
+        let html = layout(
+            "Enter password",
+            &password_form(&csrf, &rec.username, Some("Your organisation requires you to sign in with the Authenticator app. Choose \"Use an app instead\".")),
+        );
+        return Ok(page(&csrf, StatusCode::FORBIDDEN, html));
+    }
     let next = match advance(
         &state,
         &rec,
@@ -312,16 +339,24 @@ async fn password_submit(
             method: MethodKind::Push,
             ..
         } => {
-            crate::push_signin::start(&state, &client, &rec, &user).await?;
+            crate::push_signin::start(&state, &client, &rec, &user, ChallengeKind::Mfa).await?;
             Ok(see_other("/login/verify"))
         }
         _ => Ok(see_other("/login/verify")),
     }
 }
 
-/// The user's second-step method kinds, the default method's kind first.
-async fn second_factor_kinds(state: &AppState, user: &User) -> Result<Vec<MethodKind>, AppError> {
-    let methods = state.store.list_methods(user.id).await?;
+/// The user's second-step method kinds the policy allows, the default method's kind first.
+async fn second_factor_kinds(
+    state: &AppState,
+    user: &User,
+    allowed: &Allowed,
+) -> Result<Vec<MethodKind>, AppError> {
+    let mut methods = state.store.list_methods(user.id).await?;
+    methods.retain(|m| match m.kind {
+        MethodKind::Push => allowed.push,
+        MethodKind::Totp => allowed.codes,
+    });
     let mut kinds: Vec<MethodKind> = Vec::new();
     if let Some(d) = user
         .default_method
@@ -601,7 +636,7 @@ async fn methods_submit(
             return Ok(see_other("/login"));
         };
         if method == MethodKind::Push {
-            crate::push_signin::start(&state, &client, &rec, &user).await?;
+            crate::push_signin::start(&state, &client, &rec, &user, ChallengeKind::Mfa).await?;
         } else {
             // Moving away from the phone: its request must not stay answerable.
             crate::push_signin::cancel(&state, &user).await?;

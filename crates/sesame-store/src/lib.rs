@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::{Amr, MethodKind};
+use sesame_core::policy::MethodsPolicy;
 use sesame_core::push::ChallengeState;
 use sesame_core::secret::SecretBytes;
 use sesame_core::signin::{CompletedSignIn, SignInState};
@@ -54,6 +55,8 @@ pub struct User {
     /// Set when the user chose "Deny and report": no pushes until an administrator unblocks.
     pub push_blocked_at: Option<UnixTime>,
     pub last_signin_at: Option<UnixTime>,
+    /// "app" or "password": the user's last choice on the sign-in page.
+    pub signin_preference: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +106,27 @@ pub struct Device {
     pub public_key: Vec<u8>,
     pub created_at: UnixTime,
     pub last_used_at: Option<UnixTime>,
+    /// The PIN key (SEC1 P-256 point) registered by the app, if any.
+    #[serde(skip)]
+    pub pin_key: Option<Vec<u8>>,
+    pub pin_key_failures: i64,
+    /// Set when 10 consecutive invalid PIN signatures turned the PIN key off.
+    pub pin_key_disabled_at: Option<UnixTime>,
+    /// Set while the user has phone sign-in turned on for this device.
+    pub phone_sign_in_at: Option<UnixTime>,
+}
+
+impl Device {
+    pub fn has_pin_key(&self) -> bool {
+        self.pin_key.is_some()
+    }
+
+    /// Phone sign-in is on and its key still works (policy is judged separately, at use).
+    pub fn phone_sign_in_ready(&self) -> bool {
+        self.phone_sign_in_at.is_some()
+            && self.pin_key.is_some()
+            && self.pin_key_disabled_at.is_none()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +158,9 @@ pub struct ChallengeRecord {
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
     pub answered_at: Option<UnixTime>,
+    /// Row id of the device that answered.
+    #[serde(skip)]
+    pub answered_by: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -216,7 +243,21 @@ pub struct AuditFilter {
     pub tenant: Option<TenantId>,
     pub user: Option<UserId>,
     pub result: Option<AuditResult>,
+    pub method: Option<String>,
+    pub since: Option<UnixTime>,
+    pub until: Option<UnixTime>,
     pub limit: i64,
+}
+
+/// How a PIN-key check may proceed (see [`Store::reserve_pin_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinGate {
+    /// Counted up front; this is the n-th consecutive attempt.
+    Open(i64),
+    /// The device has no PIN key.
+    NoKey,
+    /// Turned off after too many invalid signatures.
+    Disabled,
 }
 
 #[async_trait]
@@ -414,6 +455,39 @@ pub trait Store: Send + Sync + 'static {
     async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<String>>;
     async fn update_user_push_blocked(&self, user: UserId, at: Option<UnixTime>) -> Result<()>;
     async fn update_user_last_signin(&self, user: UserId, at: UnixTime) -> Result<()>;
+
+    // PIN keys and phone sign-in.
+    /// Registers the device's PIN key. With `replacing` = None only a device without one may;
+    /// otherwise the stored key must still be exactly `replacing` and not disabled (a
+    /// compare-and-set, so a stale or racing rotation fails).
+    async fn set_pin_key(&self, row_id: i64, key: &[u8], replacing: Option<&[u8]>) -> Result<bool>;
+    /// Counts a PIN-key signature check before it is made, so parallel guesses can never be
+    /// evaluated more than `max` times in a row.
+    async fn reserve_pin_attempt(&self, row_id: i64, max: i64) -> Result<PinGate>;
+    /// A valid PIN signature: the consecutive count starts again.
+    async fn clear_pin_failures(&self, row_id: i64) -> Result<()>;
+    /// Turns the PIN key (and so phone sign-in) off; true if this call did.
+    async fn disable_pin_key(&self, row_id: i64, now: UnixTime) -> Result<bool>;
+    /// Forgets a disabled or unwanted PIN key (the user allows phone sign-in again, or an
+    /// administrator resets it); the app registers a new one.
+    async fn clear_pin_key(&self, user: UserId, public_id: &str) -> Result<bool>;
+    /// Turns phone sign-in on (`Some(now)`) or off for a device.
+    async fn set_phone_sign_in(&self, row_id: i64, at: Option<UnixTime>) -> Result<()>;
+    async fn update_signin_preference(&self, user: UserId, choice: Option<&str>) -> Result<()>;
+
+    // The authentication methods policy.
+    /// The tenant's policy and its version, or None while nobody has set one.
+    async fn find_policy(&self, tenant: TenantId) -> Result<Option<(MethodsPolicy, i64)>>;
+    /// Saves the policy if it is still at `expected_version` (0: never saved) and appends the
+    /// audit line in the same transaction. False: someone else changed it first.
+    async fn save_policy(
+        &self,
+        tenant: TenantId,
+        policy: &MethodsPolicy,
+        expected_version: i64,
+        now: UnixTime,
+        audit: &AuditEvent,
+    ) -> Result<bool>;
 
     // Audit log.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;

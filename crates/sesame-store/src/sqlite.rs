@@ -6,13 +6,14 @@
 
 use crate::{
     crypto::MasterKey, name_key, AuditEvent, AuditFilter, AuditResult, ChallengeRecord, Device,
-    Group, Method, NewChallenge, NewDevice, NewUser, Result, SessionLimits, SessionRecord,
+    Group, Method, NewChallenge, NewDevice, NewUser, PinGate, Result, SessionLimits, SessionRecord,
     SignInRecord, Store, StoreError, User,
 };
 use async_trait::async_trait;
 use rand::RngCore;
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::{Amr, MethodKind};
+use sesame_core::policy::MethodsPolicy;
 use sesame_core::push::ChallengeState;
 use sesame_core::secret::SecretBytes;
 use sesame_core::signin::{CompletedSignIn, SignInState};
@@ -53,7 +54,7 @@ fn enrollment_aad(id: &str, user: UserId) -> String {
 
 const USER_COLUMNS: &str =
     "id, tenant_id, username, display_name, password_hash, is_admin, is_blocked, \
-     default_method_id, created_at, push_blocked_at, last_signin_at";
+     default_method_id, created_at, push_blocked_at, last_signin_at, signin_preference";
 
 fn user_from_row(r: &SqliteRow) -> Result<User> {
     let hash: Option<String> = r.try_get("password_hash").map_err(db_err)?;
@@ -73,6 +74,7 @@ fn user_from_row(r: &SqliteRow) -> Result<User> {
         created_at: r.try_get("created_at").map_err(db_err)?,
         push_blocked_at: r.try_get("push_blocked_at").map_err(db_err)?,
         last_signin_at: r.try_get("last_signin_at").map_err(db_err)?,
+        signin_preference: r.try_get("signin_preference").map_err(db_err)?,
     })
 }
 
@@ -81,7 +83,8 @@ const METHOD_COLUMNS: &str =
      (SELECT d.public_id FROM devices d WHERE d.id = methods.device_id) AS device_public_id";
 
 const DEVICE_COLUMNS: &str =
-    "id, public_id, tenant_id, user_id, name, alg, public_key, created_at, last_used_at";
+    "id, public_id, tenant_id, user_id, name, alg, public_key, created_at, last_used_at, \
+     pin_key, pin_key_failures, pin_key_disabled_at, phone_sign_in_at";
 
 fn device_from_row(r: &SqliteRow) -> Result<Device> {
     Ok(Device {
@@ -94,12 +97,16 @@ fn device_from_row(r: &SqliteRow) -> Result<Device> {
         public_key: r.try_get("public_key").map_err(db_err)?,
         created_at: r.try_get("created_at").map_err(db_err)?,
         last_used_at: r.try_get("last_used_at").map_err(db_err)?,
+        pin_key: r.try_get("pin_key").map_err(db_err)?,
+        pin_key_failures: r.try_get("pin_key_failures").map_err(db_err)?,
+        pin_key_disabled_at: r.try_get("pin_key_disabled_at").map_err(db_err)?,
+        phone_sign_in_at: r.try_get("phone_sign_in_at").map_err(db_err)?,
     })
 }
 
 const CHALLENGE_COLUMNS: &str =
     "public_id, tenant_id, user_id, signin_id_hash, kind, nonce, number, state, app_name, \
-     ip, location, user_agent, created_at, expires_at, answered_at";
+     ip, location, user_agent, created_at, expires_at, answered_at, answered_by_device";
 
 fn challenge_from_row(r: &SqliteRow) -> Result<ChallengeRecord> {
     let state: String = r.try_get("state").map_err(db_err)?;
@@ -120,6 +127,7 @@ fn challenge_from_row(r: &SqliteRow) -> Result<ChallengeRecord> {
         created_at: r.try_get("created_at").map_err(db_err)?,
         expires_at: r.try_get("expires_at").map_err(db_err)?,
         answered_at: r.try_get("answered_at").map_err(db_err)?,
+        answered_by: r.try_get("answered_by_device").map_err(db_err)?,
     })
 }
 
@@ -1294,6 +1302,155 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn set_pin_key(&self, row_id: i64, key: &[u8], replacing: Option<&[u8]>) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE devices SET pin_key = ?1, pin_key_failures = 0 \
+             WHERE id = ?2 AND pin_key_disabled_at IS NULL AND pin_key IS ?3",
+        )
+        .bind(key)
+        .bind(row_id)
+        .bind(replacing)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn reserve_pin_attempt(&self, row_id: i64, max: i64) -> Result<PinGate> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE devices SET pin_key_failures = pin_key_failures + 1 \
+             WHERE id = ? AND pin_key IS NOT NULL AND pin_key_disabled_at IS NULL AND pin_key_failures < ? \
+             RETURNING pin_key_failures",
+        )
+        .bind(row_id)
+        .bind(max)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if let Some(n) = n {
+            return Ok(PinGate::Open(n));
+        }
+        let key: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT pin_key FROM devices WHERE id = ?")
+                .bind(row_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(match key {
+            Some(Some(_)) => PinGate::Disabled,
+            _ => PinGate::NoKey,
+        })
+    }
+
+    async fn clear_pin_failures(&self, row_id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE devices SET pin_key_failures = 0 WHERE id = ? AND pin_key_disabled_at IS NULL",
+        )
+        .bind(row_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn disable_pin_key(&self, row_id: i64, now: UnixTime) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE devices SET pin_key_disabled_at = ? WHERE id = ? AND pin_key_disabled_at IS NULL",
+        )
+        .bind(now)
+        .bind(row_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn clear_pin_key(&self, user: UserId, public_id: &str) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE devices SET pin_key = NULL, pin_key_failures = 0, pin_key_disabled_at = NULL, \
+             phone_sign_in_at = NULL WHERE user_id = ? AND public_id = ?",
+        )
+        .bind(user.0)
+        .bind(public_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn set_phone_sign_in(&self, row_id: i64, at: Option<UnixTime>) -> Result<()> {
+        sqlx::query("UPDATE devices SET phone_sign_in_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(row_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn update_signin_preference(&self, user: UserId, choice: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE users SET signin_preference = ? WHERE id = ?")
+            .bind(choice)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_policy(&self, tenant: TenantId) -> Result<Option<(MethodsPolicy, i64)>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT policy, version FROM tenant_policies WHERE tenant_id = ?")
+                .bind(tenant.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.map(|(text, version)| {
+            serde_json::from_str(&text)
+                .map(|p| (p, version))
+                .map_err(|e| StoreError::Database(format!("stored policy is not valid: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn save_policy(
+        &self,
+        tenant: TenantId,
+        policy: &MethodsPolicy,
+        expected_version: i64,
+        now: UnixTime,
+        audit: &AuditEvent,
+    ) -> Result<bool> {
+        let text = serde_json::to_string(policy)
+            .map_err(|e| StoreError::Database(format!("policy does not serialise: {e}")))?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // Insert at version 1 when none exists yet, otherwise bump the expected version: either
+        // way exactly one of two racing saves from the same version wins.
+        let n = sqlx::query(
+            "INSERT INTO tenant_policies (tenant_id, policy, version, updated_at) VALUES (?1, ?2, 1, ?3) \
+             ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy, \
+             version = tenant_policies.version + 1, updated_at = excluded.updated_at \
+             WHERE tenant_policies.version = ?4",
+        )
+        .bind(tenant.0)
+        .bind(&text)
+        .bind(now)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
         insert_audit(&self.pool, e).await
     }
@@ -1302,12 +1459,16 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT id, at, tenant_id, user_id, username, ip, user_agent, event, method, result, reason FROM audit_log \
              WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR result = ?3) \
+             AND (?5 IS NULL OR method = ?5) AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) \
              ORDER BY id DESC LIMIT ?4",
         )
         .bind(f.tenant.map(|t| t.0))
         .bind(f.user.map(|u| u.0))
         .bind(f.result.map(|r| r.as_str()))
         .bind(if f.limit > 0 { f.limit } else { 100 })
+        .bind(f.method.as_deref())
+        .bind(f.since)
+        .bind(f.until)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;

@@ -521,3 +521,147 @@ async fn complete_signin_writes_session_log_and_ends_the_transaction_together() 
         Some(NOW)
     );
 }
+
+async fn device(store: &dyn Store, user: UserId, name: &str) -> sesame_store::Device {
+    let t = store.default_tenant().await.unwrap();
+    let code = format!("code-{name}").into_bytes();
+    store
+        .create_activation(user, &code, NOW + 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consume_activation(&code, NOW).await.unwrap(),
+        Some(user)
+    );
+    let new = sesame_store::NewDevice {
+        tenant: t,
+        user,
+        name: name.into(),
+        alg: "ES256".into(),
+        public_key: format!("pk-{name}").into_bytes(),
+    };
+    store
+        .create_device(new, &code, &SecretBytes::new(vec![1; 20]), NOW)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pin_key_registers_once_and_rotates_only_from_the_current_key() {
+    let (_d, s) = sqlite().await;
+    let u = user(&*s, "alice").await;
+    let d = device(&*s, u, "phone").await;
+    assert!(!d.has_pin_key());
+    assert!(s.set_pin_key(d.row_id, b"k1", None).await.unwrap());
+    // A second "first" registration is refused: only the holder of k1 may replace it.
+    assert!(!s.set_pin_key(d.row_id, b"evil", None).await.unwrap());
+    assert!(!s.set_pin_key(d.row_id, b"evil", Some(b"k0")).await.unwrap());
+    assert!(s.set_pin_key(d.row_id, b"k2", Some(b"k1")).await.unwrap());
+    let d = s.find_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(d.pin_key.as_deref(), Some(&b"k2"[..]));
+    // Phone sign-in is ready only while on, keyed and not disabled.
+    assert!(!d.phone_sign_in_ready());
+    s.set_phone_sign_in(d.row_id, Some(NOW)).await.unwrap();
+    let d = s.find_device(&d.id).await.unwrap().unwrap();
+    assert!(d.phone_sign_in_ready());
+    assert!(s.disable_pin_key(d.row_id, NOW).await.unwrap());
+    assert!(!s.disable_pin_key(d.row_id, NOW).await.unwrap());
+    let d = s.find_device(&d.id).await.unwrap().unwrap();
+    assert!(!d.phone_sign_in_ready());
+    // Disabled: not even the current key can rotate it; only clearing (the user allowing it
+    // again on My security info) lets a new key in.
+    assert!(!s.set_pin_key(d.row_id, b"k3", Some(b"k2")).await.unwrap());
+    assert!(!s.clear_pin_key(UserId(999), &d.id).await.unwrap());
+    assert!(s.clear_pin_key(u, &d.id).await.unwrap());
+    let d = s.find_device(&d.id).await.unwrap().unwrap();
+    assert!(d.pin_key.is_none() && d.pin_key_disabled_at.is_none() && d.phone_sign_in_at.is_none());
+    assert!(s.set_pin_key(d.row_id, b"k3", None).await.unwrap());
+}
+
+#[tokio::test]
+async fn parallel_pin_guesses_are_evaluated_at_most_ten_times() {
+    use sesame_store::PinGate;
+    let (_d, s) = sqlite().await;
+    let u = user(&*s, "alice").await;
+    let d = device(&*s, u, "phone").await;
+    assert_eq!(
+        s.reserve_pin_attempt(d.row_id, 10).await.unwrap(),
+        PinGate::NoKey
+    );
+    s.set_pin_key(d.row_id, b"k1", None).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.reserve_pin_attempt(d.row_id, 10).await.unwrap() })
+        })
+        .collect();
+    let mut open = 0;
+    for t in tasks {
+        if let PinGate::Open(_) = t.await.unwrap() {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 10);
+    assert_eq!(
+        s.reserve_pin_attempt(d.row_id, 10).await.unwrap(),
+        PinGate::Disabled
+    );
+    // A success in between starts the count again.
+    let (_d2, s) = sqlite().await;
+    let u = user(&*s, "bob").await;
+    let d = device(&*s, u, "phone").await;
+    s.set_pin_key(d.row_id, b"k1", None).await.unwrap();
+    for _ in 0..9 {
+        s.reserve_pin_attempt(d.row_id, 10).await.unwrap();
+    }
+    s.clear_pin_failures(d.row_id).await.unwrap();
+    assert_eq!(
+        s.reserve_pin_attempt(d.row_id, 10).await.unwrap(),
+        PinGate::Open(1)
+    );
+}
+
+#[tokio::test]
+async fn policy_saves_are_compare_and_set_and_logged() {
+    use sesame_core::policy::{AuthenticatorMode, MethodsPolicy, Targets};
+    use sesame_core::push::PushPolicy;
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    assert!(s.find_policy(t).await.unwrap().is_none());
+    let mut p = MethodsPolicy::initial(&PushPolicy::default());
+    let audit = |reason: &str| AuditEvent {
+        id: 0,
+        at: NOW,
+        tenant: t,
+        user: None,
+        username: "admin".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        event: "policy_changed".into(),
+        method: None,
+        result: AuditResult::Success,
+        reason: Some(reason.into()),
+    };
+    assert!(s.save_policy(t, &p, 0, NOW, &audit("first")).await.unwrap());
+    // A second writer that also read "never saved" loses.
+    assert!(!s.save_policy(t, &p, 0, NOW, &audit("lost")).await.unwrap());
+    p.authenticator.targets = Targets::All {
+        mode: AuthenticatorMode::Push,
+    };
+    assert!(s
+        .save_policy(t, &p, 1, NOW, &audit("second"))
+        .await
+        .unwrap());
+    assert!(!s.save_policy(t, &p, 1, NOW, &audit("stale")).await.unwrap());
+    let (got, v) = s.find_policy(t).await.unwrap().unwrap();
+    assert_eq!((got, v), (p, 2));
+    let log = s
+        .list_audit(&AuditFilter {
+            tenant: Some(t),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reasons: Vec<_> = log.iter().filter_map(|e| e.reason.clone()).collect();
+    assert_eq!(reasons, vec!["second".to_string(), "first".to_string()]);
+}

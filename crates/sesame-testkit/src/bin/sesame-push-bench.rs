@@ -193,6 +193,7 @@ async fn latency(args: &Args) -> Result<serde_json::Value> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut lat_ms = Vec::with_capacity(args.samples);
     let mut missed = 0;
+    let policy = sesame_core::policy::MethodsPolicy::initial(&srv.state.config.push);
     for k in 0..args.samples {
         let i = (k * 7919) % n;
         let p = &phones[i];
@@ -229,7 +230,7 @@ async fn latency(args: &Args) -> Result<serde_json::Value> {
             DeviceEvent::Challenge(sesame_server::device_api::challenge_view(
                 &c,
                 &p.username,
-                false,
+                &policy.authenticator,
             )),
         );
         let deadline = t0 + Duration::from_secs(5);
@@ -457,6 +458,7 @@ async fn push_sign_in(http: &reqwest::Client, base: &str, p: &Phone) -> Result<(
         decision: Decision::Approve,
         number,
         signature: p.key.sign(&msg),
+        pin_signature: None,
     };
     let outcome = device.respond(&answer).await?.outcome;
     if outcome != "approved" {

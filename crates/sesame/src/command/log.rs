@@ -48,6 +48,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
             user,
             result,
             limit: args.limit,
+            ..Default::default()
         })
         .await?;
     output(cli.json, &entries, || {
