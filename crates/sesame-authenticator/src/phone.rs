@@ -73,12 +73,17 @@ pub async fn rotate_pin_key(
 /// Turns phone sign-in on: sets up the PIN key if the account has none, then proves the PIN by
 /// signing this request with the key it unseals.
 pub async fn enable(link: &mut SesameLink, pin: &str) -> Result<DeviceStatus, PhoneError> {
+    let dkey = device_key(link)?;
+    let status = DeviceClient::new(&link.server, &link.device_id, &dkey)
+        .status()
+        .await?;
+    // The server decides (policy, a disabled key); the app only drops a key it forgot.
+    forget_stale_key(link, &status);
     if link.pin_key.is_none() {
         register_pin_key(link, pin).await?;
     }
     let sealed = link.pin_key.clone().expect("set just above");
     let pin_key = sealed.unseal(pin).map_err(PhoneError::Local)?;
-    let dkey = device_key(link)?;
     let client = DeviceClient::new(&link.server, &link.device_id, &dkey);
     let status = client.phone_sign_in(true, Some(&pin_key)).await?;
     link.phone_sign_in = status.phone_sign_in_enabled;

@@ -1,122 +1,11 @@
 //! Notifications end to end: the real `sesame-authenticator` binary against a real server.
 
+mod common;
+
+use common::*;
 use sesame_store::Store;
 use sesame_testkit::{Browser, TestServer};
-use std::path::Path;
-use std::process::{Command, Output};
-
-/// Runs the app off the async runtime: the server under test answers on that runtime.
-async fn app(vault: &Path, args: &[&str]) -> Output {
-    let vault = vault.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_sesame-authenticator"))
-            .arg("--vault")
-            .arg(&vault)
-            .args(&args)
-            .env_remove("SESAME_AUTHENTICATOR_VAULT")
-            .output()
-            .expect("run sesame-authenticator")
-    })
-    .await
-    .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn err(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "unexpectedly succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
-
-fn real_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn element_text(body: &str, id: &str) -> String {
-    let marker = format!("id=\"{id}\"");
-    let at = body
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no #{id} in {body}"));
-    let start = at + body[at..].find('>').unwrap() + 1;
-    let end = start + body[start..].find('<').unwrap();
-    body[start..end].replace("&amp;", "&")
-}
-
-/// A server on the real clock (the app signs requests with the real time), a user with a
-/// password, and the app activated for that user through My security info.
-async fn setup() -> (TestServer, tempfile::TempDir, std::path::PathBuf) {
-    let srv = TestServer::spawn().await;
-    srv.clock.set(real_now());
-    srv.create_user("alice", Some("correct horse")).await;
-    let mut b = srv.browser();
-    assert_eq!(
-        b.password_step("alice", "correct horse").await.location(),
-        Some("/account")
-    );
-    let page = b.get("/security-info/add/app").await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let link = element_text(&page.body, "activation-link");
-    assert!(
-        link.starts_with("sesame://activate?server=http%3A%2F%2F127.0.0.1%3A"),
-        "{link}"
-    );
-    let status_id = page
-        .body
-        .split("data-id=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let before: serde_json::Value = serde_json::from_str(
-        &b.get(&format!("/security-info/add/app/status?id={status_id}"))
-            .await
-            .body,
-    )
-    .unwrap();
-    assert_eq!(before["done"], false);
-    let dir = tempfile::tempdir().unwrap();
-    let vault = dir.path().join("vault");
-    let out = ok(&app(&vault, &["add", &link, "--device-name", "Alice's phone"]).await);
-    assert!(out.contains("Alice's phone"), "{out}");
-    let after: serde_json::Value = serde_json::from_str(
-        &b.get(&format!("/security-info/add/app/status?id={status_id}"))
-            .await
-            .body,
-    )
-    .unwrap();
-    assert_eq!(
-        after,
-        serde_json::json!({"done": true, "device": "Alice's phone"})
-    );
-    // The same link cannot add a second device.
-    let again = err(&app(&dir.path().join("other-vault"), &["add", &link]).await);
-    assert!(again.contains("not valid"), "{again}");
-    let info = b.get("/security-info").await;
-    assert!(
-        info.body.contains("Alice&#39;s phone") && info.body.contains("Remove"),
-        "{}",
-        info.body
-    );
-    (srv, dir, vault)
-}
+use std::process::Command;
 
 /// Password step of a new sign-in; returns the browser on the waiting page and its number.
 async fn wait_for_phone(srv: &TestServer) -> (Browser, String) {
@@ -133,10 +22,6 @@ async fn wait_for_phone(srv: &TestServer) -> (Browser, String) {
     let number = element_text(&page.body, "push-number");
     assert_eq!(number.len(), 2, "two digits by default: {number}");
     (b, number)
-}
-
-async fn pending(vault: &Path) -> serde_json::Value {
-    serde_json::from_str(&ok(&app(vault, &["--json", "pending"]).await)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

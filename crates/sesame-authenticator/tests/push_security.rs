@@ -553,3 +553,286 @@ async fn activation_codes_are_single_use_expire_and_check_the_key() {
         "invalid_code",
     );
 }
+
+/// Registers a PIN key for the phone and turns phone sign-in on, through the device API.
+async fn with_phone_sign_in(srv: &TestServer, phone: &Phone) -> DeviceKey {
+    let pin_key = DeviceKey::generate();
+    phone
+        .client(srv)
+        .pin_key(&api::PinKeyRequest {
+            alg: api::ALG_ES256.into(),
+            public_key: pin_key.public_key(),
+            proof: None,
+        })
+        .await
+        .unwrap();
+    let st = phone
+        .client(srv)
+        .phone_sign_in(true, Some(&pin_key))
+        .await
+        .unwrap();
+    assert!(st.phone_sign_in_enabled);
+    pin_key
+}
+
+/// Username only; returns the browser waiting for the phone and the number.
+async fn phone_sign_in_page(srv: &TestServer, name: &str) -> (Browser, String) {
+    let mut b = srv.browser();
+    b.get("/login").await;
+    let p = b.post("/login", &[("username", name)]).await;
+    assert_eq!(p.location(), Some("/login/app"));
+    let page = b.follow(p).await;
+    let number = page
+        .body
+        .split("id=\"push-number\" aria-live=\"polite\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    (b, number)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_sign_in_approval_needs_the_pin_key_signature() {
+    let srv = server(ServerConfig::default()).await;
+    let phone = user_with_phone(&srv, "alice").await;
+    let pin_key = with_phone_sign_in(&srv, &phone).await;
+    let (mut b, number) = phone_sign_in_page(&srv, "alice").await;
+    let c = only_pending(&srv, &phone).await;
+    assert!(c.pin_required, "phone sign-in always needs the PIN");
+    // Device key alone: refused, and nothing is counted against the PIN.
+    let bare = phone.answer(&c, Decision::Approve, &number);
+    refused(phone.client(&srv).respond(&bare).await, 401, "pin_required");
+    // Signed by some other key (a wrong PIN, or a forger): refused and counted.
+    let msg = approval_message(
+        &c.id,
+        &c.nonce,
+        Decision::Approve,
+        &number,
+        &phone.device_id,
+    );
+    let forged = RespondRequest {
+        pin_signature: Some(DeviceKey::generate().sign(&msg)),
+        ..bare.clone()
+    };
+    refused(phone.client(&srv).respond(&forged).await, 401, "wrong_pin");
+    // The PIN key's signature over another challenge's message does not carry over.
+    let other = approval_message(
+        "other",
+        &c.nonce,
+        Decision::Approve,
+        &number,
+        &phone.device_id,
+    );
+    let moved = RespondRequest {
+        pin_signature: Some(pin_key.sign(&other)),
+        ..bare.clone()
+    };
+    refused(phone.client(&srv).respond(&moved).await, 401, "wrong_pin");
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/login/app")
+    );
+    let good = RespondRequest {
+        pin_signature: Some(pin_key.sign(&msg)),
+        ..bare
+    };
+    assert_eq!(
+        phone.client(&srv).respond(&good).await.unwrap().outcome,
+        "approved"
+    );
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_parallel_pin_guesses_are_judged_at_most_ten_times() {
+    let srv = server(ServerConfig::default()).await;
+    let phone = std::sync::Arc::new(user_with_phone(&srv, "alice").await);
+    let pin_key = with_phone_sign_in(&srv, &phone).await;
+    let (_b, number) = phone_sign_in_page(&srv, "alice").await;
+    let c = only_pending(&srv, &phone).await;
+    let msg = approval_message(
+        &c.id,
+        &c.nonce,
+        Decision::Approve,
+        &number,
+        &phone.device_id,
+    );
+    // 49 wrong guesses and the right PIN, all at once: the right one wins only if it is among
+    // the first ten judged; after ten wrong ones nothing is judged at all.
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let phone = phone.clone();
+        let base = srv.base.clone();
+        let sig = if i == 49 {
+            pin_key.sign(&msg)
+        } else {
+            DeviceKey::generate().sign(&msg)
+        };
+        let req = RespondRequest {
+            pin_signature: Some(sig),
+            ..phone.answer(&c, Decision::Approve, &number)
+        };
+        tasks.push(tokio::spawn(async move {
+            DeviceClient::new(&base, &phone.device_id, &phone.key)
+                .respond(&req)
+                .await
+        }));
+    }
+    let (mut wrong, mut disabled, mut approved, mut closed) = (0, 0, 0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) if r.outcome == "approved" => approved += 1,
+            Err(ClientError::Refused(e, _)) if e.error == "wrong_pin" => wrong += 1,
+            Err(ClientError::Refused(e, _)) if e.error == "pin_disabled" => disabled += 1,
+            // Judged after the right PIN approved: the request is no longer pending.
+            Err(ClientError::Refused(e, _)) if e.error == "not_pending" => closed += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(wrong + disabled + approved + closed, 50);
+    assert!(approved <= 1);
+    let alice = srv
+        .store
+        .find_user_by_username(srv.state.tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let d = srv.store.list_devices(alice.id).await.unwrap().remove(0);
+    // Nine answers say "wrong", the tenth turns the key off; every later one is refused unjudged.
+    // (Only a right PIN among the first ten starts the count again.)
+    let limit = if approved == 1 { 18 } else { 9 };
+    assert!(wrong <= limit, "{wrong} wrong answers were judged");
+    assert!(d.pin_key_failures <= 10, "{}", d.pin_key_failures);
+    // Either the right PIN was among the first ten judged, or the key is off now.
+    assert!(approved == 1 || d.pin_key_disabled_at.is_some());
+    if d.pin_key_disabled_at.is_some() {
+        assert!(disabled >= 40, "{disabled}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_key_cannot_be_replaced_without_the_current_one_and_proofs_do_not_replay() {
+    let srv = server(ServerConfig::default()).await;
+    let phone = user_with_phone(&srv, "alice").await;
+    let pin_key = with_phone_sign_in(&srv, &phone).await;
+    let thief_key = DeviceKey::generate();
+    let register = |proof: Option<String>| api::PinKeyRequest {
+        alg: api::ALG_ES256.into(),
+        public_key: thief_key.public_key(),
+        proof,
+    };
+    // Someone holding the device key but not the PIN cannot swap in their own PIN key.
+    refused(
+        phone.client(&srv).pin_key(&register(None)).await,
+        409,
+        "pin_key_exists",
+    );
+    let bad = thief_key.sign(&api::pin_key_message(
+        &phone.device_id,
+        &thief_key.public_key(),
+    ));
+    refused(
+        phone.client(&srv).pin_key(&register(Some(bad))).await,
+        401,
+        "wrong_pin",
+    );
+    // Turning phone sign-in on again needs a fresh proof bound to the request's nonce: a proof
+    // made for another nonce is refused.
+    phone.client(&srv).phone_sign_in(false, None).await.unwrap();
+    let stale = pin_key.sign(&api::phone_sign_in_message(
+        &phone.device_id,
+        "old-nonce-0123456789",
+    ));
+    let body = serde_json::to_vec(&api::PhoneSignInRequest {
+        enabled: true,
+        proof: Some(stale),
+    })
+    .unwrap();
+    let now = real_now();
+    let nonce = "fresh-nonce-0123456789";
+    let msg = api::request_message(
+        "POST",
+        api::PATH_PHONE_SIGN_IN,
+        &body,
+        now,
+        nonce,
+        &phone.device_id,
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}{}", srv.base, api::PATH_PHONE_SIGN_IN))
+        .header(api::HEADER_DEVICE, &phone.device_id)
+        .header(api::HEADER_TIMESTAMP, now.to_string())
+        .header(api::HEADER_NONCE, nonce)
+        .header(api::HEADER_SIGNATURE, phone.key.sign(&msg))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    // The rightful owner rotates with a proof from the current key.
+    let new_key = DeviceKey::generate();
+    let proof = pin_key.sign(&api::pin_key_message(
+        &phone.device_id,
+        &new_key.public_key(),
+    ));
+    phone
+        .client(&srv)
+        .pin_key(&api::PinKeyRequest {
+            alg: api::ALG_ES256.into(),
+            public_key: new_key.public_key(),
+            proof: Some(proof),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_refuses_phone_sign_in_even_to_a_hand_made_request() {
+    let srv = server(ServerConfig::default()).await;
+    let phone = user_with_phone(&srv, "alice").await;
+    let pin_key = DeviceKey::generate();
+    phone
+        .client(&srv)
+        .pin_key(&api::PinKeyRequest {
+            alg: api::ALG_ES256.into(),
+            public_key: pin_key.public_key(),
+            proof: None,
+        })
+        .await
+        .unwrap();
+    let actor = sesame_server::policy::Actor {
+        user: None,
+        name: "test",
+        ip: "127.0.0.1",
+        user_agent: "test",
+    };
+    sesame_server::policy::change(
+        &*srv.store,
+        srv.state.tenant,
+        &srv.state.config.push,
+        &sesame_server::policy::PolicyEdit {
+            mode: Some(sesame_core::policy::AuthenticatorMode::Push),
+            ..Default::default()
+        },
+        None,
+        &actor,
+        real_now(),
+    )
+    .await
+    .unwrap();
+    refused(
+        phone.client(&srv).phone_sign_in(true, Some(&pin_key)).await,
+        403,
+        "not_allowed",
+    );
+    let log = srv.store.list_audit(&Default::default()).await.unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.event == "phone_sign_in_enabled" && e.reason.as_deref() == Some("not_allowed")));
+}

@@ -529,6 +529,9 @@ async fn respond(
             };
             return Err(ApiErr::new(StatusCode::FORBIDDEN, "not_allowed", msg));
         }
+        if kind == api::ChallengeKind::PhoneSignIn && signed.device.pin_key_disabled_at.is_some() {
+            return Err(pin_disabled());
+        }
         if kind == api::ChallengeKind::PhoneSignIn && !signed.device.phone_sign_in_ready() {
             return Err(ApiErr::new(
                 StatusCode::FORBIDDEN,

@@ -1,0 +1,455 @@
+//! Passwordless phone sign-in end to end: the real `sesame-authenticator` binary against a real
+//! server, with the authentication methods policy in the way where it should be.
+
+mod common;
+
+use common::*;
+use sesame_server::policy::{Actor, PolicyEdit};
+use sesame_store::Store;
+use sesame_testkit::{Browser, TestServer};
+use std::path::Path;
+
+const PIN: &str = "482913";
+
+async fn set_policy(srv: &TestServer, edit: PolicyEdit) {
+    let actor = Actor {
+        user: None,
+        name: "test",
+        ip: "127.0.0.1",
+        user_agent: "test",
+    };
+    sesame_server::policy::change(
+        &*srv.store,
+        srv.state.tenant,
+        &srv.state.config.push,
+        &edit,
+        None,
+        &actor,
+        srv.clock_now(),
+    )
+    .await
+    .unwrap();
+}
+
+trait Now {
+    fn clock_now(&self) -> i64;
+}
+
+impl Now for TestServer {
+    fn clock_now(&self) -> i64 {
+        sesame_core::Clock::now(&*self.clock)
+    }
+}
+
+async fn with_pin(vault: &Path, pin: &str, args: &[&str]) -> std::process::Output {
+    app_env(vault, args, &[("SESAME_AUTHENTICATOR_PIN", pin)]).await
+}
+
+async fn enable(vault: &Path) -> String {
+    ok(&with_pin(vault, PIN, &["phone-sign-in", "enable", "alice"]).await)
+}
+
+async fn device(srv: &TestServer) -> sesame_store::Device {
+    let alice = srv
+        .store
+        .find_user_by_username(srv.state.tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    srv.store.list_devices(alice.id).await.unwrap().remove(0)
+}
+
+/// Username only: returns the browser and the page it lands on (followed).
+async fn username(b: &mut Browser, name: &str) -> sesame_testkit::Page {
+    b.get("/login").await;
+    let p = b.post("/login", &[("username", name)]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    b.follow(p).await
+}
+
+async fn approve(vault: &Path, number: &str, pin: &str) -> std::process::Output {
+    let list = pending(vault).await;
+    let req = list[0]["request"].as_str().unwrap().to_string();
+    with_pin(
+        vault,
+        pin,
+        &["respond", &req, "--number", number, "--approve"],
+    )
+    .await
+}
+
+/// The session a browser holds, as the server stored it.
+async fn session_amr(srv: &TestServer, b: &Browser) -> Vec<String> {
+    let token = b.cookies.get("__Host-sesame-session").expect("a session");
+    let s = srv
+        .store
+        .find_session(&sesame_server::web::token_hash(token), srv.clock_now())
+        .await
+        .unwrap()
+        .unwrap();
+    s.amr.iter().map(|a| a.as_str().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_sign_in_needs_a_pin_first_then_signs_in_with_username_and_phone_only() {
+    let (srv, _dir, vault) = setup().await;
+    // Refused until an app PIN is set; the app says how.
+    let e = err(&app(&vault, &["phone-sign-in", "enable", "alice"]).await);
+    assert!(e.contains("pin set"), "{e}");
+    assert!(device(&srv).await.pin_key.is_none());
+    ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
+    // Setting the PIN registered the account's PIN key, but phone sign-in is still off.
+    let d = device(&srv).await;
+    assert!(d.pin_key.is_some() && d.phone_sign_in_at.is_none());
+    // The vault keeps no PIN verifier and not the PIN key's public half.
+    let out = enable(&vault).await;
+    assert!(out.contains("Phone sign-in is on"), "{out}");
+    assert!(device(&srv).await.phone_sign_in_ready());
+
+    // Username only: the page goes straight to the phone, with the number and a way out.
+    let mut b = srv.browser();
+    let page = username(&mut b, "alice").await;
+    assert!(
+        page.body.contains("Approve sign-in request"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Use your password instead"));
+    assert!(!page.body.contains("type=\"password\""));
+    let number = element_text(&page.body, "push-number");
+    let list = pending(&vault).await;
+    assert_eq!(list[0]["kind"], "phone sign-in");
+    let out = ok(&approve(&vault, &number, PIN).await);
+    assert!(out.contains("Approved"), "{out}");
+    let done = b.post("/login/push/complete", &[]).await;
+    assert_eq!(done.location(), Some("/account"), "{}", done.body);
+    // Two-step verification in one: no second prompt, amr says how.
+    assert_eq!(session_amr(&srv, &b).await, ["swk", "pin", "mfa"]);
+    let log = srv.store.list_audit(&Default::default()).await.unwrap();
+    assert!(log.iter().any(|e| e.event == "sign_in"
+        && e.method.as_deref() == Some("phone_sign_in")
+        && e.result == sesame_store::AuditResult::Success));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_decides_who_may_enable_and_use_phone_sign_in() {
+    let (srv, _dir, vault) = setup().await;
+    ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
+    let tenant = srv.state.tenant;
+    let now = srv.clock_now();
+    let pilot = srv.store.create_group(tenant, "pilot", now).await.unwrap();
+    // Phone sign-in only for the pilot group; alice is not in it.
+    set_policy(
+        &srv,
+        PolicyEdit {
+            targets: Some("pilot=any".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let e = err(&with_pin(&vault, PIN, &["phone-sign-in", "enable", "alice"]).await);
+    assert!(e.contains("does not allow phone sign-in"), "{e}");
+    assert!(device(&srv).await.phone_sign_in_at.is_none());
+    // In the group: allowed.
+    let alice = srv
+        .store
+        .find_user_by_username(tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    srv.store
+        .add_group_member(pilot.id, alice.id)
+        .await
+        .unwrap();
+    enable(&vault).await;
+
+    // A sign-in in flight when the policy changes to "push" (no phone sign-in) cannot be
+    // approved, and the next one does not offer the phone.
+    let mut b = srv.browser();
+    let page = username(&mut b, "alice").await;
+    let number = element_text(&page.body, "push-number");
+    set_policy(
+        &srv,
+        PolicyEdit {
+            targets: Some("pilot=push".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let e = err(&approve(&vault, &number, PIN).await);
+    assert!(e.contains("does not allow phone sign-in"), "{e}");
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/login/app")
+    );
+    assert!(!b.has_session());
+    let mut b2 = srv.browser();
+    let page = username(&mut b2, "alice").await;
+    assert!(page.body.contains("Enter password"), "{}", page.body);
+    // The credential was not deleted: allowed again, it works again at once.
+    set_policy(
+        &srv,
+        PolicyEdit {
+            targets: Some("pilot=passwordless".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut b3 = srv.browser();
+    let page = username(&mut b3, "alice").await;
+    let number = element_text(&page.body, "push-number");
+    ok(&approve(&vault, &number, PIN).await);
+    assert_eq!(
+        b3.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
+
+    // Approved, then switched off before the page completes: no session.
+    let mut b4 = srv.browser();
+    let page = username(&mut b4, "alice").await;
+    let number = element_text(&page.body, "push-number");
+    ok(&approve(&vault, &number, PIN).await);
+    set_policy(
+        &srv,
+        PolicyEdit {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await;
+    let late = b4.post("/login/push/complete", &[]).await;
+    assert_eq!(late.status, 403, "{}", late.body);
+    assert!(!b4.has_session());
+    let log = srv.store.list_audit(&Default::default()).await.unwrap();
+    assert!(log.iter().filter(|e| e.event == "policy_changed").count() >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_attempt_supersedes_an_unanswered_request() {
+    let (srv, _dir, vault) = setup().await;
+    ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
+    enable(&vault).await;
+    let mut first = srv.browser();
+    let page = username(&mut first, "alice").await;
+    let old_number = element_text(&page.body, "push-number");
+    let old_id = pending(&vault).await[0]["request"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Nobody answers; the user tries again (another tab, or later): phone sign-in is offered
+    // again, never hidden behind the pending request.
+    let mut second = srv.browser();
+    let page = username(&mut second, "alice").await;
+    assert!(
+        page.body.contains("Approve sign-in request"),
+        "{}",
+        page.body
+    );
+    let number = element_text(&page.body, "push-number");
+    let list = pending(&vault).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_ne!(list[0]["request"].as_str().unwrap(), old_id);
+    let old = err(&with_pin(
+        &vault,
+        PIN,
+        &["respond", &old_id, "--number", &old_number, "--approve"],
+    )
+    .await);
+    assert!(old.contains("no waiting sign-in request"), "{old}");
+    ok(&approve(&vault, &number, PIN).await);
+    assert_eq!(
+        second.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
+    assert!(first
+        .get("/login/app")
+        .await
+        .body
+        .contains("A newer request was sent"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_wrong_pins_turn_phone_sign_in_off_until_allowed_again() {
+    let (srv, _dir, vault) = setup().await;
+    ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
+    enable(&vault).await;
+    let mut b = srv.browser();
+    let page = username(&mut b, "alice").await;
+    let number = element_text(&page.body, "push-number");
+    // Nine wrong PINs are counted by the server (the app cannot tell); the request stays open.
+    for i in 1..10 {
+        let e = err(&approve(&vault, &number, "111222").await);
+        assert!(
+            e.contains(&format!("{} attempt(s) left", 10 - i)),
+            "{i}: {e}"
+        );
+    }
+    assert_eq!(device(&srv).await.pin_key_failures, 9);
+    let e = err(&approve(&vault, &number, "111222").await);
+    assert!(e.contains("after 10 wrong PINs"), "{e}");
+    // The right PIN no longer helps; no session was made.
+    let e = err(&approve(&vault, &number, PIN).await);
+    assert!(e.contains("after 10 wrong PINs"), "{e}");
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/login/app")
+    );
+    assert!(!b.has_session());
+    // Next time the page asks for the password; the app shows what to do; the log says why.
+    let mut b2 = srv.browser();
+    assert!(username(&mut b2, "alice")
+        .await
+        .body
+        .contains("Enter password"));
+    let e = err(&with_pin(&vault, PIN, &["phone-sign-in", "enable", "alice"]).await);
+    assert!(e.contains("Allow phone sign-in again"), "{e}");
+    let log = srv.store.list_audit(&Default::default()).await.unwrap();
+    assert!(log.iter().any(|e| e.event == "phone_sign_in_disabled"
+        && e.reason.as_deref() == Some("too_many_wrong_pins")));
+
+    // The user signs in with the password (and a code), allows it again on My security info,
+    // and the app sets up a new PIN key.
+    let secret = {
+        let alice = srv
+            .store
+            .find_user_by_username(srv.state.tenant, "alice")
+            .await
+            .unwrap()
+            .unwrap();
+        let m = srv.store.list_methods(alice.id).await.unwrap();
+        m.into_iter()
+            .find(|m| m.kind == sesame_core::method::MethodKind::Totp)
+            .unwrap()
+            .totp_secret
+            .unwrap()
+    };
+    let mut me = srv.browser();
+    let p = me.password_step("alice", "correct horse").await;
+    assert_eq!(p.location(), Some("/login/verify"));
+    // Push is the default method; switch to the code.
+    me.post("/login/methods", &[("method", "totp")]).await;
+    let code = srv.code(&secret);
+    let done = me.post("/login/verify", &[("code", &code)]).await;
+    assert_eq!(done.location(), Some("/account"), "{}", done.body);
+    let info = me.get("/security-info").await;
+    assert!(
+        info.body.contains("Turned off after 10 wrong PINs"),
+        "{}",
+        info.body
+    );
+    let d = device(&srv).await;
+    let allowed = me
+        .post(&format!("/security-info/devices/{}/allow-again", d.id), &[])
+        .await;
+    assert_eq!(
+        allowed.location(),
+        Some("/security-info?done=allowed_again")
+    );
+    let out = enable(&vault).await;
+    assert!(out.contains("Phone sign-in is on"), "{out}");
+    let d = device(&srv).await;
+    assert!(d.phone_sign_in_ready() && d.pin_key_failures == 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_choice_is_remembered_per_user_and_per_browser() {
+    let (srv, _dir, vault) = setup().await;
+    ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
+    enable(&vault).await;
+    let mut b = srv.browser();
+    let page = username(&mut b, "alice").await;
+    assert!(page.body.contains("Approve sign-in request"));
+    // "Use your password instead" always works, and cancels the phone request.
+    let p = b.post("/login/password-instead", &[]).await;
+    assert_eq!(p.location(), Some("/login/password"));
+    assert!(pending(&vault).await.as_array().unwrap().is_empty());
+    let page = b.follow(p).await;
+    assert!(page.body.contains("Use an app instead"));
+    // Remembered: next time, in this browser and in a fresh one, the password comes first.
+    let page = username(&mut b, "alice").await;
+    assert!(page.body.contains("Enter password"), "{}", page.body);
+    let mut fresh = srv.browser();
+    assert!(username(&mut fresh, "alice")
+        .await
+        .body
+        .contains("Enter password"));
+    // "Use an app instead" switches back and is remembered too.
+    let app_page = b.post("/login/app", &[]).await;
+    assert_eq!(app_page.location(), Some("/login/app"));
+    let number = element_text(&b.follow(app_page).await.body, "push-number");
+    ok(&approve(&vault, &number, PIN).await);
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
+    assert!(username(&mut b, "alice")
+        .await
+        .body
+        .contains("Approve sign-in request"));
+    // "Other ways to sign in" lists what the user has.
+    let options = b.get("/login/options").await;
+    assert!(options
+        .body
+        .contains("Approve a request on my Authenticator app"));
+    assert!(options.body.contains("Use my password"));
+    // Unknown users and users without phone sign-in get the same password page and the same
+    // answer to "Use an app instead".
+    let mut x = srv.browser();
+    let page = username(&mut x, "nobody").await;
+    assert!(page.body.contains("Use an app instead"));
+    let answer = x.post("/login/app", &[]).await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.body.contains("isn&#39;t turned on for this account"),
+        "{}",
+        answer.body
+    );
+    assert!(!x
+        .get("/login/options")
+        .await
+        .body
+        .contains("Authenticator app"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_device_stops_its_requests_and_phone_sign_in() {
+    let (srv, _dir, vault) = setup().await;
+    ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
+    enable(&vault).await;
+    // Sign in with the phone (a fresh second step), then leave a request pending elsewhere.
+    let mut me = srv.browser();
+    let page = username(&mut me, "alice").await;
+    let number = element_text(&page.body, "push-number");
+    ok(&approve(&vault, &number, PIN).await);
+    me.post("/login/push/complete", &[]).await;
+    let info = me.get("/security-info").await;
+    assert!(info.body.contains("<td>On</td>"), "{}", info.body);
+    let mut thief = srv.browser();
+    let page = username(&mut thief, "alice").await;
+    let number = element_text(&page.body, "push-number");
+    let req = pending(&vault).await[0]["request"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = device(&srv).await;
+    let removed = me
+        .post(&format!("/security-info/devices/{}/remove", d.id), &[])
+        .await;
+    assert_eq!(
+        removed.location(),
+        Some("/security-info?done=device_removed")
+    );
+    // The pending request ended at once and cannot be approved.
+    let e = err(&with_pin(
+        &vault,
+        PIN,
+        &["respond", &req, "--number", &number, "--approve"],
+    )
+    .await);
+    assert!(e.contains("not registered"), "{e}");
+    assert!(thief.get("/login/app").await.body.contains("cancelled"));
+    // Lost phone: the password still works ("Use your password instead").
+    let mut b = srv.browser();
+    let p = b.password_step("alice", "correct horse").await;
+    assert_eq!(p.location(), Some("/account"), "{}", p.body);
+}
