@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn account(State(state): State<AppState>, me: SignedIn, csrf: CsrfToken) -> Response {
     let admin = if me.user.is_admin {
-        "<li>You are an administrator.</li>"
+        "<li><a href=\"/admin\">Administration</a></li>"
     } else {
         ""
     };

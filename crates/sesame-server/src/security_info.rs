@@ -52,6 +52,7 @@ const ENROLLMENT_SECS: i64 = 600;
 #[derive(Deserialize)]
 struct Flash {
     done: Option<String>,
+    setup: Option<String>,
 }
 
 fn flash_text(done: Option<&str>) -> Option<&'static str> {
@@ -79,9 +80,12 @@ async fn overview(
     q: Query<Flash>,
 ) -> Result<Response, AppError> {
     let methods = state.store.list_methods(me.user.id).await?;
-    let flash = flash_text(q.done.as_deref())
+    let mut flash = flash_text(q.done.as_deref())
         .map(|t| format!("<p role=\"status\">{}</p>", esc(t)))
         .unwrap_or_default();
+    if q.setup.is_some() && me.must_set_up_second_step(&state).await? {
+        flash.push_str("<p class=\"error\" role=\"alert\">Your organisation requires two-step verification. Add a method to continue.</p>");
+    }
     let default = me
         .user
         .default_method

@@ -28,6 +28,36 @@ impl SignedIn {
     }
 }
 
+/// Where a user who must add a second step is sent.
+pub const SETUP_REQUIRED: &str = "/security-info?setup=required";
+
+impl SignedIn {
+    /// The policy requires a second step for this user, this session had none, and the user
+    /// has no method to give one (no method the policy allows, no phone sign-in).
+    pub async fn must_set_up_second_step(
+        &self,
+        state: &AppState,
+    ) -> Result<bool, sesame_store::StoreError> {
+        if self.session.amr.contains(&Amr::Mfa) {
+            return Ok(false);
+        }
+        let up = crate::policy::for_user(state, &self.user).await?;
+        if !up.mfa_required {
+            return Ok(false);
+        }
+        let usable = state
+            .store
+            .list_methods(self.user.id)
+            .await?
+            .iter()
+            .any(|m| match m.kind {
+                sesame_core::method::MethodKind::Push => up.allowed.push,
+                sesame_core::method::MethodKind::Totp => up.allowed.codes,
+            });
+        Ok(!usable)
+    }
+}
+
 /// Where to send someone who must sign in (again) before going to `path`.
 pub fn reauth_redirect(path: &str, reauth: bool) -> Response {
     let next = utf8_percent_encode(path, NON_ALPHANUMERIC);
@@ -70,11 +100,28 @@ impl FromRequestParts<AppState> for SignedIn {
             Ok::<_, sesame_store::StoreError>(Some((session, user)))
         };
         match lookup.await {
-            Ok(Some((session, user))) => Ok(SignedIn {
-                user,
-                session,
-                id_hash,
-            }),
+            Ok(Some((session, user))) => {
+                let me = SignedIn {
+                    user,
+                    session,
+                    id_hash,
+                };
+                // Signed in with the password alone while the organisation requires a second
+                // step: only My security info (to add one) and signing out are open.
+                let path = parts.uri.path();
+                if !path.starts_with("/security-info") {
+                    match me.must_set_up_second_step(state).await {
+                        Ok(true) => return Err(see_other(SETUP_REQUIRED)),
+                        Ok(false) => {}
+                        Err(e) => {
+                            return Err(axum::response::IntoResponse::into_response(
+                                crate::error::AppError::from(e),
+                            ))
+                        }
+                    }
+                }
+                Ok(me)
+            }
             Ok(None) => Err(to_login()),
             Err(e) => Err(axum::response::IntoResponse::into_response(
                 crate::error::AppError::from(e),

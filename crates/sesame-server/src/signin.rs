@@ -308,9 +308,10 @@ async fn password_submit(
     }
     let up = crate::policy::for_user(&state, &user).await?;
     let second_factors = second_factor_kinds(&state, &user, &up.allowed).await?;
-    if second_factors.is_empty() && up.mfa_required && !up.allowed.push && !up.allowed.codes {
-        // Passwordless mode with two-step verification required: the password alone is not
-        // enough, and no second step is allowed after it; the phone is the way in.
+    let phone_ready = crate::phone_signin::available(&state, &user).await?;
+    if second_factors.is_empty() && up.mfa_required && phone_ready {
+        // Two-step verification required, no second step allowed after a password, but phone
+        // sign-in is set up: the phone is the way in.
         audit::record(&state, &client, entry(Some("password_not_enough"))).await;
         let html = layout(
             "Enter password",
@@ -332,6 +333,15 @@ async fn password_submit(
         Err(resp) => return Ok(resp),
     };
     match next {
+        SignInState::Done { .. } if up.mfa_required => {
+            // Required but nothing to verify with: signed in only to add a method (the session
+            // extractor keeps every other page closed until then).
+            let rec = SignInRecord {
+                next_path: Some(crate::session::SETUP_REQUIRED.into()),
+                ..rec
+            };
+            finish(&state, &headers, &client, &rec, &next, &user, "password").await
+        }
         SignInState::Done { .. } => {
             finish(&state, &headers, &client, &rec, &next, &user, "password").await
         }

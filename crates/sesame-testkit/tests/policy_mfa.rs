@@ -1,0 +1,137 @@
+//! "Two-step verification required for": all users, selected groups, or nobody.
+
+use sesame_core::secret::SecretBytes;
+use sesame_server::policy::{Actor, PolicyEdit};
+use sesame_store::Store;
+use sesame_testkit::TestServer;
+
+async fn require(srv: &TestServer, who: &str) {
+    let actor = Actor {
+        user: None,
+        name: "test",
+        ip: "127.0.0.1",
+        user_agent: "test",
+    };
+    sesame_server::policy::change(
+        &*srv.store,
+        srv.state.tenant,
+        &srv.state.config.push,
+        &PolicyEdit {
+            mfa_required: Some(who.into()),
+            ..Default::default()
+        },
+        None,
+        &actor,
+        sesame_testkit::START,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn nobody_required_lets_users_without_methods_in_with_the_password() {
+    let srv = TestServer::spawn().await;
+    srv.create_user("alice", Some("pw-alice-123")).await;
+    let mut b = srv.browser();
+    let p = b.password_step("alice", "pw-alice-123").await;
+    assert_eq!(p.location(), Some("/account"));
+    assert_eq!(b.get("/account").await.status, 200);
+}
+
+#[tokio::test]
+async fn required_for_all_sends_users_without_a_method_to_add_one_first() {
+    let srv = TestServer::spawn().await;
+    let alice = srv.create_user("alice", Some("pw-alice-123")).await;
+    require(&srv, "all").await;
+    let mut b = srv.browser();
+    let p = b.password_step("alice", "pw-alice-123").await;
+    assert_eq!(p.location(), Some("/security-info?setup=required"));
+    let info = b.follow(p).await;
+    assert!(
+        info.body.contains("requires two-step verification"),
+        "{}",
+        info.body
+    );
+    // Every other page stays closed until a method exists.
+    assert_eq!(
+        b.get("/account").await.location(),
+        Some("/security-info?setup=required")
+    );
+    assert!(b.get("/security-info/add").await.status == 200);
+    // With a method, the next sign-in asks for it, and this session may go on.
+    srv.add_totp(alice.id, &SecretBytes::new(vec![3; 20])).await;
+    assert_eq!(b.get("/account").await.status, 200);
+    let mut again = srv.browser();
+    let p = again.password_step("alice", "pw-alice-123").await;
+    assert_eq!(p.location(), Some("/login/verify"));
+}
+
+#[tokio::test]
+async fn required_for_a_group_applies_to_its_members_only() {
+    let srv = TestServer::spawn().await;
+    let alice = srv.create_user("alice", Some("pw-alice-123")).await;
+    srv.create_user("bob", Some("pw-bob-12345")).await;
+    let g = srv
+        .store
+        .create_group(srv.state.tenant, "finance", sesame_testkit::START)
+        .await
+        .unwrap();
+    srv.store.add_group_member(g.id, alice.id).await.unwrap();
+    require(&srv, "finance").await;
+    let mut a = srv.browser();
+    assert_eq!(
+        a.password_step("alice", "pw-alice-123").await.location(),
+        Some("/security-info?setup=required")
+    );
+    let mut b = srv.browser();
+    assert_eq!(
+        b.password_step("bob", "pw-bob-12345").await.location(),
+        Some("/account")
+    );
+}
+
+#[tokio::test]
+async fn methods_the_policy_turns_off_are_not_offered_after_the_password() {
+    let srv = TestServer::spawn().await;
+    let alice = srv.create_user("alice", Some("pw-alice-123")).await;
+    srv.add_totp(alice.id, &SecretBytes::new(vec![3; 20])).await;
+    let mut b = srv.browser();
+    assert_eq!(
+        b.password_step("alice", "pw-alice-123").await.location(),
+        Some("/login/verify")
+    );
+    // The authenticator app switched off: codes are no second step any more. Nobody is
+    // required, so the password is enough...
+    let actor = Actor {
+        user: None,
+        name: "test",
+        ip: "127.0.0.1",
+        user_agent: "test",
+    };
+    sesame_server::policy::change(
+        &*srv.store,
+        srv.state.tenant,
+        &srv.state.config.push,
+        &PolicyEdit {
+            enabled: Some(false),
+            ..Default::default()
+        },
+        None,
+        &actor,
+        sesame_testkit::START,
+    )
+    .await
+    .unwrap();
+    let mut b = srv.browser();
+    assert_eq!(
+        b.password_step("alice", "pw-alice-123").await.location(),
+        Some("/account")
+    );
+    // ...unless a second step is required: then the user must set one up that is allowed.
+    require(&srv, "all").await;
+    let mut c = srv.browser();
+    assert_eq!(
+        c.password_step("alice", "pw-alice-123").await.location(),
+        Some("/security-info?setup=required")
+    );
+}
