@@ -191,7 +191,9 @@ soft_after = 10
 base_lock_secs = 60
 hard_after = 100
 
-# Sign-in requests to the Sesame Authenticator app.
+# Sign-in requests to the Sesame Authenticator app. digits, lifetime_secs and pin_required are
+# the starting values of the authentication methods policy: once an administrator saves the
+# policy (`sesame policy set`, or /admin/policy), the policy's values apply instead.
 [server.push]
 # Digits of the number shown on the sign-in page and typed in the app (2 to 8; 6 meets
 # NIST SP 800-63B rev 4 AAL2).
@@ -201,7 +203,8 @@ lifetime_secs = 120
 # At most this many requests per user within window_secs without a successful sign-in.
 max_per_window = 5
 window_secs = 900
-# Whether the app asks for its PIN (which never leaves the phone) before approving.
+# Whether approving a second step needs the app PIN (which never leaves the phone; the server
+# checks a signature only the right PIN unlocks). Phone sign-in always needs it.
 pin_required = false
 "#;
 
