@@ -8,7 +8,7 @@
 use crate::audit::{self, Entry};
 use crate::device_api::challenge_view;
 use crate::error::AppError;
-use crate::signin::{advance, finish, load, page_for, Transaction};
+use crate::signin::{finish, load, page_for, Transaction};
 use crate::web::{esc, layout, page, see_other, Client, CsrfForm, CsrfToken};
 use crate::AppState;
 use axum::extract::State;
@@ -438,9 +438,10 @@ async fn complete(
     if !state.store.consume_challenge(&c.id).await? {
         return Ok(see_other(back));
     }
-    let done = match advance(&state, &rec, event).await {
-        Ok(s) => s,
-        Err(resp) => return Ok(resp),
+    // The approval was consumed exactly once just above, and `complete_signin` ends the
+    // transaction in the same commit as the session: the Done state need not be stored first.
+    let Ok(done) = rec.state.next(event) else {
+        return Ok(see_other(back));
     };
     let resp = finish(&state, &headers, &client, &rec, &done, &user, method).await?;
     if method == "phone_sign_in" {

@@ -122,15 +122,29 @@ async fn username_submit(
         .store
         .find_user_by_username(state.tenant, &username)
         .await?;
+    // A user with phone sign-in goes straight to the phone, unless they chose the password
+    // last time; a pending request from an earlier attempt is superseded, never in the way.
+    let identified = SignInState::Identified {
+        user: user.as_ref().map(|u| u.id),
+    };
+    let phone_first = match &user {
+        Some(u) => crate::phone_signin::offer_first(&state, &headers, u).await?,
+        None => false,
+    };
+    let first_state = if phone_first {
+        identified
+            .next(SignInEvent::ChoosePhoneSignIn)
+            .map_err(|_| AppError::internal("phone sign-in offered to an unknown user"))?
+    } else {
+        identified
+    };
     let token = random_token();
     let now = state.now();
     let record = SignInRecord {
         id_hash: token_hash(&token),
         tenant: state.tenant,
         username,
-        state: SignInState::Identified {
-            user: user.as_ref().map(|u| u.id),
-        },
+        state: first_state,
         version: 0,
         next_path: next,
         created_at: now,
@@ -142,13 +156,10 @@ async fn username_submit(
         &token,
         Some(state.config.signin_lifetime_secs),
     );
-    // A user with phone sign-in goes straight to the phone, unless they chose the password
-    // last time; a pending request from an earlier attempt is superseded, never in the way.
-    if let Some(user) = user {
-        if crate::phone_signin::offer_first(&state, &headers, &user).await? {
-            let resp = crate::phone_signin::begin(&state, &client, &record, &user).await?;
-            return Ok(with_cookies(resp, &[cookie]));
-        }
+    if let (true, Some(user)) = (phone_first, &user) {
+        crate::push_signin::start(&state, &client, &record, user, ChallengeKind::PhoneSignIn)
+            .await?;
+        return Ok(with_cookies(see_other("/login/app"), &[cookie]));
     }
     Ok(with_cookies(see_other("/login/password"), &[cookie]))
 }
