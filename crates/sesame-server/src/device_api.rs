@@ -31,7 +31,7 @@ use sesame_proto::device::{
     TotpParams,
 };
 use sesame_proto::ApiError;
-use sesame_store::{AuditResult, ChallengeRecord, Device, NewDevice, PinGate, StoreError, User};
+use sesame_store::{AuditResult, ChallengeRecord, Device, NewDevice, PinOutcome, StoreError, User};
 use std::convert::Infallible;
 
 pub fn routes() -> Router<AppState> {
@@ -575,9 +575,48 @@ async fn respond(
         }
     }
     let to = push::judge(answer, &c.number, &r.number);
+    let (outcome, message, result, event, reason) = match to {
+        ChallengeState::Approved => (
+            "approved",
+            "Approved. Return to the sign-in page.",
+            AuditResult::Success,
+            "push_answer",
+            "approved",
+        ),
+        ChallengeState::WrongNumber => (
+            "wrong_number",
+            "The number didn't match. The sign-in was not approved.",
+            AuditResult::Failure,
+            "push_answer",
+            "wrong_number",
+        ),
+        ChallengeState::Reported => (
+            "reported",
+            "Thanks for reporting it. Further sign-in requests are blocked until your administrator looks into it.",
+            AuditResult::Failure,
+            "fraud_reported",
+            "reported_by_user",
+        ),
+        _ => (
+            "denied",
+            "Denied. The sign-in was not approved.",
+            AuditResult::Failure,
+            "push_answer",
+            "denied",
+        ),
+    };
+    let line = audit::event(
+        &state,
+        &client,
+        Entry {
+            event,
+            ..entry(result, Some(reason))
+        },
+    );
+    // The answer, its audit line and (for an approval) clearing the failed approvals: one commit.
     if !state
         .store
-        .answer_challenge(&c.id, to, signed.device.row_id, now)
+        .answer_challenge(&c.id, to, signed.device.row_id, now, &line)
         .await?
     {
         return Err(ApiErr::new(
@@ -594,65 +633,24 @@ async fn respond(
             reason: to.as_str().into(),
         },
     );
-    let (outcome, message) = match to {
-        ChallengeState::Approved => {
-            state
-                .store
-                .clear_failures(user.id, MethodKind::Push.as_str())
-                .await?;
-            audit::record(
-                &state,
-                &client,
-                entry(AuditResult::Success, Some("approved")),
-            )
-            .await;
-            ("approved", "Approved. Return to the sign-in page.")
+    if to == ChallengeState::Reported {
+        state
+            .store
+            .update_user_push_blocked(user.id, Some(now))
+            .await?;
+        for id in state.store.cancel_pending_challenges(user.id).await? {
+            state.hub.challenge_changed(&id);
         }
-        ChallengeState::WrongNumber => {
-            audit::record(
-                &state,
-                &client,
-                entry(AuditResult::Failure, Some("wrong_number")),
-            )
-            .await;
-            (
-                "wrong_number",
-                "The number didn't match. The sign-in was not approved.",
-            )
-        }
-        ChallengeState::Reported => {
-            state
-                .store
-                .update_user_push_blocked(user.id, Some(now))
-                .await?;
-            for id in state.store.cancel_pending_challenges(user.id).await? {
-                state.hub.challenge_changed(&id);
-            }
-            audit::record(
-                &state,
-                &client,
-                Entry {
-                    event: "fraud_reported",
-                    ..entry(AuditResult::Failure, Some("reported_by_user"))
-                },
-            )
-            .await;
-            ("reported", "Thanks for reporting it. Further sign-in requests are blocked until your administrator looks into it.")
-        }
-        _ => {
-            audit::record(&state, &client, entry(AuditResult::Failure, Some("denied"))).await;
-            ("denied", "Denied. The sign-in was not approved.")
-        }
-    };
+    }
     Ok(Json(RespondResponse {
         outcome: outcome.into(),
         message: message.into(),
     }))
 }
 
-/// Checks a PIN-key signature over `message`, counting it before it is checked: 10
-/// consecutive invalid ones turn the PIN key off (DESIGN §4). Only the server can tell a wrong
-/// PIN, because the key is sealed on the phone without an integrity tag.
+/// Checks a PIN-key signature over `message`; 10 consecutive invalid ones turn the PIN key
+/// off (DESIGN §4). The database orders racing checks, so no more than 10 in a row are judged.
+/// Only the server can tell a wrong PIN: the key is sealed on the phone without integrity tag.
 async fn check_pin(
     state: &AppState,
     client: &Client,
@@ -668,59 +666,65 @@ async fn check_pin(
             "This request needs your app PIN.",
         ));
     };
+    let Some(key) = device.pin_key.as_deref() else {
+        return Err(no_pin_key());
+    };
+    // Checked first, then recorded by one compare-and-set that also decides whether the result
+    // may count at all (not after 10 wrong in a row, not against a replaced key).
+    let valid = VerifyingKey::from_sec1_bytes(key).is_ok_and(|k| verify(&k, message, signature));
     let n = match state
         .store
-        .reserve_pin_attempt(device.row_id, api::MAX_PIN_FAILURES)
+        .record_pin_check(
+            device.row_id,
+            key,
+            valid,
+            api::MAX_PIN_FAILURES,
+            state.now(),
+        )
         .await?
     {
-        PinGate::Open(n) => n,
-        PinGate::NoKey => {
-            return Err(ApiErr::new(
-                StatusCode::FORBIDDEN,
-                "no_pin_key",
-                "Set an app PIN first: sesame-authenticator pin set.",
-            ))
+        PinOutcome::Accepted => return Ok(()),
+        PinOutcome::Wrong {
+            consecutive,
+            disabled,
+        } => {
+            let entry = |event, reason| Entry {
+                user: Some(user.id),
+                username: &user.username,
+                event,
+                method: Some("pin"),
+                result: AuditResult::Failure,
+                reason: Some(reason),
+            };
+            audit::record(state, client, entry("pin_check", "wrong_pin")).await;
+            if disabled {
+                audit::record(
+                    state,
+                    client,
+                    entry("phone_sign_in_disabled", "too_many_wrong_pins"),
+                )
+                .await;
+                return Err(pin_disabled());
+            }
+            consecutive
         }
-        PinGate::Disabled => return Err(pin_disabled()),
+        PinOutcome::Disabled => return Err(pin_disabled()),
+        PinOutcome::NoKey => return Err(no_pin_key()),
     };
-    let key = device
-        .pin_key
-        .as_deref()
-        .and_then(|k| VerifyingKey::from_sec1_bytes(k).ok());
-    if key.is_some_and(|k| verify(&k, message, signature)) {
-        state.store.clear_pin_failures(device.row_id).await?;
-        return Ok(());
-    }
-    let entry = |event, reason| Entry {
-        user: Some(user.id),
-        username: &user.username,
-        event,
-        method: Some("pin"),
-        result: AuditResult::Failure,
-        reason: Some(reason),
-    };
-    audit::record(state, client, entry("pin_check", "wrong_pin")).await;
-    if n >= api::MAX_PIN_FAILURES {
-        if state
-            .store
-            .disable_pin_key(device.row_id, state.now())
-            .await?
-        {
-            audit::record(
-                state,
-                client,
-                entry("phone_sign_in_disabled", "too_many_wrong_pins"),
-            )
-            .await;
-        }
-        return Err(pin_disabled());
-    }
     let left = api::MAX_PIN_FAILURES - n;
     Err(ApiErr::new(
         StatusCode::UNAUTHORIZED,
         "wrong_pin",
         format!("Wrong PIN. {left} attempt(s) left before phone sign-in is turned off."),
     ))
+}
+
+fn no_pin_key() -> ApiErr {
+    ApiErr::new(
+        StatusCode::FORBIDDEN,
+        "no_pin_key",
+        "Set an app PIN first: sesame-authenticator pin set.",
+    )
 }
 
 fn pin_disabled() -> ApiErr {

@@ -131,7 +131,19 @@ pub(crate) async fn start(
         user_agent: client.user_agent.clone(),
         expires_at: now + policy.lifetime_secs.min(push::MAX_LIFETIME_SECS),
     };
-    let (challenge, superseded) = state.store.create_challenge(new, now).await?;
+    let sent = audit::event(
+        state,
+        client,
+        Entry {
+            user: Some(user.id),
+            username: &user.username,
+            event: "push_sent",
+            method: Some(method_name(kind)),
+            result: AuditResult::Success,
+            reason: None,
+        },
+    );
+    let (challenge, superseded) = state.store.create_challenge(new, now, Some(&sent)).await?;
     for id in superseded {
         state.hub.challenge_changed(&id);
         state.hub.publish(
@@ -150,19 +162,6 @@ pub(crate) async fn start(
             &up.policy.authenticator,
         )),
     );
-    audit::record(
-        state,
-        client,
-        Entry {
-            user: Some(user.id),
-            username: &user.username,
-            event: "push_sent",
-            method: Some(method_name(kind)),
-            result: AuditResult::Success,
-            reason: None,
-        },
-    )
-    .await;
     Ok(())
 }
 
@@ -434,16 +433,22 @@ async fn complete(
             crate::policy::PHONE_SIGN_IN_NOT_ALLOWED
         )));
     }
-    // approved -> consumed happens once: two tabs or two nodes cannot both use one approval.
-    if !state.store.consume_challenge(&c.id).await? {
-        return Ok(see_other(back));
-    }
-    // The approval was consumed exactly once just above, and `complete_signin` ends the
-    // transaction in the same commit as the session: the Done state need not be stored first.
+    // The approval is consumed (approved -> consumed, once) in the same commit as the session
+    // that ends the transaction: the Done state need not be stored first.
     let Ok(done) = rec.state.next(event) else {
         return Ok(see_other(back));
     };
-    let resp = finish(&state, &headers, &client, &rec, &done, &user, method).await?;
+    let resp = finish(
+        &state,
+        &headers,
+        &client,
+        &rec,
+        &done,
+        &user,
+        method,
+        Some(&c.id),
+    )
+    .await?;
     if method == "phone_sign_in" {
         let cookie =
             crate::phone_signin::remember(&state, &user, crate::phone_signin::Choice::App).await?;

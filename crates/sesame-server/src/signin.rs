@@ -351,10 +351,16 @@ async fn password_submit(
                 next_path: Some(crate::session::SETUP_REQUIRED.into()),
                 ..rec
             };
-            finish(&state, &headers, &client, &rec, &next, &user, "password").await
+            finish(
+                &state, &headers, &client, &rec, &next, &user, "password", None,
+            )
+            .await
         }
         SignInState::Done { .. } => {
-            finish(&state, &headers, &client, &rec, &next, &user, "password").await
+            finish(
+                &state, &headers, &client, &rec, &next, &user, "password", None,
+            )
+            .await
         }
         SignInState::SecondFactor {
             method: MethodKind::Push,
@@ -394,6 +400,7 @@ async fn second_factor_kinds(
 }
 
 /// Mints the session for a finished transaction and ends the transaction.
+#[allow(clippy::too_many_arguments)] // each is one fact about this sign-in; a struct would only rename them
 pub(crate) async fn finish(
     state: &AppState,
     headers: &HeaderMap,
@@ -402,6 +409,7 @@ pub(crate) async fn finish(
     done: &SignInState,
     user: &User,
     method: &str,
+    approval: Option<&str>,
 ) -> Result<Response, AppError> {
     let completed = done
         .completed()
@@ -424,9 +432,10 @@ pub(crate) async fn finish(
             reason: None,
         },
     );
-    // Session, end of the transaction, last sign-in (resets the push budget) and the audit
-    // line are written together: all or nothing, one commit.
-    state
+    // Session, end of the transaction, last sign-in (resets the push budget), the audit line
+    // and, for a phone approval, approved -> consumed are written together: all or nothing,
+    // one commit. Two tabs or two nodes cannot both use one approval.
+    if !state
         .store
         .complete_signin(
             &rec.id_hash,
@@ -435,8 +444,12 @@ pub(crate) async fn finish(
             now,
             state.config.session_limits(),
             &success,
+            approval,
         )
-        .await?;
+        .await?
+    {
+        return Ok(see_other(page_for(&rec.state)));
+    }
     let target = rec.next_path.clone().unwrap_or_else(|| "/account".into());
     let cookies = [
         host_cookie(
@@ -615,6 +628,7 @@ async fn verify_submit(
         &done,
         &user,
         method.as_str(),
+        None,
     )
     .await
 }

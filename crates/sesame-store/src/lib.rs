@@ -249,15 +249,17 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-/// How a PIN-key check may proceed (see [`Store::reserve_pin_attempt`]).
+/// The result of one PIN-key signature check (see [`Store::record_pin_check`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinGate {
-    /// Counted up front; this is the n-th consecutive attempt.
-    Open(i64),
-    /// The device has no PIN key.
-    NoKey,
-    /// Turned off after too many invalid signatures.
+pub enum PinOutcome {
+    /// Valid: the consecutive count starts again.
+    Accepted,
+    /// Invalid, the `consecutive`-th in a row; `disabled` when this one turned the key off.
+    Wrong { consecutive: i64, disabled: bool },
+    /// Turned off already: nothing was judged.
     Disabled,
+    /// The device has no PIN key, or another one than the signature was checked against.
+    NoKey,
 }
 
 #[async_trait]
@@ -360,6 +362,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Ends a finished sign-in in one transaction: creates the session, deletes the sign-in
     /// transaction, records the user's last sign-in and appends the audit line.
+    /// With `approval`, the approved challenge is consumed (approved -> consumed) in the same
+    /// transaction, and nothing is written unless that succeeds: then the result is false.
+    #[allow(clippy::too_many_arguments)]
     async fn complete_signin(
         &self,
         signin_id_hash: &[u8],
@@ -368,7 +373,8 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
         limits: SessionLimits,
         audit: &AuditEvent,
-    ) -> Result<()>;
+        approval: Option<&str>,
+    ) -> Result<bool>;
     async fn find_session(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SessionRecord>>;
     async fn touch_session(
         &self,
@@ -425,10 +431,12 @@ pub trait Store: Send + Sync + 'static {
     // Challenges.
     /// Creates a pending challenge, superseding the user's other pending ones (their ids are
     /// returned so the phone can be told).
+    /// `audit`, if given, is written in the same transaction.
     async fn create_challenge(
         &self,
         new: NewChallenge,
         now: UnixTime,
+        audit: Option<&AuditEvent>,
     ) -> Result<(ChallengeRecord, Vec<String>)>;
     async fn count_challenges_since(&self, user: UserId, since: UnixTime) -> Result<u32>;
     async fn find_challenge(&self, public_id: &str) -> Result<Option<ChallengeRecord>>;
@@ -442,12 +450,15 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
     ) -> Result<Vec<ChallengeRecord>>;
     /// The one atomic answer: pending and unexpired -> `to`. Of racing answers exactly one wins.
+    /// In the same transaction the audit line is written and, for an approval, the user's
+    /// failed approvals (`push` attempt counter) are cleared.
     async fn answer_challenge(
         &self,
         public_id: &str,
         to: ChallengeState,
         device_row: i64,
         now: UnixTime,
+        audit: &AuditEvent,
     ) -> Result<bool>;
     /// approved -> consumed: at most one session per approval.
     async fn consume_challenge(&self, public_id: &str) -> Result<bool>;
@@ -461,11 +472,18 @@ pub trait Store: Send + Sync + 'static {
     /// otherwise the stored key must still be exactly `replacing` and not disabled (a
     /// compare-and-set, so a stale or racing rotation fails).
     async fn set_pin_key(&self, row_id: i64, key: &[u8], replacing: Option<&[u8]>) -> Result<bool>;
-    /// Counts a PIN-key signature check before it is made, so parallel guesses can never be
-    /// evaluated more than `max` times in a row.
-    async fn reserve_pin_attempt(&self, row_id: i64, max: i64) -> Result<PinGate>;
-    /// A valid PIN signature: the consecutive count starts again.
-    async fn clear_pin_failures(&self, row_id: i64) -> Result<()>;
+    /// Records the result of checking a signature against the PIN key `key`, in one
+    /// compare-and-set: only while the key is still `key`, not disabled and below `max`
+    /// consecutive failures. Racing checks are thus ordered by the database, and no result
+    /// counts (nor may be revealed) once `max` invalid ones in a row turned the key off.
+    async fn record_pin_check(
+        &self,
+        row_id: i64,
+        key: &[u8],
+        valid: bool,
+        max: i64,
+        now: UnixTime,
+    ) -> Result<PinOutcome>;
     /// Turns the PIN key (and so phone sign-in) off; true if this call did.
     async fn disable_pin_key(&self, row_id: i64, now: UnixTime) -> Result<bool>;
     /// Forgets a disabled or unwanted PIN key (the user allows phone sign-in again, or an

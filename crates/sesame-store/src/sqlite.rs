@@ -6,8 +6,8 @@
 
 use crate::{
     crypto::MasterKey, name_key, AuditEvent, AuditFilter, AuditResult, ChallengeRecord, Device,
-    Group, Method, NewChallenge, NewDevice, NewUser, PinGate, Result, SessionLimits, SessionRecord,
-    SignInRecord, Store, StoreError, User,
+    Group, Method, NewChallenge, NewDevice, NewUser, PinOutcome, Result, SessionLimits,
+    SessionRecord, SignInRecord, Store, StoreError, User,
 };
 use async_trait::async_trait;
 use rand::RngCore;
@@ -805,8 +805,22 @@ impl Store for SqliteStore {
         now: UnixTime,
         limits: SessionLimits,
         audit: &AuditEvent,
-    ) -> Result<()> {
+        approval: Option<&str>,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        if let Some(id) = approval {
+            let n = sqlx::query(
+                "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+        }
         insert_session(&mut *tx, session_id_hash, audit.tenant, signin, now, limits).await?;
         sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
             .bind(signin_id_hash)
@@ -820,7 +834,8 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         insert_audit(&mut *tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
     }
 
     async fn find_session(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SessionRecord>> {
@@ -1152,6 +1167,7 @@ impl Store for SqliteStore {
         &self,
         new: NewChallenge,
         now: UnixTime,
+        audit: Option<&AuditEvent>,
     ) -> Result<(ChallengeRecord, Vec<String>)> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let superseded: Vec<String> = sqlx::query_scalar(
@@ -1184,6 +1200,9 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         let record = challenge_from_row(&row)?;
+        if let Some(a) = audit {
+            insert_audit(&mut *tx, a).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         Ok((record, superseded))
     }
@@ -1246,20 +1265,35 @@ impl Store for SqliteStore {
         to: ChallengeState,
         device_row: i64,
         now: UnixTime,
+        audit: &AuditEvent,
     ) -> Result<bool> {
-        let n = sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let user: Option<i64> = sqlx::query_scalar(
             "UPDATE challenges SET state = ?1, answered_at = ?2, answered_by_device = ?3 \
-             WHERE public_id = ?4 AND state = 'pending' AND expires_at > ?2",
+             WHERE public_id = ?4 AND state = 'pending' AND expires_at > ?2 RETURNING user_id",
         )
         .bind(to.as_str())
         .bind(now)
         .bind(device_row)
         .bind(public_id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(n == 1)
+        .map_err(db_err)?;
+        let Some(user) = user else {
+            return Ok(false);
+        };
+        if to == ChallengeState::Approved {
+            sqlx::query(
+                "UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = 'push' AND failures <> 0",
+            )
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
     }
 
     async fn consume_challenge(&self, public_id: &str) -> Result<bool> {
@@ -1317,41 +1351,51 @@ impl Store for SqliteStore {
         Ok(n == 1)
     }
 
-    async fn reserve_pin_attempt(&self, row_id: i64, max: i64) -> Result<PinGate> {
-        let n: Option<i64> = sqlx::query_scalar(
-            "UPDATE devices SET pin_key_failures = pin_key_failures + 1 \
-             WHERE id = ? AND pin_key IS NOT NULL AND pin_key_disabled_at IS NULL AND pin_key_failures < ? \
-             RETURNING pin_key_failures",
+    async fn record_pin_check(
+        &self,
+        row_id: i64,
+        key: &[u8],
+        valid: bool,
+        max: i64,
+        now: UnixTime,
+    ) -> Result<PinOutcome> {
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "UPDATE devices SET \
+             pin_key_failures = CASE WHEN ?1 THEN 0 ELSE pin_key_failures + 1 END, \
+             pin_key_disabled_at = CASE WHEN NOT ?1 AND pin_key_failures + 1 >= ?2 THEN ?3 END \
+             WHERE id = ?4 AND pin_key = ?5 AND pin_key_disabled_at IS NULL AND pin_key_failures < ?2 \
+             RETURNING pin_key_failures, pin_key_disabled_at",
         )
-        .bind(row_id)
+        .bind(valid)
         .bind(max)
+        .bind(now)
+        .bind(row_id)
+        .bind(key)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        if let Some(n) = n {
-            return Ok(PinGate::Open(n));
+        if let Some((n, disabled)) = row {
+            return Ok(if valid {
+                PinOutcome::Accepted
+            } else {
+                PinOutcome::Wrong {
+                    consecutive: n,
+                    disabled: disabled.is_some(),
+                }
+            });
         }
-        let key: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT pin_key FROM devices WHERE id = ?")
+        let current: Option<(Option<Vec<u8>>, Option<i64>)> =
+            sqlx::query_as("SELECT pin_key, pin_key_disabled_at FROM devices WHERE id = ?")
                 .bind(row_id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_err)?;
-        Ok(match key {
-            Some(Some(_)) => PinGate::Disabled,
-            _ => PinGate::NoKey,
+        Ok(match current {
+            Some((Some(k), d)) if k == key && d.is_some() => PinOutcome::Disabled,
+            // Same key, not disabled, but at the limit: a race lost to the check that disabled it.
+            Some((Some(k), _)) if k == key => PinOutcome::Disabled,
+            _ => PinOutcome::NoKey,
         })
-    }
-
-    async fn clear_pin_failures(&self, row_id: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE devices SET pin_key_failures = 0 WHERE id = ? AND pin_key_disabled_at IS NULL",
-        )
-        .bind(row_id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
     }
 
     async fn disable_pin_key(&self, row_id: i64, now: UnixTime) -> Result<bool> {

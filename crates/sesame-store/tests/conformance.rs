@@ -482,9 +482,24 @@ async fn complete_signin_writes_session_log_and_ends_the_transaction_together() 
         idle_secs: 3600,
         absolute_secs: 86_400,
     };
-    s.complete_signin(&rec.id_hash, b"sess", &done, NOW, limits, &event)
+    assert!(s
+        .complete_signin(&rec.id_hash, b"sess", &done, NOW, limits, &event, None)
         .await
-        .unwrap();
+        .unwrap());
+    // An approval that is not (or no longer) approved writes nothing.
+    assert!(!s
+        .complete_signin(
+            &rec.id_hash,
+            b"sess2",
+            &done,
+            NOW,
+            limits,
+            &event,
+            Some("nope")
+        )
+        .await
+        .unwrap());
+    assert!(s.find_session(b"sess2", NOW).await.unwrap().is_none());
     assert!(s.find_session(b"sess", NOW).await.unwrap().is_some());
     assert!(s.find_signin(&rec.id_hash, NOW).await.unwrap().is_none());
     assert_eq!(
@@ -503,7 +518,7 @@ async fn complete_signin_writes_session_log_and_ends_the_transaction_together() 
     );
     // Same session id twice: the whole second completion fails, writing nothing.
     let err = s
-        .complete_signin(b"other", b"sess", &done, NOW + 5, limits, &event)
+        .complete_signin(b"other", b"sess", &done, NOW + 5, limits, &event, None)
         .await;
     assert!(err.is_err());
     assert_eq!(
@@ -579,45 +594,82 @@ async fn pin_key_registers_once_and_rotates_only_from_the_current_key() {
 }
 
 #[tokio::test]
-async fn parallel_pin_guesses_are_evaluated_at_most_ten_times() {
-    use sesame_store::PinGate;
+async fn parallel_pin_guesses_count_at_most_ten_in_a_row() {
+    use sesame_store::PinOutcome;
     let (_d, s) = sqlite().await;
     let u = user(&*s, "alice").await;
     let d = device(&*s, u, "phone").await;
     assert_eq!(
-        s.reserve_pin_attempt(d.row_id, 10).await.unwrap(),
-        PinGate::NoKey
+        s.record_pin_check(d.row_id, b"k1", true, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::NoKey
     );
     s.set_pin_key(d.row_id, b"k1", None).await.unwrap();
+    // A check made against a key that was replaced meanwhile does not count.
+    assert_eq!(
+        s.record_pin_check(d.row_id, b"k0", true, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::NoKey
+    );
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let s = s.clone();
-            tokio::spawn(async move { s.reserve_pin_attempt(d.row_id, 10).await.unwrap() })
+            tokio::spawn(async move {
+                s.record_pin_check(d.row_id, b"k1", false, 10, NOW)
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
-    let mut open = 0;
+    let mut wrong = Vec::new();
+    let mut disabled = 0;
     for t in tasks {
-        if let PinGate::Open(_) = t.await.unwrap() {
-            open += 1;
+        match t.await.unwrap() {
+            PinOutcome::Wrong {
+                consecutive,
+                disabled: off,
+            } => wrong.push((consecutive, off)),
+            PinOutcome::Disabled => disabled += 1,
+            other => panic!("{other:?}"),
         }
     }
-    assert_eq!(open, 10);
+    wrong.sort();
+    let want: Vec<(i64, bool)> = (1..=10).map(|n| (n, n == 10)).collect();
+    assert_eq!(wrong, want);
+    assert_eq!(disabled, 40);
+    // Even a valid signature counts for nothing now.
     assert_eq!(
-        s.reserve_pin_attempt(d.row_id, 10).await.unwrap(),
-        PinGate::Disabled
+        s.record_pin_check(d.row_id, b"k1", true, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::Disabled
     );
-    // A success in between starts the count again.
+    // A valid one before the limit starts the count again.
     let (_d2, s) = sqlite().await;
     let u = user(&*s, "bob").await;
     let d = device(&*s, u, "phone").await;
     s.set_pin_key(d.row_id, b"k1", None).await.unwrap();
     for _ in 0..9 {
-        s.reserve_pin_attempt(d.row_id, 10).await.unwrap();
+        s.record_pin_check(d.row_id, b"k1", false, 10, NOW)
+            .await
+            .unwrap();
     }
-    s.clear_pin_failures(d.row_id).await.unwrap();
     assert_eq!(
-        s.reserve_pin_attempt(d.row_id, 10).await.unwrap(),
-        PinGate::Open(1)
+        s.record_pin_check(d.row_id, b"k1", true, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::Accepted
+    );
+    assert_eq!(
+        s.record_pin_check(d.row_id, b"k1", false, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::Wrong {
+            consecutive: 1,
+            disabled: false
+        }
     );
 }
 

@@ -48,6 +48,9 @@ pub enum Command {
     /// Manage groups.
     #[command(subcommand)]
     Group(command::group::GroupCommand),
+    /// Show or change the authentication methods policy.
+    #[command(subcommand)]
+    Policy(command::policy::PolicyCommand),
     /// Show the audit log: sign-ins and security-info changes, newest first.
     Log(command::log::Args),
     /// Configuration helpers.

@@ -258,3 +258,176 @@ fn serve_prints_a_setup_link_and_stops_on_sigterm() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
 }
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).expect("valid JSON")
+}
+
+#[test]
+fn policy_show_prints_the_initial_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = ok(&sesame(d, &["policy", "show"], None));
+    assert!(text.contains("Authenticator app:"), "{text}");
+    assert!(text.contains("enabled"), "{text}");
+    assert!(text.contains("all users, mode any"), "{text}");
+    assert!(text.contains("nobody"), "{text}");
+    assert!(text.contains("initial policy"), "{text}");
+    let p = json(&sesame(d, &["--json", "policy", "show"], None));
+    assert_eq!(p["version"], 0);
+    assert_eq!(p["authenticator"]["enabled"], true);
+    assert_eq!(p["authenticator"]["targets"]["type"], "all");
+    assert_eq!(p["authenticator"]["targets"]["mode"], "any");
+    // Number and lifetime come from the server's [server.push] settings until changed.
+    assert_eq!(p["authenticator"]["digits"], 2);
+    assert_eq!(p["authenticator"]["lifetime_secs"], 120);
+    assert_eq!(p["mfa_required"]["type"], "nobody");
+}
+
+#[test]
+fn policy_set_targets_a_group_in_passwordless_mode_and_requires_mfa() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&sesame(d, &["group", "add", "Pilot"], None));
+    let e = err(&sesame(d, &["policy", "set"], None));
+    assert!(e.contains("nothing to change"), "{e}");
+    let text = ok(&sesame(
+        d,
+        &[
+            "policy",
+            "set",
+            "--targets",
+            "pilot=passwordless",
+            "--mfa-required",
+            "all",
+        ],
+        None,
+    ));
+    assert!(text.contains("Policy changed"), "{text}");
+    assert!(text.contains("Pilot (passwordless)"), "{text}");
+    let p = json(&sesame(d, &["--json", "policy", "show"], None));
+    assert_eq!(p["version"], 1);
+    let targets = &p["authenticator"]["targets"];
+    assert_eq!(targets["type"], "groups");
+    assert_eq!(targets["groups"][0]["mode"], "passwordless");
+    let id = targets["groups"][0]["group"].to_string();
+    assert_eq!(p["group_names"][&id], "Pilot");
+    assert_eq!(p["mfa_required"]["type"], "all");
+
+    // The other settings, with --json output.
+    let p = json(&sesame(
+        d,
+        &[
+            "--json",
+            "policy",
+            "set",
+            "--digits",
+            "6",
+            "--lifetime",
+            "60",
+            "--pin-required",
+            "true",
+            "--show-location",
+            "false",
+            "--authenticator",
+            "disabled",
+        ],
+        None,
+    ));
+    assert_eq!(p["version"], 2);
+    let a = &p["authenticator"];
+    assert_eq!(
+        (&a["digits"], &a["lifetime_secs"], &a["pin_required"]),
+        (&6.into(), &60.into(), &true.into())
+    );
+    assert_eq!(
+        (&a["show_location"], &a["enabled"]),
+        (&false.into(), &false.into())
+    );
+    assert!(
+        p["changed"].as_str().unwrap().contains("digits: 2 -> 6"),
+        "{p}"
+    );
+    // Back to everyone, in one mode.
+    let p = json(&sesame(
+        d,
+        &[
+            "--json",
+            "policy",
+            "set",
+            "--targets",
+            "all",
+            "--mode",
+            "push",
+        ],
+        None,
+    ));
+    assert_eq!(p["authenticator"]["targets"]["type"], "all");
+    assert_eq!(p["authenticator"]["targets"]["mode"], "push");
+}
+
+#[test]
+fn policy_set_refuses_unknown_groups_and_bad_values_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&sesame(d, &["group", "add", "Pilot"], None));
+    for (args, message) in [
+        (&["--targets", "nosuch"][..], "no group named \"nosuch\""),
+        (
+            &["--mfa-required", "pilot,ghosts"][..],
+            "no group named \"ghosts\"",
+        ),
+        (&["--targets", "pilot=sometimes"][..], "unknown mode"),
+        (&["--mode", "sometimes"][..], "unknown mode"),
+        (&["--digits", "12"][..], "digits must be 2 to 8"),
+        (&["--lifetime", "5"][..], "lifetime must be 10 to 600"),
+        (&["--pin-required", "maybe"][..], "maybe"),
+    ] {
+        let mut all = vec!["policy", "set"];
+        all.extend_from_slice(args);
+        let e = err(&sesame(d, &all, None));
+        assert!(e.contains(message), "{args:?}: {e}");
+    }
+    let p = json(&sesame(d, &["--json", "policy", "show"], None));
+    assert_eq!(p["version"], 0, "nothing was saved");
+    assert_eq!(p["authenticator"]["targets"]["type"], "all");
+    let log = json(&sesame(d, &["--json", "log"], None));
+    assert_eq!(log.as_array().unwrap().len(), 0, "{log}");
+}
+
+#[test]
+fn policy_changes_are_in_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&sesame(d, &["group", "add", "Pilot"], None));
+    let args = [
+        "policy",
+        "set",
+        "--targets",
+        "Pilot=passwordless",
+        "--mfa-required",
+        "all",
+    ];
+    ok(&sesame(d, &args, None));
+    // The same change again changes nothing and adds no line.
+    assert!(ok(&sesame(d, &args, None)).contains("Nothing changed"));
+    let log = json(&sesame(d, &["--json", "log"], None));
+    let entries = log.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{log}");
+    let e = &entries[0];
+    assert_eq!(e["event"], "policy_changed");
+    assert_eq!(e["result"], "success");
+    assert!(e["username"].as_str().unwrap().starts_with("cli"), "{e}");
+    assert_eq!(e["ip"], "local");
+    assert_eq!(e["user_agent"], "sesame policy set");
+    let reason = e["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("authenticator.targets: all users (any) -> groups [Pilot=passwordless]"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("mfa_required: nobody -> all users"),
+        "{reason}"
+    );
+    assert!(ok(&sesame(d, &["log"], None)).contains("policy_changed"));
+}

@@ -214,6 +214,7 @@ async fn latency(args: &Args) -> Result<serde_json::Value> {
                     expires_at: real_now() + 120,
                 },
                 real_now(),
+                None,
             )
             .await?;
         for id in superseded {

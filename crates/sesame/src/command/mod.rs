@@ -4,6 +4,7 @@ pub mod config;
 pub mod group;
 pub mod log;
 pub mod master_key;
+pub mod policy;
 pub mod serve;
 pub mod user;
 
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(&cli, args).await,
         Command::User(c) => user::run(&cli, c).await,
         Command::Group(c) => group::run(&cli, c).await,
+        Command::Policy(c) => policy::run(&cli, c).await,
         Command::Log(args) => log::run(&cli, args).await,
         Command::Config(c) => config::run(c),
         Command::MasterKey(c) => master_key::run(c),
