@@ -200,9 +200,11 @@ async fn use_password(
     let Some(user) = user else {
         return Ok(see_other("/login/password"));
     };
+    // The choice is stored before the request is withdrawn: withdrawing it wakes the page's
+    // waiting poll, and anything that poll makes the page do must find the choice made.
+    let cookie = remember(&state, &user, Choice::Password).await?;
     // The request on the phone must not stay answerable once the user walked away from it.
     crate::push_signin::cancel(&state, &user).await?;
-    let cookie = remember(&state, &user, Choice::Password).await?;
     Ok(with_cookies(see_other("/login/password"), &[cookie]))
 }
 
