@@ -26,7 +26,14 @@ use std::path::Path;
 use std::time::Duration;
 
 pub struct SqliteStore {
+    /// Read-only connections: in WAL mode readers never wait for the writer.
     pool: SqlitePool,
+    /// The one connection that writes. SQLite lets one writer in at a time anyway; with
+    /// several writing connections, the losers wait in SQLite's busy handler, which sleeps
+    /// (1, 2, 5, 10 ... ms) instead of being woken, and hold pool connections that readers
+    /// then wait for. One writer queues writes in the pool instead, woken the moment the
+    /// previous commit ends.
+    writer: SqlitePool,
     key: MasterKey,
 }
 
@@ -154,17 +161,23 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .min_connections(1)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(db_err)?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(Self { pool, key })
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(db_err)?;
+        Ok(Self { pool, writer, key })
     }
 
     fn open_method(&self, r: &SqliteRow) -> Result<Method> {
@@ -245,7 +258,7 @@ impl Store for SqliteStore {
             .bind(&new.password_hash)
             .bind(new.is_admin)
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -298,7 +311,7 @@ impl Store for SqliteStore {
         let n = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(hash)
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?
             .rows_affected();
@@ -312,7 +325,7 @@ impl Store for SqliteStore {
         let n = sqlx::query("UPDATE users SET is_blocked = ? WHERE id = ?")
             .bind(blocked)
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?
             .rows_affected();
@@ -330,7 +343,7 @@ impl Store for SqliteStore {
         )
         .bind(method.map(|m| m.0))
         .bind(id.0)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected();
@@ -343,7 +356,7 @@ impl Store for SqliteStore {
     async fn delete_user(&self, id: UserId) -> Result<bool> {
         let n = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?
             .rows_affected();
@@ -366,7 +379,7 @@ impl Store for SqliteStore {
         .bind(name.trim())
         .bind(name_key(name))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -432,7 +445,7 @@ impl Store for SqliteStore {
         )
         .bind(group.0)
         .bind(user.0)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected();
@@ -443,7 +456,7 @@ impl Store for SqliteStore {
         let n = sqlx::query("DELETE FROM group_members WHERE group_id = ? AND user_id = ?")
             .bind(group.0)
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?
             .rows_affected();
@@ -463,7 +476,7 @@ impl Store for SqliteStore {
             .bind(user.0)
             .bind(sealed)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(id)
@@ -505,14 +518,14 @@ impl Store for SqliteStore {
         .bind(id)
         .bind(user.0)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_err)?;
         // Expired enrolments of this user are garbage now.
         sqlx::query("DELETE FROM totp_enrollments WHERE user_id = ? AND expires_at <= ?")
             .bind(user.0)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         sealed
@@ -547,7 +560,7 @@ impl Store for SqliteStore {
         .bind(sealed)
         .bind(used_step)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(db_err)?;
         self.open_method(&row)
@@ -567,7 +580,7 @@ impl Store for SqliteStore {
         let n = sqlx::query("DELETE FROM methods WHERE id = ? AND user_id = ?")
             .bind(method.0)
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?
             .rows_affected();
@@ -577,7 +590,7 @@ impl Store for SqliteStore {
             )
             .bind(user.0)
             .bind(method.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         }
@@ -587,18 +600,18 @@ impl Store for SqliteStore {
     async fn delete_all_methods(&self, user: UserId) -> Result<u64> {
         let n = sqlx::query("DELETE FROM methods WHERE user_id = ?")
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?
             .rows_affected();
         sqlx::query("UPDATE users SET default_method_id = NULL WHERE id = ?")
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         sqlx::query("DELETE FROM attempt_counters WHERE user_id = ?")
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(n)
@@ -612,7 +625,7 @@ impl Store for SqliteStore {
         .bind(step)
         .bind(now)
         .bind(method.0)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected();
@@ -632,7 +645,7 @@ impl Store for SqliteStore {
             let row = sqlx::query("SELECT failures, last_failure_at FROM attempt_counters WHERE user_id = ? AND kind = ?")
                 .bind(user.0)
                 .bind(kind)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_err)?;
             let (failures, last): (i64, Option<i64>) = match row {
@@ -644,7 +657,7 @@ impl Store for SqliteStore {
                     )
                     .bind(user.0)
                     .bind(kind)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(db_err)?;
                     continue;
@@ -662,7 +675,7 @@ impl Store for SqliteStore {
             .bind(user.0)
             .bind(kind)
             .bind(failures)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?
             .rows_affected();
@@ -679,7 +692,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = ? AND failures <> 0")
             .bind(user.0)
             .bind(kind)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -712,7 +725,7 @@ impl Store for SqliteStore {
         if rec.id_hash.first().is_some_and(|b| b % 64 == 0) {
             sqlx::query("DELETE FROM signin_transactions WHERE expires_at < ?")
                 .bind(rec.created_at - 3600)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db_err)?;
         }
@@ -728,7 +741,7 @@ impl Store for SqliteStore {
         .bind(&rec.next_path)
         .bind(rec.created_at)
         .bind(rec.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?;
         Ok(())
@@ -770,7 +783,7 @@ impl Store for SqliteStore {
         .bind(serde_json::to_string(state).expect("state serialises"))
         .bind(id_hash)
         .bind(expected_version)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected();
@@ -780,7 +793,7 @@ impl Store for SqliteStore {
     async fn delete_signin(&self, id_hash: &[u8]) -> Result<()> {
         sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -794,7 +807,7 @@ impl Store for SqliteStore {
         now: UnixTime,
         limits: SessionLimits,
     ) -> Result<()> {
-        insert_session(&self.pool, id_hash, tenant, signin, now, limits).await
+        insert_session(&self.writer, id_hash, tenant, signin, now, limits).await
     }
 
     async fn complete_signin(
@@ -807,7 +820,7 @@ impl Store for SqliteStore {
         audit: &AuditEvent,
         approval: Option<&str>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
         if let Some(id) = approval {
             let n = sqlx::query(
                 "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
@@ -874,7 +887,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now + limits.idle_secs)
         .bind(id_hash)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?;
         Ok(())
@@ -884,7 +897,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL")
             .bind(now)
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -896,7 +909,7 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(user.0)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected())
@@ -906,7 +919,7 @@ impl Store for SqliteStore {
         sqlx::query("INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?, ?)")
             .bind(token_hash)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -918,7 +931,7 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(token_hash)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected();
@@ -949,7 +962,7 @@ impl Store for SqliteStore {
         .bind(code_hash)
         .bind(user.0)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?;
         Ok(())
@@ -962,7 +975,7 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(code_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_err)?;
         Ok(user.map(UserId))
@@ -994,7 +1007,7 @@ impl Store for SqliteStore {
         now: UnixTime,
     ) -> Result<Device> {
         // One transaction: a crash leaves either a complete device or none.
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
         let public_id = random_hex(16);
         let sql = format!(
             "INSERT INTO devices (public_id, tenant_id, user_id, name, alg, public_key, created_at) \
@@ -1095,7 +1108,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_device(&self, user: UserId, public_id: &str) -> Result<Option<Vec<String>>> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
         let n = sqlx::query("DELETE FROM devices WHERE public_id = ? AND user_id = ?")
             .bind(public_id)
             .bind(user.0)
@@ -1131,7 +1144,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE devices SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1 - 60)")
             .bind(now)
             .bind(row_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -1148,7 +1161,7 @@ impl Store for SqliteStore {
             .bind(row_id)
             .bind(nonce)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?
             .rows_affected();
@@ -1156,7 +1169,7 @@ impl Store for SqliteStore {
             // Now and then, forget nonces whose timestamps could no longer pass the freshness check.
             sqlx::query("DELETE FROM device_nonces WHERE expires_at < ?")
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db_err)?;
         }
@@ -1169,7 +1182,7 @@ impl Store for SqliteStore {
         now: UnixTime,
         audit: Option<&AuditEvent>,
     ) -> Result<(ChallengeRecord, Vec<String>)> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
         let superseded: Vec<String> = sqlx::query_scalar(
             "UPDATE challenges SET state = 'superseded' WHERE user_id = ? AND state = 'pending' RETURNING public_id",
         )
@@ -1267,7 +1280,7 @@ impl Store for SqliteStore {
         now: UnixTime,
         audit: &AuditEvent,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
         let user: Option<i64> = sqlx::query_scalar(
             "UPDATE challenges SET state = ?1, answered_at = ?2, answered_by_device = ?3 \
              WHERE public_id = ?4 AND state = 'pending' AND expires_at > ?2 RETURNING user_id",
@@ -1301,7 +1314,7 @@ impl Store for SqliteStore {
             "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
         )
         .bind(public_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected();
@@ -1311,7 +1324,7 @@ impl Store for SqliteStore {
     async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<String>> {
         sqlx::query_scalar("UPDATE challenges SET state = 'cancelled' WHERE user_id = ? AND state = 'pending' RETURNING public_id")
             .bind(user.0)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(db_err)
     }
@@ -1320,7 +1333,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE users SET push_blocked_at = ? WHERE id = ?")
             .bind(at)
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -1330,7 +1343,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE users SET last_signin_at = ? WHERE id = ?")
             .bind(at)
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -1344,7 +1357,7 @@ impl Store for SqliteStore {
         .bind(key)
         .bind(row_id)
         .bind(replacing)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected();
@@ -1371,7 +1384,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(row_id)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_err)?;
         if let Some((n, disabled)) = row {
@@ -1387,7 +1400,7 @@ impl Store for SqliteStore {
         let current: Option<(Option<Vec<u8>>, Option<i64>)> =
             sqlx::query_as("SELECT pin_key, pin_key_disabled_at FROM devices WHERE id = ?")
                 .bind(row_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_err)?;
         Ok(match current {
@@ -1404,7 +1417,7 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(row_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected();
@@ -1418,7 +1431,7 @@ impl Store for SqliteStore {
         )
         .bind(user.0)
         .bind(public_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err)?
         .rows_affected();
@@ -1429,7 +1442,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE devices SET phone_sign_in_at = ? WHERE id = ?")
             .bind(at)
             .bind(row_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -1439,7 +1452,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE users SET signin_preference = ? WHERE id = ?")
             .bind(choice)
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -1470,7 +1483,7 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let text = serde_json::to_string(policy)
             .map_err(|e| StoreError::Database(format!("policy does not serialise: {e}")))?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
         // Insert at version 1 when none exists yet, otherwise bump the expected version: either
         // way exactly one of two racing saves from the same version wins.
         let n = sqlx::query(
@@ -1496,7 +1509,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        insert_audit(&self.pool, e).await
+        insert_audit(&self.writer, e).await
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>> {

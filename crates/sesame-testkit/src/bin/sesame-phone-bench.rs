@@ -1,0 +1,1192 @@
+//! `sesame-phone-bench`: how many complete passwordless phone sign-ins a real Sesame server
+//! serves per second over real HTTP on 127.0.0.1.
+//!
+//! The server runs in this process on its own runtime (named `sesame-server` threads, the real
+//! system clock, a SQLite file in a temporary directory, default settings); the load runs on a
+//! separate runtime (the main thread), so CPU time can be told apart per side. Users have no
+//! password: each has one device registered directly in the store, with a P-256 device key, a
+//! P-256 PIN key and phone sign-in on. Every simulated phone keeps its event stream open, as the
+//! app does.
+//!
+//! One phone sign-in, all over HTTP and checked at every step:
+//!   browser  GET  /login                     CSRF cookie and token
+//!   browser  POST /login (username)          -> 303 /login/app; the server sends the request
+//!   browser  GET  /login/app                 the number on the page
+//!   phone    the request arrives on its event stream
+//!   phone    POST /api/v1/device/respond     signed by the device key and by the PIN key
+//!                                            -> outcome "approved"
+//!   browser  GET  /login/push/status         long-poll, as the page's script does -> approved
+//!   browser  POST /login/push/complete       -> 303 /account with a session cookie
+//!
+//! The phone holds its PIN-unlocked key in memory: unsealing it (one Argon2id on the phone) is
+//! the phone's CPU, not the server's, and is left out; its cost is printed for reference.
+//!
+//! Everything targets 127.0.0.1 only and the run is bounded in time.
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use clap::Parser;
+use sesame_authenticator::client::DeviceClient;
+use sesame_authenticator::device::DeviceKey;
+use sesame_core::password;
+use sesame_core::secret::{SecretBytes, SecretString};
+use sesame_proto::device::{
+    approval_message, Challenge, ChallengeKind, Decision, DeviceEvent, RespondRequest, ALG_ES256,
+};
+use sesame_server::{AppState, ServerConfig, SystemClock};
+use sesame_store::sqlite::SqliteStore;
+use sesame_store::{MasterKey, NewDevice, NewUser, Store};
+use sesame_testkit::Page;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const SESSION_COOKIE: &str = "__Host-sesame-session";
+const SIGNIN_COOKIE: &str = "__Host-sesame-signin";
+/// Linux exports process CPU times in USER_HZ, which is 100 on every supported platform.
+const USER_HZ: f64 = 100.0;
+/// Shortest time between the starts of two sign-ins of one user. The server sends a user at
+/// most 5 requests since the later of 15 minutes ago and the user's last successful sign-in,
+/// counted in whole seconds, so 5 requests created within one clock second refuse the 6th.
+/// A request is created during POST /login, up to its latency after the start: with starts
+/// 500 ms apart, 5 requests fall into one second only if POST /login takes over a second.
+const MIN_USER_GAP: Duration = Duration::from_millis(500);
+/// How long the phone waits for a request to arrive before the sign-in counts as failed.
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+/// Longest a whole sign-in may take before it counts as failed.
+const SIGNIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sesame-phone-bench",
+    version,
+    about = "Complete passwordless phone sign-ins per second against a real Sesame server \
+             (in-process, real HTTP on 127.0.0.1), with the raw Argon2id rate for comparison.",
+    long_about = "Complete passwordless phone sign-ins per second against a real Sesame server.\n\n\
+        Each sign-in: GET /login, POST /login (username) -> /login/app, GET /login/app (number), \
+        the request arrives on the phone's event stream, the phone answers it signed with its \
+        device key and PIN key (POST /api/v1/device/respond), the page's status long-poll sees \
+        the approval, POST /login/push/complete -> /account with a session.\n\n\
+        The run fails (exit 1) if any sign-in fails.\n\n\
+        Example: cargo run --release -p sesame-testkit --bin sesame-phone-bench -- --users 200 --concurrency 32 --seconds 10"
+)]
+struct Args {
+    /// Users, each with one phone holding an open event stream. A user has at most one
+    /// sign-in in flight, and at most 2 per second (the server's request budget).
+    #[arg(long, default_value_t = 200)]
+    users: usize,
+    /// Concurrent sign-in workers (at most --users); worker w signs in users w, w+C, ...
+    #[arg(short, long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds of measured load (after the warm-up).
+    #[arg(short, long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Seconds of unmeasured warm-up.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Seconds per raw Argon2id measurement (1 core, then all cores); 0 skips it.
+    #[arg(long, default_value_t = 3.0)]
+    hash_secs: f64,
+    /// Do not long-poll /login/push/status: the browser posts the completion once the phone
+    /// has approved (a page without JavaScript, where the person clicks "I approved it").
+    #[arg(long)]
+    no_poll: bool,
+    /// Worker threads of the server's runtime (0: one per core, as `sesame serve`).
+    #[arg(long, default_value_t = 0)]
+    server_threads: usize,
+    /// Threads of the load generator's runtime (it shares the CPU with the server).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.users == 0 || args.concurrency == 0 || args.seconds <= 0.0 {
+        bail!("--users, --concurrency and --seconds must be positive");
+    }
+    let ok = run(args)?;
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw Argon2id (as sesame-bench measures it)
+
+struct HashRate {
+    threads: usize,
+    per_sec: f64,
+}
+
+/// Runs `password::verify` (what the server does per password sign-in) on `threads` threads
+/// for `secs`, exactly as `sesame-bench` does.
+fn hash_rate(threads: usize, secs: f64, phc: &str) -> HashRate {
+    let barrier = Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let phc = phc.to_string();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let pw = SecretString::new("phone-bench-password-0123".into());
+                barrier.wait();
+                let start = Instant::now();
+                let deadline = start + Duration::from_secs_f64(secs);
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    assert!(password::verify(Some(&phc), &pw), "hash must verify");
+                    n += 1;
+                }
+                n as f64 / start.elapsed().as_secs_f64()
+            })
+        })
+        .collect();
+    HashRate {
+        threads,
+        per_sec: handles
+            .into_iter()
+            .map(|h| h.join().expect("hash thread"))
+            .sum(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users and their phones
+
+struct Phone {
+    username: String,
+    device_id: String,
+    key: DeviceKey,
+    /// The PIN key as the phone holds it once the PIN unsealed it.
+    pin_key: DeviceKey,
+}
+
+fn real_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    b
+}
+
+/// A user without a password, with one device registered as activation would (activation
+/// code created and consumed, device created), a PIN key and phone sign-in on.
+async fn register_one(store: &SqliteStore, i: usize) -> Result<Phone> {
+    let now = real_now();
+    let tenant = store.default_tenant().await?;
+    let username = format!("phone{i:05}");
+    let user = store
+        .create_user(
+            NewUser {
+                tenant,
+                username: username.clone(),
+                display_name: username.clone(),
+                password_hash: None,
+                is_admin: false,
+            },
+            now,
+        )
+        .await?;
+    let key = DeviceKey::generate();
+    let pin_key = DeviceKey::generate();
+    let code_hash = random_bytes(32);
+    store
+        .create_activation(user.id, &code_hash, now + 600)
+        .await?;
+    if store.consume_activation(&code_hash, now).await? != Some(user.id) {
+        bail!("the activation code of {username} did not work");
+    }
+    let device = store
+        .create_device(
+            NewDevice {
+                tenant,
+                user: user.id,
+                name: format!("bench phone {i}"),
+                alg: ALG_ES256.into(),
+                public_key: URL_SAFE_NO_PAD.decode(key.public_key())?,
+            },
+            &code_hash,
+            &SecretBytes::new(random_bytes(sesame_core::totp::SECRET_LEN)),
+            now,
+        )
+        .await?;
+    let pin_public = URL_SAFE_NO_PAD.decode(pin_key.public_key())?;
+    if !store.set_pin_key(device.row_id, &pin_public, None).await? {
+        bail!("the PIN key of {username} was not registered");
+    }
+    store.set_phone_sign_in(device.row_id, Some(now)).await?;
+    Ok(Phone {
+        username,
+        device_id: device.id,
+        key,
+        pin_key,
+    })
+}
+
+async fn register(store: Arc<SqliteStore>, n: usize) -> Result<Vec<Phone>> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (store, next) = (store.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(mine);
+                }
+                mine.push((i, register_one(&store, i).await?));
+            }
+        });
+    }
+    let mut all = Vec::with_capacity(n);
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r??);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, p)| p).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The phone's event stream
+
+#[derive(Default)]
+struct StreamStats {
+    reconnects: AtomicU64,
+    events: AtomicU64,
+}
+
+/// Keeps the phone's event stream open like the app does (reconnecting when it ends) and
+/// forwards every sign-in request to the worker that owns the user. `ready` reports whether
+/// the first connection opened.
+async fn listen(
+    device: &'static DeviceClient<'static>,
+    tx: mpsc::UnboundedSender<Challenge>,
+    ready: mpsc::Sender<std::result::Result<(), String>>,
+    stats: Arc<StreamStats>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        match device.events().await {
+            Ok(mut stream) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(Ok(())).await;
+                }
+                loop {
+                    match stream.next().await {
+                        Ok(Some(DeviceEvent::Challenge(c))) => {
+                            stats.events.fetch_add(1, Ordering::Relaxed);
+                            if tx.send(c).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(DeviceEvent::Closed { .. })) => {}
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(Err(e.to_string())).await;
+                    return;
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One phone sign-in
+
+/// A browser's cookies, enough for the sign-in pages.
+#[derive(Default)]
+struct Jar(Vec<(String, String)>);
+
+impl Jar {
+    fn absorb(&mut self, page: &Page) {
+        for v in page.set_cookies() {
+            let Some((k, val)) = v.split(';').next().and_then(|p| p.split_once('=')) else {
+                continue;
+            };
+            self.0.retain(|(n, _)| n != k);
+            if !v.contains("Max-Age=0") {
+                self.0.push((k.to_string(), val.to_string()));
+            }
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The number on the waiting page: `<div class="number" id="push-number" ...>NN</div>`.
+fn page_number(body: &str) -> Option<String> {
+    let at = body.find("id=\"push-number\"")?;
+    let rest = &body[at..];
+    let start = rest.find('>')? + 1;
+    let end = rest[start..].find('<')? + start;
+    let n = rest[start..end].trim();
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| n.to_string())
+}
+
+/// Step names, in order; [`Steps`] holds one duration per step.
+const STEP_NAMES: [&str; 7] = [
+    "browser GET /login",
+    "browser POST /login (request sent)",
+    "browser GET /login/app (number)",
+    "phone: request arrives (after the page)",
+    "phone: POST respond (device + PIN signatures)",
+    "browser: status long-poll sees approval",
+    "browser POST /login/push/complete (session)",
+];
+
+type Steps = [f64; 7];
+
+struct Ctx {
+    http: reqwest::Client,
+    base: String,
+    phones: &'static [Phone],
+    devices: &'static [DeviceClient<'static>],
+    poll: bool,
+}
+
+/// An error of a step: `kind` groups failures in the summary.
+fn step_err(step: &str, detail: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("{step}: {detail}")
+}
+
+async fn read(resp: reqwest::Response) -> Result<Page> {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().await?;
+    Ok(Page {
+        status,
+        headers,
+        body,
+    })
+}
+
+impl Ctx {
+    async fn get(&self, path: &str, jar: &Jar) -> Result<Page> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", jar.header())
+            .send()
+            .await
+            .map_err(|e| step_err(&format!("GET {path}"), e))?;
+        read(resp)
+            .await
+            .map_err(|e| step_err(&format!("GET {path}"), e))
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        csrf: &str,
+        fields: &[(&str, &str)],
+        jar: &Jar,
+    ) -> Result<Page> {
+        let body = {
+            let mut f = form_urlencoded::Serializer::new(String::new());
+            f.append_pair("csrf", csrf);
+            for (k, v) in fields {
+                f.append_pair(k, v);
+            }
+            f.finish()
+        };
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", jar.header())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| step_err(&format!("POST {path}"), e))?;
+        read(resp)
+            .await
+            .map_err(|e| step_err(&format!("POST {path}"), e))
+    }
+
+    /// One complete phone sign-in of user `u`; `events` receives the requests its phone gets.
+    async fn sign_in(
+        &self,
+        u: usize,
+        events: &mut mpsc::UnboundedReceiver<Challenge>,
+    ) -> Result<Steps> {
+        let p = &self.phones[u];
+        let device = &self.devices[u];
+        // Requests of an earlier, failed attempt must not be taken for this one.
+        while events.try_recv().is_ok() {}
+        let mut steps: Steps = [0.0; 7];
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let mut jar = Jar::default();
+
+        let t = Instant::now();
+        let page = self.get("/login", &jar).await?;
+        if page.status != 200 {
+            bail!(step_err("GET /login", format!("HTTP {}", page.status)));
+        }
+        jar.absorb(&page);
+        let csrf = page
+            .csrf()
+            .ok_or_else(|| step_err("GET /login", "no CSRF token"))?;
+        steps[0] = ms(t.elapsed());
+
+        let t = Instant::now();
+        let page = self
+            .post("/login", &csrf, &[("username", &p.username)], &jar)
+            .await?;
+        if page.status != 303 || page.location() != Some("/login/app") {
+            bail!(step_err(
+                "POST /login",
+                format!("HTTP {} to {:?}", page.status, page.location())
+            ));
+        }
+        jar.absorb(&page);
+        if !jar.has(SIGNIN_COOKIE) {
+            bail!(step_err("POST /login", "no sign-in cookie"));
+        }
+        steps[1] = ms(t.elapsed());
+
+        let t = Instant::now();
+        let page = self.get("/login/app", &jar).await?;
+        if page.status != 200 {
+            bail!(step_err("GET /login/app", format!("HTTP {}", page.status)));
+        }
+        jar.absorb(&page);
+        let number = page_number(&page.body)
+            .ok_or_else(|| step_err("GET /login/app", "no number on the page"))?;
+        let csrf = page
+            .csrf()
+            .ok_or_else(|| step_err("GET /login/app", "no CSRF token"))?;
+        let page_read = Instant::now();
+        steps[2] = ms(page_read - t);
+
+        // The phone: the request arrives; the person types the number and the PIN.
+        let phone = async {
+            let c = match tokio::time::timeout(EVENT_WAIT, events.recv()).await {
+                Ok(Some(c)) => c,
+                Ok(None) => bail!(step_err("phone", "event stream gone")),
+                Err(_) => bail!(step_err("phone", "no request arrived within 10 s")),
+            };
+            let arrived = Instant::now();
+            if c.kind != ChallengeKind::PhoneSignIn || !c.pin_required || c.username != p.username {
+                bail!(step_err(
+                    "phone",
+                    format!(
+                        "unexpected request {:?} for {} (PIN {})",
+                        c.kind, c.username, c.pin_required
+                    )
+                ));
+            }
+            let msg = approval_message(&c.id, &c.nonce, Decision::Approve, &number, &p.device_id);
+            let answer = RespondRequest {
+                challenge_id: c.id.clone(),
+                decision: Decision::Approve,
+                number: number.clone(),
+                signature: p.key.sign(&msg),
+                pin_signature: Some(p.pin_key.sign(&msg)),
+            };
+            let out = device
+                .respond(&answer)
+                .await
+                .map_err(|e| step_err("POST respond", e))?;
+            if out.outcome != "approved" {
+                bail!(step_err("POST respond", format!("outcome {}", out.outcome)));
+            }
+            Ok::<_, anyhow::Error>((arrived, Instant::now()))
+        };
+        // The page: its script long-polls the status, then submits the completion form.
+        let browser_poll = async {
+            if !self.poll {
+                return Ok(None);
+            }
+            for _ in 0..5 {
+                let page = self.get("/login/push/status", &jar).await?;
+                if page.status != 200 {
+                    bail!(step_err(
+                        "GET /login/push/status",
+                        format!("HTTP {}", page.status)
+                    ));
+                }
+                let v: serde_json::Value = serde_json::from_str(&page.body)
+                    .map_err(|e| step_err("GET /login/push/status", e))?;
+                match v["state"].as_str() {
+                    Some("approved") => return Ok(Some(Instant::now())),
+                    Some("pending") => continue,
+                    s => bail!(step_err("GET /login/push/status", format!("state {s:?}"))),
+                }
+            }
+            bail!(step_err(
+                "GET /login/push/status",
+                "still pending after 5 polls"
+            ))
+        };
+        let (phone, seen) = tokio::join!(phone, browser_poll);
+        let (arrived, answered) = phone?;
+        let seen = seen?;
+        steps[3] = ms(arrived.saturating_duration_since(page_read));
+        steps[4] = ms(answered - arrived);
+        steps[5] = seen.map_or(0.0, |s| ms(s.saturating_duration_since(answered)));
+
+        let t = Instant::now();
+        let page = self.post("/login/push/complete", &csrf, &[], &jar).await?;
+        if page.status != 303 || page.location() != Some("/account") {
+            bail!(step_err(
+                "POST /login/push/complete",
+                format!("HTTP {} to {:?}", page.status, page.location())
+            ));
+        }
+        jar.absorb(&page);
+        if !jar.has(SESSION_COOKIE) {
+            bail!(step_err("POST /login/push/complete", "no session cookie"));
+        }
+        steps[6] = ms(t.elapsed());
+        Ok(steps)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU and memory
+
+/// utime + stime in seconds, and the name, from a `/proc/.../stat` line.
+fn stat_cpu(text: &str) -> Option<(String, f64)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_string();
+    let f: Vec<&str> = text[close + 2..].split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((comm, (ut + st) / USER_HZ))
+}
+
+/// A thread's group: its name without a trailing number.
+fn thread_group(name: &str) -> String {
+    name.trim_end_matches(|c: char| c.is_ascii_digit())
+        .trim_end_matches('-')
+        .to_string()
+}
+
+#[derive(Clone)]
+struct CpuSnap {
+    at: Instant,
+    /// The whole process, exited threads included.
+    process: f64,
+    /// The load generator's threads (the main thread and `bench-client`).
+    bench: f64,
+    /// Every other live thread, by group.
+    server_threads: BTreeMap<String, f64>,
+    sys_busy: f64,
+    sys_total: f64,
+}
+
+fn cpu_snap() -> CpuSnap {
+    let pid = std::process::id();
+    let process = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|t| stat_cpu(&t))
+        .map_or(0.0, |(_, c)| c);
+    let mut bench = 0.0;
+    let mut server_threads = BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
+        for e in rd.flatten() {
+            let tid: u32 = e.file_name().to_string_lossy().parse().unwrap_or(0);
+            let Some((name, c)) = std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|t| stat_cpu(&t))
+            else {
+                continue;
+            };
+            if tid == pid || name.starts_with("bench-client") {
+                bench += c;
+            } else if name.starts_with("sqlx-sqlite") {
+                // Names are cut at 15 bytes: "sqlx-sqlite-wor".
+                *server_threads
+                    .entry("sqlx-sqlite-worker (SQLite)".to_string())
+                    .or_insert(0.0) += c;
+            } else {
+                *server_threads.entry(thread_group(&name)).or_insert(0.0) += c;
+            }
+        }
+    }
+    let (sys_busy, sys_total) = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| {
+            let line = t.lines().next()?.to_string();
+            let v: Vec<f64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let total: f64 = v.iter().sum();
+            // idle and iowait are fields 3 and 4.
+            let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+            Some((total - idle, total))
+        })
+        .unwrap_or((0.0, 0.0));
+    CpuSnap {
+        at: Instant::now(),
+        process,
+        bench,
+        server_threads,
+        sys_busy,
+        sys_total,
+    }
+}
+
+/// `VmRSS` and `VmHWM` (peak) of this process in KiB.
+fn rss_kib() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The soft limit on open files.
+fn open_files_limit() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load
+
+#[derive(Default)]
+struct Tally {
+    ok_total: u64,
+    ok_in_window: u64,
+    failed: u64,
+    /// Whole sign-in latency (ms) of sign-ins that completed in the window.
+    lat: Vec<f64>,
+    steps: Steps,
+    errors: BTreeMap<String, u64>,
+    examples: Vec<String>,
+    user_waits: u64,
+    user_wait_secs: f64,
+}
+
+impl Tally {
+    fn merge(&mut self, o: Tally) {
+        self.ok_total += o.ok_total;
+        self.ok_in_window += o.ok_in_window;
+        self.failed += o.failed;
+        self.lat.extend(o.lat);
+        for (a, b) in self.steps.iter_mut().zip(o.steps) {
+            *a += b;
+        }
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_insert(0) += v;
+        }
+        self.examples.extend(o.examples);
+        self.user_waits += o.user_waits;
+        self.user_wait_secs += o.user_wait_secs;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Load {
+    tally: Tally,
+    window: f64,
+    cpu: (CpuSnap, CpuSnap),
+    stream_events: u64,
+    reconnects: u64,
+}
+
+async fn load(args: &Args, base: String, phones: &'static [Phone], workers: usize) -> Result<Load> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64) sesame-phone-bench")
+        .timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .build()?;
+    // One device client (its own connection) per phone, kept for the whole run.
+    let devices: &'static [DeviceClient<'static>] = Box::leak(
+        phones
+            .iter()
+            .map(|p| DeviceClient::new(&base, &p.device_id, &p.key))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+
+    eprintln!("[3/4] opening {} event streams ...", phones.len());
+    let stats = Arc::new(StreamStats::default());
+    let mut receivers: Vec<Option<mpsc::UnboundedReceiver<Challenge>>> = Vec::new();
+    let mut opened = 0usize;
+    let mut first_error = None;
+    for chunk in devices.chunks(200) {
+        let (ready_tx, mut ready_rx) = mpsc::channel(chunk.len());
+        for d in chunk {
+            let (tx, rx) = mpsc::unbounded_channel();
+            receivers.push(Some(rx));
+            tokio::spawn(listen(d, tx, ready_tx.clone(), stats.clone()));
+        }
+        drop(ready_tx);
+        while let Some(r) = ready_rx.recv().await {
+            match r {
+                Ok(()) => opened += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    if opened < phones.len() {
+        bail!(
+            "only {opened} of {} event streams opened (first error: {}); raise `ulimit -n`?",
+            phones.len(),
+            first_error.unwrap_or_default()
+        );
+    }
+
+    eprintln!(
+        "[4/4] {workers} workers: {:.0} s warm-up + {:.0} s measured ...",
+        args.warmup, args.seconds
+    );
+    let ctx = Arc::new(Ctx {
+        http,
+        base,
+        phones,
+        devices,
+        poll: !args.no_poll,
+    });
+    let start = Instant::now();
+    let window_start = start + Duration::from_secs_f64(args.warmup);
+    let end = window_start + Duration::from_secs_f64(args.seconds);
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(window_start.into()).await;
+        let a = cpu_snap();
+        tokio::time::sleep_until(end.into()).await;
+        (a, cpu_snap())
+    });
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        // Worker w owns users w, w+C, ...: one sign-in per user at a time, so no request
+        // supersedes another worker's.
+        let mine: Vec<(usize, mpsc::UnboundedReceiver<Challenge>)> = (w..phones.len())
+            .step_by(workers)
+            .map(|u| (u, receivers[u].take().expect("each user has one worker")))
+            .collect();
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = mine;
+            let mut last_start: Vec<Option<Instant>> = vec![None; mine.len()];
+            let mut t = Tally::default();
+            let mut k = 0;
+            while Instant::now() < end {
+                if let Some(s) = last_start[k] {
+                    let ready = s + MIN_USER_GAP;
+                    let now = Instant::now();
+                    if ready > now {
+                        t.user_waits += 1;
+                        t.user_wait_secs += (ready - now).as_secs_f64();
+                        tokio::time::sleep_until(ready.into()).await;
+                    }
+                }
+                let t0 = Instant::now();
+                last_start[k] = Some(t0);
+                let (u, rx) = &mut mine[k];
+                let r = match tokio::time::timeout(SIGNIN_TIMEOUT, ctx.sign_in(*u, rx)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(step_err("sign-in", "took longer than 30 s")),
+                };
+                let t1 = Instant::now();
+                match r {
+                    Ok(steps) => {
+                        t.ok_total += 1;
+                        if t1 >= window_start && t1 <= end {
+                            t.ok_in_window += 1;
+                            t.lat.push((t1 - t0).as_secs_f64() * 1000.0);
+                            for (a, b) in t.steps.iter_mut().zip(steps) {
+                                *a += b;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        t.failed += 1;
+                        let msg = format!("{} ({})", e, ctx.phones[*u].username);
+                        let kind = msg.split(": ").next().unwrap_or("?").to_string();
+                        *t.errors.entry(kind).or_insert(0) += 1;
+                        if t.examples.len() < 3 {
+                            t.examples.push(msg);
+                        }
+                    }
+                }
+                k = (k + 1) % mine.len();
+            }
+            t
+        }));
+    }
+    let mut tally = Tally::default();
+    for task in tasks {
+        tally.merge(task.await?);
+    }
+    let cpu = sampler.await?;
+    Ok(Load {
+        tally,
+        window: args.seconds,
+        cpu,
+        stream_events: stats.events.load(Ordering::Relaxed),
+        reconnects: stats.reconnects.load(Ordering::Relaxed),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn run(args: Args) -> Result<bool> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let release = !cfg!(debug_assertions);
+    if !release {
+        eprintln!("warning: this is a debug build; figures will be far too low (use --release)");
+    }
+    let workers = args.concurrency.min(args.users);
+    // Per user: the event stream and the phone's own connection, each with both ends in this
+    // process; per worker: the browser's connections; and SQLite, the runtime, the listener.
+    let need = args.users as u64 * 4 + workers as u64 * 4 + 128;
+    if let Some(limit) = open_files_limit() {
+        if limit < need {
+            bail!(
+                "{} users need about {need} open files, the limit is {limit}: run `ulimit -n {}` first",
+                args.users,
+                need.next_power_of_two()
+            );
+        }
+    }
+
+    // 1. Raw Argon2id, before anything else runs.
+    let phc = password::hash(
+        &SecretString::new("phone-bench-password-0123".into()),
+        &mut rand::rngs::OsRng,
+    )?;
+    let rates = if args.hash_secs > 0.0 {
+        eprintln!(
+            "[1/4] raw Argon2id (m={} KiB, t={}, p={}): {:.0} s on 1 core, then {:.0} s on {cores} cores ...",
+            password::MEMORY_KIB,
+            password::ITERATIONS,
+            password::PARALLELISM,
+            args.hash_secs,
+            args.hash_secs
+        );
+        Some((
+            hash_rate(1, args.hash_secs, &phc),
+            hash_rate(cores, args.hash_secs, &phc),
+        ))
+    } else {
+        None
+    };
+    // What the phone spends once per approval to unseal its PIN key (not the server's work).
+    let unseal_ms = {
+        let sealed = sesame_authenticator::pinkey::SealedKey::seal(&DeviceKey::generate(), "4826");
+        let t = Instant::now();
+        let _ = sealed.unseal("4826").map_err(anyhow::Error::msg)?;
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+
+    // 2. The server: its own runtime, like `sesame serve` (one worker per core by default).
+    let server_threads = if args.server_threads == 0 {
+        cores
+    } else {
+        args.server_threads
+    };
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(server_threads)
+        .thread_name("sesame-server")
+        .enable_all()
+        .build()?;
+    let dir = tempfile::Builder::new()
+        .prefix("sesame-phone-bench-")
+        .tempdir()?;
+    eprintln!(
+        "[2/4] registering {} users (no password; device key, PIN key, phone sign-in on) in {} ...",
+        args.users,
+        dir.path().display()
+    );
+    let t = Instant::now();
+    let db = dir.path().join("sesame.db");
+    let users = args.users;
+    let (state, listener, phones) = server_rt.block_on(async move {
+        let key = MasterKey::generate();
+        let store = Arc::new(SqliteStore::open(&db, key.clone()).await?);
+        let phones = register(store.clone(), users).await?;
+        let state =
+            AppState::new(store, Arc::new(SystemClock), &key, ServerConfig::default()).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Ok::<_, anyhow::Error>((state, listener, phones))
+    })?;
+    let prep_secs = t.elapsed().as_secs_f64();
+    let base = format!("http://{}", listener.local_addr()?);
+    let phones: &'static [Phone] = Box::leak(phones.into_boxed_slice());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = server_rt.spawn(sesame_server::serve(listener, state.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    eprintln!("      done in {prep_secs:.1} s; server at {base}");
+    let (rss_before, _) = rss_kib();
+
+    // 3-4. The load, on its own runtime.
+    let mut client = if args.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.client_threads);
+        b
+    };
+    let client_rt = client.thread_name("bench-client").enable_all().build()?;
+    let result = client_rt.block_on(load(&args, base.clone(), phones, workers));
+    let (rss_after, rss_peak) = rss_kib();
+    let server_alive = !server.is_finished();
+    // Open event streams would hold a graceful shutdown forever: stop both runtimes outright.
+    client_rt.shutdown_timeout(Duration::from_secs(1));
+    let _ = stop_tx.send(());
+    server_rt.shutdown_timeout(Duration::from_secs(1));
+    let l = result?;
+
+    // Summary.
+    let t = &l.tally;
+    let rate = t.ok_in_window as f64 / l.window;
+    let mut lat = t.lat.clone();
+    lat.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let (p50, p90, p99, max) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN),
+    );
+    let n = t.ok_in_window.max(1) as f64;
+    let (a, z) = &l.cpu;
+    let secs = (z.at - a.at).as_secs_f64().max(1e-9);
+    let bench_cpu = z.bench - a.bench;
+    let server_cpu = (z.process - a.process) - bench_cpu;
+    let machine = (z.sys_busy - a.sys_busy) / (z.sys_total - a.sys_total).max(1e-9) * cores as f64;
+    let other = (machine - (z.process - a.process) / secs).max(0.0);
+    let mib = |k: u64| k as f64 / 1024.0;
+
+    let mut out = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(out, "\n=== sesame-phone-bench summary ===");
+    let _ = writeln!(
+        out,
+        "machine:             {cores} cores; bench build: {}; server in-process on {server_threads} runtime threads, load on {} thread(s)",
+        if release { "release" } else { "DEBUG" },
+        args.client_threads.max(1)
+    );
+    let _ = writeln!(
+        out,
+        "users:               {} (each with one phone and an open event stream; prepared in {prep_secs:.1} s); {workers} workers",
+        args.users
+    );
+    let _ = writeln!(
+        out,
+        "phone sign-ins/s:    {rate:.1}  ({} ok in the {:.1} s window; {} ok in all, {} FAILED)",
+        t.ok_in_window, l.window, t.ok_total, t.failed
+    );
+    let _ = writeln!(
+        out,
+        "latency (whole sign-in, 7 HTTP requests + the event): p50 {p50:.1} ms, p90 {p90:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+    );
+    let _ = writeln!(out, "mean time per step:");
+    for (name, total) in STEP_NAMES.iter().zip(t.steps) {
+        let _ = writeln!(out, "    {name:<46} {:.2} ms", total / n);
+    }
+    if args.no_poll {
+        let _ = writeln!(
+            out,
+            "    (--no-poll: no status long-poll; the completion follows the phone's answer)"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "event streams:       {} requests delivered, {} reconnects",
+        l.stream_events, l.reconnects
+    );
+    if t.user_waits > 0 {
+        let _ = writeln!(
+            out,
+            "user waits:          {} ({:.1} s in all): a user's next sign-in waited out the server's request budget (at most 2 sign-ins per user per second here); use more --users",
+            t.user_waits, t.user_wait_secs
+        );
+    }
+    for (k, v) in &t.errors {
+        let _ = writeln!(out, "  failures at {k}: {v}");
+    }
+    for e in &t.examples {
+        let _ = writeln!(out, "  e.g. {e}");
+    }
+    let _ = writeln!(
+        out,
+        "CPU (cores busy):    machine {machine:.2} of {cores}; server {:.2}; load generator {:.2}; other processes {other:.2}{}",
+        server_cpu / secs,
+        bench_cpu / secs,
+        if other > 0.15 { "  <- NOISY MACHINE: figures unreliable" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "CPU per sign-in:     server {:.2} ms, load generator {:.2} ms",
+        1000.0 * server_cpu / n,
+        1000.0 * bench_cpu / n
+    );
+    let _ = writeln!(out, "server CPU by thread:");
+    for (name, c) in &z.server_threads {
+        let d = c - a.server_threads.get(name).copied().unwrap_or(0.0);
+        if d > 0.0 {
+            let _ = writeln!(out, "    {name:<24} {:.2} cores", d / secs);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "memory (server and load generator together, one process): RSS {:.1} MiB before load, {:.1} MiB after; peak {:.1} MiB",
+        mib(rss_before),
+        mib(rss_after),
+        mib(rss_peak)
+    );
+    match &rates {
+        Some((one, all)) => {
+            let _ = writeln!(
+                out,
+                "raw Argon2id:        {:.1} hashes/s on 1 core ({:.1} ms/hash), {:.1} hashes/s on {} cores (m={} KiB, t={}, p={})",
+                one.per_sec,
+                1000.0 / one.per_sec.max(1e-9),
+                all.per_sec,
+                all.threads,
+                password::MEMORY_KIB,
+                password::ITERATIONS,
+                password::PARALLELISM
+            );
+            let _ = writeln!(
+                out,
+                "                     phone sign-ins/s per all-core hash/s: {:.2} (a password sign-in costs the server one hash; a phone sign-in none)",
+                rate / all.per_sec.max(1e-9)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "raw Argon2id:        not measured (--hash-secs 0)");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "password+code sign-ins/s: NOT measured here; run `cargo run --release -p sesame-testkit --bin sesame-bench`"
+    );
+    let _ = writeln!(
+        out,
+        "phone side:          each approval unseals the PIN key with Argon2id on the phone ({unseal_ms:.0} ms on this machine); \
+         the simulated phones keep it unsealed, so that cost is not in these figures (it is not the server's work)"
+    );
+    let mut verdict = Vec::new();
+    if t.failed > 0 {
+        verdict.push(format!("{} sign-ins failed", t.failed));
+    }
+    if t.ok_in_window == 0 {
+        verdict.push("no sign-in completed in the window".to_string());
+    }
+    if !server_alive {
+        verdict.push("the server stopped during the run".to_string());
+    }
+    let ok = verdict.is_empty();
+    let _ = writeln!(
+        out,
+        "result:              {}",
+        if ok {
+            "PASS (0 failures)".to_string()
+        } else {
+            format!("FAIL ({})", verdict.join("; "))
+        }
+    );
+    print!("{out}");
+
+    if let Some(path) = &args.json {
+        let steps: serde_json::Map<String, serde_json::Value> = STEP_NAMES
+            .iter()
+            .zip(t.steps)
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v / n)))
+            .collect();
+        let json = serde_json::json!({
+            "cores": cores,
+            "release_build": release,
+            "server_threads": server_threads,
+            "client_threads": args.client_threads.max(1),
+            "users": args.users,
+            "workers": workers,
+            "status_poll": !args.no_poll,
+            "window_secs": l.window,
+            "phone_signins_per_sec": rate,
+            "ok_in_window": t.ok_in_window,
+            "ok_total": t.ok_total,
+            "failed": t.failed,
+            "errors": t.errors,
+            "error_examples": t.examples,
+            "latency_ms": {"p50": p50, "p90": p90, "p99": p99, "max": max},
+            "mean_step_ms": steps,
+            "user_waits": t.user_waits,
+            "stream_events": l.stream_events,
+            "stream_reconnects": l.reconnects,
+            "cpu": {
+                "machine_cores_busy": machine,
+                "server_cores": server_cpu / secs,
+                "bench_cores": bench_cpu / secs,
+                "other_processes_cores": other,
+                "server_cpu_ms_per_signin": 1000.0 * server_cpu / n,
+                "bench_cpu_ms_per_signin": 1000.0 * bench_cpu / n,
+            },
+            "memory_kib": {"rss_before": rss_before, "rss_after": rss_after, "peak": rss_peak},
+            "argon2id": rates.as_ref().map(|(one, all)| serde_json::json!({
+                "one_core_hashes_per_sec": one.per_sec,
+                "all_cores_threads": all.threads,
+                "all_cores_hashes_per_sec": all.per_sec,
+            })),
+            "phone_unseal_ms": unseal_ms,
+            "pass": ok,
+            "failures": verdict,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("summary written to {}", path.display());
+    }
+    Ok(ok)
+}
