@@ -640,13 +640,15 @@ async fn reset_methods(
         return Ok(reauth_redirect(&user_path(&username), true));
     }
     let user = find_user(&state, &username).await?;
+    // Methods first: removing a device takes its methods with it, and the count should say
+    // how many methods the user lost.
+    let methods = state.store.delete_all_methods(user.id).await?;
     let mut devices = 0;
     for d in state.store.list_devices(user.id).await? {
         if crate::device_api::remove_device(&state, &client, &user, &d.id).await? {
             devices += 1;
         }
     }
-    let methods = state.store.delete_all_methods(user.id).await?;
     crate::push_signin::cancel(&state, &user).await?;
     record(
         &state,

@@ -431,3 +431,96 @@ fn policy_changes_are_in_the_audit_log() {
     );
     assert!(ok(&sesame(d, &["log"], None)).contains("policy_changed"));
 }
+
+/// A lost phone: `user reset-methods` removes the methods and the registered devices (a device
+/// left behind could still approve requests), withdraws pending requests, and is audited.
+#[test]
+fn reset_methods_removes_devices_and_pending_requests() {
+    use sesame_store::{MasterKey, NewChallenge, NewDevice, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&sesame(d, &["user", "add", "frank", "--no-password"], None));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let open = || async {
+        let key = MasterKey::load_or_create(&d.join("master.key")).unwrap();
+        sesame_store::sqlite::SqliteStore::open(&d.join("sesame.db"), key)
+            .await
+            .unwrap()
+    };
+    let (user, challenge) = rt.block_on(async {
+        let store = open().await;
+        let tenant = store.default_tenant().await.unwrap();
+        let user = store
+            .find_user_by_username(tenant, "frank")
+            .await
+            .unwrap()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        store
+            .create_activation(user.id, &[7; 32], now + 600)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.consume_activation(&[7; 32], now).await.unwrap(),
+            Some(user.id)
+        );
+        store
+            .create_device(
+                NewDevice {
+                    tenant,
+                    user: user.id,
+                    name: "Frank's phone".into(),
+                    alg: "ES256".into(),
+                    public_key: vec![4; 65],
+                },
+                &[7; 32],
+                &sesame_core::secret::SecretBytes::new(vec![9; 20]),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.list_devices(user.id).await.unwrap().len(), 1);
+        let (c, _) = store
+            .create_challenge(
+                NewChallenge {
+                    tenant,
+                    user: user.id,
+                    signin_id_hash: vec![1; 32],
+                    kind: "phone_sign_in".into(),
+                    number: "42".into(),
+                    app_name: "Sesame".into(),
+                    ip: "127.0.0.1".into(),
+                    location: "This computer".into(),
+                    user_agent: "test".into(),
+                    expires_at: now + 120,
+                },
+                now,
+                None,
+            )
+            .await
+            .unwrap();
+        (user, c.id)
+    });
+
+    let out = json(&sesame(
+        d,
+        &["--json", "user", "reset-methods", "frank"],
+        None,
+    ));
+    assert_eq!(out["devices_removed"], 1, "{out}");
+    assert!(out["methods_removed"].as_u64().unwrap() >= 1, "{out}");
+
+    rt.block_on(async {
+        let store = open().await;
+        assert!(store.list_devices(user.id).await.unwrap().is_empty());
+        assert!(store.list_methods(user.id).await.unwrap().is_empty());
+        let c = store.find_challenge(&challenge).await.unwrap().unwrap();
+        assert_ne!(c.state, sesame_core::push::ChallengeState::Pending, "{c:?}");
+    });
+    let log = ok(&sesame(d, &["log", "--user", "frank"], None));
+    assert!(log.contains("admin_methods_reset"), "{log}");
+    assert!(log.contains("1 device(s) removed"), "{log}");
+}

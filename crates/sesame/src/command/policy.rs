@@ -128,7 +128,7 @@ fn print_policy(policy: &MethodsPolicy, names: &HashMap<GroupId, String>) {
 }
 
 /// Who is changing the policy, for the audit log: `cli`, or `cli:NAME` with the OS user.
-fn actor_name() -> String {
+pub(crate) fn actor_name() -> String {
     match std::env::var("USER").ok().filter(|u| !u.trim().is_empty()) {
         Some(u) => format!("cli:{}", u.trim()),
         None => "cli".to_string(),

@@ -43,7 +43,8 @@ pub enum UserCommand {
     Unblock { username: String },
     /// Clear a user's failed-attempt counters (lifts soft and hard locks).
     Unlock { username: String },
-    /// Remove all of a user's sign-in methods (lost phone); they sign in with the password only.
+    /// Remove all of a user's sign-in methods and registered devices (lost phone): pending
+    /// requests stop, phone sign-in stops, and they sign in with the password only.
     ResetMethods { username: String },
     /// Delete a user and everything they own.
     Remove { username: String },
@@ -253,10 +254,46 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
         UserCommand::ResetMethods { username } => {
             let user = find(&data, username).await?;
             let n = store.delete_all_methods(user.id).await?;
+            // Devices go too: a device left behind could still approve requests and sign in
+            // with phone sign-in. Removing a device cancels its pending requests.
+            let mut devices = 0;
+            for d in store.list_devices(user.id).await? {
+                if store.delete_device(user.id, &d.id).await?.is_some() {
+                    devices += 1;
+                }
+            }
+            store.cancel_pending_challenges(user.id).await?;
+            store
+                .append_audit(&sesame_store::AuditEvent {
+                    id: 0,
+                    at: now(),
+                    tenant: data.tenant,
+                    user: Some(user.id),
+                    username: user.username.clone(),
+                    ip: "local".into(),
+                    user_agent: "sesame user reset-methods".into(),
+                    event: "admin_methods_reset".into(),
+                    method: None,
+                    result: sesame_store::AuditResult::Success,
+                    reason: Some(format!(
+                        "{}; {n} method(s) and {devices} device(s) removed",
+                        super::policy::actor_name()
+                    )),
+                })
+                .await?;
             output(
                 cli.json,
-                &serde_json::json!({"username": user.username, "methods_removed": n}),
-                || println!("Removed {n} method(s) of {}.", user.username),
+                &serde_json::json!({
+                    "username": user.username,
+                    "methods_removed": n,
+                    "devices_removed": devices,
+                }),
+                || {
+                    println!(
+                        "Removed {n} method(s) and {devices} device(s) of {}.",
+                        user.username
+                    )
+                },
             )?;
         }
         UserCommand::Remove { username } => {
