@@ -481,6 +481,69 @@ async fn removing_the_device_stops_its_pending_requests() {
     assert_eq!(status["state"], "cancelled");
 }
 
+/// A device removed while its event stream is open hears nothing more: the next request of
+/// the user (with its application, address and location) reaches only the devices still
+/// registered, and the removed device's stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_stops_hearing_requests_on_its_open_stream() {
+    use sesame_proto::device::{DeviceEvent, ALG_ES256};
+    use sesame_store::NewDevice;
+    let srv = server(ServerConfig::default()).await;
+    let old = user_with_phone(&srv, "alice").await;
+    // A second phone, registered directly in the store.
+    let user = srv
+        .store
+        .find_user_by_username(srv.store.default_tenant().await.unwrap(), "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let now = real_now();
+    srv.store
+        .create_activation(user.id, &[5; 32], now + 600)
+        .await
+        .unwrap();
+    srv.store.consume_activation(&[5; 32], now).await.unwrap();
+    let new_key = DeviceKey::generate();
+    let new_device = srv
+        .store
+        .create_device(
+            NewDevice {
+                tenant: user.tenant,
+                user: user.id,
+                name: "new phone".into(),
+                alg: ALG_ES256.into(),
+                public_key: URL_SAFE_NO_PAD.decode(new_key.public_key()).unwrap(),
+            },
+            &[5; 32],
+            &sesame_core::secret::SecretBytes::new(vec![3; 20]),
+            now,
+        )
+        .await
+        .unwrap();
+    let new = Phone {
+        key: new_key,
+        device_id: new_device.id.clone(),
+    };
+    let old_client = old.client(&srv);
+    let new_client = new.client(&srv);
+    let mut old_stream = old_client.events().await.unwrap();
+    let mut new_stream = new_client.events().await.unwrap();
+
+    // The old phone is removed (here by itself; My security info and admins take the same path).
+    old.client(&srv).unregister().await.unwrap();
+    let (_b, _number) = sign_in(&srv, "alice").await;
+
+    let wait = std::time::Duration::from_secs(10);
+    match tokio::time::timeout(wait, new_stream.next()).await {
+        Ok(Ok(Some(DeviceEvent::Challenge(_)))) => {}
+        other => panic!("the registered phone gets the request, got {other:?}"),
+    }
+    match tokio::time::timeout(wait, old_stream.next()).await {
+        Ok(Ok(None)) | Ok(Err(_)) => {}
+        other => panic!("the removed phone's stream ends without the request, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activation_codes_are_single_use_expire_and_check_the_key() {
     let srv = server(ServerConfig::default()).await;

@@ -438,18 +438,27 @@ async fn events(State(state): State<AppState>, signed: SignedRequest) -> Result<
         .iter()
         .map(|c| DeviceEvent::Challenge(challenge_view(c, &user.username, &policy.authenticator)))
         .collect();
-    let stream =
-        futures_util::stream::unfold((first.into_iter(), rx), |(mut first, mut rx)| async move {
+    // Events go to every stream of the user; a device removed while its stream is open must
+    // not go on receiving them (a request's application, address and location), so each
+    // event is sent only after checking that this device is still registered.
+    let device = signed.device.id.clone();
+    let stream = futures_util::stream::unfold(
+        (first.into_iter(), rx, state, device),
+        |(mut first, mut rx, state, device)| async move {
             if let Some(ev) = first.next() {
-                return Some((to_sse(&ev), (first, rx)));
+                return Some((to_sse(&ev), (first, rx, state, device)));
             }
             // A stream that fell behind, or whose channel closed, ends: the app reconnects and
             // re-reads the pending list.
-            match rx.recv().await {
-                Ok(ev) => Some((to_sse(&ev), (first, rx))),
-                Err(_) => None,
+            let ev = rx.recv().await.ok()?;
+            match state.store.find_device(&device).await {
+                Ok(Some(_)) => Some((to_sse(&ev), (first, rx, state, device))),
+                // Removed (or unknown for now): end the stream. A device that is still
+                // registered reconnects and re-reads the pending list.
+                _ => None,
             }
-        });
+        },
+    );
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(20)))
         .into_response())
