@@ -1,8 +1,12 @@
 //! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`.
 //!
-//! Every write is a single statement (conditional `UPDATE`, `INSERT ... ON CONFLICT`,
-//! `DELETE ... RETURNING`), so writers never hold a read lock while waiting to write and the
-//! busy timeout is enough to serialise them: no "database is locked" at normal load.
+//! Reads use a pool of read-only connections, which in WAL mode never wait for the writer.
+//! Writes go to one connection in groups (`writer`): everything waiting is committed in one
+//! transaction, so one disk flush serves many writes. Each write is still a single statement
+//! (conditional `UPDATE`, `INSERT ... ON CONFLICT`, `DELETE ... RETURNING`) or its own
+//! transaction (a savepoint inside the group), so single use is enforced by the database.
+//! A few rare writes that need the master key (enrolments, device creation) or read back what
+//! they wrote use a second writing connection; SQLite's busy timeout orders the two.
 
 use crate::{
     crypto::MasterKey, name_key, AuditEvent, AuditFilter, AuditResult, ChallengeRecord, Device,
@@ -21,9 +25,11 @@ use sesame_core::{GroupId, MethodId, TenantId, UnixTime, UserId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
+
+mod writer;
 
 pub struct SqliteStore {
     /// Read-only connections: in WAL mode readers never wait for the writer.
@@ -34,6 +40,8 @@ pub struct SqliteStore {
     /// then wait for. One writer queues writes in the pool instead, woken the moment the
     /// previous commit ends.
     writer: SqlitePool,
+    /// The hot writes of a sign-in, committed in groups (see `writer`).
+    group: writer::GroupWriter,
     key: MasterKey,
 }
 
@@ -174,10 +182,16 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(opts.read_only(true))
+            .connect_with(opts.clone().read_only(true))
             .await
             .map_err(db_err)?;
-        Ok(Self { pool, writer, key })
+        let group = writer::GroupWriter::start(&opts).await?;
+        Ok(Self {
+            pool,
+            writer,
+            group,
+            key,
+        })
     }
 
     fn open_method(&self, r: &SqliteRow) -> Result<Method> {
@@ -246,28 +260,34 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, new: NewUser, now: UnixTime) -> Result<User> {
-        let sql = format!(
-            "INSERT INTO users (tenant_id, username, username_key, display_name, password_hash, is_admin, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(new.tenant.0)
-            .bind(new.username.trim())
-            .bind(name_key(&new.username))
-            .bind(&new.display_name)
-            .bind(&new.password_hash)
-            .bind(new.is_admin)
-            .bind(now)
-            .fetch_one(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let sql = format!(
+                        "INSERT INTO users (tenant_id, username, username_key, display_name, password_hash, is_admin, created_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
+                    );
+                    let row = sqlx::query(&sql)
+                        .bind(new.tenant.0)
+                        .bind(new.username.trim())
+                        .bind(name_key(&new.username))
+                        .bind(&new.display_name)
+                        .bind(&new.password_hash)
+                        .bind(new.is_admin)
+                        .bind(now)
+                        .fetch_one(&mut *c)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e) {
+                                StoreError::Conflict(format!("user {:?}", new.username.trim()))
+                            } else {
+                                db_err(e)
+                            }
+                        })?;
+                    user_from_row(&row)
+                })
+            })
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("user {:?}", new.username.trim()))
-                } else {
-                    db_err(e)
-                }
-            })?;
-        user_from_row(&row)
     }
 
     async fn find_user(&self, id: UserId) -> Result<Option<User>> {
@@ -308,59 +328,85 @@ impl Store for SqliteStore {
     }
 
     async fn update_user_password(&self, id: UserId, hash: Option<&str>) -> Result<()> {
-        let n = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
-            .bind(hash)
-            .bind(id.0)
-            .execute(&self.writer)
+        let hash = hash.map(str::to_owned);
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let hash = hash.as_deref();
+                    let n = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+                        .bind(hash)
+                        .bind(id.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                    if n == 0 {
+                        return Err(StoreError::NotFound(format!("user {id}")));
+                    }
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("user {id}")));
-        }
-        Ok(())
     }
 
     async fn update_user_blocked(&self, id: UserId, blocked: bool) -> Result<()> {
-        let n = sqlx::query("UPDATE users SET is_blocked = ? WHERE id = ?")
-            .bind(blocked)
-            .bind(id.0)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let n = sqlx::query("UPDATE users SET is_blocked = ? WHERE id = ?")
+                        .bind(blocked)
+                        .bind(id.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                    if n == 0 {
+                        return Err(StoreError::NotFound(format!("user {id}")));
+                    }
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("user {id}")));
-        }
-        Ok(())
     }
 
     async fn update_default_method(&self, id: UserId, method: Option<MethodId>) -> Result<()> {
-        // The method must belong to the user; the subquery makes that part of the same statement.
-        let n = sqlx::query(
-            "UPDATE users SET default_method_id = ?1 WHERE id = ?2 \
-             AND (?1 IS NULL OR EXISTS (SELECT 1 FROM methods WHERE id = ?1 AND user_id = ?2))",
-        )
-        .bind(method.map(|m| m.0))
-        .bind(id.0)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound("method".into()));
-        }
-        Ok(())
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    // The method must belong to the user; the subquery makes that part of the same statement.
+                    let n = sqlx::query(
+                        "UPDATE users SET default_method_id = ?1 WHERE id = ?2 \
+                         AND (?1 IS NULL OR EXISTS (SELECT 1 FROM methods WHERE id = ?1 AND user_id = ?2))",
+                    )
+                    .bind(method.map(|m| m.0))
+                    .bind(id.0)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    if n == 0 {
+                        return Err(StoreError::NotFound("method".into()));
+                    }
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn delete_user(&self, id: UserId) -> Result<bool> {
-        let n = sqlx::query("DELETE FROM users WHERE id = ?")
-            .bind(id.0)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let n = sqlx::query("DELETE FROM users WHERE id = ?")
+                        .bind(id.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                    Ok(n == 1)
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-        Ok(n == 1)
     }
 
     async fn count_admins(&self, tenant: TenantId) -> Result<i64> {
@@ -440,27 +486,40 @@ impl Store for SqliteStore {
     }
 
     async fn add_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {
-        let n = sqlx::query(
-            "INSERT INTO group_members (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(group.0)
-        .bind(user.0)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(n == 1)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let n = sqlx::query(
+                        "INSERT INTO group_members (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(group.0)
+                    .bind(user.0)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
     }
 
     async fn remove_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {
-        let n = sqlx::query("DELETE FROM group_members WHERE group_id = ? AND user_id = ?")
-            .bind(group.0)
-            .bind(user.0)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let n =
+                        sqlx::query("DELETE FROM group_members WHERE group_id = ? AND user_id = ?")
+                            .bind(group.0)
+                            .bind(user.0)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?
+                            .rows_affected();
+                    Ok(n == 1)
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-        Ok(n == 1)
     }
 
     async fn create_totp_enrollment(
@@ -577,59 +636,77 @@ impl Store for SqliteStore {
     }
 
     async fn delete_method(&self, user: UserId, method: MethodId) -> Result<bool> {
-        let n = sqlx::query("DELETE FROM methods WHERE id = ? AND user_id = ?")
-            .bind(method.0)
-            .bind(user.0)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let n = sqlx::query("DELETE FROM methods WHERE id = ? AND user_id = ?")
+                        .bind(method.0)
+                        .bind(user.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                    if n == 1 {
+                        sqlx::query(
+                            "UPDATE users SET default_method_id = NULL WHERE id = ? AND default_method_id = ?",
+                        )
+                        .bind(user.0)
+                        .bind(method.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    }
+                    Ok(n == 1)
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-        if n == 1 {
-            sqlx::query(
-                "UPDATE users SET default_method_id = NULL WHERE id = ? AND default_method_id = ?",
-            )
-            .bind(user.0)
-            .bind(method.0)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?;
-        }
-        Ok(n == 1)
     }
 
     async fn delete_all_methods(&self, user: UserId) -> Result<u64> {
-        let n = sqlx::query("DELETE FROM methods WHERE user_id = ?")
-            .bind(user.0)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let n = sqlx::query("DELETE FROM methods WHERE user_id = ?")
+                        .bind(user.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                    sqlx::query("UPDATE users SET default_method_id = NULL WHERE id = ?")
+                        .bind(user.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    sqlx::query("DELETE FROM attempt_counters WHERE user_id = ?")
+                        .bind(user.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(n)
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-        sqlx::query("UPDATE users SET default_method_id = NULL WHERE id = ?")
-            .bind(user.0)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?;
-        sqlx::query("DELETE FROM attempt_counters WHERE user_id = ?")
-            .bind(user.0)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?;
-        Ok(n)
     }
 
     async fn claim_totp_step(&self, method: MethodId, step: i64, now: UnixTime) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE methods SET last_totp_step = ?1, last_used_at = ?2 \
-             WHERE id = ?3 AND (last_totp_step IS NULL OR last_totp_step < ?1)",
-        )
-        .bind(step)
-        .bind(now)
-        .bind(method.0)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(n == 1)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let n = sqlx::query(
+                        "UPDATE methods SET last_totp_step = ?1, last_used_at = ?2 \
+                         WHERE id = ?3 AND (last_totp_step IS NULL OR last_totp_step < ?1)",
+                    )
+                    .bind(step)
+                    .bind(now)
+                    .bind(method.0)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
     }
 
     async fn reserve_attempt(
@@ -639,63 +716,80 @@ impl Store for SqliteStore {
         policy: &LockoutPolicy,
         now: UnixTime,
     ) -> Result<AttemptGate> {
-        // Compare-and-set on the failure count: of N parallel attempts that read the same count,
-        // exactly one increments it; the others read again and see the new count.
-        for _ in 0..10_000 {
-            let row = sqlx::query("SELECT failures, last_failure_at FROM attempt_counters WHERE user_id = ? AND kind = ?")
-                .bind(user.0)
-                .bind(kind)
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(db_err)?;
-            let (failures, last): (i64, Option<i64>) = match row {
-                Some(r) => (r.try_get(0).map_err(db_err)?, r.try_get(1).map_err(db_err)?),
-                None => {
-                    sqlx::query(
-                        "INSERT INTO attempt_counters (user_id, kind, failures, last_failure_at) VALUES (?, ?, 0, NULL) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(user.0)
-                    .bind(kind)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(db_err)?;
-                    continue;
-                }
-            };
-            let gate = policy.gate(u32::try_from(failures).unwrap_or(u32::MAX), last, now);
-            if gate != AttemptGate::Open {
-                return Ok(gate);
-            }
-            let n = sqlx::query(
-                "UPDATE attempt_counters SET failures = failures + 1, last_failure_at = ? \
-                 WHERE user_id = ? AND kind = ? AND failures = ?",
-            )
-            .bind(now)
-            .bind(user.0)
-            .bind(kind)
-            .bind(failures)
-            .execute(&self.writer)
+        let kind = kind.to_owned();
+        let policy = *policy;
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let (kind, policy) = (kind.as_str(), &policy);
+                    // Compare-and-set on the failure count: of N parallel attempts that read the same count,
+                    // exactly one increments it; the others read again and see the new count.
+                    for _ in 0..10_000 {
+                        let row = sqlx::query("SELECT failures, last_failure_at FROM attempt_counters WHERE user_id = ? AND kind = ?")
+                            .bind(user.0)
+                            .bind(kind)
+                            .fetch_optional(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                        let (failures, last): (i64, Option<i64>) = match row {
+                            Some(r) => (r.try_get(0).map_err(db_err)?, r.try_get(1).map_err(db_err)?),
+                            None => {
+                                sqlx::query(
+                                    "INSERT INTO attempt_counters (user_id, kind, failures, last_failure_at) VALUES (?, ?, 0, NULL) \
+                                     ON CONFLICT DO NOTHING",
+                                )
+                                .bind(user.0)
+                                .bind(kind)
+                                .execute(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                                continue;
+                            }
+                        };
+                        let gate = policy.gate(u32::try_from(failures).unwrap_or(u32::MAX), last, now);
+                        if gate != AttemptGate::Open {
+                            return Ok(gate);
+                        }
+                        let n = sqlx::query(
+                            "UPDATE attempt_counters SET failures = failures + 1, last_failure_at = ? \
+                             WHERE user_id = ? AND kind = ? AND failures = ?",
+                        )
+                        .bind(now)
+                        .bind(user.0)
+                        .bind(kind)
+                        .bind(failures)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                        if n == 1 {
+                            return Ok(AttemptGate::Open);
+                        }
+                    }
+                    Err(StoreError::Database(
+                        "attempt counter contention did not settle".into(),
+                    ))
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-            if n == 1 {
-                return Ok(AttemptGate::Open);
-            }
-        }
-        Err(StoreError::Database(
-            "attempt counter contention did not settle".into(),
-        ))
     }
 
     async fn clear_failures(&self, user: UserId, kind: &str) -> Result<()> {
-        sqlx::query("UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = ? AND failures <> 0")
-            .bind(user.0)
-            .bind(kind)
-            .execute(&self.writer)
+        let kind = kind.to_owned();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let kind = kind.as_str();
+                    sqlx::query("UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = ? AND failures <> 0")
+                        .bind(user.0)
+                        .bind(kind)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn find_failures(&self, user: UserId, kind: &str) -> Result<(u32, Option<UnixTime>)> {
@@ -720,31 +814,39 @@ impl Store for SqliteStore {
     }
 
     async fn create_signin(&self, rec: &SignInRecord) -> Result<()> {
-        // Opportunistic clean-up keeps the table small without a background job; about one
-        // sign-in in 64 pays for it (the id hash is uniformly random).
-        if rec.id_hash.first().is_some_and(|b| b % 64 == 0) {
-            sqlx::query("DELETE FROM signin_transactions WHERE expires_at < ?")
-                .bind(rec.created_at - 3600)
-                .execute(&self.writer)
-                .await
-                .map_err(db_err)?;
-        }
-        sqlx::query(
-            "INSERT INTO signin_transactions (id_hash, tenant_id, username, state, version, next_path, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&rec.id_hash)
-        .bind(rec.tenant.0)
-        .bind(&rec.username)
-        .bind(serde_json::to_string(&rec.state).expect("state serialises"))
-        .bind(rec.version)
-        .bind(&rec.next_path)
-        .bind(rec.created_at)
-        .bind(rec.expires_at)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        let rec = rec.clone();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let rec = &rec;
+                    // Opportunistic clean-up keeps the table small without a background job; about one
+                    // sign-in in 64 pays for it (the id hash is uniformly random).
+                    if rec.id_hash.first().is_some_and(|b| b % 64 == 0) {
+                        sqlx::query("DELETE FROM signin_transactions WHERE expires_at < ?")
+                            .bind(rec.created_at - 3600)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    sqlx::query(
+                        "INSERT INTO signin_transactions (id_hash, tenant_id, username, state, version, next_path, created_at, expires_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(&rec.id_hash)
+                    .bind(rec.tenant.0)
+                    .bind(&rec.username)
+                    .bind(serde_json::to_string(&rec.state).expect("state serialises"))
+                    .bind(rec.version)
+                    .bind(&rec.next_path)
+                    .bind(rec.created_at)
+                    .bind(rec.expires_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn find_signin(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SignInRecord>> {
@@ -777,26 +879,43 @@ impl Store for SqliteStore {
         expected_version: i64,
         state: &SignInState,
     ) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE signin_transactions SET state = ?, version = version + 1 WHERE id_hash = ? AND version = ?",
-        )
-        .bind(serde_json::to_string(state).expect("state serialises"))
-        .bind(id_hash)
-        .bind(expected_version)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(n == 1)
+        let id_hash = id_hash.to_vec();
+        let state = state.clone();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let (id_hash, state) = (id_hash.as_slice(), &state);
+                    let n = sqlx::query(
+                        "UPDATE signin_transactions SET state = ?, version = version + 1 WHERE id_hash = ? AND version = ?",
+                    )
+                    .bind(serde_json::to_string(state).expect("state serialises"))
+                    .bind(id_hash)
+                    .bind(expected_version)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
     }
 
     async fn delete_signin(&self, id_hash: &[u8]) -> Result<()> {
-        sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
-            .bind(id_hash)
-            .execute(&self.writer)
+        let id_hash = id_hash.to_vec();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let id_hash = id_hash.as_slice();
+                    sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
+                        .bind(id_hash)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn create_session(
@@ -807,7 +926,16 @@ impl Store for SqliteStore {
         now: UnixTime,
         limits: SessionLimits,
     ) -> Result<()> {
-        insert_session(&self.writer, id_hash, tenant, signin, now, limits).await
+        let id_hash = id_hash.to_vec();
+        let signin = signin.clone();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let (id_hash, signin) = (id_hash.as_slice(), &signin);
+                    insert_session(&mut *c, id_hash, tenant, signin, now, limits).await
+                })
+            })
+            .await
     }
 
     async fn complete_signin(
@@ -820,35 +948,47 @@ impl Store for SqliteStore {
         audit: &AuditEvent,
         approval: Option<&str>,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
-        if let Some(id) = approval {
-            let n = sqlx::query(
-                "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
-            )
-            .bind(id)
-            .execute(&mut *tx)
+        let signin_id_hash = signin_id_hash.to_vec();
+        let session_id_hash = session_id_hash.to_vec();
+        let signin = signin.clone();
+        let audit = audit.clone();
+        let approval = approval.map(str::to_owned);
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let (signin_id_hash, session_id_hash, signin, audit, approval) = (signin_id_hash.as_slice(), session_id_hash.as_slice(), &signin, &audit, approval.as_deref());
+                    let mut tx = c.begin().await.map_err(db_err)?;
+                    if let Some(id) = approval {
+                        let n = sqlx::query(
+                            "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
+                        )
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                        if n != 1 {
+                            return Ok(false);
+                        }
+                    }
+                    insert_session(&mut *tx, session_id_hash, audit.tenant, signin, now, limits).await?;
+                    sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
+                        .bind(signin_id_hash)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    sqlx::query("UPDATE users SET last_signin_at = ? WHERE id = ?")
+                        .bind(now)
+                        .bind(signin.user().0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    insert_audit(&mut *tx, audit).await?;
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(true)
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-            if n != 1 {
-                return Ok(false);
-            }
-        }
-        insert_session(&mut *tx, session_id_hash, audit.tenant, signin, now, limits).await?;
-        sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
-            .bind(signin_id_hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query("UPDATE users SET last_signin_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(signin.user().0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        insert_audit(&mut *tx, audit).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
     }
 
     async fn find_session(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SessionRecord>> {
@@ -879,63 +1019,101 @@ impl Store for SqliteStore {
         now: UnixTime,
         limits: SessionLimits,
     ) -> Result<()> {
-        // At most one write a minute per session: the idle timeout does not need more precision.
-        sqlx::query(
-            "UPDATE sessions SET last_seen_at = ?1, idle_expires_at = ?2 \
-             WHERE id_hash = ?3 AND revoked_at IS NULL AND last_seen_at < ?1 - 60",
-        )
-        .bind(now)
-        .bind(now + limits.idle_secs)
-        .bind(id_hash)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        let id_hash = id_hash.to_vec();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let id_hash = id_hash.as_slice();
+                    // At most one write a minute per session: the idle timeout does not need more precision.
+                    sqlx::query(
+                        "UPDATE sessions SET last_seen_at = ?1, idle_expires_at = ?2 \
+                         WHERE id_hash = ?3 AND revoked_at IS NULL AND last_seen_at < ?1 - 60",
+                    )
+                    .bind(now)
+                    .bind(now + limits.idle_secs)
+                    .bind(id_hash)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn revoke_session(&self, id_hash: &[u8], now: UnixTime) -> Result<()> {
-        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id_hash)
-            .execute(&self.writer)
+        let id_hash = id_hash.to_vec();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let id_hash = id_hash.as_slice();
+                    sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL")
+                        .bind(now)
+                        .bind(id_hash)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn revoke_user_sessions(&self, user: UserId, now: UnixTime) -> Result<u64> {
-        Ok(sqlx::query(
-            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(user.0)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected())
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    Ok(sqlx::query(
+                        "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(user.0)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected())
+                })
+            })
+            .await
     }
 
     async fn create_setup_token(&self, token_hash: &[u8], expires_at: UnixTime) -> Result<()> {
-        sqlx::query("INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?, ?)")
-            .bind(token_hash)
-            .bind(expires_at)
-            .execute(&self.writer)
+        let token_hash = token_hash.to_vec();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let token_hash = token_hash.as_slice();
+                    sqlx::query("INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?, ?)")
+                        .bind(token_hash)
+                        .bind(expires_at)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn consume_setup_token(&self, token_hash: &[u8], now: UnixTime) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE setup_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1",
-        )
-        .bind(now)
-        .bind(token_hash)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(n == 1)
+        let token_hash = token_hash.to_vec();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let token_hash = token_hash.as_slice();
+                    let n = sqlx::query(
+                        "UPDATE setup_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1",
+                    )
+                    .bind(now)
+                    .bind(token_hash)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
     }
 
     async fn is_setup_token_valid(&self, token_hash: &[u8], now: UnixTime) -> Result<bool> {
@@ -956,29 +1134,45 @@ impl Store for SqliteStore {
         code_hash: &[u8],
         expires_at: UnixTime,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO activation_codes (code_hash, user_id, expires_at) VALUES (?, ?, ?)",
-        )
-        .bind(code_hash)
-        .bind(user.0)
-        .bind(expires_at)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        let code_hash = code_hash.to_vec();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let code_hash = code_hash.as_slice();
+                    sqlx::query(
+                        "INSERT INTO activation_codes (code_hash, user_id, expires_at) VALUES (?, ?, ?)",
+                    )
+                    .bind(code_hash)
+                    .bind(user.0)
+                    .bind(expires_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn consume_activation(&self, code_hash: &[u8], now: UnixTime) -> Result<Option<UserId>> {
-        let user: Option<i64> = sqlx::query_scalar(
-            "UPDATE activation_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL AND expires_at > ?1 \
-             RETURNING user_id",
-        )
-        .bind(now)
-        .bind(code_hash)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(db_err)?;
-        Ok(user.map(UserId))
+        let code_hash = code_hash.to_vec();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let code_hash = code_hash.as_slice();
+                    let user: Option<i64> = sqlx::query_scalar(
+                        "UPDATE activation_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL AND expires_at > ?1 \
+                         RETURNING user_id",
+                    )
+                    .bind(now)
+                    .bind(code_hash)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(user.map(UserId))
+                })
+            })
+            .await
     }
 
     async fn find_activation_device(
@@ -1007,7 +1201,11 @@ impl Store for SqliteStore {
         now: UnixTime,
     ) -> Result<Device> {
         // One transaction: a crash leaves either a complete device or none.
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
         let public_id = random_hex(16);
         let sql = format!(
             "INSERT INTO devices (public_id, tenant_id, user_id, name, alg, public_key, created_at) \
@@ -1108,46 +1306,62 @@ impl Store for SqliteStore {
     }
 
     async fn delete_device(&self, user: UserId, public_id: &str) -> Result<Option<Vec<String>>> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let n = sqlx::query("DELETE FROM devices WHERE public_id = ? AND user_id = ?")
-            .bind(public_id)
-            .bind(user.0)
-            .execute(&mut *tx)
+        let public_id = public_id.to_owned();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let public_id = public_id.as_str();
+                    let mut tx = c.begin()
+                        .await
+                        .map_err(db_err)?;
+                    let n = sqlx::query("DELETE FROM devices WHERE public_id = ? AND user_id = ?")
+                        .bind(public_id)
+                        .bind(user.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    // Its methods went with it (ON DELETE CASCADE); a default that pointed at them is gone.
+                    sqlx::query(
+                        "UPDATE users SET default_method_id = (SELECT MIN(id) FROM methods WHERE user_id = ?1) \
+                         WHERE id = ?1 AND default_method_id NOT IN (SELECT id FROM methods WHERE user_id = ?1)",
+                    )
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    // Its pending requests stop at once.
+                    let cancelled: Vec<String> = sqlx::query_scalar(
+                        "UPDATE challenges SET state = 'cancelled' WHERE user_id = ? AND state = 'pending' RETURNING public_id",
+                    )
+                    .bind(user.0)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(Some(cancelled))
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-        if n == 0 {
-            return Ok(None);
-        }
-        // Its methods went with it (ON DELETE CASCADE); a default that pointed at them is gone.
-        sqlx::query(
-            "UPDATE users SET default_method_id = (SELECT MIN(id) FROM methods WHERE user_id = ?1) \
-             WHERE id = ?1 AND default_method_id NOT IN (SELECT id FROM methods WHERE user_id = ?1)",
-        )
-        .bind(user.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        // Its pending requests stop at once.
-        let cancelled: Vec<String> = sqlx::query_scalar(
-            "UPDATE challenges SET state = 'cancelled' WHERE user_id = ? AND state = 'pending' RETURNING public_id",
-        )
-        .bind(user.0)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(Some(cancelled))
     }
 
     async fn touch_device(&self, row_id: i64, now: UnixTime) -> Result<()> {
-        sqlx::query("UPDATE devices SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1 - 60)")
-            .bind(now)
-            .bind(row_id)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE devices SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1 - 60)")
+                        .bind(now)
+                        .bind(row_id)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn claim_device_nonce(
@@ -1157,23 +1371,31 @@ impl Store for SqliteStore {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool> {
-        let n = sqlx::query("INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(row_id)
-            .bind(nonce)
-            .bind(expires_at)
-            .execute(&self.writer)
+        let nonce = nonce.to_owned();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let nonce = nonce.as_str();
+                    let n = sqlx::query("INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                        .bind(row_id)
+                        .bind(nonce)
+                        .bind(expires_at)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                    if n == 1 && nonce.as_bytes().first().is_some_and(|b| b % 16 == 0) {
+                        // Now and then, forget nonces whose timestamps could no longer pass the freshness check.
+                        sqlx::query("DELETE FROM device_nonces WHERE expires_at < ?")
+                            .bind(now)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    Ok(n == 1)
+                })
+            })
             .await
-            .map_err(db_err)?
-            .rows_affected();
-        if n == 1 && nonce.as_bytes().first().is_some_and(|b| b % 16 == 0) {
-            // Now and then, forget nonces whose timestamps could no longer pass the freshness check.
-            sqlx::query("DELETE FROM device_nonces WHERE expires_at < ?")
-                .bind(now)
-                .execute(&self.writer)
-                .await
-                .map_err(db_err)?;
-        }
-        Ok(n == 1)
     }
 
     async fn create_challenge(
@@ -1182,42 +1404,50 @@ impl Store for SqliteStore {
         now: UnixTime,
         audit: Option<&AuditEvent>,
     ) -> Result<(ChallengeRecord, Vec<String>)> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let superseded: Vec<String> = sqlx::query_scalar(
-            "UPDATE challenges SET state = 'superseded' WHERE user_id = ? AND state = 'pending' RETURNING public_id",
-        )
-        .bind(new.user.0)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let sql = format!(
-            "INSERT INTO challenges (public_id, tenant_id, user_id, signin_id_hash, kind, nonce, number, state, app_name, ip, \
-             location, user_agent, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) \
-             RETURNING {CHALLENGE_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(random_hex(16))
-            .bind(new.tenant.0)
-            .bind(new.user.0)
-            .bind(&new.signin_id_hash)
-            .bind(&new.kind)
-            .bind(random_hex(16))
-            .bind(&new.number)
-            .bind(&new.app_name)
-            .bind(&new.ip)
-            .bind(&new.location)
-            .bind(&new.user_agent)
-            .bind(now)
-            .bind(new.expires_at)
-            .fetch_one(&mut *tx)
+        let audit = audit.cloned();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let audit = audit.as_ref();
+                    let mut tx = c.begin().await.map_err(db_err)?;
+                    let superseded: Vec<String> = sqlx::query_scalar(
+                        "UPDATE challenges SET state = 'superseded' WHERE user_id = ? AND state = 'pending' RETURNING public_id",
+                    )
+                    .bind(new.user.0)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    let sql = format!(
+                        "INSERT INTO challenges (public_id, tenant_id, user_id, signin_id_hash, kind, nonce, number, state, app_name, ip, \
+                         location, user_agent, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) \
+                         RETURNING {CHALLENGE_COLUMNS}"
+                    );
+                    let row = sqlx::query(&sql)
+                        .bind(random_hex(16))
+                        .bind(new.tenant.0)
+                        .bind(new.user.0)
+                        .bind(&new.signin_id_hash)
+                        .bind(&new.kind)
+                        .bind(random_hex(16))
+                        .bind(&new.number)
+                        .bind(&new.app_name)
+                        .bind(&new.ip)
+                        .bind(&new.location)
+                        .bind(&new.user_agent)
+                        .bind(now)
+                        .bind(new.expires_at)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    let record = challenge_from_row(&row)?;
+                    if let Some(a) = audit {
+                        insert_audit(&mut *tx, a).await?;
+                    }
+                    tx.commit().await.map_err(db_err)?;
+                    Ok((record, superseded))
+                })
+            })
             .await
-            .map_err(db_err)?;
-        let record = challenge_from_row(&row)?;
-        if let Some(a) = audit {
-            insert_audit(&mut *tx, a).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok((record, superseded))
     }
 
     async fn count_challenges_since(&self, user: UserId, since: UnixTime) -> Result<u32> {
@@ -1280,88 +1510,132 @@ impl Store for SqliteStore {
         now: UnixTime,
         audit: &AuditEvent,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let user: Option<i64> = sqlx::query_scalar(
-            "UPDATE challenges SET state = ?1, answered_at = ?2, answered_by_device = ?3 \
-             WHERE public_id = ?4 AND state = 'pending' AND expires_at > ?2 RETURNING user_id",
-        )
-        .bind(to.as_str())
-        .bind(now)
-        .bind(device_row)
-        .bind(public_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some(user) = user else {
-            return Ok(false);
-        };
-        if to == ChallengeState::Approved {
-            sqlx::query(
-                "UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = 'push' AND failures <> 0",
-            )
-            .bind(user)
-            .execute(&mut *tx)
+        let public_id = public_id.to_owned();
+        let audit = audit.clone();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let (public_id, audit) = (public_id.as_str(), &audit);
+                    let mut tx = c.begin().await.map_err(db_err)?;
+                    let user: Option<i64> = sqlx::query_scalar(
+                        "UPDATE challenges SET state = ?1, answered_at = ?2, answered_by_device = ?3 \
+                         WHERE public_id = ?4 AND state = 'pending' AND expires_at > ?2 RETURNING user_id",
+                    )
+                    .bind(to.as_str())
+                    .bind(now)
+                    .bind(device_row)
+                    .bind(public_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    let Some(user) = user else {
+                        return Ok(false);
+                    };
+                    if to == ChallengeState::Approved {
+                        sqlx::query(
+                            "UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = 'push' AND failures <> 0",
+                        )
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    }
+                    insert_audit(&mut *tx, audit).await?;
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(true)
+                })
+            })
             .await
-            .map_err(db_err)?;
-        }
-        insert_audit(&mut *tx, audit).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
     }
 
     async fn consume_challenge(&self, public_id: &str) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
-        )
-        .bind(public_id)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(n == 1)
+        let public_id = public_id.to_owned();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let public_id = public_id.as_str();
+                    let n = sqlx::query(
+                        "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
+                    )
+                    .bind(public_id)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
     }
 
     async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<String>> {
-        sqlx::query_scalar("UPDATE challenges SET state = 'cancelled' WHERE user_id = ? AND state = 'pending' RETURNING public_id")
-            .bind(user.0)
-            .fetch_all(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query_scalar("UPDATE challenges SET state = 'cancelled' WHERE user_id = ? AND state = 'pending' RETURNING public_id")
+                        .bind(user.0)
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(db_err)
+                })
+            })
             .await
-            .map_err(db_err)
     }
 
     async fn update_user_push_blocked(&self, user: UserId, at: Option<UnixTime>) -> Result<()> {
-        sqlx::query("UPDATE users SET push_blocked_at = ? WHERE id = ?")
-            .bind(at)
-            .bind(user.0)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE users SET push_blocked_at = ? WHERE id = ?")
+                        .bind(at)
+                        .bind(user.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn update_user_last_signin(&self, user: UserId, at: UnixTime) -> Result<()> {
-        sqlx::query("UPDATE users SET last_signin_at = ? WHERE id = ?")
-            .bind(at)
-            .bind(user.0)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE users SET last_signin_at = ? WHERE id = ?")
+                        .bind(at)
+                        .bind(user.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn set_pin_key(&self, row_id: i64, key: &[u8], replacing: Option<&[u8]>) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE devices SET pin_key = ?1, pin_key_failures = 0 \
-             WHERE id = ?2 AND pin_key_disabled_at IS NULL AND pin_key IS ?3",
-        )
-        .bind(key)
-        .bind(row_id)
-        .bind(replacing)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(n == 1)
+        let key = key.to_vec();
+        let replacing = replacing.map(<[u8]>::to_vec);
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let (key, replacing) = (key.as_slice(), replacing.as_deref());
+                    let n = sqlx::query(
+                        "UPDATE devices SET pin_key = ?1, pin_key_failures = 0 \
+                         WHERE id = ?2 AND pin_key_disabled_at IS NULL AND pin_key IS ?3",
+                    )
+                    .bind(key)
+                    .bind(row_id)
+                    .bind(replacing)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
     }
 
     async fn record_pin_check(
@@ -1372,90 +1646,126 @@ impl Store for SqliteStore {
         max: i64,
         now: UnixTime,
     ) -> Result<PinOutcome> {
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "UPDATE devices SET \
-             pin_key_failures = CASE WHEN ?1 THEN 0 ELSE pin_key_failures + 1 END, \
-             pin_key_disabled_at = CASE WHEN NOT ?1 AND pin_key_failures + 1 >= ?2 THEN ?3 END \
-             WHERE id = ?4 AND pin_key = ?5 AND pin_key_disabled_at IS NULL AND pin_key_failures < ?2 \
-             RETURNING pin_key_failures, pin_key_disabled_at",
-        )
-        .bind(valid)
-        .bind(max)
-        .bind(now)
-        .bind(row_id)
-        .bind(key)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(db_err)?;
-        if let Some((n, disabled)) = row {
-            return Ok(if valid {
-                PinOutcome::Accepted
-            } else {
-                PinOutcome::Wrong {
-                    consecutive: n,
-                    disabled: disabled.is_some(),
-                }
-            });
-        }
-        let current: Option<(Option<Vec<u8>>, Option<i64>)> =
-            sqlx::query_as("SELECT pin_key, pin_key_disabled_at FROM devices WHERE id = ?")
-                .bind(row_id)
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(db_err)?;
-        Ok(match current {
-            Some((Some(k), d)) if k == key && d.is_some() => PinOutcome::Disabled,
-            // Same key, not disabled, but at the limit: a race lost to the check that disabled it.
-            Some((Some(k), _)) if k == key => PinOutcome::Disabled,
-            _ => PinOutcome::NoKey,
-        })
+        let key = key.to_vec();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let key = key.as_slice();
+                    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+                        "UPDATE devices SET \
+                         pin_key_failures = CASE WHEN ?1 THEN 0 ELSE pin_key_failures + 1 END, \
+                         pin_key_disabled_at = CASE WHEN NOT ?1 AND pin_key_failures + 1 >= ?2 THEN ?3 END \
+                         WHERE id = ?4 AND pin_key = ?5 AND pin_key_disabled_at IS NULL AND pin_key_failures < ?2 \
+                         RETURNING pin_key_failures, pin_key_disabled_at",
+                    )
+                    .bind(valid)
+                    .bind(max)
+                    .bind(now)
+                    .bind(row_id)
+                    .bind(key)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    if let Some((n, disabled)) = row {
+                        return Ok(if valid {
+                            PinOutcome::Accepted
+                        } else {
+                            PinOutcome::Wrong {
+                                consecutive: n,
+                                disabled: disabled.is_some(),
+                            }
+                        });
+                    }
+                    let current: Option<(Option<Vec<u8>>, Option<i64>)> =
+                        sqlx::query_as("SELECT pin_key, pin_key_disabled_at FROM devices WHERE id = ?")
+                            .bind(row_id)
+                            .fetch_optional(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                    Ok(match current {
+                        Some((Some(k), d)) if k == key && d.is_some() => PinOutcome::Disabled,
+                        // Same key, not disabled, but at the limit: a race lost to the check that disabled it.
+                        Some((Some(k), _)) if k == key => PinOutcome::Disabled,
+                        _ => PinOutcome::NoKey,
+                    })
+                })
+            })
+            .await
     }
 
     async fn disable_pin_key(&self, row_id: i64, now: UnixTime) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE devices SET pin_key_disabled_at = ? WHERE id = ? AND pin_key_disabled_at IS NULL",
-        )
-        .bind(now)
-        .bind(row_id)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(n == 1)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let n = sqlx::query(
+                        "UPDATE devices SET pin_key_disabled_at = ? WHERE id = ? AND pin_key_disabled_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(row_id)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
     }
 
     async fn clear_pin_key(&self, user: UserId, public_id: &str) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE devices SET pin_key = NULL, pin_key_failures = 0, pin_key_disabled_at = NULL, \
-             phone_sign_in_at = NULL WHERE user_id = ? AND public_id = ?",
-        )
-        .bind(user.0)
-        .bind(public_id)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(n == 1)
+        let public_id = public_id.to_owned();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let public_id = public_id.as_str();
+                    let n = sqlx::query(
+                        "UPDATE devices SET pin_key = NULL, pin_key_failures = 0, pin_key_disabled_at = NULL, \
+                         phone_sign_in_at = NULL WHERE user_id = ? AND public_id = ?",
+                    )
+                    .bind(user.0)
+                    .bind(public_id)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
     }
 
     async fn set_phone_sign_in(&self, row_id: i64, at: Option<UnixTime>) -> Result<()> {
-        sqlx::query("UPDATE devices SET phone_sign_in_at = ? WHERE id = ?")
-            .bind(at)
-            .bind(row_id)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE devices SET phone_sign_in_at = ? WHERE id = ?")
+                        .bind(at)
+                        .bind(row_id)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn update_signin_preference(&self, user: UserId, choice: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE users SET signin_preference = ? WHERE id = ?")
-            .bind(choice)
-            .bind(user.0)
-            .execute(&self.writer)
+        let choice = choice.map(str::to_owned);
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let choice = choice.as_deref();
+                    sqlx::query("UPDATE users SET signin_preference = ? WHERE id = ?")
+                        .bind(choice)
+                        .bind(user.0)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn find_policy(&self, tenant: TenantId) -> Result<Option<(MethodsPolicy, i64)>> {
@@ -1481,35 +1791,54 @@ impl Store for SqliteStore {
         now: UnixTime,
         audit: &AuditEvent,
     ) -> Result<bool> {
-        let text = serde_json::to_string(policy)
-            .map_err(|e| StoreError::Database(format!("policy does not serialise: {e}")))?;
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
-        // Insert at version 1 when none exists yet, otherwise bump the expected version: either
-        // way exactly one of two racing saves from the same version wins.
-        let n = sqlx::query(
-            "INSERT INTO tenant_policies (tenant_id, policy, version, updated_at) VALUES (?1, ?2, 1, ?3) \
-             ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy, \
-             version = tenant_policies.version + 1, updated_at = excluded.updated_at \
-             WHERE tenant_policies.version = ?4",
-        )
-        .bind(tenant.0)
-        .bind(&text)
-        .bind(now)
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n != 1 {
-            return Ok(false);
-        }
-        insert_audit(&mut *tx, audit).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        let policy = policy.clone();
+        let audit = audit.clone();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let (policy, audit) = (&policy, &audit);
+                    let text = serde_json::to_string(policy)
+                        .map_err(|e| StoreError::Database(format!("policy does not serialise: {e}")))?;
+                    let mut tx = c.begin()
+                        .await
+                        .map_err(db_err)?;
+                    // Insert at version 1 when none exists yet, otherwise bump the expected version: either
+                    // way exactly one of two racing saves from the same version wins.
+                    let n = sqlx::query(
+                        "INSERT INTO tenant_policies (tenant_id, policy, version, updated_at) VALUES (?1, ?2, 1, ?3) \
+                         ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy, \
+                         version = tenant_policies.version + 1, updated_at = excluded.updated_at \
+                         WHERE tenant_policies.version = ?4",
+                    )
+                    .bind(tenant.0)
+                    .bind(&text)
+                    .bind(now)
+                    .bind(expected_version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    if n != 1 {
+                        return Ok(false);
+                    }
+                    insert_audit(&mut *tx, audit).await?;
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(true)
+                })
+            })
+            .await
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        insert_audit(&self.writer, e).await
+        let e = e.clone();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let e = &e;
+                    insert_audit(&mut *c, e).await
+                })
+            })
+            .await
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>> {

@@ -717,3 +717,100 @@ async fn policy_saves_are_compare_and_set_and_logged() {
     let reasons: Vec<_> = log.iter().filter_map(|e| e.reason.clone()).collect();
     assert_eq!(reasons, vec!["second".to_string(), "first".to_string()]);
 }
+
+/// Writes made at the same moment are committed together (one flush for many): each keeps its
+/// own outcome. A write that fails half-way leaves nothing behind and does not take the
+/// others with it; the ones that succeeded are on disk when their callers hear so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_committed_together_keep_their_own_outcomes() {
+    let (dir, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let limits = SessionLimits {
+        idle_secs: 3600,
+        absolute_secs: 86_400,
+    };
+    let done = SignInState::Done {
+        user: u,
+        amr: vec![Amr::Pwd],
+    }
+    .completed()
+    .unwrap();
+    let event = AuditEvent {
+        id: 0,
+        at: NOW,
+        tenant: t,
+        user: Some(u),
+        username: "a".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "t".into(),
+        event: "sign_in".into(),
+        method: Some("password".into()),
+        result: AuditResult::Success,
+        reason: None,
+    };
+    // A session id already taken: completions that reuse it fail on their second statement.
+    s.create_session(b"taken", t, &done, NOW, limits)
+        .await
+        .unwrap();
+    for i in 0..40u8 {
+        s.create_signin(&SignInRecord {
+            id_hash: vec![i; 32],
+            tenant: t,
+            username: "a".into(),
+            state: SignInState::Identified { user: Some(u) },
+            version: 0,
+            next_path: None,
+            created_at: NOW,
+            expires_at: NOW + 600,
+        })
+        .await
+        .unwrap();
+    }
+    let tasks: Vec<_> = (0..40u8)
+        .map(|i| {
+            let (s, done, event) = (s.clone(), done.clone(), event.clone());
+            tokio::spawn(async move {
+                let session = if i % 2 == 0 {
+                    vec![100 + i; 32]
+                } else {
+                    b"taken".to_vec()
+                };
+                s.complete_signin(&[i; 32], &session, &done, NOW, limits, &event, None)
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap(), i % 2 == 0, "completion {i}");
+    }
+    // Another connection (another process, after a crash) sees exactly the successes.
+    drop(s);
+    let again = SqliteStore::open(
+        &dir.path().join("sesame.db"),
+        MasterKey::from_bytes([7; 32]),
+    )
+    .await
+    .unwrap();
+    for i in 0..40u8 {
+        let session = again.find_session(&[100 + i; 32], NOW).await.unwrap();
+        let signin = again.find_signin(&[i; 32], NOW).await.unwrap();
+        if i % 2 == 0 {
+            assert!(session.is_some() && signin.is_none(), "completion {i}");
+        } else {
+            assert!(
+                signin.is_some(),
+                "failed completion {i} left its transaction"
+            );
+        }
+    }
+    let log = again
+        .list_audit(&AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 20, "one audit line per successful completion");
+}
