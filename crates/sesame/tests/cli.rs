@@ -505,6 +505,16 @@ fn reset_methods_removes_devices_and_pending_requests() {
         (user, c.id)
     });
 
+    let shown = ok(&sesame(d, &["user", "show", "frank"], None));
+    assert!(shown.contains("Frank's phone"), "{shown}");
+    assert!(shown.contains("phone sign-in off"), "{shown}");
+    let shown = json(&sesame(d, &["--json", "user", "show", "frank"], None));
+    assert_eq!(shown["devices"][0]["name"], "Frank's phone", "{shown}");
+    assert!(
+        shown["devices"][0].get("pin_key").is_none(),
+        "keys stay out: {shown}"
+    );
+
     let out = json(&sesame(
         d,
         &["--json", "user", "reset-methods", "frank"],
@@ -520,6 +530,8 @@ fn reset_methods_removes_devices_and_pending_requests() {
         let c = store.find_challenge(&challenge).await.unwrap().unwrap();
         assert_ne!(c.state, sesame_core::push::ChallengeState::Pending, "{c:?}");
     });
+    let shown = ok(&sesame(d, &["user", "show", "frank"], None));
+    assert!(shown.contains("(none registered)"), "{shown}");
     let log = ok(&sesame(d, &["log", "--user", "frank"], None));
     assert!(log.contains("admin_methods_reset"), "{log}");
     assert!(log.contains("1 device(s) removed"), "{log}");

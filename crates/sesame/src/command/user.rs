@@ -74,6 +74,7 @@ struct UserDetail {
     #[serde(flatten)]
     user: User,
     methods: Vec<sesame_store::Method>,
+    devices: Vec<sesame_store::Device>,
     groups: Vec<String>,
     locks: Vec<Lock>,
     recent: Vec<sesame_store::AuditEvent>,
@@ -170,6 +171,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
         UserCommand::Show { username } => {
             let user = find(&data, username).await?;
             let methods = store.list_methods(user.id).await?;
+            let devices = store.list_devices(user.id).await?;
             let groups = store
                 .list_user_groups(user.id)
                 .await?
@@ -195,6 +197,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             let d = UserDetail {
                 user,
                 methods,
+                devices,
                 groups,
                 locks,
                 recent,
@@ -359,6 +362,28 @@ fn print_detail(d: &UserDetail) {
             m.last_used_at
                 .map(|t| format!("last used {}", fmt_time(t)))
                 .unwrap_or_else(|| "not used yet".into())
+        );
+    }
+    println!("Devices:");
+    if d.devices.is_empty() {
+        println!("  (none registered)");
+    }
+    for dev in &d.devices {
+        let phone = if dev.pin_key_disabled_at.is_some() {
+            "phone sign-in OFF after 10 wrong PINs (the user sets it up again in the app)"
+        } else if dev.phone_sign_in_ready() {
+            "phone sign-in on"
+        } else {
+            "phone sign-in off"
+        };
+        println!(
+            "  {} ({}): added {}, {}, {phone}",
+            dev.name,
+            dev.id,
+            fmt_time(dev.created_at),
+            dev.last_used_at
+                .map(|t| format!("last used {}", fmt_time(t)))
+                .unwrap_or_else(|| "not used yet".into()),
         );
     }
     for l in d.locks.iter().filter(|l| l.failures > 0) {
