@@ -667,6 +667,21 @@ async fn reset_methods(
     )))
 }
 
+/// Audits an administrator's action on one device and goes back to the user's page.
+async fn device_done(
+    state: &AppState,
+    client: &Client,
+    me: &SignedIn,
+    user: &User,
+    device: &Device,
+    event: &str,
+    done: &str,
+) -> Response {
+    let detail = format!("device {}", device.name);
+    record(state, client, Some(user), me, event, Some(&detail)).await;
+    see_other(&format!("{}?done={done}", user_path(&user.username)))
+}
+
 /// The user and one of their devices, or 404.
 async fn user_device(
     state: &AppState,
@@ -697,19 +712,16 @@ async fn remove_device(
     if !crate::device_api::remove_device(&state, &client, &user, &device.id).await? {
         return Err(AppError::NotFound);
     }
-    record(
+    Ok(device_done(
         &state,
         &client,
-        Some(&user),
         &me,
+        &user,
+        &device,
         "admin_device_removed",
-        Some(&format!("device {}", device.name)),
+        "device_removed",
     )
-    .await;
-    Ok(see_other(&format!(
-        "{}?done=device_removed",
-        user_path(&user.username)
-    )))
+    .await)
 }
 
 async fn phone_sign_in_off(
@@ -724,19 +736,16 @@ async fn phone_sign_in_off(
     }
     let (user, device) = user_device(&state, &username, &id).await?;
     crate::device_api::turn_off_phone_sign_in(&state, &client, &user, &device, &by(&me)).await?;
-    record(
+    Ok(device_done(
         &state,
         &client,
-        Some(&user),
         &me,
+        &user,
+        &device,
         "admin_phone_sign_in_disabled",
-        Some(&format!("device {}", device.name)),
+        "phone_sign_in_off",
     )
-    .await;
-    Ok(see_other(&format!(
-        "{}?done=phone_sign_in_off",
-        user_path(&user.username)
-    )))
+    .await)
 }
 
 async fn allow_again(
@@ -751,19 +760,16 @@ async fn allow_again(
     }
     let (user, device) = user_device(&state, &username, &id).await?;
     crate::device_api::reset_pin_key(&state, &client, &user, &device, &by(&me)).await?;
-    record(
+    Ok(device_done(
         &state,
         &client,
-        Some(&user),
         &me,
+        &user,
+        &device,
         "admin_pin_key_reset",
-        Some(&format!("device {}", device.name)),
+        "allowed_again",
     )
-    .await;
-    Ok(see_other(&format!(
-        "{}?done=allowed_again",
-        user_path(&user.username)
-    )))
+    .await)
 }
 
 // ---- Groups ----
