@@ -5,9 +5,7 @@
 //! transaction, so one disk flush serves many writes. Each write runs in its own savepoint and
 //! is a conditional statement (`UPDATE ... WHERE`, `INSERT ... ON CONFLICT`,
 //! `DELETE ... RETURNING`) or a transaction of its own, so single use is enforced by the database.
-//! A few rare writes that need the master key (enrolments, device creation) or read back what
-//! they wrote use a second writing connection; SQLite's busy timeout orders the two, and under
-//! heavy sign-in load such a write can wait for seconds (measured: up to 2.1 s).
+//! Secrets are sealed with the master key before a write and opened after it, outside the group.
 
 use crate::{
     crypto::MasterKey, name_key, AuditEvent, AuditFilter, AuditResult, ChallengeRecord, Device,
@@ -26,7 +24,7 @@ use sesame_core::{GroupId, MethodId, TenantId, UnixTime, UserId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,13 +33,8 @@ mod writer;
 pub struct SqliteStore {
     /// Read-only connections: in WAL mode readers never wait for the writer.
     pool: SqlitePool,
-    /// The one connection that writes. SQLite lets one writer in at a time anyway; with
-    /// several writing connections, the losers wait in SQLite's busy handler, which sleeps
-    /// (1, 2, 5, 10 ... ms) instead of being woken, and hold pool connections that readers
-    /// then wait for. One writer queues writes in the pool instead, woken the moment the
-    /// previous commit ends.
-    writer: SqlitePool,
-    /// The hot writes of a sign-in, committed in groups (see `writer`).
+    /// Every write, committed in groups (see `writer`): one connection writes, so writers
+    /// queue here instead of sleeping in SQLite's busy handler.
     group: writer::GroupWriter,
     key: MasterKey,
 }
@@ -170,16 +163,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(opts.clone())
-            .await
-            .map_err(db_err)?;
+        // Migrations on a connection of their own, closed before the writer starts.
+        let mut migrating = opts.connect().await.map_err(db_err)?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
+            .run(&mut migrating)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
+        migrating.close().await.map_err(db_err)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
@@ -195,12 +185,7 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         let group = writer::GroupWriter::start(&opts).await?;
-        Ok(Self {
-            pool,
-            writer,
-            group,
-            key,
-        })
+        Ok(Self { pool, group, key })
     }
 
     fn open_method(&self, r: &SqliteRow) -> Result<Method> {
@@ -427,22 +412,31 @@ impl Store for SqliteStore {
     }
 
     async fn create_group(&self, tenant: TenantId, name: &str, now: UnixTime) -> Result<Group> {
-        sqlx::query(
-            "INSERT INTO groups (tenant_id, name, name_key, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(tenant.0)
-        .bind(name.trim())
-        .bind(name_key(name))
-        .bind(now)
-        .execute(&self.writer)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!("group {:?}", name.trim()))
-            } else {
-                db_err(e)
-            }
-        })?;
+        let group_name = name.to_owned();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let name = group_name.as_str();
+                    sqlx::query(
+                        "INSERT INTO groups (tenant_id, name, name_key, created_at) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(tenant.0)
+                    .bind(name.trim())
+                    .bind(name_key(name))
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            StoreError::Conflict(format!("group {:?}", name.trim()))
+                        } else {
+                            db_err(e)
+                        }
+                    })?;
+                    Ok(())
+                })
+            })
+            .await?;
         self.find_group_by_name(tenant, name)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("group {name:?}")))
@@ -539,15 +533,21 @@ impl Store for SqliteStore {
     ) -> Result<String> {
         let id = random_hex(16);
         let sealed = self.key.seal(&enrollment_aad(&id, user), secret.expose());
-        sqlx::query("INSERT INTO totp_enrollments (id, user_id, secret_enc, expires_at) VALUES (?, ?, ?, ?)")
-            .bind(&id)
-            .bind(user.0)
-            .bind(sealed)
-            .bind(expires_at)
-            .execute(&self.writer)
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO totp_enrollments (id, user_id, secret_enc, expires_at) VALUES (?, ?, ?, ?)")
+                        .bind(&id)
+                        .bind(user.0)
+                        .bind(sealed)
+                        .bind(expires_at)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(id)
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(id)
     }
 
     async fn find_totp_enrollment(
@@ -580,22 +580,32 @@ impl Store for SqliteStore {
         id: &str,
         now: UnixTime,
     ) -> Result<Option<SecretBytes>> {
-        let sealed: Option<Vec<u8>> = sqlx::query_scalar(
-            "DELETE FROM totp_enrollments WHERE id = ? AND user_id = ? AND expires_at > ? RETURNING secret_enc",
-        )
-        .bind(id)
-        .bind(user.0)
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(db_err)?;
-        // Expired enrolments of this user are garbage now.
-        sqlx::query("DELETE FROM totp_enrollments WHERE user_id = ? AND expires_at <= ?")
-            .bind(user.0)
-            .bind(now)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?;
+        let owned_id = id.to_owned();
+        let sealed: Option<Vec<u8>> = self
+            .group
+            .write(move |c| {
+                Box::pin(async move {
+                    let id = owned_id.as_str();
+                    let sealed: Option<Vec<u8>> = sqlx::query_scalar(
+                        "DELETE FROM totp_enrollments WHERE id = ? AND user_id = ? AND expires_at > ? RETURNING secret_enc",
+                    )
+                    .bind(id)
+                    .bind(user.0)
+                    .bind(now)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    // Expired enrolments of this user are garbage now.
+                    sqlx::query("DELETE FROM totp_enrollments WHERE user_id = ? AND expires_at <= ?")
+                        .bind(user.0)
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(sealed)
+                })
+            })
+            .await?;
         sealed
             .map(|s| {
                 self.key
@@ -617,20 +627,29 @@ impl Store for SqliteStore {
         let sealed = self
             .key
             .seal(&method_aad(&public_id, user), secret.expose());
-        let row = sqlx::query(
-            "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, last_totp_step, created_at) \
-             VALUES (?, ?, 'totp', ?, ?, ?, ?) \
-             RETURNING id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, NULL AS device_public_id",
-        )
-        .bind(&public_id)
-        .bind(user.0)
-        .bind(label)
-        .bind(sealed)
-        .bind(used_step)
-        .bind(now)
-        .fetch_one(&self.writer)
-        .await
-        .map_err(db_err)?;
+        let label = label.to_owned();
+        let row = self
+            .group
+            .write(move |c| {
+                Box::pin(async move {
+                    let label = label.as_str();
+                    sqlx::query(
+                        "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, last_totp_step, created_at) \
+                         VALUES (?, ?, 'totp', ?, ?, ?, ?) \
+                         RETURNING id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, NULL AS device_public_id",
+                    )
+                    .bind(&public_id)
+                    .bind(user.0)
+                    .bind(label)
+                    .bind(sealed)
+                    .bind(used_step)
+                    .bind(now)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)
+                })
+            })
+            .await?;
         self.open_method(&row)
     }
 
@@ -1209,89 +1228,96 @@ impl Store for SqliteStore {
         totp_secret: &SecretBytes,
         now: UnixTime,
     ) -> Result<Device> {
-        // One transaction: a crash leaves either a complete device or none.
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)?;
-        let public_id = random_hex(16);
-        let sql = format!(
-            "INSERT INTO devices (public_id, tenant_id, user_id, name, alg, public_key, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {DEVICE_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(&public_id)
-            .bind(new.tenant.0)
-            .bind(new.user.0)
-            .bind(&new.name)
-            .bind(&new.alg)
-            .bind(&new.public_key)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict("device key".into())
-                } else {
-                    db_err(e)
-                }
-            })?;
-        let device = device_from_row(&row)?;
-        let push_id = random_hex(16);
-        let push_row: i64 = sqlx::query_scalar(
-            "INSERT INTO methods (public_id, user_id, kind, label, created_at, device_id) VALUES (?, ?, 'push', ?, ?, ?) \
-             RETURNING id",
-        )
-        .bind(&push_id)
-        .bind(new.user.0)
-        .bind(&new.name)
-        .bind(now)
-        .bind(device.row_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
         let totp_id = random_hex(16);
         let sealed = self
             .key
             .seal(&method_aad(&totp_id, new.user), totp_secret.expose());
-        sqlx::query(
-            "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, created_at, device_id) \
-             VALUES (?, ?, 'totp', ?, ?, ?, ?)",
-        )
-        .bind(&totp_id)
-        .bind(new.user.0)
-        .bind(&new.name)
-        .bind(sealed)
-        .bind(now)
-        .bind(device.row_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        // The app becomes the default method unless the user already chose one.
-        sqlx::query(
-            "UPDATE users SET default_method_id = ? WHERE id = ? AND default_method_id IS NULL",
-        )
-        .bind(push_row)
-        .bind(new.user.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let n = sqlx::query(
-            "UPDATE activation_codes SET device_id = ? WHERE code_hash = ? AND user_id = ?",
-        )
-        .bind(device.row_id)
-        .bind(activation_hash)
-        .bind(new.user.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n != 1 {
-            return Err(StoreError::NotFound("activation code".into()));
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(device)
+        let activation_hash = activation_hash.to_vec();
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    let activation_hash = activation_hash.as_slice();
+                    // One transaction: a crash leaves either a complete device or none.
+                    let mut tx = c.begin()
+                        .await
+                        .map_err(db_err)?;
+                    let public_id = random_hex(16);
+                    let sql = format!(
+                        "INSERT INTO devices (public_id, tenant_id, user_id, name, alg, public_key, created_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {DEVICE_COLUMNS}"
+                    );
+                    let row = sqlx::query(&sql)
+                        .bind(&public_id)
+                        .bind(new.tenant.0)
+                        .bind(new.user.0)
+                        .bind(&new.name)
+                        .bind(&new.alg)
+                        .bind(&new.public_key)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e) {
+                                StoreError::Conflict("device key".into())
+                            } else {
+                                db_err(e)
+                            }
+                        })?;
+                    let device = device_from_row(&row)?;
+                    let push_id = random_hex(16);
+                    let push_row: i64 = sqlx::query_scalar(
+                        "INSERT INTO methods (public_id, user_id, kind, label, created_at, device_id) VALUES (?, ?, 'push', ?, ?, ?) \
+                         RETURNING id",
+                    )
+                    .bind(&push_id)
+                    .bind(new.user.0)
+                    .bind(&new.name)
+                    .bind(now)
+                    .bind(device.row_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+
+                    sqlx::query(
+                        "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, created_at, device_id) \
+                         VALUES (?, ?, 'totp', ?, ?, ?, ?)",
+                    )
+                    .bind(&totp_id)
+                    .bind(new.user.0)
+                    .bind(&new.name)
+                    .bind(sealed)
+                    .bind(now)
+                    .bind(device.row_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    // The app becomes the default method unless the user already chose one.
+                    sqlx::query(
+                        "UPDATE users SET default_method_id = ? WHERE id = ? AND default_method_id IS NULL",
+                    )
+                    .bind(push_row)
+                    .bind(new.user.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    let n = sqlx::query(
+                        "UPDATE activation_codes SET device_id = ? WHERE code_hash = ? AND user_id = ?",
+                    )
+                    .bind(device.row_id)
+                    .bind(activation_hash)
+                    .bind(new.user.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    if n != 1 {
+                        return Err(StoreError::NotFound("activation code".into()));
+                    }
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(device)
+                })
+            })
+            .await
     }
 
     async fn find_device(&self, public_id: &str) -> Result<Option<Device>> {
