@@ -22,9 +22,10 @@ use sesame_core::secret::SecretBytes;
 use sesame_core::signin::{CompletedSignIn, SignInState};
 use sesame_core::{GroupId, MethodId, TenantId, UnixTime, UserId};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Row, SqlitePool};
+use sqlx::{Arguments, ConnectOptions, Connection, Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 
@@ -153,7 +154,32 @@ fn group_from_row(r: &SqliteRow) -> Result<Group> {
 const GROUP_SELECT: &str = "SELECT g.id, g.tenant_id, g.name, g.created_at, \
      (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count FROM groups g";
 
+/// Arguments owned by the statement, so that a write can be handed to the group writer.
+macro_rules! args {
+    ($($v:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut a = SqliteArguments::default();
+        $(a.add($v).map_err(|e| StoreError::Database(e.to_string()))?;)*
+        a
+    }};
+}
+
 impl SqliteStore {
+    /// One statement, committed with the next group; returns the rows it changed.
+    async fn execute(&self, sql: &'static str, args: SqliteArguments<'static>) -> Result<u64> {
+        self.group
+            .write(move |c| {
+                Box::pin(async move {
+                    Ok(sqlx::query_with(sql, args)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected())
+                })
+            })
+            .await
+    }
+
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path, key: MasterKey) -> Result<Self> {
         let opts = SqliteConnectOptions::new()
@@ -388,19 +414,10 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, id: UserId) -> Result<bool> {
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let n = sqlx::query("DELETE FROM users WHERE id = ?")
-                        .bind(id.0)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?
-                        .rows_affected();
-                    Ok(n == 1)
-                })
-            })
-            .await
+        Ok(self
+            .execute("DELETE FROM users WHERE id = ?", args![id.0])
+            .await?
+            == 1)
     }
 
     async fn count_admins(&self, tenant: TenantId) -> Result<i64> {
@@ -489,22 +506,11 @@ impl Store for SqliteStore {
     }
 
     async fn add_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let n = sqlx::query(
-                        "INSERT INTO group_members (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(group.0)
-                    .bind(user.0)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected();
-                    Ok(n == 1)
-                })
-            })
-            .await
+        Ok(self.execute(
+            "INSERT INTO group_members (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            args![group.0, user.0],
+        )
+        .await? == 1)
     }
 
     async fn remove_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {
@@ -804,20 +810,12 @@ impl Store for SqliteStore {
 
     async fn clear_failures(&self, user: UserId, kind: &str) -> Result<()> {
         let kind = kind.to_owned();
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let kind = kind.as_str();
-                    sqlx::query("UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = ? AND failures <> 0")
-                        .bind(user.0)
-                        .bind(kind)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = ? AND failures <> 0",
+            args![user.0, kind],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn find_failures(&self, user: UserId, kind: &str) -> Result<(u32, Option<UnixTime>)> {
@@ -931,19 +929,12 @@ impl Store for SqliteStore {
 
     async fn delete_signin(&self, id_hash: &[u8]) -> Result<()> {
         let id_hash = id_hash.to_vec();
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let id_hash = id_hash.as_slice();
-                    sqlx::query("DELETE FROM signin_transactions WHERE id_hash = ?")
-                        .bind(id_hash)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "DELETE FROM signin_transactions WHERE id_hash = ?",
+            args![id_hash],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn create_session(
@@ -1071,20 +1062,12 @@ impl Store for SqliteStore {
 
     async fn revoke_session(&self, id_hash: &[u8], now: UnixTime) -> Result<()> {
         let id_hash = id_hash.to_vec();
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let id_hash = id_hash.as_slice();
-                    sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL")
-                        .bind(now)
-                        .bind(id_hash)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL",
+            args![now, id_hash],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn revoke_user_sessions(&self, user: UserId, now: UnixTime) -> Result<u64> {
@@ -1107,41 +1090,21 @@ impl Store for SqliteStore {
 
     async fn create_setup_token(&self, token_hash: &[u8], expires_at: UnixTime) -> Result<()> {
         let token_hash = token_hash.to_vec();
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let token_hash = token_hash.as_slice();
-                    sqlx::query("INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?, ?)")
-                        .bind(token_hash)
-                        .bind(expires_at)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?, ?)",
+            args![token_hash, expires_at],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn consume_setup_token(&self, token_hash: &[u8], now: UnixTime) -> Result<bool> {
         let token_hash = token_hash.to_vec();
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let token_hash = token_hash.as_slice();
-                    let n = sqlx::query(
-                        "UPDATE setup_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1",
-                    )
-                    .bind(now)
-                    .bind(token_hash)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected();
-                    Ok(n == 1)
-                })
-            })
-            .await
+        Ok(self.execute(
+            "UPDATE setup_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1",
+            args![now, token_hash],
+        )
+        .await? == 1)
     }
 
     async fn is_setup_token_valid(&self, token_hash: &[u8], now: UnixTime) -> Result<bool> {
@@ -1163,23 +1126,12 @@ impl Store for SqliteStore {
         expires_at: UnixTime,
     ) -> Result<()> {
         let code_hash = code_hash.to_vec();
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let code_hash = code_hash.as_slice();
-                    sqlx::query(
-                        "INSERT INTO activation_codes (code_hash, user_id, expires_at) VALUES (?, ?, ?)",
-                    )
-                    .bind(code_hash)
-                    .bind(user.0)
-                    .bind(expires_at)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "INSERT INTO activation_codes (code_hash, user_id, expires_at) VALUES (?, ?, ?)",
+            args![code_hash, user.0, expires_at],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn consume_activation(&self, code_hash: &[u8], now: UnixTime) -> Result<Option<UserId>> {
@@ -1384,19 +1336,12 @@ impl Store for SqliteStore {
     }
 
     async fn touch_device(&self, row_id: i64, now: UnixTime) -> Result<()> {
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE devices SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1 - 60)")
-                        .bind(now)
-                        .bind(row_id)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "UPDATE devices SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1 - 60)",
+            args![now, row_id],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn claim_device_nonce(
@@ -1585,22 +1530,11 @@ impl Store for SqliteStore {
 
     async fn consume_challenge(&self, public_id: &str) -> Result<bool> {
         let public_id = public_id.to_owned();
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let public_id = public_id.as_str();
-                    let n = sqlx::query(
-                        "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
-                    )
-                    .bind(public_id)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected();
-                    Ok(n == 1)
-                })
-            })
-            .await
+        Ok(self.execute(
+            "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
+            args![public_id],
+        )
+        .await? == 1)
     }
 
     async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<String>> {
@@ -1618,35 +1552,21 @@ impl Store for SqliteStore {
     }
 
     async fn update_user_push_blocked(&self, user: UserId, at: Option<UnixTime>) -> Result<()> {
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE users SET push_blocked_at = ? WHERE id = ?")
-                        .bind(at)
-                        .bind(user.0)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "UPDATE users SET push_blocked_at = ? WHERE id = ?",
+            args![at, user.0],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn update_user_last_signin(&self, user: UserId, at: UnixTime) -> Result<()> {
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE users SET last_signin_at = ? WHERE id = ?")
-                        .bind(at)
-                        .bind(user.0)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "UPDATE users SET last_signin_at = ? WHERE id = ?",
+            args![at, user.0],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn set_pin_key(&self, row_id: i64, key: &[u8], replacing: Option<&[u8]>) -> Result<bool> {
@@ -1729,22 +1649,11 @@ impl Store for SqliteStore {
     }
 
     async fn disable_pin_key(&self, row_id: i64, now: UnixTime) -> Result<bool> {
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let n = sqlx::query(
-                        "UPDATE devices SET pin_key_disabled_at = ? WHERE id = ? AND pin_key_disabled_at IS NULL",
-                    )
-                    .bind(now)
-                    .bind(row_id)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected();
-                    Ok(n == 1)
-                })
-            })
-            .await
+        Ok(self.execute(
+            "UPDATE devices SET pin_key_disabled_at = ? WHERE id = ? AND pin_key_disabled_at IS NULL",
+            args![now, row_id],
+        )
+        .await? == 1)
     }
 
     async fn clear_pin_key(&self, user: UserId, public_id: &str) -> Result<bool> {
@@ -1770,37 +1679,22 @@ impl Store for SqliteStore {
     }
 
     async fn set_phone_sign_in(&self, row_id: i64, at: Option<UnixTime>) -> Result<()> {
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE devices SET phone_sign_in_at = ? WHERE id = ?")
-                        .bind(at)
-                        .bind(row_id)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "UPDATE devices SET phone_sign_in_at = ? WHERE id = ?",
+            args![at, row_id],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn update_signin_preference(&self, user: UserId, choice: Option<&str>) -> Result<()> {
         let choice = choice.map(str::to_owned);
-        self.group
-            .write(move |c| {
-                Box::pin(async move {
-                    let choice = choice.as_deref();
-                    sqlx::query("UPDATE users SET signin_preference = ? WHERE id = ?")
-                        .bind(choice)
-                        .bind(user.0)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
+        self.execute(
+            "UPDATE users SET signin_preference = ? WHERE id = ?",
+            args![choice, user.0],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn find_policy(&self, tenant: TenantId) -> Result<Option<(MethodsPolicy, i64)>> {
