@@ -17,6 +17,7 @@ use sesame_core::secret::{SecretBytes, SecretString};
 use sesame_core::{password, totp};
 use sesame_store::sqlite::SqliteStore;
 use sesame_store::{MasterKey, NewUser, Store};
+use sesame_testkit::bench::{hash_rate, stat_cpu};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,8 +30,6 @@ const FORM: &str = "application/x-www-form-urlencoded";
 const CSRF_COOKIE: &str = "__Host-sesame-csrf";
 const SIGNIN_COOKIE: &str = "__Host-sesame-signin";
 const SESSION_COOKIE: &str = "__Host-sesame-session";
-/// Linux exports process CPU times in USER_HZ, which is 100 on every supported platform.
-const USER_HZ: f64 = 100.0;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -123,47 +122,6 @@ fn main() -> Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // Raw Argon2id rate
-
-struct HashRate {
-    threads: usize,
-    hashes: u64,
-    per_sec: f64,
-}
-
-/// Runs `password::verify` (what the server does per sign-in) on `threads` threads for `secs`.
-fn hash_rate(threads: usize, secs: f64, phc: &str) -> HashRate {
-    let barrier = Arc::new(std::sync::Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let phc = phc.to_string();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                let pw = SecretString::new(PASSWORD.into());
-                barrier.wait();
-                let start = Instant::now();
-                let deadline = start + Duration::from_secs_f64(secs);
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    assert!(password::verify(Some(&phc), &pw), "hash must verify");
-                    n += 1;
-                }
-                (n, start.elapsed().as_secs_f64())
-            })
-        })
-        .collect();
-    let mut hashes = 0;
-    let mut per_sec = 0.0;
-    for h in handles {
-        let (n, el) = h.join().expect("hash thread");
-        hashes += n;
-        per_sec += n as f64 / el;
-    }
-    HashRate {
-        threads,
-        hashes,
-        per_sec,
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Users
@@ -396,18 +354,6 @@ fn rss_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// utime + stime in seconds from a `/proc/.../stat` line.
-fn stat_cpu(text: &str) -> Option<(String, f64)> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text[open + 1..close].to_string();
-    let f: Vec<&str> = text[close + 2..].split_whitespace().collect();
-    // After "pid (comm) ": state is field 0; utime and stime are fields 11 and 12.
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    Some((comm, (ut + st) / USER_HZ))
 }
 
 fn process_cpu(pid: u32) -> f64 {
@@ -943,7 +889,10 @@ async fn run(args: Args) -> Result<bool> {
         let phc2 = phc.clone();
         let secs = args.hash_secs;
         tokio::task::spawn_blocking(move || {
-            (hash_rate(1, secs, &phc2), hash_rate(cores, secs, &phc2))
+            (
+                hash_rate(1, secs, &phc2, PASSWORD),
+                hash_rate(cores, secs, &phc2, PASSWORD),
+            )
         })
         .await?
     };

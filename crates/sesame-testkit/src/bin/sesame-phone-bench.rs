@@ -37,6 +37,7 @@ use sesame_proto::device::{
 use sesame_server::{AppState, ServerConfig, SystemClock};
 use sesame_store::sqlite::SqliteStore;
 use sesame_store::{MasterKey, NewDevice, NewUser, Store};
+use sesame_testkit::bench::{hash_rate, percentile, stat_cpu};
 use sesame_testkit::Page;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -47,8 +48,6 @@ use tokio::sync::mpsc;
 
 const SESSION_COOKIE: &str = "__Host-sesame-session";
 const SIGNIN_COOKIE: &str = "__Host-sesame-signin";
-/// Linux exports process CPU times in USER_HZ, which is 100 on every supported platform.
-const USER_HZ: f64 = 100.0;
 /// Shortest time between the starts of two sign-ins of one user. The server sends a user at
 /// most 5 requests since the later of 15 minutes ago and the user's last successful sign-in,
 /// counted in whole seconds, so 5 requests created within one clock second refuse the 6th.
@@ -120,42 +119,6 @@ fn main() -> Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // Raw Argon2id (as sesame-bench measures it)
-
-struct HashRate {
-    threads: usize,
-    per_sec: f64,
-}
-
-/// Runs `password::verify` (what the server does per password sign-in) on `threads` threads
-/// for `secs`, exactly as `sesame-bench` does.
-fn hash_rate(threads: usize, secs: f64, phc: &str) -> HashRate {
-    let barrier = Arc::new(std::sync::Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let phc = phc.to_string();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                let pw = SecretString::new("phone-bench-password-0123".into());
-                barrier.wait();
-                let start = Instant::now();
-                let deadline = start + Duration::from_secs_f64(secs);
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    assert!(password::verify(Some(&phc), &pw), "hash must verify");
-                    n += 1;
-                }
-                n as f64 / start.elapsed().as_secs_f64()
-            })
-        })
-        .collect();
-    HashRate {
-        threads,
-        per_sec: handles
-            .into_iter()
-            .map(|h| h.join().expect("hash thread"))
-            .sum(),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Users and their phones
@@ -577,17 +540,6 @@ impl Ctx {
 // ---------------------------------------------------------------------------------------------
 // CPU and memory
 
-/// utime + stime in seconds, and the name, from a `/proc/.../stat` line.
-fn stat_cpu(text: &str) -> Option<(String, f64)> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text[open + 1..close].to_string();
-    let f: Vec<&str> = text[close + 2..].split_whitespace().collect();
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    Some((comm, (ut + st) / USER_HZ))
-}
-
 /// A thread's group: its name without a trailing number.
 fn thread_group(name: &str) -> String {
     name.trim_end_matches(|c: char| c.is_ascii_digit())
@@ -720,13 +672,6 @@ impl Tally {
         self.user_waits += o.user_waits;
         self.user_wait_secs += o.user_wait_secs;
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 struct Load {
@@ -915,8 +860,8 @@ fn run(args: Args) -> Result<bool> {
             args.hash_secs
         );
         Some((
-            hash_rate(1, args.hash_secs, &phc),
-            hash_rate(cores, args.hash_secs, &phc),
+            hash_rate(1, args.hash_secs, &phc, "phone-bench-password-0123"),
+            hash_rate(cores, args.hash_secs, &phc, "phone-bench-password-0123"),
         ))
     } else {
         None

@@ -20,6 +20,7 @@ use sesame_core::secret::SecretBytes;
 use sesame_proto::device::{DeviceEvent, ALG_ES256};
 use sesame_store::sqlite::SqliteStore;
 use sesame_store::{MasterKey, NewChallenge, NewDevice, NewUser, Store};
+use sesame_testkit::bench::percentile;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,13 +123,6 @@ async fn register_with(
         });
     }
     Ok(phones)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Opens the event streams of `phones`, 200 at a time; each forwards (index, arrival time) of
