@@ -16,9 +16,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
+use p256::ecdsa::VerifyingKey;
 use rand::RngCore;
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use sesame_core::lockout::AttemptGate;
 use sesame_core::method::MethodKind;
 use sesame_core::policy::{Allowed, AuthenticatorPolicy};
@@ -127,20 +127,32 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiErr> {
     })
 }
 
-fn verifying_key(device: &Device) -> Option<VerifyingKey> {
+/// A stored P-256 public key, checked and in the uncompressed SEC1 form that ring verifies with.
+struct EcdsaKey(p256::EncodedPoint);
+
+/// Parses a stored SEC1 key (uncompressed, compressed or compact, as registration accepts).
+/// p256 decides which keys are valid, exactly as when the key was registered; ring, which only
+/// takes uncompressed points, then verifies several times faster than p256 would.
+fn parse_key(sec1: &[u8]) -> Option<EcdsaKey> {
+    let key = VerifyingKey::from_sec1_bytes(sec1).ok()?;
+    Some(EcdsaKey(key.to_encoded_point(false)))
+}
+
+fn verifying_key(device: &Device) -> Option<EcdsaKey> {
     (device.alg == api::ALG_ES256)
-        .then(|| VerifyingKey::from_sec1_bytes(&device.public_key).ok())
+        .then(|| parse_key(&device.public_key))
         .flatten()
 }
 
-fn verify(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> bool {
+/// Checks an ES256 signature: base64url (no padding) of the fixed-size r || s, over SHA-256 of
+/// `message`. Like p256, ring rejects r or s outside 1..n and accepts high-S signatures.
+fn verify(key: &EcdsaKey, message: &[u8], signature_b64: &str) -> bool {
     let Ok(raw) = URL_SAFE_NO_PAD.decode(signature_b64) else {
         return false;
     };
-    let Ok(sig) = Signature::from_slice(&raw) else {
-        return false;
-    };
-    key.verify(message, &sig).is_ok()
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.0.as_bytes())
+        .verify(message, &raw)
+        .is_ok()
 }
 
 impl FromRequest<AppState> for SignedRequest {
@@ -680,7 +692,7 @@ async fn check_pin(
     };
     // Checked first, then recorded by one compare-and-set that also decides whether the result
     // may count at all (not after 10 wrong in a row, not against a replaced key).
-    let valid = VerifyingKey::from_sec1_bytes(key).is_ok_and(|k| verify(&k, message, signature));
+    let valid = parse_key(key).is_some_and(|k| verify(&k, message, signature));
     let n = match state
         .store
         .record_pin_check(
@@ -1031,4 +1043,172 @@ pub async fn remove_device(
     )
     .await;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::{Signer, Verifier};
+    use p256::ecdsa::{Signature, SigningKey};
+
+    /// The check as it was before ring: `None` when the key itself is refused.
+    fn p256_verdict(sec1: &[u8], message: &[u8], signature_b64: &str) -> Option<bool> {
+        let key = VerifyingKey::from_sec1_bytes(sec1).ok()?;
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(signature_b64) else {
+            return Some(false);
+        };
+        let Ok(sig) = Signature::from_slice(&raw) else {
+            return Some(false);
+        };
+        Some(key.verify(message, &sig).is_ok())
+    }
+
+    fn ring_verdict(sec1: &[u8], message: &[u8], signature_b64: &str) -> Option<bool> {
+        parse_key(sec1).map(|k| verify(&k, message, signature_b64))
+    }
+
+    fn signing_key(seed: u8) -> SigningKey {
+        SigningKey::from_slice(&[seed; 32]).unwrap()
+    }
+
+    /// Every SEC1 form p256 accepts for `key`: uncompressed, compressed, and compact (0x05 || x)
+    /// when that decodes to this point rather than its negation.
+    fn encodings(key: &VerifyingKey) -> Vec<Vec<u8>> {
+        let mut out = vec![
+            key.to_encoded_point(false).as_bytes().to_vec(),
+            key.to_encoded_point(true).as_bytes().to_vec(),
+        ];
+        let compact = [&[5u8][..], key.to_encoded_point(true).x().unwrap()].concat();
+        if VerifyingKey::from_sec1_bytes(&compact).ok().as_ref() == Some(key) {
+            out.push(compact);
+        }
+        out
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// P-256 group order n, big-endian.
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+
+    #[test]
+    fn ring_verification_agrees_with_p256_on_every_input() {
+        let message = b"POST\n/api/v1/device/respond\nbody-hash\n1700000000\nnonce\ndevice";
+        let mut tampered_message = message.to_vec();
+        tampered_message[0] ^= 1;
+        let (mut compared, mut compact_keys) = (0, 0);
+        for seed in 1..=8u8 {
+            let sk = signing_key(seed);
+            let vk = *sk.verifying_key();
+            let other = *signing_key(seed + 100).verifying_key();
+            let sig: Signature = sk.sign(message);
+            let raw = sig.to_bytes().to_vec();
+            let (r, s) = sig.split_scalars();
+            let high_s = Signature::from_scalars(r, -s).unwrap();
+            assert_ne!(high_s.to_bytes(), sig.to_bytes());
+            let flip = |i: usize| {
+                let mut b = raw.clone();
+                b[i] ^= 0x01;
+                b64(&b)
+            };
+            let with = |r: &[u8], s: &[u8]| b64(&[r, s].concat());
+
+            // (signature, message, verdict for the signing key, for another key)
+            let cases: Vec<(String, &[u8], bool, bool)> = vec![
+                (b64(&raw), message, true, false),
+                (b64(&high_s.to_bytes()), message, true, false),
+                (b64(&raw), &tampered_message, false, false),
+                (flip(0), message, false, false),
+                (flip(31), message, false, false),
+                (flip(32), message, false, false),
+                (flip(63), message, false, false),
+                // Malformed: padded or non-URL base64, wrong length, DER, r or s of 0 or >= n.
+                (format!("{}==", b64(&raw)), message, false, false),
+                (format!("+{}", &b64(&raw)[1..]), message, false, false),
+                ("not base64!".into(), message, false, false),
+                (String::new(), message, false, false),
+                (b64(&raw[..63]), message, false, false),
+                (b64(&[&raw[..], &[0]].concat()), message, false, false),
+                (b64(sig.to_der().as_bytes()), message, false, false),
+                (with(&[0; 32], &raw[32..]), message, false, false),
+                (with(&raw[..32], &[0; 32]), message, false, false),
+                (with(&N, &raw[32..]), message, false, false),
+                (with(&raw[..32], &N), message, false, false),
+                (b64(&[0xff; 64]), message, false, false),
+            ];
+            let forms = encodings(&vk);
+            compact_keys += forms.iter().filter(|k| k[0] == 5).count();
+            for key in forms {
+                for (sig_b64, msg, expected, _) in &cases {
+                    let old = p256_verdict(&key, msg, sig_b64);
+                    assert_eq!(old, Some(*expected), "p256, key {key:?}, sig {sig_b64}");
+                    assert_eq!(
+                        ring_verdict(&key, msg, sig_b64),
+                        old,
+                        "key {key:?}, sig {sig_b64}"
+                    );
+                    compared += 1;
+                }
+            }
+            for key in encodings(&other) {
+                for (sig_b64, msg, _, expected) in &cases {
+                    let old = p256_verdict(&key, msg, sig_b64);
+                    assert_eq!(old, Some(*expected));
+                    assert_eq!(ring_verdict(&key, msg, sig_b64), old, "wrong key {key:?}");
+                    compared += 1;
+                }
+            }
+        }
+        assert!(
+            compared >= 8 * 2 * 2 * 19,
+            "compressed and uncompressed keys all compared"
+        );
+        assert!(compact_keys > 0, "some compact keys compared");
+    }
+
+    #[test]
+    fn malformed_keys_are_refused_as_before() {
+        let sk = signing_key(7);
+        let sig = b64(&Signature::to_bytes(&sk.sign(b"m")));
+        let vk = sk.verifying_key();
+        let uncompressed = vk.to_encoded_point(false).as_bytes().to_vec();
+        let compressed = vk.to_encoded_point(true).as_bytes().to_vec();
+        let mut off_curve = uncompressed.clone();
+        off_curve[64] ^= 1;
+        let mut hybrid = uncompressed.clone();
+        hybrid[0] = 6 | (uncompressed[64] & 1);
+        let mut wrong_parity = compressed.clone();
+        wrong_parity[0] ^= 1;
+        let p = [
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff,
+        ];
+        let x_too_big = [&[2u8][..], &p[..]].concat();
+        let keys: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![4],
+            off_curve,
+            hybrid,
+            x_too_big,
+            uncompressed[..64].to_vec(),
+            compressed[..32].to_vec(),
+            [&compressed[..], &[0]].concat(),
+            vec![4; 65],
+        ];
+        for key in &keys {
+            let old = p256_verdict(key, b"m", &sig);
+            assert_eq!(ring_verdict(key, b"m", &sig), old, "key {key:?}");
+            assert_eq!(old, None, "key {key:?}");
+        }
+        // A flipped compression bit is another valid point: accepted as a key, fails to verify.
+        assert_eq!(p256_verdict(&wrong_parity, b"m", &sig), Some(false));
+        assert_eq!(ring_verdict(&wrong_parity, b"m", &sig), Some(false));
+    }
 }

@@ -2,11 +2,14 @@
 //!
 //! With `synchronous=FULL` every commit waits for the disk to flush the write-ahead log, and
 //! SQLite lets one writer in at a time, so a busy server spends most of a write's time in
-//! that flush, one write after another. Here the hot writes (each sign-in makes several) go to
-//! one task with its own connection, which takes every write that is waiting, runs them one
-//! after another inside a single `BEGIN IMMEDIATE ... COMMIT`, and answers each caller only
-//! after that commit returned: one flush for many writes, and nobody hears "done" before the
-//! data is on disk.
+//! that flush, one write after another. Here every write goes to one thread with its own
+//! connection, which takes every write that is waiting, runs them one after another inside a
+//! single `BEGIN IMMEDIATE ... COMMIT`, and answers each caller only after that commit
+//! returned: one flush for many writes, and nobody hears "done" before the data is on disk.
+//!
+//! A write is a plain closure over the connection, run on the writer's thread: all its
+//! statements run there without a round trip each to the caller (the async side hands the
+//! whole write over once and is woken once).
 //!
 //! Each write runs in its own savepoint inside the batch: a write that fails (or panics)
 //! leaves nothing behind and does not take the others with it. An error that ends the whole
@@ -14,12 +17,8 @@
 //! rest unrun (their callers are told it failed), and the writer opens a fresh connection.
 
 use crate::{Result, StoreError};
-use futures_util::FutureExt;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
-use std::future::Future;
+use rusqlite::Connection;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,12 +27,12 @@ const MAX_BATCH: usize = 128;
 /// Writes that may wait for the writer before callers wait to hand theirs over.
 const QUEUE: usize = 4096;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Told whether the batch committed; hands the write's result to its caller.
 type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 /// Runs one write; says whether it succeeded (its savepoint is kept) and how to answer it.
-type Job =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+/// Opens the writer's connection (again, after a failed batch).
+pub type Connect = Box<dyn Fn() -> rusqlite::Result<Connection> + Send>;
 
 #[derive(Debug, Clone)]
 pub struct GroupWriter {
@@ -45,14 +44,15 @@ fn unanswered() -> StoreError {
 }
 
 impl GroupWriter {
-    /// Opens the writer's connection and starts its task on the current runtime.
-    pub async fn start(opts: &SqliteConnectOptions) -> Result<Self> {
-        let conn = opts
-            .connect()
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+    /// Opens the writer's connection and starts its thread. The thread ends when the last
+    /// `GroupWriter` clone is dropped and the queued writes are done.
+    pub fn start(connect: Connect) -> Result<Self> {
+        let conn = connect().map_err(|e| StoreError::Database(e.to_string()))?;
         let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(conn, opts.clone(), rx));
+        std::thread::Builder::new()
+            .name("sesame-db-writer".into())
+            .spawn(move || run(conn, &connect, rx))
+            .map_err(|e| StoreError::Database(format!("cannot start the database writer: {e}")))?;
         Ok(Self { jobs })
     }
 
@@ -60,34 +60,40 @@ impl GroupWriter {
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                let result = f(conn).await;
-                let ok = result.is_ok();
-                let finish = Box::new(move |commit: std::result::Result<(), String>| {
-                    let _ = tx.send(match commit {
-                        Ok(()) => result,
-                        Err(e) => Err(StoreError::Database(e)),
-                    });
-                }) as Finish;
-                (ok, finish)
-            })
+            let result = f(conn);
+            let ok = result.is_ok();
+            let finish = Box::new(move |commit: std::result::Result<(), String>| {
+                let _ = tx.send(match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Database(e)),
+                });
+            }) as Finish;
+            (ok, finish)
         });
         self.jobs.send(job).await.map_err(|_| unanswered())?;
         rx.await.map_err(|_| unanswered())?
     }
 }
 
-async fn run(mut conn: SqliteConnection, opts: SqliteConnectOptions, mut rx: mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, connect: &Connect, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut finish = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcome = run_batch(&mut conn, &mut batch, &mut finish).await;
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let writes = batch.len();
+        let outcome = run_batch(&conn, &mut batch, &mut finish);
         if let Err(e) = &outcome {
-            tracing::error!(error = %e, writes = finish.len(), unrun = batch.len(), "database write batch failed");
+            tracing::error!(error = %e, writes, run = finish.len(), "database write batch failed");
         }
         // Writes never run are dropped: their callers hear that the write did not complete.
         batch.clear();
@@ -95,50 +101,64 @@ async fn run(mut conn: SqliteConnection, opts: SqliteConnectOptions, mut rx: mps
             f(outcome.clone());
         }
         // After a failed batch (or anything that left a transaction open) the connection's
-        // state is unknown: start again from a fresh one.
-        if outcome.is_err() || conn.is_in_transaction() {
-            conn = reconnect(&opts).await;
+        // state is unknown: start again from a fresh one (closing it rolls back).
+        if outcome.is_err() || !conn.is_autocommit() {
+            drop(conn);
+            conn = reconnect(connect);
         }
     }
+}
+
+fn exec(conn: &Connection, sql: &str) -> std::result::Result<(), String> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// One `BEGIN IMMEDIATE ... COMMIT` around the waiting writes, each in its own savepoint.
-async fn run_batch(
-    conn: &mut SqliteConnection,
+fn run_batch(
+    conn: &Connection,
     batch: &mut Vec<Job>,
     finish: &mut Vec<Finish>,
 ) -> std::result::Result<(), String> {
-    let text = |e: sqlx::Error| e.to_string();
     // IMMEDIATE takes the write lock at once (waiting in the busy handler if another process,
     // such as the `sesame` command, holds it), so no write in the batch can fail for a read
     // snapshot that went stale.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(text)?;
-    while !batch.is_empty() {
-        let job = batch.remove(0);
-        let mut savepoint = tx.begin().await.map_err(text)?;
-        let Ok((ok, f)) = AssertUnwindSafe(job(&mut savepoint)).catch_unwind().await else {
-            return Err("a database write panicked".into());
+    exec(conn, "BEGIN IMMEDIATE")?;
+    let mut jobs = batch.drain(..);
+    for job in jobs.by_ref() {
+        exec(conn, "SAVEPOINT write")?;
+        // A panic drops the job's answer with it: its caller hears the write did not complete.
+        let ok = match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
+            Ok((ok, f)) => {
+                finish.push(f);
+                ok
+            }
+            Err(_) => {
+                tracing::error!("a database write panicked; it is rolled back");
+                false
+            }
         };
-        finish.push(f);
         // If the savepoint cannot be released or rolled back, SQLite ended the whole
         // transaction (disk full, I/O error): the writes run so far are lost.
-        if ok {
-            savepoint.commit().await.map_err(text)?;
-        } else {
-            savepoint.rollback().await.map_err(text)?;
+        if !ok {
+            exec(conn, "ROLLBACK TO write")?;
         }
+        exec(conn, "RELEASE write")?;
     }
-    tx.commit().await.map_err(text)
+    drop(jobs);
+    exec(conn, "COMMIT")
 }
 
-async fn reconnect(opts: &SqliteConnectOptions) -> SqliteConnection {
+fn reconnect(connect: &Connect) -> Connection {
     let mut wait = Duration::from_millis(50);
     loop {
-        match opts.connect().await {
+        match connect() {
             Ok(c) => return c,
             Err(e) => {
                 tracing::error!(error = %e, "database writer cannot reconnect; retrying");
-                tokio::time::sleep(wait).await;
+                std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
@@ -148,45 +168,43 @@ async fn reconnect(opts: &SqliteConnectOptions) -> SqliteConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-    use sqlx::Row;
+    use rusqlite::OptionalExtension;
+    use std::path::{Path, PathBuf};
 
-    fn e(x: sqlx::Error) -> StoreError {
+    fn e(x: rusqlite::Error) -> StoreError {
         StoreError::Database(x.to_string())
     }
 
-    async fn setup() -> (tempfile::TempDir, SqliteConnectOptions, GroupWriter) {
+    fn connect(path: &Path) -> Connect {
+        let path = path.to_path_buf();
+        Box::new(move || {
+            let c = Connection::open(&path)?;
+            c.busy_timeout(Duration::from_secs(10))?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            Ok(c)
+        })
+    }
+
+    async fn setup() -> (tempfile::TempDir, PathBuf, GroupWriter) {
         let dir = tempfile::tempdir().unwrap();
-        let opts = SqliteConnectOptions::new()
-            .filename(dir.path().join("t.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let g = GroupWriter::start(&opts).await.unwrap();
+        let path = dir.path().join("t.db");
+        let g = GroupWriter::start(connect(&path)).unwrap();
         g.write(|c| {
-            Box::pin(async move {
-                sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, tag TEXT UNIQUE, b BLOB)")
-                    .execute(&mut *c)
-                    .await
-                    .map_err(e)?;
-                Ok(())
-            })
+            c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, tag TEXT UNIQUE, b BLOB)")
+                .map_err(e)
         })
         .await
         .unwrap();
-        (dir, opts, g)
+        (dir, path, g)
     }
 
     /// Rows with `tag`, read through a connection of its own (what another process sees).
-    async fn on_disk(opts: &SqliteConnectOptions, tag: &str) -> i64 {
-        let mut c = opts.connect().await.unwrap();
-        sqlx::query("SELECT COUNT(*) FROM t WHERE tag = ?")
-            .bind(tag)
-            .fetch_one(&mut c)
-            .await
+    fn on_disk(path: &Path, tag: &str) -> i64 {
+        Connection::open(path)
             .unwrap()
-            .get(0)
+            .query_row("SELECT COUNT(*) FROM t WHERE tag = ?", [tag], |r| r.get(0))
+            .unwrap()
     }
 
     /// Holds the writer for a while, so that the writes sent meanwhile share the next batch.
@@ -194,10 +212,8 @@ mod tests {
         let g = g.clone();
         tokio::spawn(async move {
             g.write(|_c| {
-                Box::pin(async move {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    Ok(())
-                })
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
             })
             .await
             .unwrap();
@@ -208,14 +224,9 @@ mod tests {
         let g = g.clone();
         tokio::spawn(async move {
             g.write(move |c| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO t (tag) VALUES (?)")
-                        .bind(tag)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(e)?;
-                    Ok(())
-                })
+                c.execute("INSERT INTO t (tag) VALUES (?)", [tag])
+                    .map(drop)
+                    .map_err(e)
             })
             .await
         })
@@ -227,7 +238,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_write_leaves_nothing_and_the_batch_goes_on() {
-        let (_d, opts, g) = setup().await;
+        let (_d, path, g) = setup().await;
         insert(&g, "dup").await.unwrap().unwrap();
         let h = hold(&g);
         pause().await;
@@ -237,33 +248,21 @@ mod tests {
         let g1 = g.clone();
         let half = tokio::spawn(async move {
             g1.write(|c| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO t (tag) VALUES ('half')")
-                        .execute(&mut *c)
-                        .await
-                        .map_err(e)?;
-                    sqlx::query("INSERT INTO t (tag) VALUES ('dup')")
-                        .execute(&mut *c)
-                        .await
-                        .map_err(e)?;
-                    Ok(())
-                })
+                c.execute_batch("INSERT INTO t (tag) VALUES ('half')")
+                    .map_err(e)?;
+                c.execute_batch("INSERT INTO t (tag) VALUES ('dup')")
+                    .map_err(e)
             })
             .await
         });
         pause().await;
-        // Its own transaction, left without commit: rolled back before the next write runs.
+        // A write that wrote and then returned an error of its own: what it wrote is undone.
         let g2 = g.clone();
         let early = tokio::spawn(async move {
             g2.write(|c| {
-                Box::pin(async move {
-                    let mut tx = c.begin().await.map_err(e)?;
-                    sqlx::query("INSERT INTO t (tag) VALUES ('early')")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(e)?;
-                    Ok(false)
-                })
+                c.execute_batch("INSERT INTO t (tag) VALUES ('early')")
+                    .map_err(e)?;
+                Err::<(), _>(StoreError::Conflict("early".into()))
             })
             .await
         });
@@ -271,14 +270,12 @@ mod tests {
         let g3 = g.clone();
         let next = tokio::spawn(async move {
             g3.write(|c| {
-                Box::pin(async move {
-                    sqlx::query_scalar::<_, i64>(
-                        "SELECT COUNT(*) FROM t WHERE tag IN ('half', 'early')",
-                    )
-                    .fetch_one(&mut *c)
-                    .await
-                    .map_err(e)
-                })
+                c.query_row(
+                    "SELECT COUNT(*) FROM t WHERE tag IN ('half', 'early')",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(e)
             })
             .await
         });
@@ -287,7 +284,7 @@ mod tests {
         h.await.unwrap();
         assert!(first.await.unwrap().is_ok());
         assert!(half.await.unwrap().is_err());
-        assert!(!early.await.unwrap().unwrap());
+        assert!(matches!(early.await.unwrap(), Err(StoreError::Conflict(_))));
         assert_eq!(
             next.await.unwrap().unwrap(),
             0,
@@ -295,7 +292,7 @@ mod tests {
         );
         assert!(last.await.unwrap().is_ok());
         for (tag, n) in [("x1", 1), ("x2", 1), ("half", 0), ("early", 0), ("dup", 1)] {
-            assert_eq!(on_disk(&opts, tag).await, n, "{tag}");
+            assert_eq!(on_disk(&path, tag), n, "{tag}");
         }
     }
 
@@ -304,7 +301,7 @@ mod tests {
     /// the writer keeps working afterwards.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn disk_full_mid_batch_tells_each_caller_the_truth_and_recovers() {
-        let (_d, opts, g) = setup().await;
+        let (_d, path, g) = setup().await;
         let h = hold(&g);
         pause().await;
         let before = insert(&g, "before");
@@ -312,17 +309,11 @@ mod tests {
         let g1 = g.clone();
         let full = tokio::spawn(async move {
             g1.write(|c| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA max_page_count = 1")
-                        .execute(&mut *c)
-                        .await
-                        .map_err(e)?;
-                    sqlx::query("INSERT INTO t (tag, b) VALUES ('big', zeroblob(1000000))")
-                        .execute(&mut *c)
-                        .await
-                        .map_err(e)?;
-                    Ok(())
-                })
+                c.query_row("PRAGMA max_page_count = 1", [], |_| Ok(()))
+                    .optional()
+                    .map_err(e)?;
+                c.execute_batch("INSERT INTO t (tag, b) VALUES ('big', zeroblob(1000000))")
+                    .map_err(e)
             })
             .await
         });
@@ -330,53 +321,54 @@ mod tests {
         let after = insert(&g, "after");
         h.await.unwrap();
         assert!(full.await.unwrap().is_err());
-        assert_eq!(on_disk(&opts, "big").await, 0);
+        assert_eq!(on_disk(&path, "big"), 0);
         for (tag, r) in [("before", before), ("after", after)] {
             let ok = r.await.unwrap().is_ok();
-            assert_eq!(
-                on_disk(&opts, tag).await,
-                i64::from(ok),
-                "{tag}: told ok={ok}"
-            );
+            assert_eq!(on_disk(&path, tag), i64::from(ok), "{tag}: told ok={ok}");
         }
-        // A fresh connection: the page limit is gone and writes work again.
+        // Writes work again (a fresh connection, or the limit lifted with the rollback).
         g.write(|c| {
-            Box::pin(async move {
-                sqlx::query("PRAGMA max_page_count = 1073741823")
-                    .execute(&mut *c)
-                    .await
-                    .map_err(e)?;
-                Ok(())
-            })
+            c.query_row("PRAGMA max_page_count = 1073741823", [], |_| Ok(()))
+                .optional()
+                .map_err(e)?;
+            Ok(())
         })
         .await
         .unwrap();
         insert(&g, "later").await.unwrap().unwrap();
-        assert_eq!(on_disk(&opts, "later").await, 1);
+        assert_eq!(on_disk(&path, "later"), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_write_fails_alone_and_the_writer_lives_on() {
-        let (_d, opts, g) = setup().await;
+        let (_d, path, g) = setup().await;
+        let h = hold(&g);
+        pause().await;
+        let before = insert(&g, "before");
+        pause().await;
         let g1 = g.clone();
         let boom = tokio::spawn(async move {
             g1.write(|c| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO t (tag) VALUES ('boom')")
-                        .execute(&mut *c)
-                        .await
-                        .map_err(e)?;
-                    if c.is_in_transaction() {
-                        panic!("a bug in a write");
-                    }
-                    Ok(())
-                })
+                c.execute_batch("INSERT INTO t (tag) VALUES ('boom')")
+                    .map_err(e)?;
+                if !c.is_autocommit() {
+                    panic!("a bug in a write");
+                }
+                Ok(())
             })
             .await
         });
+        pause().await;
+        let after = insert(&g, "after");
+        h.await.unwrap();
         assert!(boom.await.unwrap().is_err());
-        assert_eq!(on_disk(&opts, "boom").await, 0);
+        // The others in the same batch are not taken down with it.
+        assert!(before.await.unwrap().is_ok());
+        assert!(after.await.unwrap().is_ok());
+        for (tag, n) in [("boom", 0), ("before", 1), ("after", 1)] {
+            assert_eq!(on_disk(&path, tag), n, "{tag}");
+        }
         insert(&g, "x").await.unwrap().unwrap();
-        assert_eq!(on_disk(&opts, "x").await, 1);
+        assert_eq!(on_disk(&path, "x"), 1);
     }
 }

@@ -71,12 +71,12 @@ const SIGNIN_TIMEOUT: Duration = Duration::from_secs(30);
         device key and PIN key (POST /api/v1/device/respond), the page's status long-poll sees \
         the approval, POST /login/push/complete -> /account with a session.\n\n\
         The run fails (exit 1) if any sign-in fails.\n\n\
-        Example: cargo run --release -p sesame-testkit --bin sesame-phone-bench -- --users 200 --concurrency 32 --seconds 10"
+        Example: cargo run --release -p sesame-testkit --bin sesame-phone-bench -- --users 1000 --concurrency 32 --seconds 10"
 )]
 struct Args {
     /// Users, each with one phone holding an open event stream. A user has at most one
     /// sign-in in flight, and at most 2 per second (the server's request budget).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     users: usize,
     /// Concurrent sign-in workers (at most --users); worker w signs in users w, w+C, ...
     #[arg(short, long, default_value_t = 32)]
@@ -579,10 +579,10 @@ fn cpu_snap() -> CpuSnap {
             };
             if tid == pid || name.starts_with("bench-client") {
                 bench += c;
-            } else if name.starts_with("sqlx-sqlite") {
-                // Names are cut at 15 bytes: "sqlx-sqlite-wor".
+            } else if name.starts_with("sesame-db-write") {
+                // Names are cut at 15 bytes: "sesame-db-write".
                 *server_threads
-                    .entry("sqlx-sqlite-worker (SQLite)".to_string())
+                    .entry("sesame-db-writer (SQLite writes)".to_string())
                     .or_insert(0.0) += c;
             } else {
                 *server_threads.entry(thread_group(&name)).or_insert(0.0) += c;
