@@ -33,14 +33,11 @@ pub struct UserPolicy {
 }
 
 pub async fn for_user(state: &AppState, user: &User) -> Result<UserPolicy, StoreError> {
-    let (policy, _) = current(&*state.store, user.tenant, &state.config.push).await?;
-    let groups: Vec<GroupId> = state
+    let (found, groups) = state
         .store
-        .list_user_groups(user.id)
-        .await?
-        .into_iter()
-        .map(|g| g.id)
-        .collect();
+        .find_policy_for_user(user.tenant, user.id)
+        .await?;
+    let policy = found.map_or_else(|| MethodsPolicy::initial(&state.config.push), |(p, _)| p);
     Ok(UserPolicy {
         allowed: policy.allowed(&groups),
         mfa_required: policy.mfa_required(&groups),

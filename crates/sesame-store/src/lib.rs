@@ -496,6 +496,17 @@ pub trait Store: Send + Sync + 'static {
     // The authentication methods policy.
     /// The tenant's policy and its version, or None while nobody has set one.
     async fn find_policy(&self, tenant: TenantId) -> Result<Option<(MethodsPolicy, i64)>>;
+    /// What deciding the policy for `user` needs, read together (every request of a sign-in
+    /// asks): the tenant's policy as `find_policy` gives it, and the ids of the user's groups.
+    async fn find_policy_for_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<(Option<(MethodsPolicy, i64)>, Vec<GroupId>)> {
+        let policy = self.find_policy(tenant).await?;
+        let groups = self.list_user_groups(user).await?;
+        Ok((policy, groups.into_iter().map(|g| g.id).collect()))
+    }
     /// Saves the policy if it is still at `expected_version` (0: never saved) and appends the
     /// audit line in the same transaction. False: someone else changed it first.
     async fn save_policy(

@@ -28,6 +28,7 @@ use sesame_core::signin::{CompletedSignIn, SignInState};
 use sesame_core::{GroupId, MethodId, TenantId, UnixTime, UserId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection as _};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -43,6 +44,10 @@ const MAX_IDLE_READERS: usize = 16;
 
 pub struct SqliteStore {
     readers: Readers,
+    /// Each tenant's policy as last parsed, with its version: the version is read from the
+    /// database every time (so a change applies at once, on every node), the text and its
+    /// parsing only when the version moved. Versions only grow (compare-and-set on save).
+    policies: Mutex<HashMap<i64, (i64, MethodsPolicy)>>,
     /// Every write, committed in groups (see `writer`): one connection writes, so writers
     /// queue here instead of sleeping in SQLite's busy handler.
     group: writer::GroupWriter,
@@ -64,6 +69,7 @@ impl Readers {
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
         c.busy_timeout(BUSY_TIMEOUT)?;
+        c.pragma_update(None, "temp_store", "MEMORY")?;
         c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(c)
     }
@@ -340,6 +346,8 @@ fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     c.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
     c.pragma_update(None, "synchronous", "FULL")?;
     c.pragma_update(None, "foreign_keys", "ON")?;
+    // `RETURNING` collects its rows in a temporary table: keep that in memory, not in a file.
+    c.pragma_update(None, "temp_store", "MEMORY")?;
     c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(c)
 }
@@ -377,6 +385,7 @@ impl SqliteStore {
         readers.with(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))?;
         Ok(Self {
             readers,
+            policies: Mutex::new(HashMap::new()),
             group,
             key,
         })
@@ -1558,6 +1567,67 @@ impl Store for SqliteStore {
                 },
             )
         })
+    }
+
+    async fn find_policy_for_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<(Option<(MethodsPolicy, i64)>, Vec<GroupId>)> {
+        let cached = self
+            .policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&tenant.0)
+            .map(|(v, _)| *v);
+        // One statement, so one snapshot: the version, the text only if it is not the cached
+        // version, and the user's groups.
+        let (version, text, groups): (Option<i64>, Option<String>, Option<String>) =
+            self.read(|c| {
+                Ok(c.prepare_cached(
+                    "SELECT (SELECT version FROM tenant_policies WHERE tenant_id = ?1), \
+                     (SELECT policy FROM tenant_policies WHERE tenant_id = ?1 AND version IS NOT ?3), \
+                     (SELECT group_concat(group_id) FROM group_members WHERE user_id = ?2)",
+                )?
+                .query_row(params![tenant.0, user.0, cached], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?)
+            })?;
+        let groups = groups
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|g| !g.is_empty())
+            .map(|g| {
+                g.parse()
+                    .map(GroupId)
+                    .map_err(|_| StoreError::Database(format!("bad group id {g:?}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let Some(version) = version else {
+            return Ok((None, groups));
+        };
+        let policy = {
+            let mut cache = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+            match text {
+                Some(text) => {
+                    let policy: MethodsPolicy = serde_json::from_str(&text).map_err(|e| {
+                        StoreError::Database(format!("stored policy is not valid: {e}"))
+                    })?;
+                    cache.insert(tenant.0, (version, policy.clone()));
+                    Some(policy)
+                }
+                // Cached at exactly this version, unless a newer one replaced it meanwhile.
+                None => cache
+                    .get(&tenant.0)
+                    .filter(|(v, _)| *v == version)
+                    .map(|(_, p)| p.clone()),
+            }
+        };
+        let Some(policy) = policy else {
+            return Ok((self.find_policy(tenant).await?, groups));
+        };
+        Ok((Some((policy, version)), groups))
     }
 
     async fn save_policy(

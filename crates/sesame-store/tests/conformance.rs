@@ -718,6 +718,58 @@ async fn policy_saves_are_compare_and_set_and_logged() {
     assert_eq!(reasons, vec!["second".to_string(), "first".to_string()]);
 }
 
+/// The policy as each request reads it (with the user's groups) follows every save at once,
+/// also when the previous version was read (and kept parsed) just before.
+#[tokio::test]
+async fn policy_for_user_follows_each_save_and_group_change_at_once() {
+    use sesame_core::policy::{AuthenticatorMode, MethodsPolicy, Targets};
+    use sesame_core::push::PushPolicy;
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let a = user(&*s, "a").await;
+    let (none, groups) = s.find_policy_for_user(t, a).await.unwrap();
+    assert!(none.is_none());
+    assert!(groups.is_empty());
+    let g1 = s.create_group(t, "one", NOW).await.unwrap();
+    let g2 = s.create_group(t, "two", NOW).await.unwrap();
+    s.add_group_member(g1.id, a).await.unwrap();
+    s.add_group_member(g2.id, a).await.unwrap();
+    let audit = AuditEvent {
+        id: 0,
+        at: NOW,
+        tenant: t,
+        user: None,
+        username: "admin".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        event: "policy_changed".into(),
+        method: None,
+        result: AuditResult::Success,
+        reason: None,
+    };
+    let mut p = MethodsPolicy::initial(&PushPolicy::default());
+    for (version, mode) in [
+        (1, AuthenticatorMode::Push),
+        (2, AuthenticatorMode::Passwordless),
+        (3, AuthenticatorMode::Any),
+    ] {
+        p.authenticator.targets = Targets::All { mode };
+        assert!(s
+            .save_policy(t, &p, version - 1, NOW, &audit)
+            .await
+            .unwrap());
+        // Twice: the first read parses the new version, the second comes from the parsed copy.
+        for _ in 0..2 {
+            let (got, mut groups) = s.find_policy_for_user(t, a).await.unwrap();
+            assert_eq!(got, Some((p.clone(), version)));
+            groups.sort();
+            assert_eq!(groups, vec![g1.id, g2.id]);
+        }
+    }
+    s.remove_group_member(g1.id, a).await.unwrap();
+    assert_eq!(s.find_policy_for_user(t, a).await.unwrap().1, vec![g2.id]);
+}
+
 /// Writes made at the same moment are committed together (one flush for many): each keeps its
 /// own outcome. A write that fails half-way leaves nothing behind and does not take the
 /// others with it; the ones that succeeded are on disk when their callers hear so.
