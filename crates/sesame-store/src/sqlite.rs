@@ -30,20 +30,23 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection as _};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 mod writer;
 
-/// How long a statement waits for a lock held by another process (the `sesame` command).
+/// How long a write waits for a lock held by another process (the `sesame` command).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read waits. In WAL mode readers wait only while a crashed writer's log is
+/// recovered (milliseconds); they run on request threads, so they give up sooner than writes.
+const READER_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Prepared statements kept per connection: every statement of the store fits.
 const STATEMENT_CACHE: usize = 128;
 /// Idle read connections kept; more are opened when more reads run at once, then closed.
 const MAX_IDLE_READERS: usize = 16;
 
 pub struct SqliteStore {
-    readers: Readers,
+    readers: Arc<Readers>,
     /// Each tenant's policy as last parsed, with its version: the version is read from the
     /// database every time (so a change applies at once, on every node), the text and its
     /// parsing only when the version moved. Versions only grow (compare-and-set on save).
@@ -68,7 +71,7 @@ impl Readers {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
-        c.busy_timeout(BUSY_TIMEOUT)?;
+        c.busy_timeout(READER_BUSY_TIMEOUT)?;
         c.pragma_update(None, "temp_store", "MEMORY")?;
         c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(c)
@@ -129,10 +132,14 @@ fn one<T>(
 ) -> Result<Option<T>> {
     let mut st = c.prepare_cached(sql)?;
     let mut rows = st.query(p)?;
-    match rows.next()? {
-        Some(r) => f(r).map(Some),
-        None => Ok(None),
-    }
+    let out = match rows.next()? {
+        Some(r) => Some(f(r)?),
+        None => return Ok(None),
+    };
+    // Run the statement to its end, so that an error while finishing it (a write's journal)
+    // is seen here rather than dropped with the statement.
+    while rows.next()?.is_some() {}
+    Ok(out)
 }
 
 /// Every row of `sql`, each decoded by `f`.
@@ -343,7 +350,17 @@ fn insert_session(
 fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
     c.busy_timeout(BUSY_TIMEOUT)?;
-    c.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+    // Readers must never wait for the writer (they run on the request threads): that needs WAL,
+    // which some file systems (network shares) cannot do.
+    let mode: String = c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "the database cannot use write-ahead logging (journal mode {mode:?}); put the data directory on a local file system"
+            )),
+        ));
+    }
     c.pragma_update(None, "synchronous", "FULL")?;
     c.pragma_update(None, "foreign_keys", "ON")?;
     // `RETURNING` collects its rows in a temporary table: keep that in memory, not in a file.
@@ -377,10 +394,10 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(e.to_string()))?;
         let writer_path = path.to_path_buf();
         let group = writer::GroupWriter::start(Box::new(move || open_writer(&writer_path)))?;
-        let readers = Readers {
+        let readers = Arc::new(Readers {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
-        };
+        });
         // Fail at start, not at the first request, if the file cannot be read.
         readers.with(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))?;
         Ok(Self {
@@ -391,8 +408,21 @@ impl SqliteStore {
         })
     }
 
+    /// A lookup of a few rows by key: run right here (microseconds; a thread hop costs more).
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.readers.with(f)
+    }
+
+    /// A listing whose size the data decides (administration pages): on a blocking thread, so
+    /// that a long one does not hold up the requests sharing this runtime thread.
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .map_err(|e| StoreError::Database(format!("a database read did not complete: {e}")))?
     }
 
     /// One statement, committed with the next group; returns the rows it changed.
@@ -496,7 +526,8 @@ impl Store for SqliteStore {
     async fn list_users(&self, tenant: TenantId) -> Result<Vec<User>> {
         let sql =
             format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ? ORDER BY username_key");
-        self.read(|c| all(c, &sql, [tenant.0], user_from_row))
+        self.read_blocking(move |c| all(c, &sql, [tenant.0], user_from_row))
+            .await
     }
 
     async fn update_user_password(&self, id: UserId, hash: Option<&str>) -> Result<()> {
@@ -603,7 +634,8 @@ impl Store for SqliteStore {
             "SELECT {USER_COLUMNS} FROM users WHERE id IN (SELECT user_id FROM group_members WHERE group_id = ?) \
              ORDER BY username_key"
         );
-        self.read(|c| all(c, &sql, [group.0], user_from_row))
+        self.read_blocking(move |c| all(c, &sql, [group.0], user_from_row))
+            .await
     }
 
     async fn add_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {
@@ -1614,7 +1646,10 @@ impl Store for SqliteStore {
                     let policy: MethodsPolicy = serde_json::from_str(&text).map_err(|e| {
                         StoreError::Database(format!("stored policy is not valid: {e}"))
                     })?;
-                    cache.insert(tenant.0, (version, policy.clone()));
+                    // A slower reader of an older version must not replace a newer one.
+                    if cache.get(&tenant.0).is_none_or(|(v, _)| *v < version) {
+                        cache.insert(tenant.0, (version, policy.clone()));
+                    }
                     Some(policy)
                 }
                 // Cached at exactly this version, unless a newer one replaced it meanwhile.
@@ -1668,24 +1703,40 @@ impl Store for SqliteStore {
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
-        self.read(|c| {
-            all(
-                c,
-                "SELECT id, at, tenant_id, user_id, username, ip, user_agent, event, method, result, reason FROM audit_log \
-                 WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR result = ?3) \
-                 AND (?5 IS NULL OR method = ?5) AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) \
-                 ORDER BY id DESC LIMIT ?4",
-                params![
-                    f.tenant.map(|t| t.0),
-                    f.user.map(|u| u.0),
-                    f.result.map(|r| r.as_str()),
-                    if f.limit > 0 { f.limit } else { 100 },
-                    f.method.as_deref(),
-                    f.since,
-                    f.until
-                ],
-                audit_from_row,
-            )
-        })
+        use rusqlite::types::Value;
+        // Only the filters given, so that SQLite can use the (user_id, at) and (at) indexes
+        // instead of walking the whole log.
+        let mut sql = String::from(
+            "SELECT id, at, tenant_id, user_id, username, ip, user_agent, event, method, result, reason \
+             FROM audit_log WHERE 1",
+        );
+        let mut args: Vec<Value> = Vec::new();
+        let mut and = |cond: &str, v: Value| {
+            sql.push_str(" AND ");
+            sql.push_str(cond);
+            args.push(v);
+        };
+        if let Some(t) = f.tenant {
+            and("tenant_id = ?", t.0.into());
+        }
+        if let Some(u) = f.user {
+            and("user_id = ?", u.0.into());
+        }
+        if let Some(r) = f.result {
+            and("result = ?", r.as_str().to_owned().into());
+        }
+        if let Some(m) = &f.method {
+            and("method = ?", m.clone().into());
+        }
+        if let Some(t) = f.since {
+            and("at >= ?", t.into());
+        }
+        if let Some(t) = f.until {
+            and("at < ?", t.into());
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        args.push(Value::from(if f.limit > 0 { f.limit } else { 100 }));
+        self.read_blocking(move |c| all(c, &sql, rusqlite::params_from_iter(args), audit_from_row))
+            .await
     }
 }

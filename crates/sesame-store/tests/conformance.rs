@@ -866,3 +866,239 @@ async fn writes_committed_together_keep_their_own_outcomes() {
         .unwrap();
     assert_eq!(log.len(), 20, "one audit line per successful completion");
 }
+
+/// A read that fails half-way (a stored row that does not decode) must not leave its pooled
+/// connection inside a read transaction: the next read on it sees writes committed since.
+#[tokio::test]
+async fn a_read_that_fails_half_way_keeps_no_snapshot() {
+    let (d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let rec = SignInRecord {
+        id_hash: vec![5; 32],
+        tenant: t,
+        username: "a".into(),
+        state: SignInState::Identified { user: None },
+        version: 0,
+        next_path: None,
+        created_at: NOW,
+        expires_at: NOW + 600,
+    };
+    s.create_signin(&rec).await.unwrap();
+    rusqlite::Connection::open(d.path().join("sesame.db"))
+        .unwrap()
+        .execute(
+            "UPDATE signin_transactions SET state = 'not json' WHERE id_hash = ?",
+            [&rec.id_hash],
+        )
+        .unwrap();
+    for round in 0..3 {
+        assert!(s.find_signin(&rec.id_hash, NOW).await.is_err());
+        let name = format!("late{round}");
+        user(&*s, &name).await;
+        assert!(
+            s.find_user_by_username(t, &name).await.unwrap().is_some(),
+            "a pooled reader kept the snapshot of a failed read"
+        );
+    }
+}
+
+/// The parsed policy is kept per tenant: two tenants at the same version never see each
+/// other's policy, in any order of reads.
+#[tokio::test]
+async fn policy_for_user_is_kept_per_tenant() {
+    use sesame_core::policy::{AuthenticatorMode, MethodsPolicy, Targets};
+    use sesame_core::push::PushPolicy;
+    use sesame_core::TenantId;
+    let (d, s) = sqlite().await;
+    let t1 = s.default_tenant().await.unwrap();
+    // No Store method creates a tenant yet.
+    rusqlite::Connection::open(d.path().join("sesame.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO tenants (id, name, created_at) VALUES (2, 'other', 0)",
+            [],
+        )
+        .unwrap();
+    let t2 = TenantId(2);
+    let a = user(&*s, "a").await;
+    let audit = |t| AuditEvent {
+        id: 0,
+        at: NOW,
+        tenant: t,
+        user: None,
+        username: "admin".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        event: "policy_changed".into(),
+        method: None,
+        result: AuditResult::Success,
+        reason: None,
+    };
+    let mut p1 = MethodsPolicy::initial(&PushPolicy::default());
+    p1.authenticator.targets = Targets::All {
+        mode: AuthenticatorMode::Push,
+    };
+    let mut p2 = p1.clone();
+    p2.authenticator.targets = Targets::All {
+        mode: AuthenticatorMode::Passwordless,
+    };
+    assert!(s.save_policy(t1, &p1, 0, NOW, &audit(t1)).await.unwrap());
+    assert!(s.save_policy(t2, &p2, 0, NOW, &audit(t2)).await.unwrap());
+    for (t, p) in [
+        (t1, &p1),
+        (t2, &p2),
+        (t2, &p2),
+        (t1, &p1),
+        (t1, &p1),
+        (t2, &p2),
+    ] {
+        let (got, _) = s.find_policy_for_user(t, a).await.unwrap();
+        assert_eq!(got, Some((p.clone(), 1)), "tenant {t:?}");
+    }
+}
+
+/// Reads racing saves: every (policy, version) read is the pair that was saved together, and
+/// once a save has returned no read shows an older version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_for_user_racing_saves_is_never_stale_nor_mixed() {
+    use sesame_core::policy::MethodsPolicy;
+    use sesame_core::push::PushPolicy;
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let a = user(&*s, "a").await;
+    let audit = AuditEvent {
+        id: 0,
+        at: NOW,
+        tenant: t,
+        user: None,
+        username: "admin".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        event: "policy_changed".into(),
+        method: None,
+        result: AuditResult::Success,
+        reason: None,
+    };
+    // The policy saved as version v has lifetime 1000 + v.
+    let at = |v: i64| {
+        let mut p = MethodsPolicy::initial(&PushPolicy::default());
+        p.authenticator.lifetime_secs = 1000 + v;
+        p
+    };
+    let saved = Arc::new(AtomicI64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (s, saved, stop) = (s.clone(), saved.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let floor = saved.load(Ordering::SeqCst);
+                    if let (Some((p, v)), _) = s.find_policy_for_user(t, a).await.unwrap() {
+                        assert_eq!(p.authenticator.lifetime_secs, 1000 + v, "mixed pair");
+                        assert!(
+                            v >= floor,
+                            "read version {v} after version {floor} was saved"
+                        );
+                    } else {
+                        assert_eq!(floor, 0, "no policy after a save returned");
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for v in 1..=60 {
+        assert!(s.save_policy(t, &at(v), v - 1, NOW, &audit).await.unwrap());
+        saved.store(v, Ordering::SeqCst);
+        let (got, _) = s.find_policy_for_user(t, a).await.unwrap();
+        assert_eq!(got, Some((at(v), v)));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for r in readers {
+        r.await.unwrap();
+    }
+}
+
+/// Every filter of the sign-in log, alone and together, against the same rows filtered here.
+#[tokio::test]
+async fn audit_filters_select_exactly_the_matching_lines() {
+    let (_d, s) = sqlite().await;
+    let t = s.default_tenant().await.unwrap();
+    let a = user(&*s, "a").await;
+    let b = user(&*s, "b").await;
+    let mut all = Vec::new();
+    for i in 0..40i64 {
+        let e = AuditEvent {
+            id: 0,
+            at: NOW + i * 10,
+            tenant: t,
+            user: Some(if i % 3 == 0 { a } else { b }),
+            username: "x".into(),
+            ip: "127.0.0.1".into(),
+            user_agent: "test".into(),
+            event: "signin".into(),
+            method: Some(if i % 2 == 0 { "push" } else { "totp" }.into()),
+            result: if i % 5 == 0 {
+                AuditResult::Failure
+            } else {
+                AuditResult::Success
+            },
+            reason: Some(format!("line {i}")),
+        };
+        s.append_audit(&e).await.unwrap();
+        all.push(e);
+    }
+    let filters = [
+        AuditFilter::default(),
+        AuditFilter {
+            user: Some(a),
+            ..Default::default()
+        },
+        AuditFilter {
+            result: Some(AuditResult::Failure),
+            ..Default::default()
+        },
+        AuditFilter {
+            method: Some("push".into()),
+            ..Default::default()
+        },
+        AuditFilter {
+            since: Some(NOW + 100),
+            until: Some(NOW + 250),
+            ..Default::default()
+        },
+        AuditFilter {
+            tenant: Some(t),
+            user: Some(b),
+            result: Some(AuditResult::Success),
+            method: Some("totp".into()),
+            since: Some(NOW + 50),
+            until: Some(NOW + 350),
+            limit: 3,
+        },
+    ];
+    for f in filters {
+        let want: Vec<String> = all
+            .iter()
+            .rev()
+            .filter(|e| f.tenant.is_none_or(|x| e.tenant == x))
+            .filter(|e| f.user.is_none_or(|x| e.user == Some(x)))
+            .filter(|e| f.result.is_none_or(|x| e.result == x))
+            .filter(|e| f.method.is_none() || e.method == f.method)
+            .filter(|e| f.since.is_none_or(|x| e.at >= x))
+            .filter(|e| f.until.is_none_or(|x| e.at < x))
+            .take(if f.limit > 0 { f.limit as usize } else { 100 })
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        let got: Vec<String> = s
+            .list_audit(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+        assert!(!want.is_empty(), "{f:?} matches nothing: a weak case");
+        assert_eq!(got, want, "{f:?}");
+    }
+}

@@ -29,8 +29,9 @@ const QUEUE: usize = 4096;
 
 /// Told whether the batch committed; hands the write's result to its caller.
 type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-/// Runs one write; says whether it succeeded (its savepoint is kept) and how to answer it.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+/// Runs one write; says why it failed, if it did (its savepoint is rolled back), and how to
+/// answer it.
+type Job = Box<dyn FnOnce(&Connection) -> (Option<String>, Finish) + Send>;
 /// Opens the writer's connection (again, after a failed batch).
 pub type Connect = Box<dyn Fn() -> rusqlite::Result<Connection> + Send>;
 
@@ -65,14 +66,17 @@ impl GroupWriter {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = f(conn);
-            let ok = result.is_ok();
+            let failed = result.as_ref().err().map(ToString::to_string);
             let finish = Box::new(move |commit: std::result::Result<(), String>| {
-                let _ = tx.send(match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::Database(e)),
+                // A write that failed left nothing behind whatever happened to the batch: its
+                // caller hears its own error (the real cause, say "disk full").
+                let _ = tx.send(match (result, commit) {
+                    (Err(own), _) => Err(own),
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Ok(_), Err(e)) => Err(StoreError::Database(e)),
                 });
             }) as Finish;
-            (ok, finish)
+            (failed, finish)
         });
         self.jobs.send(job).await.map_err(|_| unanswered())?;
         rx.await.map_err(|_| unanswered())?
@@ -104,7 +108,10 @@ fn run(mut conn: Connection, connect: &Connect, mut rx: mpsc::Receiver<Job>) {
         // state is unknown: start again from a fresh one (closing it rolls back).
         if outcome.is_err() || !conn.is_autocommit() {
             drop(conn);
-            conn = reconnect(connect);
+            match reconnect(connect, &mut rx) {
+                Some(c) => conn = c,
+                None => return,
+            }
         }
     }
 }
@@ -130,19 +137,27 @@ fn run_batch(
     for job in jobs.by_ref() {
         exec(conn, "SAVEPOINT write")?;
         // A panic drops the job's answer with it: its caller hears the write did not complete.
-        let ok = match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
-            Ok((ok, f)) => {
+        let failed = match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
+            Ok((failed, f)) => {
                 finish.push(f);
-                ok
+                failed
             }
             Err(_) => {
                 tracing::error!("a database write panicked; it is rolled back");
-                false
+                Some("a database write panicked".into())
             }
         };
-        // If the savepoint cannot be released or rolled back, SQLite ended the whole
-        // transaction (disk full, I/O error): the writes run so far are lost.
-        if !ok {
+        // Some errors (disk full, I/O error) make SQLite roll back the whole transaction, not
+        // just the statement: the writes run so far in this batch are lost. Say why.
+        if conn.is_autocommit() {
+            return Err(format!(
+                "{}; SQLite rolled back the whole batch",
+                failed
+                    .as_deref()
+                    .unwrap_or("the transaction ended inside a write")
+            ));
+        }
+        if failed.is_some() {
             exec(conn, "ROLLBACK TO write")?;
         }
         exec(conn, "RELEASE write")?;
@@ -151,15 +166,21 @@ fn run_batch(
     exec(conn, "COMMIT")
 }
 
-fn reconnect(connect: &Connect) -> Connection {
+/// A fresh connection, retried with backoff. Meanwhile writes sent are refused (their callers
+/// hear the write did not complete, rather than wait); None when every sender is gone.
+fn reconnect(connect: &Connect, rx: &mut mpsc::Receiver<Job>) -> Option<Connection> {
     let mut wait = Duration::from_millis(50);
     loop {
         match connect() {
-            Ok(c) => return c,
+            Ok(c) => return Some(c),
             Err(e) => {
                 tracing::error!(error = %e, "database writer cannot reconnect; retrying");
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(5));
+                while rx.try_recv().is_ok() {}
+                if rx.is_closed() && rx.is_empty() {
+                    return None;
+                }
             }
         }
     }
@@ -337,6 +358,29 @@ mod tests {
         .unwrap();
         insert(&g, "later").await.unwrap().unwrap();
         assert_eq!(on_disk(&path, "later"), 1);
+    }
+
+    /// Disk full on a one-row INSERT makes SQLite roll back the whole transaction (the
+    /// statement has no statement journal of its own), so `ROLLBACK TO write` fails with "no
+    /// such savepoint". The caller (and the log) must still learn the real cause, not the
+    /// bookkeeping error that followed it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_ends_the_transaction_is_told_why() {
+        let (_d, _path, g) = setup().await;
+        let err = g
+            .write(|c| {
+                c.query_row("PRAGMA max_page_count = 1", [], |_| Ok(()))
+                    .optional()
+                    .map_err(e)?;
+                c.execute_batch("INSERT INTO t (tag, b) VALUES ('big', zeroblob(1000000))")
+                    .map_err(e)
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("full"),
+            "the caller was told: {err}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,7 +75,7 @@ const SIGNIN_TIMEOUT: Duration = Duration::from_secs(30);
         device key and PIN key (POST /api/v1/device/respond), the page's status long-poll sees \
         the approval, POST /login/push/complete -> /account with a session.\n\n\
         The run fails (exit 1) if any sign-in fails.\n\n\
-        Example: cargo run --release -p sesame-testkit --bin sesame-phone-bench -- --users 1000 --concurrency 32 --seconds 10"
+        Example: cargo run --release -p sesame-testkit --bin sesame-phone-bench -- --users 1000 --concurrency 128 --seconds 10"
 )]
 struct Args {
     /// Users, each with one phone holding an open event stream. A user has at most one
@@ -83,7 +83,9 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     users: usize,
     /// Concurrent sign-in workers (at most --users); worker w signs in users w, w+C, ...
-    #[arg(short, long, default_value_t = 32)]
+    /// A sign-in is eight round trips, so it takes this many in flight to keep two cores busy
+    /// (with 32 the run is bound by latency, not by the server's CPU).
+    #[arg(short, long, default_value_t = 128)]
     concurrency: usize,
     /// Seconds of measured load (after the warm-up).
     #[arg(short, long, default_value_t = 10.0)]
