@@ -4,7 +4,7 @@ use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::{Amr, MethodKind};
 use sesame_core::secret::SecretBytes;
 use sesame_core::signin::SignInState;
-use sesame_core::UserId;
+use sesame_core::{TenantId, UserId};
 use sesame_store::sqlite::SqliteStore;
 use sesame_store::{
     AuditEvent, AuditFilter, AuditResult, MasterKey, NewUser, SessionLimits, SignInRecord, Store,
@@ -23,6 +23,23 @@ async fn sqlite() -> (tempfile::TempDir, Arc<SqliteStore>) {
     .await
     .unwrap();
     (dir, Arc::new(store))
+}
+
+/// An audit line; tests set the fields they look at with `..audit_line(..)`.
+fn audit_line(tenant: TenantId, user: Option<UserId>, event: &str) -> AuditEvent {
+    AuditEvent {
+        id: 0,
+        at: NOW,
+        tenant,
+        user,
+        username: "a".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        event: event.into(),
+        method: None,
+        result: AuditResult::Success,
+        reason: None,
+    }
 }
 
 async fn user(store: &dyn Store, name: &str) -> UserId {
@@ -397,17 +414,10 @@ async fn audit_log_filters() {
     .enumerate()
     {
         s.append_audit(&AuditEvent {
-            id: 0,
             at: NOW + i as i64,
-            tenant: t,
-            user: Some(a),
-            username: "a".into(),
-            ip: "127.0.0.1".into(),
-            user_agent: "test".into(),
-            event: "sign_in".into(),
             method: Some("totp".into()),
             result,
-            reason: None,
+            ..audit_line(t, Some(a), "sign_in")
         })
         .await
         .unwrap();
@@ -466,17 +476,8 @@ async fn complete_signin_writes_session_log_and_ends_the_transaction_together() 
     .completed()
     .unwrap();
     let event = AuditEvent {
-        id: 0,
-        at: NOW,
-        tenant: t,
-        user: Some(u),
-        username: "a".into(),
-        ip: "127.0.0.1".into(),
-        user_agent: "t".into(),
-        event: "sign_in".into(),
         method: Some("password".into()),
-        result: AuditResult::Success,
-        reason: None,
+        ..audit_line(t, Some(u), "sign_in")
     };
     let limits = SessionLimits {
         idle_secs: 3600,
@@ -682,17 +683,8 @@ async fn policy_saves_are_compare_and_set_and_logged() {
     assert!(s.find_policy(t).await.unwrap().is_none());
     let mut p = MethodsPolicy::initial(&PushPolicy::default());
     let audit = |reason: &str| AuditEvent {
-        id: 0,
-        at: NOW,
-        tenant: t,
-        user: None,
-        username: "admin".into(),
-        ip: "127.0.0.1".into(),
-        user_agent: "test".into(),
-        event: "policy_changed".into(),
-        method: None,
-        result: AuditResult::Success,
         reason: Some(reason.into()),
+        ..audit_line(t, None, "policy_changed")
     };
     assert!(s.save_policy(t, &p, 0, NOW, &audit("first")).await.unwrap());
     // A second writer that also read "never saved" loses.
@@ -734,19 +726,7 @@ async fn policy_for_user_follows_each_save_and_group_change_at_once() {
     let g2 = s.create_group(t, "two", NOW).await.unwrap();
     s.add_group_member(g1.id, a).await.unwrap();
     s.add_group_member(g2.id, a).await.unwrap();
-    let audit = AuditEvent {
-        id: 0,
-        at: NOW,
-        tenant: t,
-        user: None,
-        username: "admin".into(),
-        ip: "127.0.0.1".into(),
-        user_agent: "test".into(),
-        event: "policy_changed".into(),
-        method: None,
-        result: AuditResult::Success,
-        reason: None,
-    };
+    let audit = audit_line(t, None, "policy_changed");
     let mut p = MethodsPolicy::initial(&PushPolicy::default());
     for (version, mode) in [
         (1, AuthenticatorMode::Push),
@@ -789,17 +769,8 @@ async fn writes_committed_together_keep_their_own_outcomes() {
     .completed()
     .unwrap();
     let event = AuditEvent {
-        id: 0,
-        at: NOW,
-        tenant: t,
-        user: Some(u),
-        username: "a".into(),
-        ip: "127.0.0.1".into(),
-        user_agent: "t".into(),
-        event: "sign_in".into(),
         method: Some("password".into()),
-        result: AuditResult::Success,
-        reason: None,
+        ..audit_line(t, Some(u), "sign_in")
     };
     // A session id already taken: completions that reuse it fail on their second statement.
     s.create_session(b"taken", t, &done, NOW, limits)
@@ -921,19 +892,7 @@ async fn policy_for_user_is_kept_per_tenant() {
         .unwrap();
     let t2 = TenantId(2);
     let a = user(&*s, "a").await;
-    let audit = |t| AuditEvent {
-        id: 0,
-        at: NOW,
-        tenant: t,
-        user: None,
-        username: "admin".into(),
-        ip: "127.0.0.1".into(),
-        user_agent: "test".into(),
-        event: "policy_changed".into(),
-        method: None,
-        result: AuditResult::Success,
-        reason: None,
-    };
+    let audit = |t| audit_line(t, None, "policy_changed");
     let mut p1 = MethodsPolicy::initial(&PushPolicy::default());
     p1.authenticator.targets = Targets::All {
         mode: AuthenticatorMode::Push,
@@ -967,19 +926,7 @@ async fn policy_for_user_racing_saves_is_never_stale_nor_mixed() {
     let (_d, s) = sqlite().await;
     let t = s.default_tenant().await.unwrap();
     let a = user(&*s, "a").await;
-    let audit = AuditEvent {
-        id: 0,
-        at: NOW,
-        tenant: t,
-        user: None,
-        username: "admin".into(),
-        ip: "127.0.0.1".into(),
-        user_agent: "test".into(),
-        event: "policy_changed".into(),
-        method: None,
-        result: AuditResult::Success,
-        reason: None,
-    };
+    let audit = audit_line(t, None, "policy_changed");
     // The policy saved as version v has lifetime 1000 + v.
     let at = |v: i64| {
         let mut p = MethodsPolicy::initial(&PushPolicy::default());
@@ -1030,14 +977,7 @@ async fn audit_filters_select_exactly_the_matching_lines() {
     let mut all = Vec::new();
     for i in 0..40i64 {
         let e = AuditEvent {
-            id: 0,
             at: NOW + i * 10,
-            tenant: t,
-            user: Some(if i % 3 == 0 { a } else { b }),
-            username: "x".into(),
-            ip: "127.0.0.1".into(),
-            user_agent: "test".into(),
-            event: "signin".into(),
             method: Some(if i % 2 == 0 { "push" } else { "totp" }.into()),
             result: if i % 5 == 0 {
                 AuditResult::Failure
@@ -1045,6 +985,7 @@ async fn audit_filters_select_exactly_the_matching_lines() {
                 AuditResult::Success
             },
             reason: Some(format!("line {i}")),
+            ..audit_line(t, Some(if i % 3 == 0 { a } else { b }), "sign_in")
         };
         s.append_audit(&e).await.unwrap();
         all.push(e);

@@ -253,6 +253,15 @@ mod tests {
         })
     }
 
+    /// A write that runs out of disk: the file may not grow (max_page_count), and the row is big.
+    fn write_to_a_full_disk(c: &Connection) -> Result<()> {
+        c.query_row("PRAGMA max_page_count = 1", [], |_| Ok(()))
+            .optional()
+            .map_err(e)?;
+        c.execute_batch("INSERT INTO t (tag, b) VALUES ('big', zeroblob(1000000))")
+            .map_err(e)
+    }
+
     async fn pause() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -328,16 +337,7 @@ mod tests {
         let before = insert(&g, "before");
         pause().await;
         let g1 = g.clone();
-        let full = tokio::spawn(async move {
-            g1.write(|c| {
-                c.query_row("PRAGMA max_page_count = 1", [], |_| Ok(()))
-                    .optional()
-                    .map_err(e)?;
-                c.execute_batch("INSERT INTO t (tag, b) VALUES ('big', zeroblob(1000000))")
-                    .map_err(e)
-            })
-            .await
-        });
+        let full = tokio::spawn(async move { g1.write(write_to_a_full_disk).await });
         pause().await;
         let after = insert(&g, "after");
         h.await.unwrap();
@@ -367,16 +367,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_that_ends_the_transaction_is_told_why() {
         let (_d, _path, g) = setup().await;
-        let err = g
-            .write(|c| {
-                c.query_row("PRAGMA max_page_count = 1", [], |_| Ok(()))
-                    .optional()
-                    .map_err(e)?;
-                c.execute_batch("INSERT INTO t (tag, b) VALUES ('big', zeroblob(1000000))")
-                    .map_err(e)
-            })
-            .await
-            .unwrap_err();
+        let err = g.write(write_to_a_full_disk).await.unwrap_err();
         assert!(
             err.to_string().contains("full"),
             "the caller was told: {err}"
