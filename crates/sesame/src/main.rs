@@ -61,11 +61,6 @@ pub enum Command {
     MasterKey(command::master_key::MasterKeyCommand),
 }
 
-/// Requests allocate from several threads at once; mimalloc serves them with less contention
-/// than the system allocator (about 10% less server CPU per phone sign-in in sesame-phone-bench).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -23,10 +23,6 @@
 //!
 //! Everything targets 127.0.0.1 only and the run is bounded in time.
 
-/// The same allocator as the `sesame` binary, whose server this process runs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
