@@ -3,7 +3,7 @@
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::{Amr, MethodKind};
 use sesame_core::secret::SecretBytes;
-use sesame_core::signin::SignInState;
+use sesame_core::signin::{CompletedSignIn, SignInState};
 use sesame_core::{TenantId, UserId};
 use sesame_store::sqlite::SqliteStore;
 use sesame_store::{
@@ -40,6 +40,21 @@ fn audit_line(tenant: TenantId, user: Option<UserId>, event: &str) -> AuditEvent
         result: AuditResult::Success,
         reason: None,
     }
+}
+
+const LIMITS: SessionLimits = SessionLimits {
+    idle_secs: 3600,
+    absolute_secs: 86_400,
+};
+
+/// A finished password sign-in of `user`, as a session is made from.
+fn password_sign_in(user: UserId) -> CompletedSignIn {
+    SignInState::Done {
+        user,
+        amr: vec![Amr::Pwd],
+    }
+    .completed()
+    .unwrap()
 }
 
 async fn user(store: &dyn Store, name: &str) -> UserId {
@@ -332,10 +347,7 @@ async fn sessions_expire_idle_absolute_and_on_revocation() {
     }
     .completed()
     .unwrap();
-    let limits = SessionLimits {
-        idle_secs: 3600,
-        absolute_secs: 86_400,
-    };
+    let limits = LIMITS;
     s.create_session(b"s1", t, &done, NOW, limits)
         .await
         .unwrap();
@@ -469,20 +481,12 @@ async fn complete_signin_writes_session_log_and_ends_the_transaction_together() 
         expires_at: NOW + 600,
     };
     s.create_signin(&rec).await.unwrap();
-    let done = SignInState::Done {
-        user: u,
-        amr: vec![Amr::Pwd],
-    }
-    .completed()
-    .unwrap();
+    let done = password_sign_in(u);
     let event = AuditEvent {
         method: Some("password".into()),
         ..audit_line(t, Some(u), "sign_in")
     };
-    let limits = SessionLimits {
-        idle_secs: 3600,
-        absolute_secs: 86_400,
-    };
+    let limits = LIMITS;
     assert!(s
         .complete_signin(&rec.id_hash, b"sess", &done, NOW, limits, &event, None)
         .await
@@ -758,16 +762,8 @@ async fn writes_committed_together_keep_their_own_outcomes() {
     let (dir, s) = sqlite().await;
     let t = s.default_tenant().await.unwrap();
     let u = user(&*s, "a").await;
-    let limits = SessionLimits {
-        idle_secs: 3600,
-        absolute_secs: 86_400,
-    };
-    let done = SignInState::Done {
-        user: u,
-        amr: vec![Amr::Pwd],
-    }
-    .completed()
-    .unwrap();
+    let limits = LIMITS;
+    let done = password_sign_in(u);
     let event = AuditEvent {
         method: Some("password".into()),
         ..audit_line(t, Some(u), "sign_in")

@@ -241,15 +241,21 @@ mod tests {
         })
     }
 
-    fn insert(g: &GroupWriter, tag: &'static str) -> tokio::task::JoinHandle<Result<()>> {
+    /// Sends `f` to the writer from a task of its own; its answer comes with the handle.
+    fn spawn_write<T, F>(g: &GroupWriter, f: F) -> tokio::task::JoinHandle<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let g = g.clone();
-        tokio::spawn(async move {
-            g.write(move |c| {
-                c.execute("INSERT INTO t (tag) VALUES (?)", [tag])
-                    .map(drop)
-                    .map_err(e)
-            })
-            .await
+        tokio::spawn(async move { g.write(f).await })
+    }
+
+    fn insert(g: &GroupWriter, tag: &'static str) -> tokio::task::JoinHandle<Result<()>> {
+        spawn_write(g, move |c| {
+            c.execute("INSERT INTO t (tag) VALUES (?)", [tag])
+                .map(drop)
+                .map_err(e)
         })
     }
 
@@ -275,39 +281,27 @@ mod tests {
         let first = insert(&g, "x1");
         pause().await;
         // Two statements: the first succeeds, the second fails; neither may remain.
-        let g1 = g.clone();
-        let half = tokio::spawn(async move {
-            g1.write(|c| {
-                c.execute_batch("INSERT INTO t (tag) VALUES ('half')")
-                    .map_err(e)?;
-                c.execute_batch("INSERT INTO t (tag) VALUES ('dup')")
-                    .map_err(e)
-            })
-            .await
+        let half = spawn_write(&g, |c| {
+            c.execute_batch("INSERT INTO t (tag) VALUES ('half')")
+                .map_err(e)?;
+            c.execute_batch("INSERT INTO t (tag) VALUES ('dup')")
+                .map_err(e)
         });
         pause().await;
         // A write that wrote and then returned an error of its own: what it wrote is undone.
-        let g2 = g.clone();
-        let early = tokio::spawn(async move {
-            g2.write(|c| {
-                c.execute_batch("INSERT INTO t (tag) VALUES ('early')")
-                    .map_err(e)?;
-                Err::<(), _>(StoreError::Conflict("early".into()))
-            })
-            .await
+        let early = spawn_write(&g, |c| {
+            c.execute_batch("INSERT INTO t (tag) VALUES ('early')")
+                .map_err(e)?;
+            Err::<(), _>(StoreError::Conflict("early".into()))
         });
         pause().await;
-        let g3 = g.clone();
-        let next = tokio::spawn(async move {
-            g3.write(|c| {
-                c.query_row(
-                    "SELECT COUNT(*) FROM t WHERE tag IN ('half', 'early')",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map_err(e)
-            })
-            .await
+        let next = spawn_write(&g, |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM t WHERE tag IN ('half', 'early')",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(e)
         });
         pause().await;
         let last = insert(&g, "x2");
@@ -336,8 +330,7 @@ mod tests {
         pause().await;
         let before = insert(&g, "before");
         pause().await;
-        let g1 = g.clone();
-        let full = tokio::spawn(async move { g1.write(write_to_a_full_disk).await });
+        let full = spawn_write(&g, write_to_a_full_disk);
         pause().await;
         let after = insert(&g, "after");
         h.await.unwrap();
@@ -381,17 +374,13 @@ mod tests {
         pause().await;
         let before = insert(&g, "before");
         pause().await;
-        let g1 = g.clone();
-        let boom = tokio::spawn(async move {
-            g1.write(|c| {
-                c.execute_batch("INSERT INTO t (tag) VALUES ('boom')")
-                    .map_err(e)?;
-                if !c.is_autocommit() {
-                    panic!("a bug in a write");
-                }
-                Ok(())
-            })
-            .await
+        let boom = spawn_write(&g, |c| {
+            c.execute_batch("INSERT INTO t (tag) VALUES ('boom')")
+                .map_err(e)?;
+            if !c.is_autocommit() {
+                panic!("a bug in a write");
+            }
+            Ok(())
         });
         pause().await;
         let after = insert(&g, "after");
