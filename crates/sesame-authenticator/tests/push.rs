@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use sesame_store::Store;
 use sesame_testkit::{Browser, TestServer};
 use std::process::Command;
 
@@ -57,7 +56,7 @@ async fn notification_sign_in_with_number_matching() {
     assert!(pending(&vault).await.as_array().unwrap().is_empty());
     let log = srv.store.list_audit(&Default::default()).await.unwrap();
     assert!(log.iter().any(|e| e.event == "sign_in"
-        && e.method.as_deref() == Some("push")
+        && e.method.map(|m| m.as_str()) == Some("push")
         && e.result == sesame_store::AuditResult::Success));
 }
 
@@ -81,12 +80,16 @@ async fn wrong_number_does_not_approve() {
     assert!(page.body.contains("didn&#39;t match"), "{}", page.body);
     let user = srv
         .store
-        .find_user_by_username(srv.state.tenant, "alice")
+        .find_user_by_username(srv.state.default_tenant, "alice")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
-        srv.store.find_failures(user.id, "push").await.unwrap().0,
+        srv.store
+            .find_failures(user.id, sesame_core::method::MethodKind::Push)
+            .await
+            .unwrap()
+            .0,
         1,
         "a wrong number counts as a failed attempt"
     );
@@ -108,7 +111,7 @@ async fn deny_and_report_blocks_further_pushes() {
     assert!(b.get("/login/verify").await.body.contains("reported"));
     let user = srv
         .store
-        .find_user_by_username(srv.state.tenant, "alice")
+        .find_user_by_username(srv.state.default_tenant, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -133,7 +136,7 @@ async fn unregistered_device_cannot_answer_and_a_copied_vault_is_useless() {
     ok(&app(&vault, &["unregister", "alice"]).await);
     let user = srv
         .store
-        .find_user_by_username(srv.state.tenant, "alice")
+        .find_user_by_username(srv.state.default_tenant, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -322,7 +325,7 @@ async fn pin_is_required_for_approvals_when_policy_says_so() {
     );
     let alice = srv
         .store
-        .find_user_by_username(srv.state.tenant, "alice")
+        .find_user_by_username(srv.state.default_tenant, "alice")
         .await
         .unwrap()
         .unwrap()
@@ -352,7 +355,7 @@ async fn pin_is_required_for_approvals_when_policy_says_so() {
     assert!(e.contains("after 10 wrong PINs"), "{e}");
     let alice = srv
         .store
-        .find_user_by_username(srv.state.tenant, "alice")
+        .find_user_by_username(srv.state.default_tenant, "alice")
         .await
         .unwrap()
         .unwrap()

@@ -6,7 +6,7 @@ use sesame_authenticator::client::{self, ClientError, DeviceClient};
 use sesame_authenticator::device::DeviceKey;
 use sesame_proto::device::{self as api, approval_message, Challenge, Decision, RespondRequest};
 use sesame_server::ServerConfig;
-use sesame_store::Store;
+
 use sesame_testkit::{Browser, TestServer};
 
 fn real_now() -> i64 {
@@ -371,7 +371,7 @@ async fn two_tabs_waiting_on_one_approval_get_one_session() {
     );
     let user = srv
         .store
-        .find_user_by_username(srv.state.tenant, "alice")
+        .find_user_by_username(srv.state.default_tenant, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -386,7 +386,7 @@ async fn two_tabs_waiting_on_one_approval_get_one_session() {
         .unwrap();
     assert_eq!(
         ok.iter()
-            .filter(|e| e.event == "sign_in" && e.method.as_deref() == Some("push"))
+            .filter(|e| e.event == "sign_in" && e.method.map(|m| m.as_str()) == Some("push"))
             .count(),
         1
     );
@@ -443,11 +443,14 @@ async fn challenge_created_before_the_user_was_blocked_cannot_be_approved() {
     let c = only_pending(&srv, &phone).await;
     let user = srv
         .store
-        .find_user_by_username(srv.state.tenant, "alice")
+        .find_user_by_username(srv.state.default_tenant, "alice")
         .await
         .unwrap()
         .unwrap();
-    srv.store.update_user_blocked(user.id, true).await.unwrap();
+    srv.store
+        .block_user(user.id, sesame_testkit::START)
+        .await
+        .unwrap();
     refused(
         phone
             .client(&srv)
@@ -522,7 +525,7 @@ async fn a_removed_device_stops_hearing_requests_on_its_open_stream() {
         .unwrap();
     let new = Phone {
         key: new_key,
-        device_id: new_device.id.clone(),
+        device_id: new_device.id.0.clone(),
     };
     let old_client = old.client(&srv);
     let new_client = new.client(&srv);
@@ -762,7 +765,7 @@ async fn fifty_parallel_pin_guesses_are_judged_at_most_ten_times() {
     assert!(approved <= 1);
     let alice = srv
         .store
-        .find_user_by_username(srv.state.tenant, "alice")
+        .find_user_by_username(srv.state.default_tenant, "alice")
         .await
         .unwrap()
         .unwrap();
@@ -869,26 +872,11 @@ async fn policy_refuses_phone_sign_in_even_to_a_hand_made_request() {
         })
         .await
         .unwrap();
-    let actor = sesame_server::policy::Actor {
-        user: None,
-        name: "test",
-        ip: "127.0.0.1",
-        user_agent: "test",
-    };
-    sesame_server::policy::change(
-        &*srv.store,
-        srv.state.tenant,
-        &srv.state.config.push,
-        &sesame_server::policy::PolicyEdit {
-            mode: Some(sesame_core::policy::AuthenticatorMode::Push),
-            ..Default::default()
-        },
-        None,
-        &actor,
-        real_now(),
-    )
-    .await
-    .unwrap();
+    srv.set_policy(sesame_server::service::policy::PolicyEdit {
+        mode: Some(sesame_core::policy::AuthenticatorMode::Push),
+        ..Default::default()
+    })
+    .await;
     refused(
         phone.client(&srv).phone_sign_in(true, Some(&pin_key)).await,
         403,

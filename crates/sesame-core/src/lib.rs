@@ -2,6 +2,7 @@
 //! lockout arithmetic and password hashing parameters. Time and randomness come in as
 //! parameters or through the [`clock::Clock`] port; nothing here touches the network or disk.
 
+pub mod audit;
 pub mod clock;
 pub mod ids;
 pub mod lockout;
@@ -14,4 +15,4 @@ pub mod signin;
 pub mod totp;
 
 pub use clock::{Clock, ManualClock, UnixTime};
-pub use ids::{GroupId, MethodId, TenantId, UserId};
+pub use ids::{ChallengeId, DeviceId, GroupId, MethodId, TenantId, UserId};

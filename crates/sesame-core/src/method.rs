@@ -50,13 +50,18 @@ impl fmt::Display for MethodKind {
     }
 }
 
+/// A method name this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown method kind {0:?}")]
+pub struct UnknownMethodKind(pub String);
+
 impl FromStr for MethodKind {
-    type Err = String;
+    type Err = UnknownMethodKind;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         MethodKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown method kind {s:?}"))
+            .ok_or_else(|| UnknownMethodKind(s.to_owned()))
     }
 }
 

@@ -66,13 +66,37 @@ impl fmt::Display for AuthenticatorMode {
 }
 
 impl FromStr for AuthenticatorMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
         AuthenticatorMode::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown mode {s:?} (use any, push or passwordless)"))
+            .ok_or_else(|| PolicyError::UnknownMode(s.to_owned()))
     }
+}
+
+/// Why a policy (or an edit of one) is refused. The messages are shown to administrators on
+/// the command line and, capitalised, in the admin console.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("unknown mode {0:?} (use any, push or passwordless)")]
+    UnknownMode(String),
+    #[error("number-match digits must be 2 to 8, not {0}")]
+    Digits(u32),
+    #[error("push lifetime must be 10 to {MAX_LIFETIME_SECS} seconds, not {0}")]
+    Lifetime(i64),
+    #[error("the push rate limit must allow at least one push per window")]
+    RateLimit,
+    #[error("a group is targeted twice; give it one mode")]
+    GroupTargetedTwice,
+    #[error("no group named {0:?}")]
+    NoSuchGroup(String),
+    #[error("name at least one group, or `all`")]
+    NoTargetGroups,
+    #[error("with group targets, give each group its mode: --targets GROUP=MODE")]
+    ModeWithGroupTargets,
+    #[error("--mfa-required takes all, nobody or group names")]
+    NoMfaGroups,
 }
 
 /// A group and the mode its members get.
@@ -134,6 +158,14 @@ pub struct Allowed {
 }
 
 impl Allowed {
+    /// Whether a second step of this kind may be used.
+    pub fn permits(&self, kind: crate::method::MethodKind) -> bool {
+        match kind {
+            crate::method::MethodKind::Push => self.push,
+            crate::method::MethodKind::Totp => self.codes,
+        }
+    }
+
     fn union(self, o: Allowed) -> Allowed {
         Allowed {
             push: self.push || o.push,
@@ -288,24 +320,18 @@ impl MethodsPolicy {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PolicyError> {
         let a = &self.authenticator;
         if !(2..=8).contains(&a.digits) {
-            return Err(format!(
-                "number-match digits must be 2 to 8, not {}",
-                a.digits
-            ));
+            return Err(PolicyError::Digits(a.digits));
         }
         if !(10..=MAX_LIFETIME_SECS).contains(&a.lifetime_secs) {
-            return Err(format!(
-                "push lifetime must be 10 to {MAX_LIFETIME_SECS} seconds, not {}",
-                a.lifetime_secs
-            ));
+            return Err(PolicyError::Lifetime(a.lifetime_secs));
         }
         if let Targets::Groups { groups } = &a.targets {
             for (i, t) in groups.iter().enumerate() {
                 if groups[..i].iter().any(|o| o.group == t.group) {
-                    return Err("a group is targeted twice; give it one mode".into());
+                    return Err(PolicyError::GroupTargetedTwice);
                 }
             }
         }
@@ -421,10 +447,10 @@ mod tests {
         let mut p = MethodsPolicy::initial(&PushPolicy::default());
         assert!(p.validate().is_ok());
         p.authenticator.digits = 9;
-        assert!(p.validate().unwrap_err().contains("digits"));
+        assert!(p.validate().unwrap_err().to_string().contains("digits"));
         p.authenticator.digits = 6;
         p.authenticator.lifetime_secs = 601;
-        assert!(p.validate().unwrap_err().contains("lifetime"));
+        assert!(p.validate().unwrap_err().to_string().contains("lifetime"));
         p.authenticator.lifetime_secs = 60;
         p.authenticator.targets = Targets::Groups {
             groups: vec![
@@ -438,7 +464,7 @@ mod tests {
                 },
             ],
         };
-        assert!(p.validate().unwrap_err().contains("twice"));
+        assert!(p.validate().unwrap_err().to_string().contains("twice"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! budget against push bombing, and how an answer is judged. The store makes the final
 //! pending -> answered transition atomic; these functions decide what it should be.
 
+use crate::policy::PolicyError;
 use crate::secret::ct_eq;
 use crate::UnixTime;
 use rand::Rng;
@@ -37,21 +38,15 @@ impl Default for PushPolicy {
 pub const MAX_LIFETIME_SECS: i64 = 600;
 
 impl PushPolicy {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PolicyError> {
         if !(2..=8).contains(&self.digits) {
-            return Err(format!(
-                "number-match digits must be 2 to 8, not {}",
-                self.digits
-            ));
+            return Err(PolicyError::Digits(self.digits));
         }
         if !(10..=MAX_LIFETIME_SECS).contains(&self.lifetime_secs) {
-            return Err(format!(
-                "push lifetime must be 10 to {MAX_LIFETIME_SECS} seconds, not {}",
-                self.lifetime_secs
-            ));
+            return Err(PolicyError::Lifetime(self.lifetime_secs));
         }
         if self.max_per_window == 0 || self.window_secs <= 0 {
-            return Err("the push rate limit must allow at least one push per window".into());
+            return Err(PolicyError::RateLimit);
         }
         Ok(())
     }
@@ -74,6 +69,32 @@ pub fn generate_number(digits: u32, rng: &mut impl Rng) -> String {
     let d = digits.clamp(2, 8);
     let low = 10u32.pow(d - 1);
     rng.gen_range(low..low * 10).to_string()
+}
+
+pub use sesame_proto::device::ChallengeKind;
+
+/// How an out-of-band approval reaches the person: every channel shares the challenge record,
+/// the waiting page and its status poll; only delivery and the way of answering differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalChannel {
+    /// A request to the Sesame Authenticator app, answered with a signed approval.
+    App,
+}
+
+impl ApprovalChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalChannel::App => "app",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "app" => Some(ApprovalChannel::App),
+            _ => None,
+        }
+    }
 }
 
 /// Life states of a challenge, as stored.

@@ -51,6 +51,33 @@ pub enum SignInEvent {
     Abort,
 }
 
+/// The first way offered after the username, as the user (or this browser) last chose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInChoice {
+    /// Phone sign-in: "Use an app instead".
+    App,
+    /// "Use your password instead".
+    Password,
+}
+
+impl SignInChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInChoice::App => "app",
+            SignInChoice::Password => "password",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "app" => Some(SignInChoice::App),
+            "password" => Some(SignInChoice::Password),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("this step is not allowed now")]
 pub struct InvalidTransition;

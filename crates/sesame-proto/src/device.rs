@@ -81,6 +81,24 @@ pub enum ChallengeKind {
     PhoneSignIn,
 }
 
+impl ChallengeKind {
+    /// The stable name, as on the wire and in the server's records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Mfa => "mfa",
+            ChallengeKind::PhoneSignIn => "phone_sign_in",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "mfa" => Some(ChallengeKind::Mfa),
+            "phone_sign_in" => Some(ChallengeKind::PhoneSignIn),
+            _ => None,
+        }
+    }
+}
+
 /// A sign-in request as the phone sees it. The number to type is NOT here: the person must
 /// read it from the sign-in page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

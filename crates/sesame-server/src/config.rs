@@ -9,8 +9,13 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Name shown in authenticator apps and on pages.
-    pub issuer: String,
+    /// The service's name as people see it: in authenticator apps, on requests to the phone,
+    /// in `otpauth://` links. (Not the OpenID Connect issuer, which is a URL.)
+    pub service_name: String,
+    /// The old name of `service_name`, still read so existing configuration files work.
+    /// [`ServerConfig::apply_deprecated`] moves it over and says so.
+    #[serde(skip_serializing)]
+    pub issuer: Option<String>,
     /// Public base URL (e.g. `https://login.example.com`); printed links use it.
     pub public_base_url: Option<String>,
     /// Reverse proxies whose `X-Forwarded-For` is believed. Nobody else's is.
@@ -33,7 +38,8 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            issuer: "Sesame".into(),
+            service_name: "Sesame".into(),
+            issuer: None,
             public_base_url: None,
             trusted_proxies: Vec::new(),
             session_idle_secs: 3600,
@@ -49,6 +55,18 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// Moves deprecated settings to their new names; returns a warning for each one used.
+    pub fn apply_deprecated(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(name) = self.issuer.take() {
+            warnings.push(
+                "the setting server.issuer is deprecated: call it server.service_name".into(),
+            );
+            self.service_name = name;
+        }
+        warnings
+    }
+
     pub fn hashing_concurrency(&self) -> usize {
         if self.hashing_concurrency > 0 {
             self.hashing_concurrency
@@ -64,5 +82,22 @@ impl ServerConfig {
             idle_secs: self.session_idle_secs,
             absolute_secs: self.session_absolute_secs,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_issuer_key_still_names_the_service_with_a_warning() {
+        let mut old: ServerConfig = serde_json::from_str(r#"{"issuer": "Acme"}"#).unwrap();
+        assert_eq!(old.apply_deprecated().len(), 1);
+        assert_eq!(old.service_name, "Acme");
+        assert!(old.issuer.is_none());
+        let mut new: ServerConfig = serde_json::from_str(r#"{"service_name": "Acme"}"#).unwrap();
+        assert!(new.apply_deprecated().is_empty());
+        assert_eq!(new.service_name, "Acme");
+        assert!(serde_json::from_str::<ServerConfig>(r#"{"isuer": "x"}"#).is_err());
     }
 }

@@ -8,7 +8,7 @@
 //! under load); on fixed threads the peak is ~180 MiB. (glibc still returns and re-faults
 //! part of that memory; reusing one buffer per thread in `sesame_core::password` ends that.)
 
-use crate::error::AppError;
+use crate::error::Error;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -72,16 +72,16 @@ impl Hasher {
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, AppError> {
+    ) -> Result<T, Error> {
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(AppError::Busy);
+            return Err(Error::busy());
         }
         // Given back on drop, so a request cancelled while it waits frees its place too.
         let place = QueuePlace(&self.waiting);
         let permit = self.permits.clone().acquire_owned().await;
         drop(place);
-        let permit = permit.map_err(|_| AppError::Busy)?;
+        let permit = permit.map_err(|_| Error::busy())?;
         let Some(jobs) = &self.jobs else {
             return tokio::task::spawn_blocking(move || {
                 let out = f();
@@ -89,7 +89,7 @@ impl Hasher {
                 out
             })
             .await
-            .map_err(|e| AppError::internal(format!("hashing task failed: {e}")));
+            .map_err(|e| Error::internal(format!("hashing task failed: {e}")));
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
@@ -99,11 +99,11 @@ impl Hasher {
             let _ = tx.send(out);
         });
         jobs.send(job)
-            .map_err(|_| AppError::internal("hashing threads have stopped"))?;
+            .map_err(|_| Error::internal("hashing threads have stopped"))?;
         match rx.await {
             Ok(Ok(out)) => Ok(out),
-            Ok(Err(_)) => Err(AppError::internal("hashing task failed: it panicked")),
-            Err(_) => Err(AppError::internal("hashing task failed: no result")),
+            Ok(Err(_)) => Err(Error::internal("hashing task failed: it panicked")),
+            Err(_) => Err(Error::internal("hashing task failed: no result")),
         }
     }
 }
@@ -129,7 +129,7 @@ mod tests {
         while h.waiting.load(Ordering::SeqCst) < 2 {
             tokio::task::yield_now().await;
         }
-        assert!(matches!(h.run(|| ()).await, Err(AppError::Busy)));
+        assert!(matches!(h.run(|| ()).await, Err(e) if e.kind == crate::error::Kind::Busy));
         for _ in 0..3 {
             tx.send(()).unwrap();
         }
@@ -170,7 +170,7 @@ mod tests {
     async fn a_panicking_job_fails_alone_and_the_threads_keep_working() {
         let h = Hasher::new(1, 8);
         let r = h.run(|| -> u32 { panic!("boom") }).await;
-        assert!(matches!(r, Err(AppError::Internal(_))));
+        assert!(matches!(r, Err(e) if e.kind == crate::error::Kind::Internal));
         assert_eq!(h.run(|| 7).await.unwrap(), 7);
         assert_eq!(
             h.run(|| std::thread::current().name().map(str::to_string))

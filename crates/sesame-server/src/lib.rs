@@ -1,36 +1,42 @@
 //! The Sesame HTTP server as a library: [`app`] builds the router, [`serve`] runs it.
 //!
-//! One sub-router per feature: sign-in pages, My security info, the account page, first-run
-//! set-up and health checks. Every state-changing form goes through [`web::CsrfForm`].
+//! Modules import in one direction:
+//!
+//! ```text
+//! web/ (pages)   api/ (device API)   methods/ (second steps)      the `sesame` CLI
+//!        \             |                  /                         /
+//!         '------------+-----------------'-------------------------'
+//!                      v
+//!                  service/ (every state change and its audit line)
+//!                      v
+//!        sesame-store (capability traits)  +  sesame-core (the rules)
+//! ```
+//!
+//! `delivery/` (the push hub), `error`, `hashing`, `token` and `config` are plumbing any
+//! layer may use. Page handlers never import each other; the web, the device API and the
+//! command line meet only in `service/`.
 
-pub mod account;
-pub mod admin;
-pub mod audit;
+pub mod api;
 pub mod config;
-pub mod device_api;
+pub mod delivery;
 pub mod error;
 pub mod hashing;
-pub mod health;
-pub mod hub;
-pub mod phone_signin;
-pub mod policy;
-pub mod push_signin;
-pub mod security_info;
-pub mod session;
-pub mod setup;
-pub mod signin;
+pub mod methods;
+pub mod service;
+pub mod token;
 pub mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use sesame_core::secret::SecretBytes;
-use sesame_core::{Clock, TenantId, UnixTime};
+use sesame_core::{Clock, UnixTime};
 use sesame_store::{MasterKey, Store};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::ServerConfig;
+pub use service::Services;
 
 /// The real clock. Lives here because the core never reads time itself.
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,25 +51,27 @@ impl Clock for SystemClock {
     }
 }
 
-/// Everything a request handler needs; cheap to clone.
+/// Everything a request handler needs; cheap to clone. Derefs to the [`Services`].
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub config: ServerConfig,
-    pub tenant: TenantId,
-    pub hasher: hashing::Hasher,
-    pub hub: hub::Hub,
-    csrf_key: SecretBytes,
-    choice_key: SecretBytes,
+    pub services: Services,
+    /// The second-step methods, by kind.
+    pub methods: methods::Registry,
+    pub web: WebKeys,
+}
+
+/// Keys only the web pages use.
+pub struct WebKeys {
+    pub csrf_key: SecretBytes,
+    pub choice_key: SecretBytes,
 }
 
 impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0.services
     }
 }
 
@@ -74,32 +82,27 @@ impl AppState {
         master_key: &MasterKey,
         config: ServerConfig,
     ) -> Result<Self, sesame_store::StoreError> {
-        let tenant = store.default_tenant().await?;
-        let hasher = hashing::Hasher::new(config.hashing_concurrency(), config.hashing_queue);
+        let services = Services::new(store, clock, config).await?;
         Ok(Self(Arc::new(Inner {
-            store,
-            clock,
-            tenant,
-            hasher,
-            hub: hub::Hub::default(),
-            csrf_key: master_key.derive("csrf-v1"),
-            choice_key: master_key.derive("signin-choice-v1"),
-            config,
+            services,
+            methods: methods::Registry::standard(),
+            web: WebKeys {
+                csrf_key: master_key.derive("csrf-v1"),
+                choice_key: master_key.derive("signin-choice-v1"),
+            },
         })))
     }
 
-    pub fn now(&self) -> UnixTime {
-        self.clock.now()
+    pub fn services(&self) -> &Services {
+        &self.0.services
     }
 
-    /// A short keyed tag of a user id: lets a browser cookie remember a choice for one user
-    /// without naming the user.
-    pub fn user_tag(&self, user: sesame_core::UserId) -> String {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.choice_key.expose())
-            .expect("HMAC takes any key length");
-        mac.update(user.0.to_string().as_bytes());
-        data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes()[..12])
+    pub fn methods(&self) -> &methods::Registry {
+        &self.0.methods
+    }
+
+    pub fn web(&self) -> &WebKeys {
+        &self.0.web
     }
 }
 
@@ -108,16 +111,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
+    let methods = state.methods().routes();
     Router::new()
-        .merge(health::routes())
-        .merge(signin::routes())
-        .merge(account::routes())
-        .merge(security_info::routes())
-        .merge(setup::routes())
-        .merge(device_api::routes())
-        .merge(push_signin::routes())
-        .merge(phone_signin::routes())
-        .merge(admin::routes())
+        .merge(web::routes())
+        .merge(api::routes())
+        .merge(methods)
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

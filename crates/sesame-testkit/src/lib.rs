@@ -2,12 +2,9 @@
 //! directory, with a [`ManualClock`], and [`Browser`], a small client that keeps cookies and
 //! fills in CSRF tokens the way a browser submits forms.
 
-pub mod bench;
-
 use sesame_core::secret::{SecretBytes, SecretString};
 use sesame_core::{password, ManualClock, UserId};
 use sesame_server::{AppState, ServerConfig};
-use sesame_store::sqlite::SqliteStore;
 use sesame_store::{MasterKey, Method, NewUser, Store, User};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +16,8 @@ pub const START: i64 = 1_750_000_000;
 pub struct TestServer {
     pub base: String,
     pub addr: SocketAddr,
-    pub store: Arc<SqliteStore>,
+    /// The server's store, whichever backend it is.
+    pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
     pub state: AppState,
     pub dir: tempfile::TempDir,
@@ -35,11 +33,10 @@ impl TestServer {
     pub async fn spawn_with(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = MasterKey::generate();
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("sesame.db"), key.clone())
-                .await
-                .expect("open store"),
-        );
+        let url = sesame_store::Backend::sqlite_url(&dir.path().join("sesame.db"));
+        let store = sesame_store::open(&url, key.clone())
+            .await
+            .expect("open store");
         let clock = Arc::new(ManualClock::new(START));
         let state = AppState::new(store.clone(), clock.clone(), &key, config)
             .await
@@ -110,6 +107,24 @@ impl TestServer {
             .await
             .unwrap();
         m
+    }
+
+    /// Changes the authentication methods policy as an administrator would (audited).
+    pub async fn set_policy(&self, edit: sesame_server::service::policy::PolicyEdit) {
+        let admin = sesame_server::service::Admin {
+            user: None,
+            username: "test".into(),
+            by: "test".into(),
+            origin: sesame_server::service::Origin {
+                ip: "127.0.0.1".into(),
+                user_agent: "test".into(),
+            },
+        };
+        let tenant = self.state.default_tenant;
+        self.state
+            .change_policy(&admin, tenant, &edit, None)
+            .await
+            .expect("policy change");
     }
 
     /// The code an authenticator app shows now for `secret`, by the server's clock.

@@ -5,7 +5,7 @@
 use sesame_core::policy::{AuthenticatorMode, GroupTarget, MfaRequirement, Targets};
 use sesame_core::secret::SecretBytes;
 use sesame_core::UserId;
-use sesame_store::{AuditEvent, AuditFilter, NewDevice, NewUser, Store, User};
+use sesame_store::{AuditEvent, AuditFilter, NewDevice, NewUser, User};
 use sesame_testkit::{Browser, Page, TestServer, START};
 
 const PASSWORD: &str = "correct horse";

@@ -1,31 +1,15 @@
 //! "Two-step verification required for": all users, selected groups, or nobody.
 
 use sesame_core::secret::SecretBytes;
-use sesame_server::policy::{Actor, PolicyEdit};
-use sesame_store::Store;
+use sesame_server::service::policy::PolicyEdit;
 use sesame_testkit::TestServer;
 
 async fn require(srv: &TestServer, who: &str) {
-    let actor = Actor {
-        user: None,
-        name: "test",
-        ip: "127.0.0.1",
-        user_agent: "test",
-    };
-    sesame_server::policy::change(
-        &*srv.store,
-        srv.state.tenant,
-        &srv.state.config.push,
-        &PolicyEdit {
-            mfa_required: Some(who.into()),
-            ..Default::default()
-        },
-        None,
-        &actor,
-        sesame_testkit::START,
-    )
-    .await
-    .unwrap();
+    srv.set_policy(PolicyEdit {
+        mfa_required: Some(who.into()),
+        ..Default::default()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -73,7 +57,7 @@ async fn required_for_a_group_applies_to_its_members_only() {
     srv.create_user("bob", Some("pw-bob-12345")).await;
     let g = srv
         .store
-        .create_group(srv.state.tenant, "finance", sesame_testkit::START)
+        .create_group(srv.state.default_tenant, "finance", sesame_testkit::START)
         .await
         .unwrap();
     srv.store.add_group_member(g.id, alice.id).await.unwrap();
@@ -102,26 +86,11 @@ async fn methods_the_policy_turns_off_are_not_offered_after_the_password() {
     );
     // The authenticator app switched off: codes are no second step any more. Nobody is
     // required, so the password is enough...
-    let actor = Actor {
-        user: None,
-        name: "test",
-        ip: "127.0.0.1",
-        user_agent: "test",
-    };
-    sesame_server::policy::change(
-        &*srv.store,
-        srv.state.tenant,
-        &srv.state.config.push,
-        &PolicyEdit {
-            enabled: Some(false),
-            ..Default::default()
-        },
-        None,
-        &actor,
-        sesame_testkit::START,
-    )
-    .await
-    .unwrap();
+    srv.set_policy(PolicyEdit {
+        enabled: Some(false),
+        ..Default::default()
+    })
+    .await;
     let mut b = srv.browser();
     assert_eq!(
         b.password_step("alice", "pw-alice-123").await.location(),

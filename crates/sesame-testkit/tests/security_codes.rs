@@ -4,7 +4,7 @@
 use sesame_core::secret::SecretBytes;
 use sesame_core::totp::{code_for_step, secret_from_base32, step_at};
 use sesame_core::{Clock, UserId};
-use sesame_store::{AuditFilter, AuditResult, Store};
+use sesame_store::{AuditFilter, AuditResult};
 use sesame_testkit::{Browser, Page, TestServer, START};
 
 const PASSWORD: &str = "correct horse";
@@ -224,7 +224,11 @@ async fn failed_codes_are_counted_per_user_across_sign_in_transactions() {
         let mut b = at_code_step(&srv, "alice").await;
         let p = submit_code(&mut b, code).await;
         assert_refused(&b, &p, 401, WRONG);
-        let (failures, _) = srv.store.find_failures(user, "totp").await.unwrap();
+        let (failures, _) = srv
+            .store
+            .find_failures(user, sesame_core::method::MethodKind::Totp)
+            .await
+            .unwrap();
         assert_eq!(failures as usize, i + 1);
     }
 
@@ -233,14 +237,25 @@ async fn failed_codes_are_counted_per_user_across_sign_in_transactions() {
     let mut b = at_code_step(&srv, "alice").await;
     let p = submit_code(&mut b, &right).await;
     assert_refused(&b, &p, 429, "Too many");
-    let (failures, _) = srv.store.find_failures(user, "totp").await.unwrap();
+    let (failures, _) = srv
+        .store
+        .find_failures(user, sesame_core::method::MethodKind::Totp)
+        .await
+        .unwrap();
     assert_eq!(failures, 10, "a refused attempt is not evaluated");
 
     // Once the lock has passed, one attempt is evaluated again; success clears the count.
     srv.clock.advance(60);
     let p = submit_code(&mut b, &srv.code(&secret())).await;
     assert_signed_in(&b, &p);
-    assert_eq!(srv.store.find_failures(user, "totp").await.unwrap().0, 0);
+    assert_eq!(
+        srv.store
+            .find_failures(user, sesame_core::method::MethodKind::Totp)
+            .await
+            .unwrap()
+            .0,
+        0
+    );
 }
 
 #[tokio::test]
@@ -266,7 +281,14 @@ async fn soft_lock_ends_after_its_time_and_then_doubles() {
     let wrong = wrong_codes(&srv, &secret(), 1);
     let p = submit_code(&mut b, &wrong[0]).await;
     assert_refused(&b, &p, 401, WRONG);
-    assert_eq!(srv.store.find_failures(user, "totp").await.unwrap().0, 11);
+    assert_eq!(
+        srv.store
+            .find_failures(user, sesame_core::method::MethodKind::Totp)
+            .await
+            .unwrap()
+            .0,
+        11
+    );
     // ...and only one: the next attempt is locked for twice as long.
     let p = submit_code(&mut b, &srv.code(&secret())).await;
     assert_refused(&b, &p, 429, "Try again in 2 minute(s)");
@@ -276,7 +298,14 @@ async fn soft_lock_ends_after_its_time_and_then_doubles() {
     srv.clock.advance(60);
     let p = submit_code(&mut b, &srv.code(&secret())).await;
     assert_signed_in(&b, &p);
-    assert_eq!(srv.store.find_failures(user, "totp").await.unwrap().0, 0);
+    assert_eq!(
+        srv.store
+            .find_failures(user, sesame_core::method::MethodKind::Totp)
+            .await
+            .unwrap()
+            .0,
+        0
+    );
 }
 
 #[tokio::test]
@@ -289,7 +318,7 @@ async fn hundred_failures_stop_codes_until_an_administrator_resets() {
         let at = START - (100 - i) * 2 * 86_400;
         let gate = srv
             .store
-            .reserve_attempt(user, "totp", &policy, at)
+            .reserve_attempt(user, sesame_core::method::MethodKind::Totp, &policy, at)
             .await
             .unwrap();
         assert_eq!(gate, sesame_core::lockout::AttemptGate::Open, "failure {i}");
@@ -298,7 +327,14 @@ async fn hundred_failures_stop_codes_until_an_administrator_resets() {
     let mut b = at_code_step(&srv, "alice").await;
     let p = submit_code(&mut b, &wrong_codes(&srv, &secret(), 1)[0]).await;
     assert_refused(&b, &p, 401, WRONG);
-    assert_eq!(srv.store.find_failures(user, "totp").await.unwrap().0, 100);
+    assert_eq!(
+        srv.store
+            .find_failures(user, sesame_core::method::MethodKind::Totp)
+            .await
+            .unwrap()
+            .0,
+        100
+    );
 
     // ...and from then on not even the right code, however long one waits.
     for wait in [0, 86_400, 365 * 86_400] {
@@ -342,7 +378,11 @@ async fn parallel_wrong_codes_evaluate_at_most_the_limit() {
         results.iter().map(|r| r.0).collect::<Vec<_>>()
     );
     assert!(evaluated <= 10, "{evaluated} codes were evaluated");
-    let (failures, _) = srv.store.find_failures(user, "totp").await.unwrap();
+    let (failures, _) = srv
+        .store
+        .find_failures(user, sesame_core::method::MethodKind::Totp)
+        .await
+        .unwrap();
     assert!(failures <= 10, "failure count {failures}");
     assert_eq!(failures as usize, evaluated);
     assert_eq!(sign_in_successes(&srv, user).await, 0);
@@ -377,7 +417,14 @@ async fn malformed_codes_get_a_clear_4xx_and_never_a_session() {
         assert!(!b.has_session(), "{bad:?}");
     }
     // Malformed input is refused before it is compared, so it does not count as a guess.
-    assert_eq!(srv.store.find_failures(user, "totp").await.unwrap().0, 0);
+    assert_eq!(
+        srv.store
+            .find_failures(user, sesame_core::method::MethodKind::Totp)
+            .await
+            .unwrap()
+            .0,
+        0
+    );
 
     // Not a form at all, or not UTF-8.
     let p = b

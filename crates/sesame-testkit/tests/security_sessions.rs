@@ -5,7 +5,7 @@
 use sesame_core::secret::SecretBytes;
 use sesame_core::UserId;
 use sesame_server::ServerConfig;
-use sesame_store::{AuditEvent, AuditFilter, AuditResult, Store};
+use sesame_store::{AuditEvent, AuditFilter, AuditResult};
 use sesame_testkit::{Browser, Page, TestServer, START};
 
 const PASSWORD: &str = "correct horse";
@@ -472,7 +472,14 @@ async fn forged_posts_are_refused(forge: &Forge) {
     assert_eq!(p.status, 403, "{}", p.body);
     assert!(p.body.contains("another site"), "{}", p.body);
     assert!(session_cookie_header(&p).is_none());
-    assert_eq!(srv.store.find_failures(user, "totp").await.unwrap().0, 0);
+    assert_eq!(
+        srv.store
+            .find_failures(user, sesame_core::method::MethodKind::Totp)
+            .await
+            .unwrap()
+            .0,
+        0
+    );
 
     // Nothing moved: the same code still completes the sign-in.
     let p = b.post("/login/verify", &[("code", &code)]).await;
@@ -610,7 +617,14 @@ async fn duplicate_form_fields_are_refused() {
         assert!(p.body.contains("sent twice"), "{}", p.body);
         assert!(!b.has_session());
     }
-    assert_eq!(srv.store.find_failures(user, "totp").await.unwrap().0, 0);
+    assert_eq!(
+        srv.store
+            .find_failures(user, sesame_core::method::MethodKind::Totp)
+            .await
+            .unwrap()
+            .0,
+        0
+    );
 
     let mut fresh = srv.browser();
     let token = fresh.get("/login").await.csrf().unwrap();
@@ -747,7 +761,10 @@ async fn blocked_user_cannot_sign_in_and_loses_sessions() {
     let token = existing.cookies.get(SESSION).unwrap().clone();
     let mut half = at_code_step(&srv, "alice").await;
 
-    srv.store.update_user_blocked(user, true).await.unwrap();
+    srv.store
+        .block_user(user, sesame_testkit::START)
+        .await
+        .unwrap();
 
     // The existing session stops working.
     assert!(!is_signed_in(&mut existing).await);
@@ -777,7 +794,7 @@ async fn blocked_user_cannot_sign_in_and_loses_sessions() {
     assert!(!p.body.contains("blocked"));
 
     // Unblocking does not bring the old session back.
-    srv.store.update_user_blocked(user, false).await.unwrap();
+    srv.store.unblock_user(user).await.unwrap();
     assert!(!is_signed_in(&mut with_session_cookie(&srv, &token)).await);
 
     let reasons: Vec<String> = audit(&srv, Some(user))
@@ -827,18 +844,18 @@ async fn audit_log_records_sign_in_successes_and_failures_with_reasons() {
     assert_eq!(unknown.username, "mallory");
     let wrong_pw =
         find(Some(alice), AuditResult::Failure, Some("wrong_password")).expect("wrong password");
-    assert_eq!(wrong_pw.method.as_deref(), Some("password"));
+    assert_eq!(wrong_pw.method.map(|m| m.as_str()), Some("password"));
     assert_eq!(wrong_pw.ip, "127.0.0.1");
     assert_eq!(wrong_pw.user_agent, "sesame-testkit");
     let wrong_code =
         find(Some(alice), AuditResult::Failure, Some("wrong_code")).expect("wrong code");
-    assert_eq!(wrong_code.method.as_deref(), Some("totp"));
+    assert_eq!(wrong_code.method.map(|m| m.as_str()), Some("totp"));
     find(Some(alice), AuditResult::Failure, Some("code_reused")).expect("reused code");
     let ok = find(Some(alice), AuditResult::Success, None).expect("success");
-    assert_eq!(ok.method.as_deref(), Some("totp"));
+    assert_eq!(ok.method.map(|m| m.as_str()), Some("totp"));
     assert_eq!(ok.username, "alice");
     let ok = find(Some(bob), AuditResult::Success, None).expect("password success");
-    assert_eq!(ok.method.as_deref(), Some("password"));
+    assert_eq!(ok.method.map(|m| m.as_str()), Some("password"));
     assert_eq!(sign_ins.len(), 6, "{sign_ins:?}");
     assert!(sign_ins.iter().all(|e| e.at == START));
 }

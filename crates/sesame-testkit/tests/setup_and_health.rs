@@ -1,15 +1,15 @@
 //! First-run set-up link, health checks and response hygiene, through the real server.
 
-use sesame_store::Store;
 use sesame_testkit::TestServer;
 
 #[tokio::test]
 async fn setup_link_creates_the_first_admin_once() {
     let srv = TestServer::spawn().await;
-    let path = sesame_server::setup::ensure_setup_link(&srv.state)
-        .await
-        .unwrap()
-        .expect("no admin yet");
+    let path =
+        sesame_server::service::setup::ensure_setup_link(&srv.state, srv.state.default_tenant)
+            .await
+            .unwrap()
+            .expect("no admin yet");
     let mut b = srv.browser();
     let form = b.get(&path).await;
     assert_eq!(form.status, 200);
@@ -38,7 +38,7 @@ async fn setup_link_creates_the_first_admin_once() {
     assert_eq!(done.status, 303, "{}", done.body);
     let admin = srv
         .store
-        .find_user_by_username(srv.state.tenant, "root")
+        .find_user_by_username(srv.state.default_tenant, "root")
         .await
         .unwrap()
         .unwrap();
@@ -47,10 +47,12 @@ async fn setup_link_creates_the_first_admin_once() {
     let again = b.post("/setup", &fields).await;
     assert_eq!(again.status, 403);
     assert_eq!(b.get(&path).await.status, 403);
-    assert!(sesame_server::setup::ensure_setup_link(&srv.state)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        sesame_server::service::setup::ensure_setup_link(&srv.state, srv.state.default_tenant)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // The new administrator signs in with the chosen password.
     let mut b2 = srv.browser();
     assert_eq!(
@@ -62,14 +64,16 @@ async fn setup_link_creates_the_first_admin_once() {
 #[tokio::test]
 async fn setup_link_expires_and_guessed_tokens_fail() {
     let srv = TestServer::spawn().await;
-    let path = sesame_server::setup::ensure_setup_link(&srv.state)
-        .await
-        .unwrap()
-        .unwrap();
+    let path =
+        sesame_server::service::setup::ensure_setup_link(&srv.state, srv.state.default_tenant)
+            .await
+            .unwrap()
+            .unwrap();
     let mut b = srv.browser();
     assert_eq!(b.get("/setup?token=guess").await.status, 403);
     assert_eq!(b.get("/setup").await.status, 403);
-    srv.clock.advance(sesame_server::setup::SETUP_LINK_SECS);
+    srv.clock
+        .advance(sesame_server::service::setup::SETUP_LINK_SECS);
     assert_eq!(b.get(&path).await.status, 403);
 }
 

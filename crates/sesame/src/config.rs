@@ -1,7 +1,7 @@
 //! Configuration: defaults < TOML file < `SESAME_*` environment < command-line flags.
 //! Unknown keys in the file are an error, so a typo never silently does nothing.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use sesame_server::ServerConfig;
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +29,8 @@ pub struct DatabaseConfig {
 #[derive(Debug)]
 pub struct Resolved {
     pub data_dir: PathBuf,
-    pub database_path: PathBuf,
+    /// Where the data lives, as `sesame_store::open` takes it.
+    pub database_url: String,
     pub master_key_file: PathBuf,
     pub listen: SocketAddr,
     pub server: ServerConfig,
@@ -51,8 +52,11 @@ fn env(name: &str) -> Option<String> {
 /// Applies environment overrides for the keys of the `[server]` and `[database]` sections.
 fn apply_env(file: &mut FileConfig) -> Result<()> {
     let s = &mut file.server;
-    if let Some(v) = env("SESAME_SERVER__ISSUER").or_else(|| env("SESAME_ISSUER")) {
-        s.issuer = v;
+    if let Some(v) = env("SESAME_SERVER__SERVICE_NAME").or_else(|| env("SESAME_SERVICE_NAME")) {
+        s.service_name = v;
+    } else if let Some(v) = env("SESAME_SERVER__ISSUER").or_else(|| env("SESAME_ISSUER")) {
+        // The old name of the setting, read as the file's `issuer` is.
+        s.issuer = Some(v);
     }
     if let Some(v) = env("SESAME_SERVER__PUBLIC_BASE_URL").or_else(|| env("SESAME_PUBLIC_BASE_URL"))
     {
@@ -107,10 +111,17 @@ pub fn resolve(
     let url = flag_database_url
         .map(str::to_string)
         .or(file.database.url.clone());
-    let database_path = match url {
-        None => data_dir.join("sesame.db"),
-        Some(u) => sqlite_path(&u)?,
+    let database_url = match url {
+        None => sesame_store::Backend::sqlite_url(&data_dir.join("sesame.db")),
+        Some(u) => {
+            // Refuse a URL no backend takes now, before anything is created.
+            sesame_store::Backend::parse(&u)?;
+            u
+        }
     };
+    for warning in file.server.apply_deprecated() {
+        eprintln!("warning: {warning}");
+    }
     let master_key_file = flag_master_key
         .map(Path::to_path_buf)
         .or(file.master_key_file.clone())
@@ -123,28 +134,11 @@ pub fn resolve(
     };
     Ok(Resolved {
         data_dir,
-        database_path,
+        database_url,
         master_key_file,
         listen,
         server: file.server,
     })
-}
-
-fn sqlite_path(url: &str) -> Result<PathBuf> {
-    if let Some(p) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let p = p.split('?').next().unwrap_or(p);
-        if p.is_empty() {
-            bail!("database URL {url:?} names no file");
-        }
-        return Ok(PathBuf::from(p));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported by this version of Sesame yet; use the embedded SQLite database (the default)");
-    }
-    bail!("unsupported database URL {url:?}: expected sqlite://FILE")
 }
 
 pub const EXAMPLE: &str = r#"# Sesame configuration (TOML). Every key is optional; shown values are the defaults.
@@ -166,8 +160,10 @@ data_dir = "./sesame-data"
 # url = "sqlite://./sesame-data/sesame.db"
 
 [server]
-# Name shown in authenticator apps and on pages. (SESAME_SERVER__ISSUER)
-issuer = "Sesame"
+# The service's name as people see it: in authenticator apps, on sign-in requests to the
+# phone, in verification-code set-up links. (SESAME_SERVER__SERVICE_NAME; the old name
+# `issuer` is still read, with a warning.)
+service_name = "Sesame"
 # Public address people use, e.g. "https://login.example.com". (SESAME_SERVER__PUBLIC_BASE_URL)
 # public_base_url = "https://login.example.com"
 # Reverse proxies whose X-Forwarded-For header is believed. (SESAME_SERVER__TRUSTED_PROXIES, comma-separated)
@@ -216,7 +212,7 @@ mod tests {
     fn example_config_parses_and_matches_defaults() {
         let f: FileConfig = toml::from_str(EXAMPLE).unwrap();
         let d = ServerConfig::default();
-        assert_eq!(f.server.issuer, d.issuer);
+        assert_eq!(f.server.service_name, d.service_name);
         assert_eq!(f.server.session_idle_secs, d.session_idle_secs);
         assert_eq!(f.server.lockout, d.lockout);
         assert_eq!(f.server.push, d.push);
@@ -230,20 +226,21 @@ mod tests {
     }
 
     #[test]
-    fn database_urls() {
-        assert_eq!(
-            sqlite_path("sqlite:///tmp/x.db").unwrap(),
-            PathBuf::from("/tmp/x.db")
-        );
-        assert_eq!(
-            sqlite_path("sqlite://rel.db?mode=rwc").unwrap(),
-            PathBuf::from("rel.db")
-        );
-        assert!(sqlite_path("postgres://x")
-            .unwrap_err()
-            .to_string()
-            .contains("PostgreSQL"));
-        assert!(sqlite_path("mysql://x").is_err());
+    fn database_urls_are_checked_before_anything_is_created() {
+        let r = resolve(
+            None,
+            Some(Path::new("/d")),
+            Some("sqlite:///tmp/x.db"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.database_url, "sqlite:///tmp/x.db");
+        let default = resolve(None, Some(Path::new("/d")), None, None, None).unwrap();
+        assert_eq!(default.database_url, "sqlite:///d/sesame.db");
+        let err = resolve(None, None, Some("postgres://x"), None, None).unwrap_err();
+        assert!(err.to_string().contains("PostgreSQL"), "{err}");
+        assert!(resolve(None, None, Some("mysql://x"), None, None).is_err());
     }
 
     #[test]
@@ -268,6 +265,6 @@ mod tests {
         .unwrap();
         assert_eq!(r.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(r.listen.port(), 1);
-        assert_eq!(r.database_path, PathBuf::from("/from/flag/sesame.db"));
+        assert_eq!(r.database_url, "sqlite:///from/flag/sesame.db");
     }
 }

@@ -392,7 +392,15 @@ fn policy_set_refuses_unknown_groups_and_bad_values_and_changes_nothing() {
     assert_eq!(p["version"], 0, "nothing was saved");
     assert_eq!(p["authenticator"]["targets"]["type"], "all");
     let log = json(&sesame(d, &["--json", "log"], None));
-    assert_eq!(log.as_array().unwrap().len(), 0, "{log}");
+    let policy_lines = |log: &serde_json::Value| {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "policy_changed")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(policy_lines(&log).len(), 0, "{log}");
 }
 
 #[test]
@@ -412,10 +420,14 @@ fn policy_changes_are_in_the_audit_log() {
     // The same change again changes nothing and adds no line.
     assert!(ok(&sesame(d, &args, None)).contains("Nothing changed"));
     let log = json(&sesame(d, &["--json", "log"], None));
-    let entries = log.as_array().unwrap();
+    let entries: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "policy_changed")
+        .collect();
     assert_eq!(entries.len(), 1, "{log}");
-    let e = &entries[0];
-    assert_eq!(e["event"], "policy_changed");
+    let e = entries[0];
     assert_eq!(e["result"], "success");
     assert!(e["username"].as_str().unwrap().starts_with("cli"), "{e}");
     assert_eq!(e["ip"], "local");
@@ -436,16 +448,19 @@ fn policy_changes_are_in_the_audit_log() {
 /// left behind could still approve requests), withdraws pending requests, and is audited.
 #[test]
 fn reset_methods_removes_devices_and_pending_requests() {
-    use sesame_store::{MasterKey, NewChallenge, NewDevice, Store};
+    use sesame_store::{MasterKey, NewChallenge, NewDevice};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(&sesame(d, &["user", "add", "frank", "--no-password"], None));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let open = || async {
         let key = MasterKey::load_or_create(&d.join("master.key")).unwrap();
-        sesame_store::sqlite::SqliteStore::open(&d.join("sesame.db"), key)
-            .await
-            .unwrap()
+        sesame_store::open(
+            &sesame_store::Backend::sqlite_url(&d.join("sesame.db")),
+            key,
+        )
+        .await
+        .unwrap()
     };
     let (user, challenge) = rt.block_on(async {
         let store = open().await;
@@ -489,7 +504,8 @@ fn reset_methods_removes_devices_and_pending_requests() {
                     tenant,
                     user: user.id,
                     signin_id_hash: vec![1; 32],
-                    kind: "phone_sign_in".into(),
+                    kind: sesame_core::push::ChallengeKind::PhoneSignIn,
+                    channel: sesame_core::push::ApprovalChannel::App,
                     number: "42".into(),
                     app_name: "Sesame".into(),
                     ip: "127.0.0.1".into(),

@@ -1,10 +1,10 @@
 //! `sesame group ...`
 
-use super::{now, open, output};
+use super::{open, output};
 use crate::Cli;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Subcommand;
-use sesame_store::StoreError;
+use sesame_server::service::groups;
 
 #[derive(Subcommand)]
 pub enum GroupCommand {
@@ -45,13 +45,13 @@ pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
     };
     match cmd {
         GroupCommand::Add { name } => {
-            if name.trim().is_empty() || name.len() > 256 {
-                bail!("a group name must have 1 to 256 characters");
-            }
-            let g = match store.create_group(data.tenant, name, now()).await {
-                Err(StoreError::Conflict(_)) => bail!("a group named {name:?} already exists"),
-                other => other?,
-            };
+            let g = groups::create(
+                &data.services,
+                &data.admin("sesame group add"),
+                data.tenant,
+                name,
+            )
+            .await?;
             output(cli.json, &g, || println!("Created group {}.", g.name))?;
         }
         GroupCommand::List => {
@@ -87,7 +87,13 @@ pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
         } => {
             let g = group(gname.clone()).await?;
             let u = user(username.clone()).await?;
-            let added = store.add_group_member(g.id, u.id).await?;
+            let added = groups::add_member(
+                &data.services,
+                &data.admin("sesame group add-member"),
+                &g,
+                &u,
+            )
+            .await?;
             output(
                 cli.json,
                 &serde_json::json!({"group": g.name, "username": u.username, "added": added}),
@@ -106,7 +112,13 @@ pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
         } => {
             let g = group(gname.clone()).await?;
             let u = user(username.clone()).await?;
-            let removed = store.remove_group_member(g.id, u.id).await?;
+            let removed = groups::remove_member(
+                &data.services,
+                &data.admin("sesame group remove-member"),
+                &g,
+                &u,
+            )
+            .await?;
             output(
                 cli.json,
                 &serde_json::json!({"group": g.name, "username": u.username, "removed": removed}),

@@ -12,7 +12,8 @@ use crate::{Cli, Command};
 use anyhow::{Context, Result};
 use sesame_core::secret::SecretString;
 use sesame_core::TenantId;
-use sesame_store::sqlite::SqliteStore;
+use sesame_server::service::Admin;
+use sesame_server::{Services, SystemClock};
 use sesame_store::{MasterKey, Store};
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -33,9 +34,20 @@ pub async fn run(cli: Cli) -> Result<()> {
 /// The opened data: what every admin command works on, while the server runs or not.
 pub struct Data {
     pub store: Arc<dyn Store>,
+    /// The same services the server's pages and admin console use: a change made here is
+    /// made (and audited) exactly as its console twin makes it.
+    pub services: Services,
     pub key: MasterKey,
     pub tenant: TenantId,
     pub resolved: crate::config::Resolved,
+}
+
+impl Data {
+    /// The administrator at this command line, for audit lines: `cli:USER` with the
+    /// operating-system user, from `local`, with the command as the user agent.
+    pub fn admin(&self, command: &str) -> Admin {
+        Admin::cli(std::env::var("USER").ok().as_deref(), command)
+    }
 }
 
 pub async fn open(cli: &Cli, listen: Option<SocketAddr>) -> Result<Data> {
@@ -47,27 +59,20 @@ pub async fn open(cli: &Cli, listen: Option<SocketAddr>) -> Result<Data> {
         listen,
     )?;
     create_private_dir(&resolved.data_dir)?;
-    if let Some(parent) = resolved
-        .database_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
     let key = MasterKey::load_or_create(&resolved.master_key_file)?;
-    let store = SqliteStore::open(&resolved.database_path, key.clone())
+    let store = sesame_store::open(&resolved.database_url, key.clone())
         .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                resolved.database_path.display()
-            )
-        })?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let tenant = store.default_tenant().await?;
+        .with_context(|| format!("cannot open the database {}", resolved.database_url))?;
+    let services = Services::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        resolved.server.clone(),
+    )
+    .await?;
+    let tenant = services.default_tenant;
     Ok(Data {
         store,
+        services,
         key,
         tenant,
         resolved,
@@ -121,8 +126,4 @@ pub fn output<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce()) -
         text();
     }
     Ok(())
-}
-
-pub fn now() -> i64 {
-    sesame_core::Clock::now(&sesame_server::SystemClock)
 }

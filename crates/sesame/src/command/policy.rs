@@ -1,13 +1,13 @@
 //! `sesame policy show|set`: the tenant's authentication methods policy.
 
-use super::{now, open, output, Data};
+use super::{open, output, Data};
 use crate::Cli;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde::Serialize;
 use sesame_core::policy::{AuthenticatorMode, MethodsPolicy};
 use sesame_core::GroupId;
-use sesame_server::policy::{self, Actor, PolicyEdit, PolicyError};
+use sesame_server::service::policy::{self, ChangeError, PolicyEdit};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Subcommand)]
@@ -66,26 +66,7 @@ impl SetArgs {
     }
 
     fn is_empty(&self) -> bool {
-        let PolicyEdit {
-            enabled,
-            targets,
-            mode,
-            digits,
-            lifetime_secs,
-            pin_required,
-            show_app_name,
-            show_location,
-            mfa_required,
-        } = self.edit();
-        enabled.is_none()
-            && targets.is_none()
-            && mode.is_none()
-            && digits.is_none()
-            && lifetime_secs.is_none()
-            && pin_required.is_none()
-            && show_app_name.is_none()
-            && show_location.is_none()
-            && mfa_required.is_none()
+        self.edit().is_empty()
     }
 }
 
@@ -127,14 +108,6 @@ fn print_policy(policy: &MethodsPolicy, names: &HashMap<GroupId, String>) {
     }
 }
 
-/// Who is changing the policy, for the audit log: `cli`, or `cli:NAME` with the OS user.
-pub(crate) fn actor_name() -> String {
-    match std::env::var("USER").ok().filter(|u| !u.trim().is_empty()) {
-        Some(u) => format!("cli:{}", u.trim()),
-        None => "cli".to_string(),
-    }
-}
-
 pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<()> {
     let data = open(cli, None).await?;
     match cmd {
@@ -144,9 +117,8 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<()> {
 }
 
 async fn show(cli: &Cli, data: &Data) -> Result<()> {
-    let push = &data.resolved.server.push;
-    let (p, version) = policy::current(&*data.store, data.tenant, push).await?;
-    let (_, names) = policy::group_names(&*data.store, data.tenant).await?;
+    let (p, version) = data.services.current_policy(data.tenant).await?;
+    let (_, names) = data.services.group_names(data.tenant).await?;
     output(cli.json, &shown(&p, version, &names, None), || {
         print_policy(&p, &names);
         if version == 0 {
@@ -162,13 +134,12 @@ async fn set(cli: &Cli, data: &Data, args: &SetArgs) -> Result<()> {
              (see `sesame policy set --help`; `sesame policy show` prints the current policy)"
         );
     }
-    let store = &*data.store;
-    let push = &data.resolved.server.push;
+    let svc = &data.services;
     let edit = args.edit();
-    let (old, version) = policy::current(store, data.tenant, push).await?;
-    let (by_name, names) = policy::group_names(store, data.tenant).await?;
+    let (old, version) = svc.current_policy(data.tenant).await?;
+    let (by_name, names) = svc.group_names(data.tenant).await?;
     // Applied here first so that an edit that changes nothing leaves no version or audit line.
-    let preview = edit.apply(&old, &by_name).map_err(anyhow::Error::msg)?;
+    let preview = edit.apply(&old, &by_name)?;
     if preview == old {
         return output(cli.json, &shown(&old, version, &names, None), || {
             println!("Nothing changed: the policy already says that.");
@@ -177,29 +148,16 @@ async fn set(cli: &Cli, data: &Data, args: &SetArgs) -> Result<()> {
     }
     let name = |g: GroupId| names.get(&g).cloned().unwrap_or_else(|| format!("#{g}"));
     let changes = old.describe_changes(&preview, &name);
-    let who = actor_name();
-    let actor = Actor {
-        user: None,
-        name: &who,
-        ip: "local",
-        user_agent: "sesame policy set",
-    };
-    let new = match policy::change(
-        store,
-        data.tenant,
-        push,
-        &edit,
-        Some(version),
-        &actor,
-        now(),
-    )
-    .await
+    let admin = data.admin("sesame policy set");
+    let new = match svc
+        .change_policy(&admin, data.tenant, &edit, Some(version))
+        .await
     {
         Ok(p) => p,
-        Err(PolicyError::Invalid(m)) => bail!("{m}"),
+        Err(ChangeError::Invalid(m)) => bail!("{m}"),
         Err(e) => return Err(e.into()),
     };
-    let (_, new_version) = policy::current(store, data.tenant, push).await?;
+    let (_, new_version) = svc.current_policy(data.tenant).await?;
     output(
         cli.json,
         &shown(&new, new_version, &names, Some(changes.clone())),

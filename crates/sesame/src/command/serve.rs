@@ -17,7 +17,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SESAME_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -55,7 +55,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         "Sesame is running at {base}  (data: {})",
         data.resolved.data_dir.display()
     );
-    if let Some(path) = sesame_server::setup::ensure_setup_link(&state).await? {
+    if let Some(path) =
+        sesame_server::service::setup::ensure_setup_link(&state, state.default_tenant).await?
+    {
         println!(
             "No administrator exists yet. Open this one-time link to create one (valid 24 hours):"
         );

@@ -1,14 +1,14 @@
 //! `sesame user ...`
 
-use super::{now, open, output, read_secret, Data};
+use super::{open, output, read_secret, Data};
 use crate::Cli;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde::Serialize;
 use sesame_core::method::MethodKind;
-use sesame_core::password;
+use sesame_server::service::users::{self, NewAccount, UserError};
 use sesame_server::web::fmt_time;
-use sesame_store::{AuditFilter, NewUser, StoreError, User};
+use sesame_store::{AuditFilter, User};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -57,9 +57,9 @@ async fn find(data: &Data, username: &str) -> Result<User> {
         .with_context(|| format!("no user named {username:?}"))
 }
 
-fn hash_password(pw: &sesame_core::secret::SecretString) -> Result<String> {
-    password::validate_new(pw)?;
-    Ok(password::hash(pw, &mut rand::rngs::OsRng)?)
+/// The command line's words for what the service refused.
+fn refused(e: UserError) -> anyhow::Error {
+    anyhow::anyhow!(e)
 }
 
 #[derive(Serialize)]
@@ -98,27 +98,31 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             no_password,
             admin,
         } => {
-            let username = username.trim();
-            if username.is_empty() || username.len() > 256 {
-                bail!("a username must have 1 to 256 characters");
-            }
-            let hash = if *no_password {
+            // Checked before asking for a password that would then be refused.
+            let username = users::check_username(username).map_err(refused)?;
+            let password = if *no_password {
                 None
             } else {
-                let pw = read_secret(*password_stdin, &format!("Password for {username}: "), true)?;
-                Some(hash_password(&pw)?)
+                Some(read_secret(
+                    *password_stdin,
+                    &format!("Password for {username}: "),
+                    true,
+                )?)
             };
-            let new = NewUser {
-                tenant: data.tenant,
+            let new = NewAccount {
                 username: username.to_string(),
-                display_name: display_name.clone().unwrap_or_else(|| username.to_string()),
-                password_hash: hash,
-                is_admin: *admin,
+                display_name: display_name.clone(),
+                password,
+                admin: *admin,
             };
-            let user = match store.create_user(new, now()).await {
-                Err(StoreError::Conflict(_)) => bail!("a user named {username:?} already exists"),
-                other => other?,
-            };
+            let user = users::create(
+                &data.services,
+                &data.admin("sesame user add"),
+                data.tenant,
+                new,
+            )
+            .await
+            .map_err(refused)?;
             output(cli.json, &user, || {
                 println!(
                     "Created user {}{}.",
@@ -180,7 +184,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                 .collect();
             let mut locks = Vec::new();
             for k in MethodKind::ALL {
-                let (failures, last) = store.find_failures(user.id, k.as_str()).await?;
+                let (failures, last) = store.find_failures(user.id, k).await?;
                 locks.push(Lock {
                     method: k.as_str(),
                     failures,
@@ -214,9 +218,14 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                 &format!("New password for {}: ", user.username),
                 true,
             )?;
-            store
-                .update_user_password(user.id, Some(&hash_password(&pw)?))
-                .await?;
+            users::set_password(
+                &data.services,
+                &data.admin("sesame user set-password"),
+                &user,
+                pw,
+            )
+            .await
+            .map_err(refused)?;
             output(
                 cli.json,
                 &serde_json::json!({"username": user.username, "password_set": true}),
@@ -225,18 +234,26 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
         }
         UserCommand::Block { username } => {
             let user = find(&data, username).await?;
-            store.update_user_blocked(user.id, true).await?;
-            let ended = store.revoke_user_sessions(user.id, now()).await?;
+            let blocked = users::block(&data.services, &data.admin("sesame user block"), &user)
+                .await
+                .map_err(refused)?;
+            let ended = blocked.sessions_ended;
             output(
                 cli.json,
-                &serde_json::json!({"username": user.username, "blocked": true, "sessions_ended": ended}),
+                &serde_json::json!({
+                    "username": user.username,
+                    "blocked": true,
+                    "sessions_ended": ended,
+                    "requests_cancelled": blocked.cancelled.len(),
+                }),
                 || println!("Blocked {}; ended {ended} session(s).", user.username),
             )?;
         }
         UserCommand::Unblock { username } => {
             let user = find(&data, username).await?;
-            store.update_user_blocked(user.id, false).await?;
-            store.update_user_push_blocked(user.id, None).await?;
+            users::unblock(&data.services, &data.admin("sesame user unblock"), &user)
+                .await
+                .map_err(refused)?;
             output(
                 cli.json,
                 &serde_json::json!({"username": user.username, "blocked": false}),
@@ -245,9 +262,9 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
         }
         UserCommand::Unlock { username } => {
             let user = find(&data, username).await?;
-            for k in MethodKind::ALL {
-                store.clear_failures(user.id, k.as_str()).await?;
-            }
+            users::unlock(&data.services, &data.admin("sesame user unlock"), &user)
+                .await
+                .map_err(refused)?;
             output(
                 cli.json,
                 &serde_json::json!({"username": user.username, "unlocked": true}),
@@ -256,34 +273,14 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
         }
         UserCommand::ResetMethods { username } => {
             let user = find(&data, username).await?;
-            let n = store.delete_all_methods(user.id).await?;
-            // Devices go too: a device left behind could still approve requests and sign in
-            // with phone sign-in. Removing a device cancels its pending requests.
-            let mut devices = 0;
-            for d in store.list_devices(user.id).await? {
-                if store.delete_device(user.id, &d.id).await?.is_some() {
-                    devices += 1;
-                }
-            }
-            store.cancel_pending_challenges(user.id).await?;
-            store
-                .append_audit(&sesame_store::AuditEvent {
-                    id: 0,
-                    at: now(),
-                    tenant: data.tenant,
-                    user: Some(user.id),
-                    username: user.username.clone(),
-                    ip: "local".into(),
-                    user_agent: "sesame user reset-methods".into(),
-                    event: "admin_methods_reset".into(),
-                    method: None,
-                    result: sesame_store::AuditResult::Success,
-                    reason: Some(format!(
-                        "{}; {n} method(s) and {devices} device(s) removed",
-                        super::policy::actor_name()
-                    )),
-                })
-                .await?;
+            let reset = users::reset_methods(
+                &data.services,
+                &data.admin("sesame user reset-methods"),
+                &user,
+            )
+            .await
+            .map_err(refused)?;
+            let (n, devices) = (reset.methods, reset.devices);
             output(
                 cli.json,
                 &serde_json::json!({
@@ -301,13 +298,9 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
         }
         UserCommand::Remove { username } => {
             let user = find(&data, username).await?;
-            if user.is_admin && store.count_admins(data.tenant).await? == 1 {
-                bail!(
-                    "{} is the last administrator; add another administrator first",
-                    user.username
-                );
-            }
-            store.delete_user(user.id).await?;
+            users::remove(&data.services, &data.admin("sesame user remove"), &user)
+                .await
+                .map_err(refused)?;
             output(
                 cli.json,
                 &serde_json::json!({"username": user.username, "removed": true}),
@@ -398,8 +391,8 @@ fn print_detail(d: &UserDetail) {
             println!(
                 "  {}  {:<22} {:<8} {:<8} {}",
                 fmt_time(e.at),
-                e.event,
-                e.method.as_deref().unwrap_or("-"),
+                e.event.as_str(),
+                e.method.map_or("-", |m| m.as_str()),
                 e.result.as_str(),
                 e.reason.as_deref().unwrap_or("")
             );

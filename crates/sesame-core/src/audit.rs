@@ -1,0 +1,154 @@
+//! What the audit log can say: the events and the methods it names. Each is stored by its
+//! stable name (`as_str`), which `sesame log --json`, the admin console's filters and scripts
+//! rely on; a name never changes once it has been written.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! named_enum {
+    ($(#[$m:meta])* $name:ident, $unknown:ident { $($(#[$vm:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vm])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(s: &str) -> Result<Self, $unknown> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($unknown(s.to_owned())),
+                }
+            }
+        }
+
+        /// Compares with a stored name, as scripts and tests read the log.
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[error("unknown {} {:?}", stringify!($name), .0)]
+        pub struct $unknown(pub String);
+    };
+}
+
+named_enum!(
+    /// One kind of line in the audit log.
+    Event, UnknownEvent {
+        /// A sign-in attempt, successful or not (the method says which step).
+        SignIn = "sign_in",
+        SignOut = "sign_out",
+        /// A request went to the user's phone.
+        PushSent = "push_sent",
+        /// A request was not sent: rate limit or a fraud report's block.
+        PushNotSent = "push_not_sent",
+        /// The phone approved or denied a request (or typed the wrong number).
+        PushAnswer = "push_answer",
+        /// "Deny and report": the user said a request was not theirs.
+        FraudReported = "fraud_reported",
+        /// A wrong app PIN (an invalid PIN-key signature).
+        PinCheck = "pin_check",
+        PinKeyRegistered = "pin_key_registered",
+        PinKeyReplaced = "pin_key_replaced",
+        PinKeyReset = "pin_key_reset",
+        PhoneSignInEnabled = "phone_sign_in_enabled",
+        PhoneSignInDisabled = "phone_sign_in_disabled",
+        DeviceAdded = "device_added",
+        DeviceRemoved = "device_removed",
+        MethodAdded = "method_added",
+        MethodRemoved = "method_removed",
+        DefaultMethodChanged = "default_method_changed",
+        /// The first administrator, created through the one-time set-up link.
+        AdminCreated = "admin_created",
+        PolicyChanged = "policy_changed",
+        // Administrators' actions on others, from the console or the `sesame` command line.
+        AdminUserCreated = "admin_user_created",
+        AdminPasswordSet = "admin_password_set",
+        AdminUserBlocked = "admin_user_blocked",
+        AdminUserUnblocked = "admin_user_unblocked",
+        AdminUserUnlocked = "admin_user_unlocked",
+        AdminUserRemoved = "admin_user_removed",
+        AdminMethodsReset = "admin_methods_reset",
+        AdminDeviceRemoved = "admin_device_removed",
+        AdminPhoneSignInDisabled = "admin_phone_sign_in_disabled",
+        AdminPinKeyReset = "admin_pin_key_reset",
+        AdminGroupCreated = "admin_group_created",
+        AdminGroupMemberAdded = "admin_group_member_added",
+        AdminGroupMemberRemoved = "admin_group_member_removed",
+    }
+);
+
+named_enum!(
+    /// The way of signing in an audit line is about.
+    AuditMethod, UnknownAuditMethod {
+        Password = "password",
+        /// Verification codes (TOTP).
+        Totp = "totp",
+        /// Notifications to the authenticator app.
+        Push = "push",
+        PhoneSignIn = "phone_sign_in",
+        /// The app PIN (PIN-key signatures).
+        Pin = "pin",
+    }
+);
+
+impl AuditMethod {
+    /// What people call it (the admin console's log filter).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            AuditMethod::Password => "Password",
+            AuditMethod::Totp => "Verification code",
+            AuditMethod::Push => "Authenticator notification",
+            AuditMethod::PhoneSignIn => "Phone sign-in",
+            AuditMethod::Pin => "App PIN",
+        }
+    }
+}
+
+impl From<crate::method::MethodKind> for AuditMethod {
+    fn from(k: crate::method::MethodKind) -> Self {
+        match k {
+            crate::method::MethodKind::Totp => AuditMethod::Totp,
+            crate::method::MethodKind::Push => AuditMethod::Push,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for e in Event::ALL {
+            assert_eq!(Event::parse(e.as_str()), Ok(*e));
+            assert!(seen.insert(e.as_str()), "{e} twice");
+            assert_eq!(serde_json::to_string(e).unwrap(), format!("\"{e}\""));
+        }
+        for m in AuditMethod::ALL {
+            assert_eq!(AuditMethod::parse(m.as_str()), Ok(*m));
+        }
+        assert!(Event::parse("sign_inn").is_err());
+        assert!(AuditMethod::parse("").is_err());
+    }
+}

@@ -1,0 +1,460 @@
+//! Out-of-band approvals: a request reaches the person (the authenticator app now; a phone
+//! call later: the `channel`), the sign-in page shows the number and waits, the answer comes
+//! back signed and is judged once. The same record serves the second step after a password
+//! (`Mfa`) and passwordless phone sign-in (`PhoneSignIn`).
+//!
+//! Starting a request checks the push budget (DESIGN §7) and the report block; a new request
+//! supersedes the user's pending one and the phone is told. Answering is one compare-and-set
+//! in the store; completing turns an approval into a session exactly once.
+
+use super::{Line, Origin, Services};
+use crate::error::{Error, Kind};
+use sesame_core::audit::{AuditMethod, Event};
+use sesame_core::lockout::AttemptGate;
+use sesame_core::method::MethodKind;
+use sesame_core::policy::{Allowed, AuthenticatorPolicy};
+use sesame_core::push::{self, Answer, ApprovalChannel, ChallengeKind, ChallengeState, PushPolicy};
+use sesame_proto::device::{self as api, Decision, RespondResponse};
+use sesame_store::{
+    AuditResult, ChallengeRecord, Device, NewChallenge, SignInRecord, StoreError, User,
+};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Sesame ships no IP geolocation database, so "approximate location" is what can be said
+/// honestly from the address itself.
+pub fn approximate_location(ip: &str) -> String {
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        return "Unknown location".into();
+    };
+    let private = match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    };
+    if ip.is_loopback() {
+        "This computer".into()
+    } else if private {
+        "Local network".into()
+    } else {
+        "Unknown location".into()
+    }
+}
+
+/// The method name the audit log uses for a kind of request.
+pub fn audit_method(kind: ChallengeKind) -> AuditMethod {
+    match kind {
+        ChallengeKind::Mfa => AuditMethod::Push,
+        ChallengeKind::PhoneSignIn => AuditMethod::PhoneSignIn,
+    }
+}
+
+/// Whether the policy lets the user answer a request of this kind.
+pub fn kind_allowed(allowed: &Allowed, kind: ChallengeKind) -> bool {
+    match kind {
+        ChallengeKind::Mfa => allowed.permits(MethodKind::Push),
+        ChallengeKind::PhoneSignIn => allowed.phone_sign_in,
+    }
+}
+
+/// What the phone is shown of a challenge (never the number), as the policy allows.
+pub fn challenge_view(
+    c: &ChallengeRecord,
+    username: &str,
+    policy: &AuthenticatorPolicy,
+) -> api::Challenge {
+    let hidden = |show: bool, v: &str| if show { v.to_string() } else { String::new() };
+    api::Challenge {
+        id: c.id.0.clone(),
+        kind: c.kind,
+        nonce: c.nonce.clone(),
+        username: username.to_string(),
+        app_name: hidden(policy.show_app_name, &c.app_name),
+        ip: hidden(policy.show_location, &c.ip),
+        location: hidden(policy.show_location, &c.location),
+        user_agent: c.user_agent.clone(),
+        requested_at: c.created_at,
+        expires_at: c.expires_at,
+        // Phone sign-in always needs the PIN: it is the second factor.
+        pin_required: c.kind == ChallengeKind::PhoneSignIn || policy.pin_required,
+    }
+}
+
+/// What a sign-in page shows of its latest request: a pending request past its expiry is
+/// "expired".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    Pending,
+    Expired,
+    Approved,
+    Denied,
+    WrongNumber,
+    Reported,
+    Superseded,
+    Cancelled,
+    /// Consumed (signed in already) and anything else that is over.
+    Over,
+}
+
+impl Shown {
+    pub fn of(c: &ChallengeRecord, now: i64) -> Self {
+        match c.state {
+            ChallengeState::Pending if now >= c.expires_at => Shown::Expired,
+            ChallengeState::Pending => Shown::Pending,
+            ChallengeState::Approved => Shown::Approved,
+            ChallengeState::Denied => Shown::Denied,
+            ChallengeState::WrongNumber => Shown::WrongNumber,
+            ChallengeState::Reported => Shown::Reported,
+            ChallengeState::Superseded => Shown::Superseded,
+            ChallengeState::Cancelled => Shown::Cancelled,
+            ChallengeState::Consumed => Shown::Over,
+        }
+    }
+
+    /// The name the page's status poll answers with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shown::Pending => "pending",
+            Shown::Expired => "expired",
+            Shown::Approved => "approved",
+            Shown::Denied => "denied",
+            Shown::WrongNumber => "wrong_number",
+            Shown::Reported => "reported",
+            Shown::Superseded => "superseded",
+            Shown::Cancelled => "cancelled",
+            Shown::Over => "consumed",
+        }
+    }
+
+    /// Why a request that is over did not sign anyone in.
+    pub fn message(self) -> &'static str {
+        match self {
+            Shown::Expired => "The request timed out before it was approved.",
+            Shown::Denied => "The request was denied on your phone.",
+            Shown::WrongNumber => "The number entered on your phone didn't match. The sign-in was not approved.",
+            Shown::Reported => "You reported this sign-in as not you. Requests to your phone are now blocked; your administrator has been told.",
+            Shown::Superseded => "A newer request was sent to your phone.",
+            Shown::Cancelled => "The request was cancelled.",
+            _ => "The request is no longer valid.",
+        }
+    }
+}
+
+/// Why no request may be sent to the user now, if so.
+pub async fn refusal(
+    svc: &Services,
+    user: &User,
+    policy: &PushPolicy,
+) -> Result<Option<&'static str>, StoreError> {
+    if user.push_blocked_at.is_some() {
+        return Ok(Some("Sign-in requests to your phone are blocked because one was reported as not you. Use a different verification option, or contact your administrator."));
+    }
+    let since = policy.window_start(svc.now(), user.last_signin_at);
+    if !policy.may_push(svc.store.count_challenges_since(user.id, since).await?) {
+        return Ok(Some("Too many sign-in requests were sent to your phone. Use a different verification option, or try again later."));
+    }
+    Ok(None)
+}
+
+/// Sends a new request to the user's phone for this sign-in, if allowed. A new request
+/// supersedes the user's pending one, whatever its kind: an unanswered request never blocks
+/// the next attempt. When it may not be sent, that is audited and the page says why.
+pub async fn start(
+    svc: &Services,
+    origin: &Origin,
+    rec: &SignInRecord,
+    user: &User,
+    kind: ChallengeKind,
+) -> Result<(), Error> {
+    let up = svc.user_policy(user).await?;
+    if let Some(reason) = refusal(svc, user, &up.push).await? {
+        let why = if user.push_blocked_at.is_some() {
+            "reported_block"
+        } else {
+            "rate_limited"
+        };
+        let line = Line::of(user, Event::PushNotSent)
+            .method(audit_method(kind))
+            .failed(why);
+        svc.audit(origin, line).await;
+        tracing::info!(user = %user.username, reason, "push not sent");
+        return Ok(());
+    }
+    let now = svc.now();
+    let policy = &up.push;
+    let new = NewChallenge {
+        tenant: user.tenant,
+        user: user.id,
+        signin_id_hash: rec.id_hash.clone(),
+        kind,
+        channel: ApprovalChannel::App,
+        number: push::generate_number(policy.digits, &mut rand::rngs::OsRng),
+        app_name: svc.config.service_name.clone(),
+        ip: origin.ip.clone(),
+        location: approximate_location(&origin.ip),
+        user_agent: origin.user_agent.clone(),
+        expires_at: now + policy.lifetime_secs.min(push::MAX_LIFETIME_SECS),
+    };
+    let sent = svc.audit_event(
+        origin,
+        Line::of(user, Event::PushSent).method(audit_method(kind)),
+    );
+    let (challenge, superseded) = svc.store.create_challenge(new, now, Some(&sent)).await?;
+    for id in superseded {
+        svc.hub.closed(user.id, id, "superseded");
+    }
+    svc.hub.publish(
+        user.id,
+        api::DeviceEvent::Challenge(challenge_view(
+            &challenge,
+            &user.username,
+            &up.policy.authenticator,
+        )),
+    );
+    Ok(())
+}
+
+/// Cancels the user's pending requests (the sign-in moved to another method, the user walked
+/// away, or an administrator acted): none of them stays answerable.
+pub async fn cancel(svc: &Services, user: &User) -> Result<(), StoreError> {
+    for id in svc.store.cancel_pending_challenges(user.id).await? {
+        svc.hub.closed(user.id, id, "cancelled");
+    }
+    Ok(())
+}
+
+/// The latest request of a sign-in, if any.
+pub async fn latest(
+    svc: &Services,
+    rec: &SignInRecord,
+) -> Result<Option<ChallengeRecord>, StoreError> {
+    svc.store
+        .find_latest_challenge_for_signin(&rec.id_hash)
+        .await
+}
+
+/// Waits (at most `longest`, and not past the request's expiry) until the sign-in's latest
+/// request is no longer pending, and returns what it is then.
+pub async fn wait(
+    svc: &Services,
+    rec: &SignInRecord,
+    current: ChallengeRecord,
+    longest: Duration,
+) -> ChallengeRecord {
+    let reread = |c: ChallengeRecord| async move {
+        match latest(svc, rec).await {
+            Ok(Some(now)) => now,
+            _ => c,
+        }
+    };
+    // Register the waiter first, then re-read, then sleep: no change can slip in between.
+    let waiter = svc.hub.waiter(&current.id);
+    let woken = waiter.notify().notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    let c = reread(current).await;
+    if Shown::of(&c, svc.now()) == Shown::Pending {
+        let until_expiry = Duration::from_secs(
+            (c.expires_at - svc.now()).clamp(0, longest.as_secs() as i64) as u64,
+        );
+        let _ = tokio::time::timeout(until_expiry.min(longest), woken).await;
+    }
+    reread(c).await
+}
+
+/// Re-judges an approved request just before it becomes a session: the policy must still
+/// allow its kind, and the device that approved must still be registered (and, for phone
+/// sign-in, still have it on).
+pub async fn still_valid(
+    svc: &Services,
+    user: &User,
+    c: &ChallengeRecord,
+) -> Result<bool, StoreError> {
+    let up = svc.user_policy(user).await?;
+    if !kind_allowed(&up.allowed, c.kind) {
+        return Ok(false);
+    }
+    let devices = svc.store.list_devices(user.id).await?;
+    let Some(d) = devices.iter().find(|d| Some(d.row_id) == c.answered_by) else {
+        return Ok(false);
+    };
+    Ok(c.kind == ChallengeKind::Mfa || d.phone_sign_in_ready())
+}
+
+/// An answer from the app, already checked to be signed by `device` of `user`.
+pub struct AppAnswer<'a> {
+    pub user: &'a User,
+    pub device: &'a Device,
+    pub challenge_id: &'a str,
+    pub decision: Decision,
+    pub number: &'a str,
+    pub signature: &'a str,
+    pub pin_signature: Option<&'a str>,
+}
+
+/// Judges an answer from the phone: the request must be the user's and pending, the
+/// signature the device's, the kind allowed by policy, the PIN right when required; then the
+/// typed number decides, and the store makes pending -> answered one compare-and-set.
+pub async fn answer(
+    svc: &Services,
+    origin: &Origin,
+    a: AppAnswer<'_>,
+) -> Result<RespondResponse, Error> {
+    let user = a.user;
+    let not_found = || {
+        Error::new(
+            Kind::NotFound,
+            "unknown_request",
+            "This sign-in request does not exist.",
+        )
+    };
+    let c = svc
+        .store
+        .find_challenge(&a.challenge_id.into())
+        .await?
+        .filter(|c| c.user == user.id)
+        .ok_or_else(not_found)?;
+    let key = super::devices::verifying_key(a.device).ok_or_else(not_found)?;
+    let message = api::approval_message(
+        c.id.as_str(),
+        &c.nonce,
+        a.decision,
+        a.number,
+        a.device.id.as_str(),
+    );
+    if !super::devices::verify(&key, &message, a.signature) {
+        return Err(Error::new(
+            Kind::Unauthorized,
+            "bad_signature",
+            "The answer's signature is not valid.",
+        ));
+    }
+    let now = svc.now();
+    if !push::is_answerable(c.state, c.expires_at, now) {
+        let msg = match c.state {
+            ChallengeState::Pending => "This sign-in request has expired.",
+            ChallengeState::Superseded => "This sign-in request was replaced by a newer one.",
+            ChallengeState::Cancelled => "This sign-in request was cancelled.",
+            _ => "This sign-in request was already answered.",
+        };
+        return Err(Error::new(Kind::Conflict, "not_pending", msg));
+    }
+    let line = || Line::of(user, Event::PushAnswer).method(AuditMethod::Push);
+    let answer = match a.decision {
+        Decision::Approve => Answer::Approve,
+        Decision::Deny => Answer::Deny,
+        Decision::Report => Answer::Report,
+    };
+    if answer == Answer::Approve {
+        let up = svc.user_policy(user).await?;
+        if !kind_allowed(&up.allowed, c.kind) {
+            svc.audit(origin, line().failed("not_allowed")).await;
+            let msg = match c.kind {
+                ChallengeKind::PhoneSignIn => super::policy::PHONE_SIGN_IN_NOT_ALLOWED,
+                ChallengeKind::Mfa => {
+                    "Your organisation's policy no longer allows approving sign-ins with this app."
+                }
+            };
+            return Err(Error::new(Kind::Forbidden, "not_allowed", msg));
+        }
+        if c.kind == ChallengeKind::PhoneSignIn && a.device.pin_key_disabled_at.is_some() {
+            return Err(super::devices::pin_disabled());
+        }
+        if c.kind == ChallengeKind::PhoneSignIn && !a.device.phone_sign_in_ready() {
+            return Err(Error::new(
+                Kind::Forbidden,
+                "phone_sign_in_off",
+                "Phone sign-in is not turned on for this device. Turn it on in the app, or use your password.",
+            ));
+        }
+        if c.kind == ChallengeKind::PhoneSignIn || up.policy.authenticator.pin_required {
+            super::devices::check_pin(svc, origin, user, a.device, &message, a.pin_signature)
+                .await?;
+        }
+        // Counted before judging, per user and method, like verification codes.
+        let gate = svc
+            .store
+            .reserve_attempt(user.id, MethodKind::Push, &svc.config.lockout, now)
+            .await?;
+        if gate != AttemptGate::Open {
+            svc.audit(origin, line().failed("locked")).await;
+            return Err(Error::new(
+                Kind::TooManyRequests,
+                "locked",
+                "Too many wrong numbers. Approvals are paused for this account for a while.",
+            ));
+        }
+    }
+    let to = push::judge(answer, &c.number, a.number);
+    let (outcome, message, result, event, reason) = match to {
+        ChallengeState::Approved => (
+            "approved",
+            "Approved. Return to the sign-in page.",
+            AuditResult::Success,
+            Event::PushAnswer,
+            "approved",
+        ),
+        ChallengeState::WrongNumber => (
+            "wrong_number",
+            "The number didn't match. The sign-in was not approved.",
+            AuditResult::Failure,
+            Event::PushAnswer,
+            "wrong_number",
+        ),
+        ChallengeState::Reported => (
+            "reported",
+            "Thanks for reporting it. Further sign-in requests are blocked until your administrator looks into it.",
+            AuditResult::Failure,
+            Event::FraudReported,
+            "reported_by_user",
+        ),
+        _ => (
+            "denied",
+            "Denied. The sign-in was not approved.",
+            AuditResult::Failure,
+            Event::PushAnswer,
+            "denied",
+        ),
+    };
+    let audit = svc.audit_event(
+        origin,
+        Line::of(user, event)
+            .method(AuditMethod::Push)
+            .reason(reason)
+            .result(result),
+    );
+    // The answer and its audit line, and with it clearing the failed approvals (approve) or
+    // the block and the cancellation of the other requests (report): one write.
+    let answered = svc
+        .store
+        .answer_challenge(&c.id, to, a.device.row_id, now, &audit)
+        .await?;
+    if !answered.answered {
+        return Err(Error::new(
+            Kind::Conflict,
+            "not_pending",
+            "This sign-in request was already answered or has expired.",
+        ));
+    }
+    svc.hub.closed(user.id, c.id.clone(), to.as_str());
+    for id in answered.cancelled {
+        svc.hub.closed(user.id, id, "cancelled");
+    }
+    Ok(RespondResponse {
+        outcome: outcome.into(),
+        message: message.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_is_only_what_the_address_tells() {
+        assert_eq!(approximate_location("127.0.0.1"), "This computer");
+        assert_eq!(approximate_location("192.168.1.4"), "Local network");
+        assert_eq!(approximate_location("fd00::1"), "Local network");
+        assert_eq!(approximate_location("203.0.113.7"), "Unknown location");
+        assert_eq!(approximate_location("local"), "Unknown location");
+    }
+}

@@ -1,0 +1,88 @@
+//! Administrators' actions on groups, for the admin console and `sesame group ...` alike.
+
+use super::{Admin, Services};
+use sesame_core::audit::Event;
+use sesame_core::TenantId;
+use sesame_store::{Group, StoreError, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("a group name must have 1 to 256 characters")]
+    BadName,
+    #[error("a group named {0:?} already exists")]
+    Exists(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub async fn create(
+    svc: &Services,
+    admin: &Admin,
+    tenant: TenantId,
+    name: &str,
+) -> Result<Group, GroupError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > super::users::MAX_NAME {
+        return Err(GroupError::BadName);
+    }
+    let group = match svc.store.create_group(tenant, name, svc.now()).await {
+        Ok(g) => g,
+        Err(StoreError::Conflict(_)) => return Err(GroupError::Exists(name.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    let detail = format!("group {}", group.name);
+    svc.audit(
+        &admin.origin,
+        admin.line(tenant, None, Event::AdminGroupCreated, Some(&detail)),
+    )
+    .await;
+    Ok(group)
+}
+
+/// Adds `user` to `group`; false (and no audit line) if they already were a member.
+pub async fn add_member(
+    svc: &Services,
+    admin: &Admin,
+    group: &Group,
+    user: &User,
+) -> Result<bool, StoreError> {
+    let added = svc.store.add_group_member(group.id, user.id).await?;
+    if added {
+        let detail = format!("group {}", group.name);
+        svc.audit(
+            &admin.origin,
+            admin.line(
+                group.tenant,
+                Some(user),
+                Event::AdminGroupMemberAdded,
+                Some(&detail),
+            ),
+        )
+        .await;
+    }
+    Ok(added)
+}
+
+/// Removes `user` from `group`; false (and no audit line) if they were not a member.
+pub async fn remove_member(
+    svc: &Services,
+    admin: &Admin,
+    group: &Group,
+    user: &User,
+) -> Result<bool, StoreError> {
+    let removed = svc.store.remove_group_member(group.id, user.id).await?;
+    if removed {
+        let detail = format!("group {}", group.name);
+        svc.audit(
+            &admin.origin,
+            admin.line(
+                group.tenant,
+                Some(user),
+                Event::AdminGroupMemberRemoved,
+                Some(&detail),
+            ),
+        )
+        .await;
+    }
+    Ok(removed)
+}

@@ -1,0 +1,82 @@
+//! Every state change Sesame makes, with its audit line, written once. The sign-in pages, the
+//! device API, the admin console and the `sesame` command line are doors onto these
+//! functions; none of them changes the store by itself, so the command line's `user block`
+//! and the console's Block cannot drift apart.
+//!
+//! Services depend on the store and the core only: nothing here knows HTTP. Reads that only
+//! show something (a listing for a page) may go to the store directly.
+
+pub mod approvals;
+pub mod audit;
+pub mod devices;
+pub mod groups;
+pub mod policy;
+pub mod security;
+pub mod sessions;
+pub mod setup;
+pub mod signin;
+pub mod users;
+
+pub use audit::{Admin, Line, Origin};
+
+use crate::delivery::hub::Hub;
+use crate::hashing::Hasher;
+use crate::ServerConfig;
+use sesame_core::{Clock, TenantId, UnixTime};
+use sesame_store::Store;
+use std::sync::Arc;
+
+/// What the services work with; cheap to clone.
+#[derive(Clone)]
+pub struct Services(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub config: ServerConfig,
+    /// Password hashing, bounded (Argon2id is slow and large on purpose).
+    pub hasher: Hasher,
+    /// Wakes device streams and waiting sign-in pages of this process.
+    pub hub: Arc<Hub>,
+    /// The tenant of this installation (one for now; see [`Services::tenant_for_host`]).
+    pub default_tenant: TenantId,
+    policies: policy::PolicyCache,
+}
+
+impl std::ops::Deref for Services {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Services {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: ServerConfig,
+    ) -> Result<Self, sesame_store::StoreError> {
+        let default_tenant = store.default_tenant().await?;
+        let hasher = Hasher::new(config.hashing_concurrency(), config.hashing_queue);
+        Ok(Services(Arc::new(Inner {
+            store,
+            clock,
+            config,
+            hasher,
+            hub: Arc::new(Hub::default()),
+            default_tenant,
+            policies: policy::PolicyCache::default(),
+        })))
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// The tenant a request is for. One tenant per installation for now: every host name
+    /// serves the default tenant. Handlers ask through the `Tenant` extractor, so that
+    /// several tenants (by host name) need only this function to change.
+    pub fn tenant_for_host(&self, _host: Option<&str>) -> TenantId {
+        self.default_tenant
+    }
+}

@@ -1,0 +1,85 @@
+//! Sessions: what a session cookie stands for, how fresh it is, and signing out. Only a
+//! finished sign-in creates one (see `signin::finish`).
+
+use super::{Line, Origin, Services};
+use sesame_core::audit::Event;
+use sesame_core::method::Amr;
+use sesame_store::{SessionRecord, StoreError, User};
+
+/// A live session and its user.
+#[derive(Clone)]
+pub struct Session {
+    pub user: User,
+    pub record: SessionRecord,
+    pub id_hash: Vec<u8>,
+}
+
+/// The live session of `token`, if any. Expired sessions and sessions of blocked users are
+/// revoked on the spot (so a clock set back later cannot revive them); a live one is touched
+/// (its idle timeout starts again).
+pub async fn find(svc: &Services, token: &str) -> Result<Option<Session>, StoreError> {
+    let id_hash = crate::token::hash(token);
+    let now = svc.now();
+    let Some(record) = svc.store.find_session(&id_hash, now).await? else {
+        // A no-op for unknown or already revoked ids.
+        svc.store.revoke_session(&id_hash, now).await?;
+        return Ok(None);
+    };
+    let Some(user) = svc.store.find_user(record.user).await? else {
+        return Ok(None);
+    };
+    if user.is_blocked {
+        svc.store.revoke_session(&id_hash, now).await?;
+        return Ok(None);
+    }
+    svc.store
+        .touch_session(&id_hash, now, svc.config.session_limits())
+        .await?;
+    Ok(Some(Session {
+        user,
+        record,
+        id_hash,
+    }))
+}
+
+impl Session {
+    /// Signed in within the last `recent_auth_secs`.
+    pub fn is_recent(&self, svc: &Services) -> bool {
+        svc.now() - self.record.auth_time < svc.config.recent_auth_secs
+    }
+
+    /// Signed in recently and with a second step.
+    pub fn has_fresh_second_factor(&self, svc: &Services) -> bool {
+        self.is_recent(svc) && self.record.amr.contains(&Amr::Mfa)
+    }
+
+    /// The policy requires a second step for this user, this session had none, and the user
+    /// has no method to give one (no method the policy allows).
+    pub async fn must_set_up_second_step(&self, svc: &Services) -> Result<bool, StoreError> {
+        if self.record.amr.contains(&Amr::Mfa) {
+            return Ok(false);
+        }
+        let up = svc.user_policy(&self.user).await?;
+        if !up.mfa_required {
+            return Ok(false);
+        }
+        let usable = svc
+            .store
+            .list_methods(self.user.id)
+            .await?
+            .iter()
+            .any(|m| up.allowed.permits(m.kind));
+        Ok(!usable)
+    }
+}
+
+/// Ends the session of `token` (if it is one) and records it.
+pub async fn sign_out(svc: &Services, origin: &Origin, token: &str) -> Result<(), StoreError> {
+    let hash = crate::token::hash(token);
+    if let Ok(Some(s)) = svc.store.find_session(&hash, svc.now()).await {
+        if let Ok(Some(user)) = svc.store.find_user(s.user).await {
+            svc.audit(origin, Line::of(&user, Event::SignOut)).await;
+        }
+    }
+    svc.store.revoke_session(&hash, svc.now()).await
+}

@@ -1,0 +1,429 @@
+//! Sign-in: username -> password or phone -> second step -> session (DESIGN §3).
+//!
+//! A transaction lives in the store, keyed by the hash of the token in the browser's sign-in
+//! cookie. Each step applies one event of the core state machine by compare-and-set, so two
+//! racing requests cannot both move it, and only `Done` mints a session ([`finish`]).
+
+use super::{approvals, Line, Origin, Services};
+use crate::error::{Error, Kind};
+use sesame_core::audit::{AuditMethod, Event};
+use sesame_core::method::MethodKind;
+use sesame_core::password;
+use sesame_core::policy::Allowed;
+use sesame_core::push::{ChallengeKind, ChallengeState};
+use sesame_core::secret::SecretString;
+use sesame_core::signin::{SignInChoice, SignInEvent, SignInState};
+use sesame_core::{ChallengeId, TenantId};
+use sesame_store::{SignInRecord, StoreError, User};
+
+/// Longest username accepted; longer input is refused before any lookup.
+pub const MAX_USERNAME: usize = 256;
+
+/// A sign-in just started: the browser keeps `token`, the store its hash.
+pub struct Started {
+    pub token: String,
+    pub record: SignInRecord,
+}
+
+/// Starts a sign-in for `username`. Unknown usernames get a transaction too, and go the same
+/// way: pages reveal nothing about who has an account. With `phone_first`, a known user goes
+/// straight to phone sign-in.
+pub async fn start(
+    svc: &Services,
+    tenant: TenantId,
+    username: &str,
+    user: Option<&User>,
+    next: Option<String>,
+    phone_first: bool,
+) -> Result<Started, Error> {
+    let identified = SignInState::Identified {
+        user: user.map(|u| u.id),
+    };
+    let state = if phone_first {
+        identified
+            .next(SignInEvent::ChoosePhoneSignIn)
+            .map_err(|_| Error::internal("phone sign-in offered to an unknown user"))?
+    } else {
+        identified
+    };
+    let token = crate::token::random();
+    let now = svc.now();
+    let record = SignInRecord {
+        id_hash: crate::token::hash(&token),
+        tenant,
+        username: username.to_string(),
+        state,
+        version: 0,
+        next_path: next,
+        created_at: now,
+        expires_at: now + svc.config.signin_lifetime_secs,
+    };
+    svc.store.create_signin(&record).await?;
+    Ok(Started { token, record })
+}
+
+/// The live transaction of `token`. An expired one is deleted the first time it is refused,
+/// so a clock set back later cannot revive it (SECURITY.md: expired things stay expired).
+pub async fn load(svc: &Services, token: &str) -> Result<Option<SignInRecord>, StoreError> {
+    let id_hash = crate::token::hash(token);
+    match svc.store.find_signin(&id_hash, svc.now()).await? {
+        Some(rec) => Ok(Some(rec)),
+        None => {
+            svc.store.delete_signin(&id_hash).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Why a step could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Not a step of the state the transaction is in: go back to its page.
+    #[error("this step is not allowed now")]
+    NotNow,
+    /// Someone else moved the transaction first (a second tab, a replayed request).
+    #[error("This sign-in has already moved on. Start again.")]
+    MovedOn,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Applies one event by compare-and-set.
+pub async fn advance(
+    svc: &Services,
+    rec: &SignInRecord,
+    event: SignInEvent,
+) -> Result<SignInState, StepError> {
+    let next = rec.state.next(event).map_err(|_| StepError::NotNow)?;
+    if svc
+        .store
+        .update_signin_state(&rec.id_hash, rec.version, &next)
+        .await?
+    {
+        Ok(next)
+    } else {
+        Err(StepError::MovedOn)
+    }
+}
+
+/// The message a blocked user is given (only ever after a right password or an approval).
+pub const BLOCKED: &str = "Your account has been blocked. Contact your administrator.";
+
+/// Ends a sign-in of a blocked user: audited, the transaction fails.
+pub async fn refuse_blocked(
+    svc: &Services,
+    origin: &Origin,
+    rec: &SignInRecord,
+    user: &User,
+    method: AuditMethod,
+) -> Error {
+    svc.audit(
+        origin,
+        Line::of(user, Event::SignIn)
+            .method(method)
+            .failed("blocked"),
+    )
+    .await;
+    let _ = advance(svc, rec, SignInEvent::Abort).await;
+    Error::forbidden(BLOCKED)
+}
+
+/// What the password step decided.
+pub enum PasswordOutcome {
+    /// Unknown user, no password, or the wrong one: all look the same.
+    Incorrect,
+    /// The user must sign in with the phone: the password alone is not enough and there is
+    /// no second step to add to it.
+    UseTheApp,
+    /// On to the second step with `method`.
+    SecondStep { user: User, method: MethodKind },
+    /// Signed in (`setup_required`: only to add a method the policy requires).
+    Done {
+        user: User,
+        state: SignInState,
+        setup_required: bool,
+    },
+}
+
+/// Checks the password of an identified sign-in and moves it on.
+pub async fn check_password(
+    svc: &Services,
+    origin: &Origin,
+    rec: &SignInRecord,
+    typed: SecretString,
+) -> Result<PasswordOutcome, Error> {
+    let SignInState::Identified { user: user_id } = rec.state else {
+        return Err(Error::internal("password step outside its state"));
+    };
+    let user = match user_id {
+        Some(id) => svc.store.find_user(id).await?,
+        None => None,
+    };
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    // Unknown user, user without password and wrong password all cost one Argon2id check.
+    let verified = svc
+        .hasher
+        .run(move || password::verify(stored.as_deref(), &typed))
+        .await?;
+    let line = |reason: &str| {
+        Line::named(
+            rec.tenant,
+            user.as_ref().map(|u| u.id),
+            &rec.username,
+            Event::SignIn,
+        )
+        .method(AuditMethod::Password)
+        .failed(reason)
+    };
+    let user = match (verified, user.as_ref()) {
+        (true, Some(u)) => u.clone(),
+        _ => {
+            let reason = if user.is_none() {
+                "unknown_user"
+            } else {
+                "wrong_password"
+            };
+            svc.audit(origin, line(reason)).await;
+            return Ok(PasswordOutcome::Incorrect);
+        }
+    };
+    if user.is_blocked {
+        // Said only after the right password, so it reveals nothing to a guesser.
+        return Err(refuse_blocked(svc, origin, rec, &user, AuditMethod::Password).await);
+    }
+    let up = svc.user_policy(&user).await?;
+    let second_factors = second_factor_kinds(svc, &user, &up.allowed).await?;
+    if second_factors.is_empty() && up.mfa_required && phone_sign_in_available(svc, &user).await? {
+        // Two-step verification required, no second step allowed after a password, but phone
+        // sign-in is set up: the phone is the way in.
+        svc.audit(origin, line("password_not_enough")).await;
+        return Ok(PasswordOutcome::UseTheApp);
+    }
+    let next = advance(
+        svc,
+        rec,
+        SignInEvent::PasswordAccepted {
+            user: user.id,
+            second_factors,
+        },
+    )
+    .await
+    .map_err(step_error)?;
+    Ok(match next {
+        SignInState::SecondFactor { method, .. } => PasswordOutcome::SecondStep { user, method },
+        state => PasswordOutcome::Done {
+            user,
+            state,
+            // Required but nothing to verify with: signed in only to add a method.
+            setup_required: up.mfa_required,
+        },
+    })
+}
+
+/// A step error as people see it (for steps that cannot simply go back to their page).
+pub fn step_error(e: StepError) -> Error {
+    match e {
+        StepError::NotNow | StepError::MovedOn => {
+            Error::bad_request(StepError::MovedOn.to_string())
+        }
+        StepError::Store(e) => e.into(),
+    }
+}
+
+/// The user's second-step method kinds the policy allows, the default method's kind first.
+pub async fn second_factor_kinds(
+    svc: &Services,
+    user: &User,
+    allowed: &Allowed,
+) -> Result<Vec<MethodKind>, StoreError> {
+    let mut methods = svc.store.list_methods(user.id).await?;
+    methods.retain(|m| allowed.permits(m.kind));
+    let mut kinds: Vec<MethodKind> = Vec::new();
+    if let Some(d) = user
+        .default_method
+        .and_then(|d| methods.iter().find(|m| m.id == d))
+    {
+        kinds.push(d.kind);
+    }
+    for m in &methods {
+        if !kinds.contains(&m.kind) {
+            kinds.push(m.kind);
+        }
+    }
+    Ok(kinds)
+}
+
+/// Whether phone sign-in can be used by `user` right now: a device with phone sign-in on and a
+/// working PIN key, a policy that allows it, and requests not blocked by a fraud report.
+pub async fn phone_sign_in_available(svc: &Services, user: &User) -> Result<bool, StoreError> {
+    if user.is_blocked || user.push_blocked_at.is_some() {
+        return Ok(false);
+    }
+    if !svc.user_policy(user).await?.allowed.phone_sign_in {
+        return Ok(false);
+    }
+    Ok(svc
+        .store
+        .list_devices(user.id)
+        .await?
+        .iter()
+        .any(|d| d.phone_sign_in_ready()))
+}
+
+/// Records the user's choice between the app and the password, offered first next time.
+pub async fn remember_choice(
+    svc: &Services,
+    user: &User,
+    choice: SignInChoice,
+) -> Result<(), StoreError> {
+    if user.signin_preference != Some(choice) {
+        svc.store
+            .update_signin_preference(user.id, Some(choice))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Mints the session for a finished transaction and ends the transaction, in one write with
+/// the user's last sign-in and the audit line (and, for an approval, approved -> consumed:
+/// two tabs or two nodes cannot both use one approval). Returns the new session's token, or
+/// None if the approval was used meanwhile. Any previous session of this browser ends.
+#[allow(clippy::too_many_arguments)] // each is one fact about this sign-in
+pub async fn finish(
+    svc: &Services,
+    origin: &Origin,
+    rec: &SignInRecord,
+    done: &SignInState,
+    user: &User,
+    method: AuditMethod,
+    approval: Option<&ChallengeId>,
+    previous_session: Option<&str>,
+) -> Result<Option<String>, Error> {
+    let completed = done
+        .completed()
+        .ok_or_else(|| Error::internal("finish called before Done"))?;
+    let now = svc.now();
+    // The session id is new at every sign-in (no fixation).
+    if let Some(old) = previous_session {
+        svc.store
+            .revoke_session(&crate::token::hash(old), now)
+            .await?;
+    }
+    let token = crate::token::random();
+    let success = svc.audit_event(origin, Line::of(user, Event::SignIn).method(method));
+    let completed = svc
+        .store
+        .complete_signin(
+            &rec.id_hash,
+            &crate::token::hash(&token),
+            &completed,
+            now,
+            svc.config.session_limits(),
+            &success,
+            approval,
+        )
+        .await?;
+    Ok(completed.then_some(token))
+}
+
+/// Where an approval-waiting sign-in stands when the page asks to complete it.
+pub enum Completion {
+    /// Not approved (yet): back to the page.
+    NotApproved,
+    /// The user is gone: start again.
+    Gone,
+    /// Signed in with a new session.
+    SignedIn {
+        token: String,
+        user: User,
+        kind: ChallengeKind,
+    },
+}
+
+/// Turns an approved request of this sign-in into a session, exactly once. Judged again at
+/// the last moment: a policy switched off, or a device removed or turned off, between the
+/// approval and now stops the sign-in.
+pub async fn complete_approval(
+    svc: &Services,
+    origin: &Origin,
+    rec: &SignInRecord,
+    previous_session: Option<&str>,
+) -> Result<Completion, Error> {
+    let (user_id, event, kind) = match rec.state {
+        SignInState::SecondFactor {
+            user,
+            method: MethodKind::Push,
+            ..
+        } => (
+            user,
+            SignInEvent::SecondFactorAccepted(MethodKind::Push),
+            ChallengeKind::Mfa,
+        ),
+        SignInState::PhoneSignIn { user } => (
+            user,
+            SignInEvent::PhoneSignInApproved,
+            ChallengeKind::PhoneSignIn,
+        ),
+        _ => return Ok(Completion::NotApproved),
+    };
+    let Some(c) = approvals::latest(svc, rec).await? else {
+        return Ok(Completion::NotApproved);
+    };
+    let Some(user) = svc
+        .store
+        .find_user(user_id)
+        .await?
+        .filter(|u| u.id == c.user)
+    else {
+        return Ok(Completion::Gone);
+    };
+    if user.is_blocked {
+        return Err(Error::forbidden(BLOCKED));
+    }
+    if c.state != ChallengeState::Approved {
+        return Ok(Completion::NotApproved);
+    }
+    let method = approvals::audit_method(kind);
+    if !approvals::still_valid(svc, &user, &c).await? {
+        svc.audit(
+            origin,
+            Line::of(&user, Event::SignIn)
+                .method(method)
+                .failed("no_longer_allowed"),
+        )
+        .await;
+        approvals::cancel(svc, &user).await?;
+        let _ = svc.store.consume_challenge(&c.id).await?;
+        return Err(Error::new(
+            Kind::Forbidden,
+            "not_allowed",
+            format!(
+                "{} Use your password instead.",
+                super::policy::PHONE_SIGN_IN_NOT_ALLOWED
+            ),
+        ));
+    }
+    // The approval is consumed (approved -> consumed, once) in the same commit as the session
+    // that ends the transaction: the Done state need not be stored first.
+    let Ok(done) = rec.state.next(event) else {
+        return Ok(Completion::NotApproved);
+    };
+    let Some(token) = finish(
+        svc,
+        origin,
+        rec,
+        &done,
+        &user,
+        method,
+        Some(&c.id),
+        previous_session,
+    )
+    .await?
+    else {
+        return Ok(Completion::NotApproved);
+    };
+    if kind == ChallengeKind::PhoneSignIn {
+        remember_choice(svc, &user, SignInChoice::App).await?;
+    }
+    Ok(Completion::SignedIn { token, user, kind })
+}

@@ -1,0 +1,454 @@
+//! Users: the list, creating one, one user's page and the actions on it.
+
+use super::{group_path, seg, user_path, yes_no, Flash};
+use crate::error::Error;
+use crate::service::users::{self, NewAccount, UserError};
+use crate::service::{devices, Admin, Origin};
+use crate::web::extract::{reauth_redirect, Admin as AdminUser, RecentAdmin, SignedIn};
+use crate::web::templates::{
+    device_rows, last_used, AdminMethodRow, LogRow, UserAction, UserPage, UserRow, UsersPage,
+};
+use crate::web::{fmt_time, page, see_other, CsrfForm, CsrfToken};
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use sesame_core::audit::Event;
+use sesame_core::secret::SecretString;
+use sesame_core::DeviceId;
+use sesame_store::{AuditEvent, AuditFilter, Device, User};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/users", get(users_page).post(create_user))
+        .route("/admin/users/{username}", get(user_page))
+        .route("/admin/users/{username}/block", post(block_user))
+        .route("/admin/users/{username}/unblock", post(unblock_user))
+        .route("/admin/users/{username}/reset-methods", post(reset_methods))
+        .route(
+            "/admin/users/{username}/devices/{id}/remove",
+            post(remove_device),
+        )
+        .route(
+            "/admin/users/{username}/devices/{id}/phone-sign-in-off",
+            post(phone_sign_in_off),
+        )
+        .route(
+            "/admin/users/{username}/devices/{id}/allow-again",
+            post(allow_again),
+        )
+}
+
+pub(super) async fn find_user(
+    state: &AppState,
+    me: &SignedIn,
+    username: &str,
+) -> Result<User, Error> {
+    state
+        .store
+        .find_user_by_username(me.user.tenant, username)
+        .await?
+        .ok_or_else(Error::not_found)
+}
+
+pub(super) fn log_rows(entries: &[AuditEvent]) -> Vec<LogRow> {
+    entries
+        .iter()
+        .map(|e| LogRow {
+            time: fmt_time(e.at),
+            username: e.username.clone(),
+            event: e.event.as_str(),
+            method: e.method.map_or("-", |m| m.as_str()),
+            result: e.result.as_str(),
+            reason: e.reason.clone().unwrap_or_else(|| "-".into()),
+            ip: e.ip.clone(),
+        })
+        .collect()
+}
+
+/// What was typed in the "Create user" form, shown again when it is refused.
+#[derive(Default)]
+struct Typed {
+    username: String,
+    display_name: String,
+    admin: bool,
+}
+
+async fn users_view(
+    state: &AppState,
+    me: &SignedIn,
+    csrf: &CsrfToken,
+    status: StatusCode,
+    flash: &Flash,
+    typed: &Typed,
+    error: Option<&str>,
+) -> Result<Response, Error> {
+    let users = state
+        .store
+        .list_users(me.user.tenant)
+        .await?
+        .iter()
+        .map(|u| UserRow {
+            path: user_path(&u.username),
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            admin: yes_no(u.is_admin),
+            blocked: yes_no(u.is_blocked),
+            push_blocked: u
+                .push_blocked_at
+                .map(|t| format!("Yes, since {}", fmt_time(t)))
+                .unwrap_or_else(|| "No".into()),
+            last_signin: u
+                .last_signin_at
+                .map(fmt_time)
+                .unwrap_or_else(|| "Never".into()),
+        })
+        .collect();
+    Ok(page(
+        csrf,
+        status,
+        &UsersPage {
+            csrf: &csrf.token,
+            notice: flash.notice(),
+            flash_error: flash.error(),
+            error,
+            users,
+            typed_username: &typed.username,
+            typed_display_name: &typed.display_name,
+            typed_admin: typed.admin,
+        },
+    ))
+}
+
+async fn users_page(
+    State(state): State<AppState>,
+    AdminUser(me): AdminUser,
+    csrf: CsrfToken,
+    q: Query<Flash>,
+) -> Result<Response, Error> {
+    users_view(
+        &state,
+        &me,
+        &csrf,
+        StatusCode::OK,
+        &q,
+        &Typed::default(),
+        None,
+    )
+    .await
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    AdminUser(me): AdminUser,
+    origin: Origin,
+    csrf: CsrfToken,
+    form: CsrfForm,
+) -> Result<Response, Error> {
+    let typed = Typed {
+        username: form.text("username").trim().to_string(),
+        display_name: form.text("display_name").trim().to_string(),
+        admin: form.get("admin").is_some(),
+    };
+    // Making someone an administrator hands out every power of this console.
+    if typed.admin && !me.is_recent(&state) {
+        return Ok(reauth_redirect("/admin/users", true));
+    }
+    let new = NewAccount {
+        username: typed.username.clone(),
+        display_name: Some(typed.display_name.clone()),
+        password: match form.text("password") {
+            "" => None,
+            pw => Some(SecretString::new(pw.to_string())),
+        },
+        admin: typed.admin,
+    };
+    let admin = Admin::console(&me.user, origin);
+    let message = match users::create(&state, &admin, me.user.tenant, new).await {
+        Ok(user) => {
+            return Ok(see_other(&format!(
+                "{}?done=created",
+                user_path(&user.username)
+            )))
+        }
+        Err(UserError::BadUsername) => "Enter a username (at most 256 characters).".to_string(),
+        Err(UserError::DisplayNameTooLong) => {
+            "The display name can have at most 256 characters.".to_string()
+        }
+        Err(UserError::Password(e)) => e.to_string(),
+        Err(UserError::Exists(name)) => format!("A user named {name:?} already exists."),
+        Err(UserError::Store(e)) => return Err(e.into()),
+        Err(UserError::Server(e)) => return Err(e),
+        Err(e) => return Err(Error::internal(e.to_string())),
+    };
+    users_view(
+        &state,
+        &me,
+        &csrf,
+        StatusCode::BAD_REQUEST,
+        &Flash::default(),
+        &typed,
+        Some(&message),
+    )
+    .await
+}
+
+fn action(path: String, label: &'static str, note: &'static str) -> UserAction {
+    UserAction::Form { path, label, note }
+}
+
+async fn user_page(
+    State(state): State<AppState>,
+    AdminUser(me): AdminUser,
+    csrf: CsrfToken,
+    Path(username): Path<String>,
+    q: Query<Flash>,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    let base = user_path(&user.username);
+    let groups = state.store.list_user_groups(user.id).await?;
+    let methods = state.store.list_methods(user.id).await?;
+    let devices = state.store.list_devices(user.id).await?;
+    let recent = state
+        .store
+        .list_audit(&AuditFilter {
+            tenant: Some(user.tenant),
+            user: Some(user.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await?;
+    let push_blocked = user
+        .push_blocked_at
+        .map(|t| {
+            format!(
+                "Blocked since {}: the user reported a sign-in request as not theirs. Unblock lifts it.",
+                fmt_time(t)
+            )
+        })
+        .unwrap_or_else(|| "Allowed".into());
+    let details = vec![
+        ("Username", user.username.clone()),
+        ("Display name", user.display_name.clone()),
+        ("Administrator", yes_no(user.is_admin).into()),
+        ("Blocked", yes_no(user.is_blocked).into()),
+        ("Phone requests", push_blocked),
+        (
+            "Password",
+            if user.has_password { "Set" } else { "Not set" }.into(),
+        ),
+        ("Created", fmt_time(user.created_at)),
+        (
+            "Last sign-in",
+            user.last_signin_at
+                .map(fmt_time)
+                .unwrap_or_else(|| "Never".into()),
+        ),
+    ];
+    let mut actions = Vec::new();
+    if user.is_blocked || user.push_blocked_at.is_some() {
+        actions.push(action(
+            format!("{base}/unblock"),
+            "Unblock",
+            "Lets the user sign in again, and allows sign-in requests to their phone again after a fraud report.",
+        ));
+    }
+    if !user.is_blocked {
+        if user.id == me.user.id {
+            actions.push(UserAction::Note("You cannot block your own account."));
+        } else {
+            actions.push(action(
+                format!("{base}/block"),
+                "Block",
+                "Refuses every sign-in and ends the user's sessions at once.",
+            ));
+        }
+    }
+    actions.push(action(
+        format!("{base}/reset-methods"),
+        "Reset methods",
+        "Removes every verification method and registered device (for a lost phone). The user signs in with their password and sets up methods again.",
+    ));
+    let methods = methods
+        .iter()
+        .map(|m| AdminMethodRow {
+            kind: m.kind.display_name(),
+            label: m.label.clone(),
+            added: fmt_time(m.created_at),
+            last_used: last_used(m.last_used_at),
+        })
+        .collect();
+    Ok(page(
+        &csrf,
+        StatusCode::OK,
+        &UserPage {
+            csrf: &csrf.token,
+            notice: q.notice(),
+            flash_error: q.error(),
+            username: &user.username,
+            details,
+            groups: groups
+                .iter()
+                .map(|g| (group_path(&g.name), g.name.clone()))
+                .collect(),
+            actions,
+            methods,
+            devices: device_rows(&devices, &format!("{base}/devices")),
+            entries: log_rows(&recent),
+            log_user: seg(&user.username),
+        },
+    ))
+}
+
+async fn block_user(
+    State(state): State<AppState>,
+    RecentAdmin(me): RecentAdmin,
+    origin: Origin,
+    Path(username): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    let back = user_path(&user.username);
+    match users::block(&state, &Admin::console(&me.user, origin), &user).await {
+        Ok(_) => Ok(see_other(&format!("{back}?done=blocked"))),
+        Err(UserError::OwnAccount) => Ok(see_other(&format!("{back}?error=self_block"))),
+        Err(e) => Err(Error::internal(e.to_string())),
+    }
+}
+
+async fn unblock_user(
+    State(state): State<AppState>,
+    RecentAdmin(me): RecentAdmin,
+    origin: Origin,
+    Path(username): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    users::unblock(&state, &Admin::console(&me.user, origin), &user)
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok(see_other(&format!(
+        "{}?done=unblocked",
+        user_path(&user.username)
+    )))
+}
+
+async fn reset_methods(
+    State(state): State<AppState>,
+    RecentAdmin(me): RecentAdmin,
+    origin: Origin,
+    Path(username): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    users::reset_methods(&state, &Admin::console(&me.user, origin), &user)
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok(see_other(&format!(
+        "{}?done=reset",
+        user_path(&user.username)
+    )))
+}
+
+/// The user and one of their devices, or 404.
+async fn user_device(
+    state: &AppState,
+    me: &SignedIn,
+    username: &str,
+    id: &str,
+) -> Result<(User, Device), Error> {
+    let user = find_user(state, me, username).await?;
+    let device = state
+        .store
+        .find_device(&DeviceId(id.to_string()))
+        .await?
+        .filter(|d| d.user == user.id)
+        .ok_or_else(Error::not_found)?;
+    Ok((user, device))
+}
+
+/// Audits an administrator's action on one device and goes back to the user's page.
+async fn device_done(
+    state: &AppState,
+    admin: &Admin,
+    user: &User,
+    device: &Device,
+    event: Event,
+    done: &str,
+) -> Response {
+    let detail = format!("device {}", device.name);
+    state
+        .audit(
+            &admin.origin,
+            admin.line(user.tenant, Some(user), event, Some(&detail)),
+        )
+        .await;
+    see_other(&format!("{}?done={done}", user_path(&user.username)))
+}
+
+async fn remove_device(
+    State(state): State<AppState>,
+    RecentAdmin(me): RecentAdmin,
+    origin: Origin,
+    Path((username, id)): Path<(String, String)>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let (user, device) = user_device(&state, &me, &username, &id).await?;
+    let admin = Admin::console(&me.user, origin);
+    if !devices::remove(&state, &admin.origin, &user, &device.id).await? {
+        return Err(Error::not_found());
+    }
+    Ok(device_done(
+        &state,
+        &admin,
+        &user,
+        &device,
+        Event::AdminDeviceRemoved,
+        "device_removed",
+    )
+    .await)
+}
+
+async fn phone_sign_in_off(
+    State(state): State<AppState>,
+    RecentAdmin(me): RecentAdmin,
+    origin: Origin,
+    Path((username, id)): Path<(String, String)>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let (user, device) = user_device(&state, &me, &username, &id).await?;
+    let admin = Admin::console(&me.user, origin);
+    devices::turn_off_phone_sign_in(&state, &admin.origin, &user, &device, &admin.by).await?;
+    Ok(device_done(
+        &state,
+        &admin,
+        &user,
+        &device,
+        Event::AdminPhoneSignInDisabled,
+        "phone_sign_in_off",
+    )
+    .await)
+}
+
+async fn allow_again(
+    State(state): State<AppState>,
+    RecentAdmin(me): RecentAdmin,
+    origin: Origin,
+    Path((username, id)): Path<(String, String)>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let (user, device) = user_device(&state, &me, &username, &id).await?;
+    let admin = Admin::console(&me.user, origin);
+    devices::reset_pin_key(&state, &admin.origin, &user, &device, &admin.by).await?;
+    Ok(device_done(
+        &state,
+        &admin,
+        &user,
+        &device,
+        Event::AdminPinKeyReset,
+        "allowed_again",
+    )
+    .await)
+}

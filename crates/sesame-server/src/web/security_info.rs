@@ -1,0 +1,225 @@
+//! "My security info": the user's methods, default method and devices. Setting a method up is
+//! the method's own page (`methods/`), reached through "Add method".
+//!
+//! Adding a method needs a recent sign-in; removing one needs a recent sign-in that included a
+//! second step, so a stolen idle session cannot strip an account's protection.
+
+use super::extract::{FreshSecondStep, Recent, SignedIn};
+use super::templates::{
+    device_rows, last_used, AddMethodPage, DefaultMethodPage, DefaultOption, MethodRow,
+    SecurityInfoPage,
+};
+use super::{fmt_time, page, see_other, CsrfForm, CsrfToken};
+use crate::error::Error;
+use crate::service::{devices, security, Origin};
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use sesame_core::{DeviceId, MethodId};
+use sesame_store::{Device, Method, User};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/security-info", get(overview))
+        .route("/security-info/add", get(add_choose))
+        .route("/security-info/methods/{id}/delete", post(delete_method))
+        .route(
+            "/security-info/default",
+            get(default_page).post(default_submit),
+        )
+        .route("/security-info/devices/{id}/remove", post(remove_device))
+        .route(
+            "/security-info/devices/{id}/phone-sign-in-off",
+            post(phone_sign_in_off),
+        )
+        .route("/security-info/devices/{id}/allow-again", post(allow_again))
+}
+
+#[derive(Deserialize)]
+struct Flash {
+    done: Option<String>,
+    setup: Option<String>,
+}
+
+fn flash_text(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "added" => Some(
+            "Authenticator app added. From now on you will be asked for a code when you sign in.",
+        ),
+        "deleted" => Some("Method deleted."),
+        "default" => Some("Default method changed."),
+        "device_removed" => Some("Device removed. Its sign-in requests and codes no longer work."),
+        "phone_sign_in_off" => Some("Phone sign-in turned off for that device."),
+        "allowed_again" => Some("Phone sign-in can be turned on again for that device: open the Authenticator app and turn on phone sign-in (you will set up the PIN key again)."),
+        _ => None,
+    }
+}
+
+fn method_name(m: &Method) -> String {
+    format!("{} — {}", m.kind.display_name(), m.label)
+}
+
+async fn overview(
+    State(state): State<AppState>,
+    me: SignedIn,
+    csrf: CsrfToken,
+    q: Query<Flash>,
+) -> Result<Response, Error> {
+    let methods = state.store.list_methods(me.user.id).await?;
+    let setup_required = q.setup.is_some() && me.must_set_up_second_step(&state).await?;
+    let default = me
+        .user
+        .default_method
+        .and_then(|d| methods.iter().find(|m| m.id == d))
+        .map(method_name)
+        .unwrap_or_else(|| {
+            if me.user.has_password {
+                "Password only".into()
+            } else {
+                "None".into()
+            }
+        });
+    let rows = methods
+        .iter()
+        .map(|m| MethodRow {
+            id: m.id.0,
+            name: method_name(m),
+            added: fmt_time(m.created_at),
+            last_used: last_used(m.last_used_at),
+            on_device: m.device.is_some(),
+        })
+        .collect();
+    let devices = state.store.list_devices(me.user.id).await?;
+    Ok(page(
+        &csrf,
+        StatusCode::OK,
+        &SecurityInfoPage {
+            csrf: &csrf.token,
+            notice: flash_text(q.done.as_deref()),
+            error: setup_required.then_some(
+                "Your organisation requires two-step verification. Add a method to continue.",
+            ),
+            default_method: &default,
+            methods: rows,
+            devices: device_rows(&devices, "/security-info/devices"),
+        },
+    ))
+}
+
+async fn add_choose(State(state): State<AppState>, _me: Recent, csrf: CsrfToken) -> Response {
+    let choices = state
+        .methods()
+        .iter()
+        .filter_map(|m| m.enrolment())
+        .collect();
+    page(&csrf, StatusCode::OK, &AddMethodPage { choices })
+}
+
+async fn delete_method(
+    State(state): State<AppState>,
+    FreshSecondStep(me): FreshSecondStep,
+    origin: Origin,
+    Path(id): Path<i64>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    if !security::delete_method(&state, &origin, &me.user, MethodId(id)).await? {
+        return Err(Error::not_found());
+    }
+    Ok(see_other("/security-info?done=deleted"))
+}
+
+async fn default_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+    csrf: CsrfToken,
+) -> Result<Response, Error> {
+    let methods = state.store.list_methods(me.user.id).await?;
+    if methods.is_empty() {
+        return Ok(see_other("/security-info"));
+    }
+    let options = methods
+        .iter()
+        .map(|m| DefaultOption {
+            id: m.id.0,
+            name: method_name(m),
+            added: fmt_time(m.created_at),
+            selected: me.user.default_method == Some(m.id),
+        })
+        .collect();
+    Ok(page(
+        &csrf,
+        StatusCode::OK,
+        &DefaultMethodPage {
+            csrf: &csrf.token,
+            options,
+        },
+    ))
+}
+
+async fn default_submit(
+    State(state): State<AppState>,
+    me: SignedIn,
+    origin: Origin,
+    form: CsrfForm,
+) -> Result<Response, Error> {
+    let choose = || Error::bad_request("Choose one of your methods.");
+    let id: i64 = form.text("method").parse().map_err(|_| choose())?;
+    security::set_default_method(&state, &origin, &me.user, MethodId(id))
+        .await
+        .map_err(|_| choose())?;
+    Ok(see_other("/security-info?done=default"))
+}
+
+/// The user's own device, or 404.
+async fn own_device(state: &AppState, user: &User, id: &str) -> Result<Device, Error> {
+    state
+        .store
+        .find_device(&DeviceId(id.to_string()))
+        .await?
+        .filter(|d| d.user == user.id)
+        .ok_or_else(Error::not_found)
+}
+
+async fn phone_sign_in_off(
+    State(state): State<AppState>,
+    me: SignedIn,
+    origin: Origin,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let d = own_device(&state, &me.user, &id).await?;
+    devices::turn_off_phone_sign_in(&state, &origin, &me.user, &d, &me.user.username).await?;
+    Ok(see_other("/security-info?done=phone_sign_in_off"))
+}
+
+/// After 10 wrong PINs: forget the PIN key so the app can register a new one. Needs a recent
+/// second step, like any change that lets a new way to sign in.
+async fn allow_again(
+    State(state): State<AppState>,
+    FreshSecondStep(me): FreshSecondStep,
+    origin: Origin,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let d = own_device(&state, &me.user, &id).await?;
+    devices::reset_pin_key(&state, &origin, &me.user, &d, &me.user.username).await?;
+    Ok(see_other("/security-info?done=allowed_again"))
+}
+
+/// Removing a way to sign in needs a recent second step, like deleting a method.
+async fn remove_device(
+    State(state): State<AppState>,
+    FreshSecondStep(me): FreshSecondStep,
+    origin: Origin,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    if !devices::remove(&state, &origin, &me.user, &DeviceId(id)).await? {
+        return Err(Error::not_found());
+    }
+    Ok(see_other("/security-info?done=device_removed"))
+}

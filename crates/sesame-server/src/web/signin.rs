@@ -1,0 +1,360 @@
+//! The sign-in pages: username -> password -> second step -> session. The second step is
+//! whatever method the transaction is at; the methods registry says how to ask for it.
+
+use super::extract::{SignedIn, Tenant, Transaction, SETUP_REQUIRED};
+use super::flow::{self, page_for, remembered, step_refused};
+use super::templates::{CodePage, MethodsPage, PasswordPage, UsernamePage};
+use super::{
+    clear_cookie, host_cookie, page, safe_next, see_other, with_cookies, CsrfForm, CsrfToken,
+    SIGNIN_COOKIE,
+};
+use crate::error::Error;
+use crate::methods::{Prompt, Verdict};
+use crate::service::signin::{self, PasswordOutcome, MAX_USERNAME};
+use crate::service::{approvals, Origin};
+use crate::AppState;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use sesame_core::audit::AuditMethod;
+use sesame_core::method::MethodKind;
+use sesame_core::push::ChallengeKind;
+use sesame_core::secret::SecretString;
+use sesame_core::signin::{SignInChoice, SignInEvent, SignInState};
+use sesame_store::SignInRecord;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(root))
+        .route("/login", get(username_page).post(username_submit))
+        .route("/login/password", get(password_page).post(password_submit))
+        .route("/login/verify", get(verify_page).post(verify_submit))
+        .route("/login/methods", get(methods_page).post(methods_submit))
+}
+
+const INCORRECT: &str = "Your account or password is incorrect. If you don't remember your password, ask your administrator to reset it.";
+
+async fn root(me: Result<SignedIn, Response>) -> Response {
+    match me {
+        Ok(_) => see_other("/account"),
+        Err(_) => see_other("/login"),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+    reauth: Option<String>,
+    expired: Option<String>,
+}
+
+fn username_form(
+    csrf: &CsrfToken,
+    status: StatusCode,
+    next: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    page(
+        csrf,
+        status,
+        &UsernamePage {
+            csrf: &csrf.token,
+            error,
+            next,
+            username: "",
+            max_username: MAX_USERNAME,
+        },
+    )
+}
+
+async fn username_page(q: Query<LoginQuery>, csrf: CsrfToken) -> Response {
+    let message = if q.reauth.is_some() {
+        Some("For your security, sign in again to continue.")
+    } else if q.expired.is_some() {
+        Some("Your sign-in took too long. Start again.")
+    } else {
+        None
+    };
+    let next = safe_next(q.next.as_deref());
+    username_form(&csrf, StatusCode::OK, next.as_deref(), message)
+}
+
+async fn username_submit(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    headers: HeaderMap,
+    origin: Origin,
+    csrf: CsrfToken,
+    form: CsrfForm,
+) -> Result<Response, Error> {
+    let username = form.text("username").trim().to_string();
+    let next = safe_next(form.get("next"));
+    if username.is_empty() || username.chars().count() > MAX_USERNAME {
+        let msg = if username.is_empty() {
+            "Enter your username."
+        } else {
+            "That username is too long."
+        };
+        return Ok(username_form(
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            next.as_deref(),
+            Some(msg),
+        ));
+    }
+    let user = state.store.find_user_by_username(tenant, &username).await?;
+    // A user with phone sign-in goes straight to the phone, unless they chose the password
+    // last time; a pending request from an earlier attempt is superseded, never in the way.
+    let phone_first = match &user {
+        Some(u) => {
+            remembered(&state, &headers, u) != Some(SignInChoice::Password)
+                && signin::phone_sign_in_available(&state, u).await?
+        }
+        None => false,
+    };
+    let started =
+        signin::start(&state, tenant, &username, user.as_ref(), next, phone_first).await?;
+    let cookie = host_cookie(
+        SIGNIN_COOKIE,
+        &started.token,
+        Some(state.config.signin_lifetime_secs),
+    );
+    if let (true, Some(user)) = (phone_first, &user) {
+        approvals::start(
+            &state,
+            &origin,
+            &started.record,
+            user,
+            ChallengeKind::PhoneSignIn,
+        )
+        .await?;
+        return Ok(with_cookies(see_other("/login/app"), &[cookie]));
+    }
+    Ok(with_cookies(see_other("/login/password"), &[cookie]))
+}
+
+pub(super) fn password_form(
+    csrf: &CsrfToken,
+    status: StatusCode,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    page(
+        csrf,
+        status,
+        &PasswordPage {
+            csrf: &csrf.token,
+            error,
+            username,
+        },
+    )
+}
+
+async fn password_page(Transaction(rec): Transaction, csrf: CsrfToken) -> Response {
+    if !matches!(rec.state, SignInState::Identified { .. }) {
+        return see_other(page_for(&rec.state));
+    }
+    password_form(&csrf, StatusCode::OK, &rec.username, None)
+}
+
+async fn password_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Transaction(rec): Transaction,
+    origin: Origin,
+    csrf: CsrfToken,
+    form: CsrfForm,
+) -> Result<Response, Error> {
+    if !matches!(rec.state, SignInState::Identified { .. }) {
+        return Ok(see_other(page_for(&rec.state)));
+    }
+    let typed = SecretString::new(form.text("password").to_string());
+    match signin::check_password(&state, &origin, &rec, typed).await? {
+        PasswordOutcome::Incorrect => Ok(password_form(
+            &csrf,
+            StatusCode::UNAUTHORIZED,
+            &rec.username,
+            Some(INCORRECT),
+        )),
+        PasswordOutcome::UseTheApp => Ok(password_form(
+            &csrf,
+            StatusCode::FORBIDDEN,
+            &rec.username,
+            Some("Your organisation requires you to sign in with the Authenticator app. Choose \"Use an app instead\"."),
+        )),
+        PasswordOutcome::SecondStep { user, method } => {
+            if let Some(m) = state.methods().get(method) {
+                m.begin(&state, &origin, &rec, &user).await?;
+            }
+            Ok(see_other("/login/verify"))
+        }
+        PasswordOutcome::Done {
+            user,
+            state: done,
+            setup_required,
+        } => {
+            // Signed in only to add a method: every other page stays closed until then.
+            let rec = if setup_required {
+                SignInRecord {
+                    next_path: Some(SETUP_REQUIRED.into()),
+                    ..rec
+                }
+            } else {
+                rec
+            };
+            let previous = flow::current_session(&headers);
+            match signin::finish(
+                &state,
+                &origin,
+                &rec,
+                &done,
+                &user,
+                AuditMethod::Password,
+                None,
+                previous.as_deref(),
+            )
+            .await?
+            {
+                Some(token) => Ok(flow::signed_in(&rec, &token, &state)),
+                None => Ok(see_other(page_for(&rec.state))),
+            }
+        }
+    }
+}
+
+async fn verify_page(
+    State(state): State<AppState>,
+    Transaction(rec): Transaction,
+    csrf: CsrfToken,
+) -> Result<Response, Error> {
+    let SignInState::SecondFactor { method, .. } = rec.state else {
+        return Ok(see_other(page_for(&rec.state)));
+    };
+    match state.methods().get(method).map(|m| m.prompt()) {
+        Some(Prompt::Code(prompt)) => Ok(code_form(&csrf, StatusCode::OK, prompt, None)),
+        _ => flow::waiting_page(&state, &rec, &csrf).await,
+    }
+}
+
+fn code_form(csrf: &CsrfToken, status: StatusCode, prompt: &str, error: Option<&str>) -> Response {
+    page(
+        csrf,
+        status,
+        &CodePage {
+            csrf: &csrf.token,
+            error,
+            prompt,
+        },
+    )
+}
+
+async fn verify_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Transaction(rec): Transaction,
+    origin: Origin,
+    csrf: CsrfToken,
+    form: CsrfForm,
+) -> Result<Response, Error> {
+    let SignInState::SecondFactor {
+        user: user_id,
+        method,
+        ..
+    } = rec.state
+    else {
+        return Ok(see_other(page_for(&rec.state)));
+    };
+    let Some(m) = state.methods().get(method) else {
+        return Err(Error::internal(format!("no module for method {method}")));
+    };
+    let Prompt::Code(prompt) = m.prompt() else {
+        return Ok(see_other("/login/verify"));
+    };
+    let Some(user) = state.store.find_user(user_id).await? else {
+        return Ok(with_cookies(
+            see_other("/login"),
+            &[clear_cookie(SIGNIN_COOKIE)],
+        ));
+    };
+    if user.is_blocked {
+        return Err(signin::refuse_blocked(&state, &origin, &rec, &user, method.into()).await);
+    }
+    match m.verify(&state, &origin, &user, form.text("code")).await? {
+        Verdict::Accepted => {}
+        Verdict::Refused { status, message } => {
+            return Ok(code_form(&csrf, status, prompt, Some(&message)))
+        }
+        Verdict::NotHere => return Ok(see_other("/login/verify")),
+    }
+    let done = match signin::advance(&state, &rec, SignInEvent::SecondFactorAccepted(method)).await
+    {
+        Ok(s) => s,
+        Err(e) => return Ok(step_refused(&rec, e)),
+    };
+    let previous = flow::current_session(&headers);
+    match signin::finish(
+        &state,
+        &origin,
+        &rec,
+        &done,
+        &user,
+        method.into(),
+        None,
+        previous.as_deref(),
+    )
+    .await?
+    {
+        Some(token) => Ok(flow::signed_in(&rec, &token, &state)),
+        None => Ok(see_other(page_for(&rec.state))),
+    }
+}
+
+async fn methods_page(Transaction(rec): Transaction, csrf: CsrfToken) -> Response {
+    let SignInState::SecondFactor { available, .. } = &rec.state else {
+        return see_other(page_for(&rec.state));
+    };
+    let options = available
+        .iter()
+        .map(|k| (k.as_str(), k.display_name()))
+        .collect();
+    page(
+        &csrf,
+        StatusCode::OK,
+        &MethodsPage {
+            csrf: &csrf.token,
+            options,
+        },
+    )
+}
+
+async fn methods_submit(
+    State(state): State<AppState>,
+    Transaction(rec): Transaction,
+    origin: Origin,
+    form: CsrfForm,
+) -> Result<Response, Error> {
+    let kind: MethodKind = form
+        .text("method")
+        .parse()
+        .map_err(|_| Error::bad_request("Choose one of the listed verification options."))?;
+    let next = match signin::advance(&state, &rec, SignInEvent::ChooseMethod(kind)).await {
+        Ok(s) => s,
+        Err(e) => return Ok(step_refused(&rec, e)),
+    };
+    if let SignInState::SecondFactor { user, method, .. } = next {
+        let Some(user) = state.store.find_user(user).await? else {
+            return Ok(see_other("/login"));
+        };
+        // Moving to another method: what the others sent must not stay answerable.
+        for m in state.methods().iter().filter(|m| m.kind() != method) {
+            m.cancel(&state, &user).await?;
+        }
+        if let Some(m) = state.methods().get(method) {
+            m.begin(&state, &origin, &rec, &user).await?;
+        }
+    }
+    Ok(see_other("/login/verify"))
+}

@@ -1,0 +1,465 @@
+//! Every page, as an askama template (`templates/`): checked when the server is compiled, and
+//! escaped by default, so no handler builds HTML by hand and nothing typed by a user or an
+//! attacker reaches a page unescaped. One layout holds the page frame and style; forms include
+//! the CSRF field (`parts/csrf.html`), pages their banner (`parts/error.html`,
+//! `parts/notice.html`).
+
+use super::fmt_time;
+use askama::Template;
+use axum::response::Html;
+use sesame_store::Device;
+
+/// The escaper of every `.html` template (see `askama.toml`): the entities these pages have
+/// always used, safe in text and in quoted attribute values.
+#[derive(Debug, Clone, Copy)]
+pub struct HtmlEscaper;
+
+impl askama::filters::Escaper for HtmlEscaper {
+    fn write_escaped_str<W: std::fmt::Write>(&self, mut dest: W, s: &str) -> std::fmt::Result {
+        let mut last = 0;
+        for (i, c) in s.char_indices() {
+            let entity = match c {
+                '&' => "&amp;",
+                '<' => "&lt;",
+                '>' => "&gt;",
+                '"' => "&quot;",
+                '\'' => "&#39;",
+                _ => continue,
+            };
+            dest.write_str(&s[last..i])?;
+            dest.write_str(entity)?;
+            last = i + 1;
+        }
+        dest.write_str(&s[last..])
+    }
+}
+
+/// Renders a page. A template that fails to render (it cannot, short of a bug in a `Display`
+/// impl) gives a plain error page rather than a half page.
+pub fn html(t: &impl Template) -> Html<String> {
+    match t.render() {
+        Ok(s) => Html(s),
+        Err(e) => {
+            tracing::error!(%e, "a page could not be rendered");
+            Html("<!doctype html><title>Error - Sesame</title><h1>Something went wrong</h1>".into())
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+// ---- Sign-in ----
+
+#[derive(Template)]
+#[template(path = "signin/username.html")]
+pub struct UsernamePage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub next: Option<&'a str>,
+    pub username: &'a str,
+    pub max_username: usize,
+}
+
+#[derive(Template)]
+#[template(path = "signin/password.html")]
+pub struct PasswordPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub username: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "signin/code.html")]
+pub struct CodePage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub prompt: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "signin/methods.html")]
+pub struct MethodsPage<'a> {
+    pub csrf: &'a str,
+    /// (form value, what people read)
+    pub options: Vec<(&'static str, &'static str)>,
+}
+
+/// What the waiting page shows of the sign-in's latest request.
+pub enum Waiting<'a> {
+    Pending { number: &'a str, expires_in: i64 },
+    Approved,
+    NotApproved { message: &'a str, may_resend: bool },
+    Refused { reason: &'a str },
+    NoRequest,
+}
+
+#[derive(Template)]
+#[template(path = "signin/waiting.html")]
+pub struct WaitingPage<'a> {
+    pub csrf: &'a str,
+    pub username: &'a str,
+    /// Passwordless phone sign-in (else the second step after a password).
+    pub phone_sign_in: bool,
+    pub view: Waiting<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "signin/options.html")]
+pub struct OptionsPage<'a> {
+    pub csrf: &'a str,
+    pub username: &'a str,
+    pub app: bool,
+}
+
+// ---- Account and set-up ----
+
+#[derive(Template)]
+#[template(path = "account/account.html")]
+pub struct AccountPage<'a> {
+    pub csrf: &'a str,
+    pub display_name: &'a str,
+    pub username: &'a str,
+    pub is_admin: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account/signed_out.html")]
+pub struct SignedOutPage;
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+pub struct SetupPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub token: &'a str,
+}
+
+// ---- My security info ----
+
+pub struct MethodRow {
+    pub id: i64,
+    pub name: String,
+    pub added: String,
+    pub last_used: String,
+    /// Methods of a registered app go with the app: removed with the device.
+    pub on_device: bool,
+}
+
+pub struct DeviceRow {
+    /// Where the row's actions post (`{base}/{id}/{action}`).
+    pub base: String,
+    pub id: String,
+    pub name: String,
+    pub added: String,
+    pub last_used: String,
+    pub phone_sign_in: &'static str,
+    /// (path segment, button label)
+    pub actions: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Template)]
+#[template(path = "security/overview.html")]
+pub struct SecurityInfoPage<'a> {
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub default_method: &'a str,
+    pub methods: Vec<MethodRow>,
+    pub devices: Vec<DeviceRow>,
+}
+
+#[derive(Template)]
+#[template(path = "security/add.html")]
+pub struct AddMethodPage {
+    /// (link, what people read)
+    pub choices: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Template)]
+#[template(path = "security/totp.html")]
+pub struct TotpSetupPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub qr: &'a str,
+    pub secret: &'a str,
+    pub uri: &'a str,
+    pub enrollment: &'a str,
+}
+
+pub struct DefaultOption {
+    pub id: i64,
+    pub name: String,
+    pub added: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "security/default.html")]
+pub struct DefaultMethodPage<'a> {
+    pub csrf: &'a str,
+    pub options: Vec<DefaultOption>,
+}
+
+#[derive(Template)]
+#[template(path = "security/app.html")]
+pub struct AddAppPage<'a> {
+    pub qr: &'a str,
+    pub link: &'a str,
+    pub status_id: &'a str,
+}
+
+pub fn last_used(t: Option<i64>) -> String {
+    t.map(|t| format!("Last used {}", fmt_time(t)))
+        .unwrap_or_else(|| "Not used yet".into())
+}
+
+/// What a person sees of a device's phone sign-in.
+fn phone_sign_in_text(d: &Device) -> &'static str {
+    if d.pin_key_disabled_at.is_some() {
+        "Turned off after 10 wrong PINs"
+    } else if d.phone_sign_in_ready() {
+        "On"
+    } else {
+        "Off"
+    }
+}
+
+/// The rows of a devices table, with their actions under `base` (My security info and the
+/// admin console show the same rows).
+pub fn device_rows(devices: &[Device], base: &str) -> Vec<DeviceRow> {
+    devices
+        .iter()
+        .map(|d| {
+            let mut actions = Vec::new();
+            if d.pin_key_disabled_at.is_some() {
+                actions.push(("allow-again", "Allow phone sign-in again"));
+            } else if d.phone_sign_in_at.is_some() {
+                actions.push(("phone-sign-in-off", "Turn off phone sign-in"));
+            }
+            actions.push(("remove", "Remove"));
+            DeviceRow {
+                base: base.to_string(),
+                id: d.id.0.clone(),
+                name: d.name.clone(),
+                added: fmt_time(d.created_at),
+                last_used: last_used(d.last_used_at),
+                phone_sign_in: phone_sign_in_text(d),
+                actions,
+            }
+        })
+        .collect()
+}
+
+// ---- Admin console ----
+
+#[derive(Template)]
+#[template(path = "admin/overview.html")]
+pub struct AdminPage {
+    /// (user page, username, when) of users whose fraud report blocks their phone requests.
+    pub reported: Vec<(String, String, String)>,
+}
+
+pub struct UserRow {
+    pub path: String,
+    pub username: String,
+    pub display_name: String,
+    pub admin: &'static str,
+    pub blocked: &'static str,
+    pub push_blocked: String,
+    pub last_signin: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/users.html")]
+pub struct UsersPage<'a> {
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub flash_error: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub users: Vec<UserRow>,
+    pub typed_username: &'a str,
+    pub typed_display_name: &'a str,
+    pub typed_admin: bool,
+}
+
+pub enum UserAction {
+    Form {
+        path: String,
+        label: &'static str,
+        note: &'static str,
+    },
+    Note(&'static str),
+}
+
+pub struct AdminMethodRow {
+    pub kind: &'static str,
+    pub label: String,
+    pub added: String,
+    pub last_used: String,
+}
+
+pub struct LogRow {
+    pub time: String,
+    pub username: String,
+    pub event: &'static str,
+    pub method: &'static str,
+    pub result: &'static str,
+    pub reason: String,
+    pub ip: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/user.html")]
+pub struct UserPage<'a> {
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub flash_error: Option<&'a str>,
+    pub username: &'a str,
+    pub details: Vec<(&'static str, String)>,
+    /// (group page, name)
+    pub groups: Vec<(String, String)>,
+    pub actions: Vec<UserAction>,
+    pub methods: Vec<AdminMethodRow>,
+    pub devices: Vec<DeviceRow>,
+    pub entries: Vec<LogRow>,
+    /// The username as a query value.
+    pub log_user: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/groups.html")]
+pub struct GroupsPage<'a> {
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub flash_error: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// (group page, name, members)
+    pub groups: Vec<(String, String, i64)>,
+    pub typed: &'a str,
+}
+
+pub struct MemberRow {
+    pub path: String,
+    pub username: String,
+    pub display_name: String,
+    /// Where "Remove" posts.
+    pub remove: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/group.html")]
+pub struct GroupPage<'a> {
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub flash_error: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub name: &'a str,
+    pub base: &'a str,
+    pub in_policy: bool,
+    pub members: Vec<MemberRow>,
+    pub typed: &'a str,
+}
+
+/// Who must pass two-step verification, as the policy form's radio buttons say it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum MfaChoice {
+    All,
+    Groups,
+    Nobody,
+}
+
+/// The policy form's values (see `web::admin::policy`).
+pub struct PolicyFormView {
+    pub version: i64,
+    pub enabled: bool,
+    pub targets_all: bool,
+    pub all_mode: sesame_core::policy::AuthenticatorMode,
+    pub digits: String,
+    pub lifetime: String,
+    pub pin_required: bool,
+    pub show_app_name: bool,
+    pub show_location: bool,
+    pub mfa: MfaChoice,
+}
+
+pub struct PolicyGroupRow {
+    pub id: i64,
+    pub name: String,
+    pub targeted: bool,
+    pub mode: sesame_core::policy::AuthenticatorMode,
+    pub mfa: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/policy.html")]
+pub struct PolicyPage<'a> {
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub flash_error: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub summary: Vec<(String, String)>,
+    pub version: i64,
+    pub form: PolicyFormView,
+    pub groups: Vec<PolicyGroupRow>,
+    pub modes: Vec<(sesame_core::policy::AuthenticatorMode, &'static str)>,
+    pub max_lifetime: i64,
+}
+
+#[derive(Template)]
+#[template(path = "admin/log.html")]
+pub struct LogPage<'a> {
+    pub error: Option<&'a str>,
+    pub q_user: &'a str,
+    pub q_result: &'a str,
+    pub q_method: &'a str,
+    pub q_from: &'a str,
+    pub q_to: &'a str,
+    pub q_hours: &'a str,
+    pub results: Vec<(&'static str, &'static str)>,
+    pub methods: Vec<(&'static str, &'static str)>,
+    pub entries: Vec<LogRow>,
+    pub limit: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_attributes_are_escaped() {
+        let page = UsernamePage {
+            csrf: "t\"ok",
+            error: Some("<script>alert('x')</script>"),
+            next: Some("/a?b=1&c=\"2\""),
+            username: "\"><img src=x onerror=alert(1)>",
+            max_username: 256,
+        }
+        .render()
+        .unwrap();
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+        assert!(page.contains("value=\"/a?b=1&amp;c=&quot;2&quot;\""));
+        assert!(page.contains("value=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\""));
+        assert!(page.contains("name=\"csrf\" value=\"t&quot;ok\""));
+        assert!(!page.contains("<script>") && !page.contains("<img"));
+        let mut s = String::new();
+        askama::filters::Escaper::write_escaped_str(&HtmlEscaper, &mut s, "a&b<c>d\"e'f—g")
+            .unwrap();
+        assert_eq!(s, "a&amp;b&lt;c&gt;d&quot;e&#39;f—g");
+    }
+
+    #[test]
+    fn the_layout_frames_every_page() {
+        let page = SignedOutPage.render().unwrap();
+        assert!(page.starts_with("<!doctype html><html lang=\"en\"><head>"));
+        assert!(page.contains("<title>Signed out - Sesame</title>"));
+        assert!(page.contains("<main class=\"\"><div class=\"brand\">Sesame</div><h1>"));
+        assert!(page.ends_with("</main></body></html>"));
+        let wide = AddMethodPage { choices: vec![] }.render().unwrap();
+        assert!(wide.contains("<main class=\"wide\">"));
+    }
+}

@@ -1,0 +1,1288 @@
+//! The store conformance suite: what every backend must do, written once against
+//! [`Store`](crate::Store) and run against each backend.
+//!
+//! A backend's tests provide a [`Backend`] (how to open a database of this test run) and
+//! either call [`run`] or expand [`conformance_tests!`](crate::conformance_tests), which makes
+//! one test per case, named after the property it guards:
+//!
+//! ```ignore
+//! sesame_store::conformance_tests!(my_backend_factory());
+//! ```
+//!
+//! The cases use tokio (`tokio::spawn` for races), so the calling crate depends on tokio with
+//! the `macros` and `rt-multi-thread` features.
+
+use crate::{
+    AuditEvent, AuditFilter, AuditResult, MasterKey, NewChallenge, NewDevice, NewUser, PinOutcome,
+    SessionLimits, SignInRecord, Store, StoreError,
+};
+use async_trait::async_trait;
+use sesame_core::audit::{AuditMethod, Event};
+use sesame_core::lockout::{AttemptGate, LockoutPolicy};
+use sesame_core::method::{Amr, MethodKind};
+use sesame_core::policy::{AuthenticatorMode, MethodsPolicy, Targets};
+use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState, PushPolicy};
+use sesame_core::secret::SecretBytes;
+use sesame_core::signin::{CompletedSignIn, SignInChoice, SignInState};
+use sesame_core::{TenantId, UserId};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// How the suite reaches a backend.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Opens the database `name` of this test run with `key`, creating it empty (and
+    /// migrated) on first use. Opening the same name again is a restart: everything committed
+    /// before is there, whichever store handle wrote it.
+    async fn open(&self, name: &str, key: MasterKey) -> Arc<dyn Store>;
+}
+
+const NOW: i64 = 1_700_000_000;
+
+fn key() -> MasterKey {
+    MasterKey::from_bytes([7; 32])
+}
+
+async fn fresh(b: &dyn Backend) -> Arc<dyn Store> {
+    b.open("main", key()).await
+}
+
+/// An audit line; cases set the fields they look at with `..audit_line(..)`.
+fn audit_line(tenant: TenantId, user: Option<UserId>, event: Event) -> AuditEvent {
+    AuditEvent {
+        id: 0,
+        at: NOW,
+        tenant,
+        user,
+        username: "a".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        event,
+        method: None,
+        result: AuditResult::Success,
+        reason: None,
+    }
+}
+
+const LIMITS: SessionLimits = SessionLimits {
+    idle_secs: 3600,
+    absolute_secs: 86_400,
+};
+
+/// A finished password sign-in of `user`, as a session is made from.
+fn password_sign_in(user: UserId) -> CompletedSignIn {
+    SignInState::Done {
+        user,
+        amr: vec![Amr::Pwd],
+    }
+    .completed()
+    .expect("done is complete")
+}
+
+async fn user_in(store: &dyn Store, tenant: TenantId, name: &str) -> UserId {
+    let new = NewUser {
+        tenant,
+        username: name.into(),
+        display_name: name.into(),
+        password_hash: None,
+        is_admin: false,
+    };
+    store.create_user(new, NOW).await.unwrap().id
+}
+
+async fn user(store: &dyn Store, name: &str) -> UserId {
+    let t = store.default_tenant().await.unwrap();
+    user_in(store, t, name).await
+}
+
+fn signin(tenant: TenantId, id: u8, user: Option<UserId>) -> SignInRecord {
+    SignInRecord {
+        id_hash: vec![id; 32],
+        tenant,
+        username: "a".into(),
+        state: SignInState::Identified { user },
+        version: 0,
+        next_path: None,
+        created_at: NOW,
+        expires_at: NOW + 600,
+    }
+}
+
+async fn device(store: &dyn Store, user: UserId, name: &str) -> crate::Device {
+    let t = store.default_tenant().await.unwrap();
+    let code = format!("code-{name}").into_bytes();
+    store
+        .create_activation(user, &code, NOW + 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consume_activation(&code, NOW).await.unwrap(),
+        Some(user)
+    );
+    let new = NewDevice {
+        tenant: t,
+        user,
+        name: name.into(),
+        alg: "ES256".into(),
+        public_key: format!("pk-{name}").into_bytes(),
+    };
+    store
+        .create_device(new, &code, &SecretBytes::new(vec![1; 20]), NOW)
+        .await
+        .unwrap()
+}
+
+fn challenge(tenant: TenantId, user: UserId, signin: u8, kind: ChallengeKind) -> NewChallenge {
+    NewChallenge {
+        tenant,
+        user,
+        signin_id_hash: vec![signin; 32],
+        kind,
+        channel: ApprovalChannel::App,
+        number: "42".into(),
+        app_name: "Sesame".into(),
+        ip: "127.0.0.1".into(),
+        location: "This computer".into(),
+        user_agent: "test".into(),
+        expires_at: NOW + 120,
+    }
+}
+
+pub async fn usernames_are_unique_ignoring_case(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let id = user(&*s, "Alice").await;
+    let found = s.find_user_by_username(t, "aLICE").await.unwrap().unwrap();
+    assert_eq!(found.id, id);
+    assert_eq!(found.username, "Alice");
+    let dup = NewUser {
+        tenant: t,
+        username: "alice".into(),
+        display_name: "x".into(),
+        password_hash: None,
+        is_admin: false,
+    };
+    assert!(matches!(
+        s.create_user(dup, NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.find_user_by_username(t, "bob").await.unwrap().is_none());
+}
+
+pub async fn tenants_keep_their_users_apart(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t1 = s.default_tenant().await.unwrap();
+    let t2 = s.create_tenant("other", NOW).await.unwrap();
+    assert_ne!(t1, t2);
+    assert!(matches!(
+        s.create_tenant("other", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let a1 = user_in(&*s, t1, "alice").await;
+    let a2 = user_in(&*s, t2, "alice").await;
+    assert_ne!(a1, a2, "one username in two tenants is two users");
+    assert_eq!(
+        s.find_user_by_username(t2, "ALICE")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        a2
+    );
+    let names = |t| {
+        let s = s.clone();
+        async move {
+            s.list_users(t)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|u| (u.id, u.tenant))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names(t1).await, vec![(a1, t1)]);
+    assert_eq!(names(t2).await, vec![(a2, t2)]);
+}
+
+pub async fn groups_and_membership(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let a = user(&*s, "a").await;
+    let g = s.create_group(t, "Pilot", NOW).await.unwrap();
+    assert!(matches!(
+        s.create_group(t, "pilot", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.add_group_member(g.id, a).await.unwrap());
+    assert!(!s.add_group_member(g.id, a).await.unwrap());
+    assert_eq!(s.list_groups(t).await.unwrap()[0].member_count, 1);
+    assert_eq!(s.list_user_groups(a).await.unwrap()[0].name, "Pilot");
+    assert_eq!(s.list_group_members(g.id).await.unwrap()[0].id, a);
+    assert!(s.remove_group_member(g.id, a).await.unwrap());
+    assert!(!s.remove_group_member(g.id, a).await.unwrap());
+}
+
+pub async fn totp_secret_opens_only_with_its_master_key(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let secret = SecretBytes::new(b"PLAINTEXT-SEED-0123456789".to_vec());
+    s.create_totp_method(u, "Phone", &secret, 0, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_methods(u).await.unwrap()[0]
+            .totp_secret
+            .as_ref()
+            .unwrap(),
+        &secret
+    );
+    drop(s);
+    let other = b.open("main", MasterKey::from_bytes([2; 32])).await;
+    assert!(matches!(
+        other.list_methods(u).await,
+        Err(StoreError::Decrypt)
+    ));
+}
+
+pub async fn totp_step_is_claimed_once_and_never_backwards(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let m = s
+        .create_totp_method(u, "Phone", &SecretBytes::new(vec![1; 20]), 100, NOW)
+        .await
+        .unwrap();
+    assert!(
+        !s.claim_totp_step(m.id, 100, NOW).await.unwrap(),
+        "enrolment step cannot sign in"
+    );
+    assert!(s.claim_totp_step(m.id, 101, NOW).await.unwrap());
+    assert!(
+        !s.claim_totp_step(m.id, 101, NOW).await.unwrap(),
+        "same step twice"
+    );
+    assert!(
+        !s.claim_totp_step(m.id, 100, NOW).await.unwrap(),
+        "older after newer"
+    );
+    assert!(s.claim_totp_step(m.id, 102, NOW).await.unwrap());
+}
+
+pub async fn totp_step_claimed_by_fifty_parallel_requests_once(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let m = s
+        .create_totp_method(u, "Phone", &SecretBytes::new(vec![1; 20]), 0, NOW)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_totp_step(m.id, 5, NOW).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += t.await.unwrap() as usize;
+    }
+    assert_eq!(wins, 1);
+}
+
+pub async fn parallel_attempts_never_evaluate_more_than_the_limit(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let policy = LockoutPolicy::default();
+    let tasks: Vec<_> = (0..500)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.reserve_attempt(u, MethodKind::Totp, &policy, NOW)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut open = 0;
+    for t in tasks {
+        if t.await.unwrap() == AttemptGate::Open {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 10, "exactly the soft limit may be evaluated");
+    assert_eq!(
+        s.find_failures(u, MethodKind::Totp).await.unwrap(),
+        (10, Some(NOW))
+    );
+    // After the lock expires, one more attempt; then the lock doubles.
+    assert_eq!(
+        s.reserve_attempt(u, MethodKind::Totp, &policy, NOW + 60)
+            .await
+            .unwrap(),
+        AttemptGate::Open
+    );
+    assert_eq!(
+        s.reserve_attempt(u, MethodKind::Totp, &policy, NOW + 61)
+            .await
+            .unwrap(),
+        AttemptGate::SoftLocked {
+            until: NOW + 60 + 120
+        }
+    );
+    // Counters are per method kind.
+    assert_eq!(
+        s.reserve_attempt(u, MethodKind::Push, &policy, NOW)
+            .await
+            .unwrap(),
+        AttemptGate::Open
+    );
+    s.clear_failures(u, MethodKind::Totp).await.unwrap();
+    assert_eq!(s.find_failures(u, MethodKind::Totp).await.unwrap().0, 0);
+    // A cleared counter counts again from the start.
+    assert_eq!(
+        s.reserve_attempt(u, MethodKind::Totp, &policy, NOW + 62)
+            .await
+            .unwrap(),
+        AttemptGate::Open
+    );
+    assert_eq!(s.find_failures(u, MethodKind::Totp).await.unwrap().0, 1);
+    assert_eq!(s.find_failures(u, MethodKind::Push).await.unwrap().0, 1);
+}
+
+pub async fn failure_counter_survives_a_restart(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    for _ in 0..3 {
+        s.reserve_attempt(u, MethodKind::Totp, &LockoutPolicy::default(), NOW)
+            .await
+            .unwrap();
+    }
+    drop(s);
+    let s = fresh(b).await;
+    assert_eq!(s.find_failures(u, MethodKind::Totp).await.unwrap().0, 3);
+}
+
+pub async fn enrollment_is_taken_once_and_expires(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let other = user(&*s, "b").await;
+    let secret = SecretBytes::new(vec![9; 20]);
+    let id = s
+        .create_totp_enrollment(u, &secret, NOW + 600)
+        .await
+        .unwrap();
+    assert!(
+        s.find_totp_enrollment(other, &id, NOW)
+            .await
+            .unwrap()
+            .is_none(),
+        "bound to its user"
+    );
+    assert_eq!(
+        s.find_totp_enrollment(u, &id, NOW).await.unwrap().unwrap(),
+        secret
+    );
+    assert!(
+        s.find_totp_enrollment(u, &id, NOW + 600)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(s
+        .take_totp_enrollment(other, &id, NOW)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.take_totp_enrollment(u, &id, NOW).await.unwrap().unwrap(),
+        secret
+    );
+    assert!(
+        s.take_totp_enrollment(u, &id, NOW).await.unwrap().is_none(),
+        "single use"
+    );
+}
+
+pub async fn signin_state_changes_are_compare_and_set(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let rec = signin(t, 1, Some(u));
+    s.create_signin(&rec).await.unwrap();
+    let done = SignInState::Done {
+        user: u,
+        amr: vec![Amr::Pwd],
+    };
+    assert!(s.update_signin_state(&rec.id_hash, 0, &done).await.unwrap());
+    assert!(
+        !s.update_signin_state(&rec.id_hash, 0, &done).await.unwrap(),
+        "stale version loses"
+    );
+    let found = s.find_signin(&rec.id_hash, NOW).await.unwrap().unwrap();
+    assert_eq!((found.version, found.state), (1, done));
+    assert!(
+        s.find_signin(&rec.id_hash, NOW + 600)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    s.delete_signin(&rec.id_hash).await.unwrap();
+    assert!(s.find_signin(&rec.id_hash, NOW).await.unwrap().is_none());
+}
+
+pub async fn sessions_expire_idle_absolute_and_on_revocation(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let done = SignInState::Done {
+        user: u,
+        amr: vec![Amr::Pwd, Amr::Otp, Amr::Mfa],
+    }
+    .completed()
+    .unwrap();
+    s.create_session(b"s1", t, &done, NOW, LIMITS)
+        .await
+        .unwrap();
+    let rec = s.find_session(b"s1", NOW + 10).await.unwrap().unwrap();
+    assert_eq!(rec.amr, vec![Amr::Pwd, Amr::Otp, Amr::Mfa]);
+    assert!(
+        s.find_session(b"s1", NOW + 3600).await.unwrap().is_none(),
+        "idle timeout"
+    );
+    s.touch_session(b"s1", NOW + 3000, LIMITS).await.unwrap();
+    assert!(
+        s.find_session(b"s1", NOW + 6000).await.unwrap().is_some(),
+        "touched"
+    );
+    let mut t2 = NOW;
+    while t2 < NOW + 86_400 {
+        t2 += 3000;
+        s.touch_session(b"s1", t2, LIMITS).await.unwrap();
+    }
+    assert!(
+        s.find_session(b"s1", NOW + 86_400).await.unwrap().is_none(),
+        "absolute timeout"
+    );
+    s.create_session(b"s2", t, &done, NOW, LIMITS)
+        .await
+        .unwrap();
+    s.create_session(b"s3", t, &done, NOW, LIMITS)
+        .await
+        .unwrap();
+    s.revoke_session(b"s3", NOW).await.unwrap();
+    assert!(s.find_session(b"s3", NOW + 1).await.unwrap().is_none());
+    // s2, and s1: expired, but never revoked (s3 was).
+    assert_eq!(s.revoke_user_sessions(u, NOW).await.unwrap(), 2);
+    assert!(s.find_session(b"s2", NOW + 1).await.unwrap().is_none());
+}
+
+pub async fn setup_token_is_single_use(b: &dyn Backend) {
+    let s = fresh(b).await;
+    s.create_setup_token(b"tok", NOW + 100).await.unwrap();
+    assert!(s.is_setup_token_valid(b"tok", NOW).await.unwrap());
+    assert!(
+        !s.consume_setup_token(b"tok", NOW + 100).await.unwrap(),
+        "expired"
+    );
+    assert!(s.consume_setup_token(b"tok", NOW).await.unwrap());
+    assert!(!s.consume_setup_token(b"tok", NOW).await.unwrap());
+    assert!(!s.is_setup_token_valid(b"tok", NOW).await.unwrap());
+}
+
+pub async fn default_method_must_belong_to_the_user(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let a = user(&*s, "a").await;
+    let bob = user(&*s, "b").await;
+    let m = s
+        .create_totp_method(a, "Phone", &SecretBytes::new(vec![1; 20]), 0, NOW)
+        .await
+        .unwrap();
+    assert!(s.update_default_method(bob, Some(m.id)).await.is_err());
+    s.update_default_method(a, Some(m.id)).await.unwrap();
+    assert_eq!(
+        s.find_user(a).await.unwrap().unwrap().default_method,
+        Some(m.id)
+    );
+    assert!(s.delete_method(a, m.id).await.unwrap());
+    assert_eq!(s.find_user(a).await.unwrap().unwrap().default_method, None);
+    assert_eq!(m.kind, MethodKind::Totp);
+}
+
+pub async fn remembered_choice_round_trips(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let a = user(&*s, "a").await;
+    assert_eq!(
+        s.find_user(a).await.unwrap().unwrap().signin_preference,
+        None
+    );
+    for choice in [Some(SignInChoice::App), Some(SignInChoice::Password), None] {
+        s.update_signin_preference(a, choice).await.unwrap();
+        assert_eq!(
+            s.find_user(a).await.unwrap().unwrap().signin_preference,
+            choice
+        );
+    }
+}
+
+pub async fn audit_log_filters(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let a = user(&*s, "a").await;
+    for (i, result) in [
+        AuditResult::Success,
+        AuditResult::Failure,
+        AuditResult::Failure,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.append_audit(&AuditEvent {
+            at: NOW + i as i64,
+            method: Some(AuditMethod::Totp),
+            result,
+            ..audit_line(t, Some(a), Event::SignIn)
+        })
+        .await
+        .unwrap();
+    }
+    let all = s
+        .list_audit(&AuditFilter {
+            user: Some(a),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].at, NOW + 2, "newest first");
+    assert_eq!(
+        (all[0].event, all[0].method),
+        (Event::SignIn, Some(AuditMethod::Totp))
+    );
+    let failures = s
+        .list_audit(&AuditFilter {
+            result: Some(AuditResult::Failure),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 2);
+    assert_eq!(
+        s.list_audit(&AuditFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+}
+
+pub async fn complete_signin_writes_session_log_and_ends_the_transaction_together(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let rec = signin(t, 3, Some(u));
+    s.create_signin(&rec).await.unwrap();
+    let done = password_sign_in(u);
+    let event = AuditEvent {
+        method: Some(AuditMethod::Password),
+        ..audit_line(t, Some(u), Event::SignIn)
+    };
+    assert!(s
+        .complete_signin(&rec.id_hash, b"sess", &done, NOW, LIMITS, &event, None)
+        .await
+        .unwrap());
+    // An approval that is not (or no longer) approved writes nothing.
+    assert!(!s
+        .complete_signin(
+            &rec.id_hash,
+            b"sess2",
+            &done,
+            NOW,
+            LIMITS,
+            &event,
+            Some(&"nope".into())
+        )
+        .await
+        .unwrap());
+    assert!(s.find_session(b"sess2", NOW).await.unwrap().is_none());
+    assert!(s.find_session(b"sess", NOW).await.unwrap().is_some());
+    assert!(s.find_signin(&rec.id_hash, NOW).await.unwrap().is_none());
+    assert_eq!(
+        s.find_user(u).await.unwrap().unwrap().last_signin_at,
+        Some(NOW)
+    );
+    let lines = |s: Arc<dyn Store>| async move {
+        s.list_audit(&AuditFilter {
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+    };
+    assert_eq!(lines(s.clone()).await, 1);
+    // Same session id twice: the whole second completion fails, writing nothing.
+    let err = s
+        .complete_signin(b"other", b"sess", &done, NOW + 5, LIMITS, &event, None)
+        .await;
+    assert!(err.is_err());
+    assert_eq!(lines(s.clone()).await, 1);
+    assert_eq!(
+        s.find_user(u).await.unwrap().unwrap().last_signin_at,
+        Some(NOW)
+    );
+}
+
+pub async fn an_approval_makes_at_most_one_session(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let d = device(&*s, u, "phone").await;
+    let (c, _) = s
+        .create_challenge(challenge(t, u, 4, ChallengeKind::PhoneSignIn), NOW, None)
+        .await
+        .unwrap();
+    let answer = AuditEvent {
+        method: Some(AuditMethod::Push),
+        ..audit_line(t, Some(u), Event::PushAnswer)
+    };
+    // Racing answers: exactly one wins.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (s, id, answer) = (s.clone(), c.id.clone(), answer.clone());
+            let to = if i % 2 == 0 {
+                ChallengeState::Approved
+            } else {
+                ChallengeState::Denied
+            };
+            tokio::spawn(async move {
+                s.answer_challenge(&id, to, d.row_id, NOW + 1, &answer)
+                    .await
+                    .unwrap()
+                    .answered
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += t.await.unwrap() as usize;
+    }
+    assert_eq!(wins, 1);
+    let answered = s.find_challenge(&c.id).await.unwrap().unwrap();
+    assert_eq!(answered.answered_by, Some(d.row_id));
+    assert_eq!(answered.kind, ChallengeKind::PhoneSignIn);
+    assert_eq!(answered.channel, ApprovalChannel::App);
+    if answered.state == ChallengeState::Approved {
+        // Two tabs completing one approval: one session.
+        for id in [5u8, 6] {
+            s.create_signin(&signin(t, id, Some(u))).await.unwrap();
+        }
+        let done = password_sign_in(u);
+        let ok5 = s
+            .complete_signin(&[5; 32], b"t5", &done, NOW, LIMITS, &answer, Some(&c.id))
+            .await
+            .unwrap();
+        let ok6 = s
+            .complete_signin(&[6; 32], b"t6", &done, NOW, LIMITS, &answer, Some(&c.id))
+            .await
+            .unwrap();
+        assert!(ok5 && !ok6);
+        assert!(!s.consume_challenge(&c.id).await.unwrap(), "consumed once");
+    } else {
+        assert_eq!(answered.state, ChallengeState::Denied);
+        assert!(!s.consume_challenge(&c.id).await.unwrap());
+    }
+    // An expired request cannot be answered.
+    let (late, _) = s
+        .create_challenge(challenge(t, u, 7, ChallengeKind::Mfa), NOW, None)
+        .await
+        .unwrap();
+    assert!(
+        !s.answer_challenge(
+            &late.id,
+            ChallengeState::Approved,
+            d.row_id,
+            NOW + 120,
+            &answer
+        )
+        .await
+        .unwrap()
+        .answered
+    );
+}
+
+pub async fn a_new_request_supersedes_the_pending_one(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let sent = audit_line(t, Some(u), Event::PushSent);
+    let (first, none) = s
+        .create_challenge(challenge(t, u, 1, ChallengeKind::Mfa), NOW, Some(&sent))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let (second, superseded) = s
+        .create_challenge(
+            challenge(t, u, 2, ChallengeKind::PhoneSignIn),
+            NOW + 1,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(superseded, vec![first.id.clone()]);
+    assert_eq!(
+        s.find_challenge(&first.id).await.unwrap().unwrap().state,
+        ChallengeState::Superseded
+    );
+    let pending = s.list_pending_challenges(u, NOW + 2).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, second.id);
+    assert_eq!(
+        s.find_latest_challenge_for_signin(&[2; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        second.id
+    );
+    assert_eq!(s.count_challenges_since(u, NOW).await.unwrap(), 2);
+    assert_eq!(s.count_challenges_since(u, NOW + 1).await.unwrap(), 1);
+    assert_eq!(
+        s.cancel_pending_challenges(u).await.unwrap(),
+        vec![second.id.clone()]
+    );
+    assert!(s
+        .list_pending_challenges(u, NOW + 2)
+        .await
+        .unwrap()
+        .is_empty());
+    let log = s.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(log.len(), 1, "the request's audit line came with it");
+    assert_eq!(log[0].event, Event::PushSent);
+}
+
+pub async fn a_fraud_report_blocks_and_cancels_in_the_same_write(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let d = device(&*s, u, "phone").await;
+    let (c, _) = s
+        .create_challenge(challenge(t, u, 1, ChallengeKind::Mfa), NOW, None)
+        .await
+        .unwrap();
+    let report = AuditEvent {
+        result: AuditResult::Failure,
+        ..audit_line(t, Some(u), Event::FraudReported)
+    };
+    let answered = s
+        .answer_challenge(&c.id, ChallengeState::Reported, d.row_id, NOW + 1, &report)
+        .await
+        .unwrap();
+    assert!(answered.answered);
+    let user = s.find_user(u).await.unwrap().unwrap();
+    assert_eq!(user.push_blocked_at, Some(NOW + 1));
+    let log = s.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(log[0].event, Event::FraudReported);
+    // A denial blocks nothing.
+    let (c2, _) = s
+        .create_challenge(challenge(t, u, 2, ChallengeKind::Mfa), NOW + 2, None)
+        .await
+        .unwrap();
+    let denied = s
+        .answer_challenge(&c2.id, ChallengeState::Denied, d.row_id, NOW + 3, &report)
+        .await
+        .unwrap();
+    assert!(denied.answered && denied.cancelled.is_empty());
+    assert!(s.unblock_user(u).await.unwrap());
+    assert_eq!(s.find_user(u).await.unwrap().unwrap().push_blocked_at, None);
+    assert!(!s.unblock_user(UserId(9999)).await.unwrap());
+}
+
+pub async fn blocking_ends_sessions_and_cancels_requests_at_once(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let done = password_sign_in(u);
+    for id in [&b"b1"[..], b"b2"] {
+        s.create_session(id, t, &done, NOW, LIMITS).await.unwrap();
+    }
+    let (c, _) = s
+        .create_challenge(challenge(t, u, 1, ChallengeKind::Mfa), NOW, None)
+        .await
+        .unwrap();
+    let blocked = s.block_user(u, NOW + 1).await.unwrap().unwrap();
+    assert_eq!(blocked.sessions_ended, 2);
+    assert_eq!(blocked.cancelled, vec![c.id.clone()]);
+    assert!(s.find_user(u).await.unwrap().unwrap().is_blocked);
+    assert!(s.find_session(b"b1", NOW + 2).await.unwrap().is_none());
+    assert_eq!(
+        s.find_challenge(&c.id).await.unwrap().unwrap().state,
+        ChallengeState::Cancelled
+    );
+    assert!(s.block_user(UserId(9999), NOW).await.unwrap().is_none());
+    assert!(s.unblock_user(u).await.unwrap());
+    assert!(!s.find_user(u).await.unwrap().unwrap().is_blocked);
+}
+
+pub async fn removing_a_device_cancels_its_users_requests(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let d = device(&*s, u, "phone").await;
+    let methods = s.list_methods(u).await.unwrap();
+    assert_eq!(
+        methods.len(),
+        2,
+        "a device brings its push and code methods"
+    );
+    assert!(methods.iter().all(|m| m.device.as_ref() == Some(&d.id)));
+    let user = s.find_user(u).await.unwrap().unwrap();
+    assert!(user.default_method.is_some(), "the app became the default");
+    assert_eq!(
+        s.find_activation_device(u, b"code-phone").await.unwrap(),
+        Some(Some(d.id.clone()))
+    );
+    let (c, _) = s
+        .create_challenge(challenge(t, u, 1, ChallengeKind::Mfa), NOW, None)
+        .await
+        .unwrap();
+    let other = user_in(&*s, t, "b").await;
+    assert_eq!(s.delete_device(other, &d.id).await.unwrap(), None);
+    assert_eq!(
+        s.delete_device(u, &d.id).await.unwrap(),
+        Some(vec![c.id.clone()])
+    );
+    assert!(s.find_device(&d.id).await.unwrap().is_none());
+    assert!(s.list_methods(u).await.unwrap().is_empty());
+    assert_eq!(s.find_user(u).await.unwrap().unwrap().default_method, None);
+}
+
+pub async fn device_nonces_are_single_use(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let d = device(&*s, u, "phone").await;
+    let nonce = "0123456789abcdef";
+    assert!(s
+        .claim_device_nonce(d.row_id, nonce, NOW + 60, NOW)
+        .await
+        .unwrap());
+    assert!(!s
+        .claim_device_nonce(d.row_id, nonce, NOW + 60, NOW)
+        .await
+        .unwrap());
+    let e = device(&*s, u, "tablet").await;
+    assert!(
+        s.claim_device_nonce(e.row_id, nonce, NOW + 60, NOW)
+            .await
+            .unwrap(),
+        "nonces are per device"
+    );
+}
+
+pub async fn pin_key_registers_once_and_rotates_only_from_the_current_key(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "alice").await;
+    let d = device(&*s, u, "phone").await;
+    assert!(!d.has_pin_key());
+    assert!(s.set_pin_key(d.row_id, b"k1", None).await.unwrap());
+    // A second "first" registration is refused: only the holder of k1 may replace it.
+    assert!(!s.set_pin_key(d.row_id, b"evil", None).await.unwrap());
+    assert!(!s.set_pin_key(d.row_id, b"evil", Some(b"k0")).await.unwrap());
+    assert!(s.set_pin_key(d.row_id, b"k2", Some(b"k1")).await.unwrap());
+    let d = s.find_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(d.pin_key.as_deref(), Some(&b"k2"[..]));
+    // Phone sign-in is ready only while on, keyed and not disabled.
+    assert!(!d.phone_sign_in_ready());
+    s.set_phone_sign_in(d.row_id, Some(NOW)).await.unwrap();
+    let d = s.find_device(&d.id).await.unwrap().unwrap();
+    assert!(d.phone_sign_in_ready());
+    assert!(s.disable_pin_key(d.row_id, NOW).await.unwrap());
+    assert!(!s.disable_pin_key(d.row_id, NOW).await.unwrap());
+    let d = s.find_device(&d.id).await.unwrap().unwrap();
+    assert!(!d.phone_sign_in_ready());
+    // Disabled: not even the current key can rotate it; only clearing (the user allowing it
+    // again on My security info) lets a new key in.
+    assert!(!s.set_pin_key(d.row_id, b"k3", Some(b"k2")).await.unwrap());
+    assert!(!s.clear_pin_key(UserId(999), &d.id).await.unwrap());
+    assert!(s.clear_pin_key(u, &d.id).await.unwrap());
+    let d = s.find_device(&d.id).await.unwrap().unwrap();
+    assert!(d.pin_key.is_none() && d.pin_key_disabled_at.is_none() && d.phone_sign_in_at.is_none());
+    assert!(s.set_pin_key(d.row_id, b"k3", None).await.unwrap());
+}
+
+pub async fn parallel_pin_guesses_count_at_most_ten_in_a_row(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "alice").await;
+    let d = device(&*s, u, "phone").await;
+    assert_eq!(
+        s.record_pin_check(d.row_id, b"k1", true, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::NoKey
+    );
+    s.set_pin_key(d.row_id, b"k1", None).await.unwrap();
+    // A check made against a key that was replaced meanwhile does not count.
+    assert_eq!(
+        s.record_pin_check(d.row_id, b"k0", true, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::NoKey
+    );
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.record_pin_check(d.row_id, b"k1", false, 10, NOW)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    let mut disabled = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            PinOutcome::Wrong {
+                consecutive,
+                disabled: off,
+            } => wrong.push((consecutive, off)),
+            PinOutcome::Disabled => disabled += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    wrong.sort();
+    let want: Vec<(i64, bool)> = (1..=10).map(|n| (n, n == 10)).collect();
+    assert_eq!(wrong, want);
+    assert_eq!(disabled, 40);
+    // Even a valid signature counts for nothing now.
+    assert_eq!(
+        s.record_pin_check(d.row_id, b"k1", true, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::Disabled
+    );
+    // A valid one before the limit starts the count again.
+    let u = user(&*s, "bob").await;
+    let d = device(&*s, u, "bobs-phone").await;
+    s.set_pin_key(d.row_id, b"k1", None).await.unwrap();
+    for _ in 0..9 {
+        s.record_pin_check(d.row_id, b"k1", false, 10, NOW)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.record_pin_check(d.row_id, b"k1", true, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::Accepted
+    );
+    assert_eq!(
+        s.record_pin_check(d.row_id, b"k1", false, 10, NOW)
+            .await
+            .unwrap(),
+        PinOutcome::Wrong {
+            consecutive: 1,
+            disabled: false
+        }
+    );
+}
+
+pub async fn policy_saves_are_compare_and_set_and_logged(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    assert!(s.find_policy(t).await.unwrap().is_none());
+    let mut p = MethodsPolicy::initial(&PushPolicy::default());
+    let audit = |reason: &str| AuditEvent {
+        reason: Some(reason.into()),
+        ..audit_line(t, None, Event::PolicyChanged)
+    };
+    assert!(s.save_policy(t, &p, 0, NOW, &audit("first")).await.unwrap());
+    // A second writer that also read "never saved" loses.
+    assert!(!s.save_policy(t, &p, 0, NOW, &audit("lost")).await.unwrap());
+    p.authenticator.targets = Targets::All {
+        mode: AuthenticatorMode::Push,
+    };
+    assert!(s
+        .save_policy(t, &p, 1, NOW, &audit("second"))
+        .await
+        .unwrap());
+    assert!(!s.save_policy(t, &p, 1, NOW, &audit("stale")).await.unwrap());
+    let (got, v) = s.find_policy(t).await.unwrap().unwrap();
+    assert_eq!((got, v), (p, 2));
+    let log = s
+        .list_audit(&AuditFilter {
+            tenant: Some(t),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reasons: Vec<_> = log.iter().filter_map(|e| e.reason.clone()).collect();
+    assert_eq!(reasons, vec!["second".to_string(), "first".to_string()]);
+}
+
+/// What a request reads to decide the policy: the version always, the policy only when the
+/// caller does not hold that version, and the user's groups as they are now.
+pub async fn policy_for_user_reads_the_policy_only_when_its_version_moved(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let a = user(&*s, "a").await;
+    let none = s.find_policy_for_user(t, a, None).await.unwrap();
+    assert_eq!(
+        (none.version, none.policy, none.groups),
+        (None, None, vec![])
+    );
+    let g1 = s.create_group(t, "one", NOW).await.unwrap();
+    let g2 = s.create_group(t, "two", NOW).await.unwrap();
+    s.add_group_member(g1.id, a).await.unwrap();
+    s.add_group_member(g2.id, a).await.unwrap();
+    let audit = audit_line(t, None, Event::PolicyChanged);
+    let mut p = MethodsPolicy::initial(&PushPolicy::default());
+    for (version, mode) in [
+        (1, AuthenticatorMode::Push),
+        (2, AuthenticatorMode::Passwordless),
+        (3, AuthenticatorMode::Any),
+    ] {
+        p.authenticator.targets = Targets::All { mode };
+        assert!(s
+            .save_policy(t, &p, version - 1, NOW, &audit)
+            .await
+            .unwrap());
+        for known in [None, Some(version - 1)] {
+            let mut read = s.find_policy_for_user(t, a, known).await.unwrap();
+            assert_eq!(read.version, Some(version));
+            assert_eq!(read.policy.as_ref(), Some(&p), "moved since {known:?}");
+            read.groups.sort();
+            assert_eq!(read.groups, vec![g1.id, g2.id]);
+        }
+        let same = s.find_policy_for_user(t, a, Some(version)).await.unwrap();
+        assert_eq!((same.version, same.policy), (Some(version), None));
+    }
+    s.remove_group_member(g1.id, a).await.unwrap();
+    assert_eq!(
+        s.find_policy_for_user(t, a, Some(3)).await.unwrap().groups,
+        vec![g2.id]
+    );
+    // Each tenant has its own policy and version.
+    let t2 = s.create_tenant("second", NOW).await.unwrap();
+    let read = s.find_policy_for_user(t2, a, Some(3)).await.unwrap();
+    assert_eq!((read.version, read.policy), (None, None));
+}
+
+/// Writes made at the same moment keep their own outcomes: a write that fails half-way
+/// leaves nothing behind and does not take the others with it; the ones that succeeded are
+/// there for the next process.
+pub async fn writes_committed_together_keep_their_own_outcomes(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let done = password_sign_in(u);
+    let event = AuditEvent {
+        method: Some(AuditMethod::Password),
+        ..audit_line(t, Some(u), Event::SignIn)
+    };
+    // A session id already taken: completions that reuse it fail on their second statement.
+    s.create_session(b"taken", t, &done, NOW, LIMITS)
+        .await
+        .unwrap();
+    for i in 0..40u8 {
+        s.create_signin(&signin(t, i, Some(u))).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..40u8)
+        .map(|i| {
+            let (s, done, event) = (s.clone(), done.clone(), event.clone());
+            tokio::spawn(async move {
+                let session = if i % 2 == 0 {
+                    vec![100 + i; 32]
+                } else {
+                    b"taken".to_vec()
+                };
+                s.complete_signin(&[i; 32], &session, &done, NOW, LIMITS, &event, None)
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap(), i % 2 == 0, "completion {i}");
+    }
+    // Another handle (another process, after a crash) sees exactly the successes.
+    drop(s);
+    let again = fresh(b).await;
+    for i in 0..40u8 {
+        let session = again.find_session(&[100 + i; 32], NOW).await.unwrap();
+        let signin = again.find_signin(&[i; 32], NOW).await.unwrap();
+        if i % 2 == 0 {
+            assert!(session.is_some() && signin.is_none(), "completion {i}");
+        } else {
+            assert!(
+                signin.is_some(),
+                "failed completion {i} left its transaction"
+            );
+        }
+    }
+    let log = again
+        .list_audit(&AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 20, "one audit line per successful completion");
+}
+
+/// Every filter of the sign-in log, alone and together, against the same rows filtered here.
+pub async fn audit_filters_select_exactly_the_matching_lines(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let a = user(&*s, "a").await;
+    let bob = user(&*s, "b").await;
+    let mut all = Vec::new();
+    for i in 0..40i64 {
+        let e = AuditEvent {
+            at: NOW + i * 10,
+            method: Some(if i % 2 == 0 {
+                AuditMethod::Push
+            } else {
+                AuditMethod::Totp
+            }),
+            result: if i % 5 == 0 {
+                AuditResult::Failure
+            } else {
+                AuditResult::Success
+            },
+            reason: Some(format!("line {i}")),
+            ..audit_line(t, Some(if i % 3 == 0 { a } else { bob }), Event::SignIn)
+        };
+        s.append_audit(&e).await.unwrap();
+        all.push(e);
+    }
+    let filters = [
+        AuditFilter::default(),
+        AuditFilter {
+            user: Some(a),
+            ..Default::default()
+        },
+        AuditFilter {
+            result: Some(AuditResult::Failure),
+            ..Default::default()
+        },
+        AuditFilter {
+            method: Some(AuditMethod::Push),
+            ..Default::default()
+        },
+        AuditFilter {
+            since: Some(NOW + 100),
+            until: Some(NOW + 250),
+            ..Default::default()
+        },
+        AuditFilter {
+            tenant: Some(t),
+            user: Some(bob),
+            result: Some(AuditResult::Success),
+            method: Some(AuditMethod::Totp),
+            since: Some(NOW + 50),
+            until: Some(NOW + 350),
+            limit: 3,
+        },
+    ];
+    for f in filters {
+        let want: Vec<String> = all
+            .iter()
+            .rev()
+            .filter(|e| f.tenant.is_none_or(|x| e.tenant == x))
+            .filter(|e| f.user.is_none_or(|x| e.user == Some(x)))
+            .filter(|e| f.result.is_none_or(|x| e.result == x))
+            .filter(|e| f.method.is_none() || e.method == f.method)
+            .filter(|e| f.since.is_none_or(|x| e.at >= x))
+            .filter(|e| f.until.is_none_or(|x| e.at < x))
+            .take(if f.limit > 0 { f.limit as usize } else { 100 })
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        let got: Vec<String> = s
+            .list_audit(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+        assert!(!want.is_empty(), "{f:?} matches nothing: a weak case");
+        assert_eq!(got, want, "{f:?}");
+    }
+}
+
+type Case = for<'a> fn(&'a dyn Backend) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+macro_rules! cases {
+    ($($name:ident,)+) => {
+        /// Every case, by name.
+        pub const CASES: &[(&str, Case)] = &[$((stringify!($name), |b| Box::pin($name(b))),)+];
+
+        /// One `#[tokio::test]` per case, each on a backend of its own made by `$backend`.
+        #[macro_export]
+        macro_rules! conformance_tests {
+            ($backend:expr) => {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let backend = $backend;
+                        $crate::conformance::$name(&backend).await;
+                    }
+                )+
+            };
+        }
+    };
+}
+
+cases!(
+    usernames_are_unique_ignoring_case,
+    tenants_keep_their_users_apart,
+    groups_and_membership,
+    totp_secret_opens_only_with_its_master_key,
+    totp_step_is_claimed_once_and_never_backwards,
+    totp_step_claimed_by_fifty_parallel_requests_once,
+    parallel_attempts_never_evaluate_more_than_the_limit,
+    failure_counter_survives_a_restart,
+    enrollment_is_taken_once_and_expires,
+    signin_state_changes_are_compare_and_set,
+    sessions_expire_idle_absolute_and_on_revocation,
+    setup_token_is_single_use,
+    default_method_must_belong_to_the_user,
+    remembered_choice_round_trips,
+    audit_log_filters,
+    complete_signin_writes_session_log_and_ends_the_transaction_together,
+    an_approval_makes_at_most_one_session,
+    a_new_request_supersedes_the_pending_one,
+    a_fraud_report_blocks_and_cancels_in_the_same_write,
+    blocking_ends_sessions_and_cancels_requests_at_once,
+    removing_a_device_cancels_its_users_requests,
+    device_nonces_are_single_use,
+    pin_key_registers_once_and_rotates_only_from_the_current_key,
+    parallel_pin_guesses_count_at_most_ten_in_a_row,
+    policy_saves_are_compare_and_set_and_logged,
+    policy_for_user_reads_the_policy_only_when_its_version_moved,
+    writes_committed_together_keep_their_own_outcomes,
+    audit_filters_select_exactly_the_matching_lines,
+);
+
+/// Runs every case against backends made by `make` (one each), one after another, and
+/// panics naming the cases that failed.
+pub async fn run<B: Backend + 'static>(make: impl Fn() -> B) {
+    let mut failed = Vec::new();
+    for (name, case) in CASES {
+        let backend = make();
+        // Each case in its own task, so that one panic is reported and the rest still run.
+        let outcome = tokio::spawn(async move {
+            case(&backend).await;
+        })
+        .await;
+        if outcome.is_err() {
+            failed.push(*name);
+        }
+    }
+    assert!(failed.is_empty(), "conformance cases failed: {failed:?}");
+}

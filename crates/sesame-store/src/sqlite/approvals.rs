@@ -1,0 +1,205 @@
+//! Out-of-band approvals: requests to the phone and their one-winner transitions.
+
+use super::audit::insert_audit;
+use super::{all, challenge_id, changed, first, one, random_hex, unknown, SqliteStore};
+use crate::{
+    Answered, ApprovalStore, AuditEvent, ChallengeRecord, DeviceRow, NewChallenge, Result,
+    StoreError,
+};
+use async_trait::async_trait;
+use rusqlite::{params, Row};
+use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState};
+use sesame_core::{ChallengeId, TenantId, UnixTime, UserId};
+
+const CHALLENGE_COLUMNS: &str =
+    "public_id, tenant_id, user_id, signin_id_hash, kind, channel, nonce, number, state, app_name, \
+     ip, location, user_agent, created_at, expires_at, answered_at, answered_by_device";
+
+fn challenge_from_row(r: &Row) -> Result<ChallengeRecord> {
+    let state: String = r.get("state")?;
+    let kind: String = r.get("kind")?;
+    let channel: String = r.get("channel")?;
+    Ok(ChallengeRecord {
+        id: ChallengeId(r.get("public_id")?),
+        tenant: TenantId(r.get("tenant_id")?),
+        user: UserId(r.get("user_id")?),
+        signin_id_hash: r.get("signin_id_hash")?,
+        kind: ChallengeKind::parse(&kind).ok_or_else(|| unknown("challenge kind", &kind))?,
+        channel: ApprovalChannel::parse(&channel)
+            .ok_or_else(|| unknown("approval channel", &channel))?,
+        nonce: r.get("nonce")?,
+        number: r.get("number")?,
+        state: ChallengeState::parse(&state).ok_or_else(|| unknown("challenge state", &state))?,
+        app_name: r.get("app_name")?,
+        ip: r.get("ip")?,
+        location: r.get("location")?,
+        user_agent: r.get("user_agent")?,
+        created_at: r.get("created_at")?,
+        expires_at: r.get("expires_at")?,
+        answered_at: r.get("answered_at")?,
+        answered_by: r
+            .get::<_, Option<i64>>("answered_by_device")?
+            .map(DeviceRow),
+    })
+}
+
+/// Cancels a user's pending requests, returning their ids.
+pub(super) const CANCEL_PENDING: &str =
+    "UPDATE challenges SET state = 'cancelled' WHERE user_id = ? AND state = 'pending' RETURNING public_id";
+
+#[async_trait]
+impl ApprovalStore for SqliteStore {
+    async fn create_challenge(
+        &self,
+        new: NewChallenge,
+        now: UnixTime,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(ChallengeRecord, Vec<ChallengeId>)> {
+        let audit = audit.cloned();
+        self.group
+            .write(move |c| {
+                let superseded = all(
+                    c,
+                    "UPDATE challenges SET state = 'superseded' WHERE user_id = ? AND state = 'pending' RETURNING public_id",
+                    [new.user.0],
+                    challenge_id,
+                )?;
+                let sql = format!(
+                    "INSERT INTO challenges (public_id, tenant_id, user_id, signin_id_hash, kind, channel, nonce, number, state, \
+                     app_name, ip, location, user_agent, created_at, expires_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) RETURNING {CHALLENGE_COLUMNS}"
+                );
+                let record = one(
+                    c,
+                    &sql,
+                    params![
+                        random_hex(16),
+                        new.tenant.0,
+                        new.user.0,
+                        new.signin_id_hash,
+                        new.kind.as_str(),
+                        new.channel.as_str(),
+                        random_hex(16),
+                        new.number,
+                        new.app_name,
+                        new.ip,
+                        new.location,
+                        new.user_agent,
+                        now,
+                        new.expires_at
+                    ],
+                    challenge_from_row,
+                )?
+                .ok_or_else(|| StoreError::Database("INSERT returned no row".into()))?;
+                if let Some(a) = &audit {
+                    insert_audit(c, a)?;
+                }
+                Ok((record, superseded))
+            })
+            .await
+    }
+
+    async fn count_challenges_since(&self, user: UserId, since: UnixTime) -> Result<u32> {
+        let n: Option<i64> = self.read(|c| {
+            one(
+                c,
+                "SELECT COUNT(*) FROM challenges WHERE user_id = ? AND created_at >= ?",
+                params![user.0, since],
+                first,
+            )
+        })?;
+        Ok(u32::try_from(n.unwrap_or(0)).unwrap_or(u32::MAX))
+    }
+
+    async fn find_challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>> {
+        let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE public_id = ?");
+        self.read(|c| one(c, &sql, [id.as_str()], challenge_from_row))
+    }
+
+    async fn find_latest_challenge_for_signin(
+        &self,
+        signin_id_hash: &[u8],
+    ) -> Result<Option<ChallengeRecord>> {
+        let sql = format!(
+            "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE signin_id_hash = ? ORDER BY id DESC LIMIT 1"
+        );
+        self.read(|c| one(c, &sql, [signin_id_hash], challenge_from_row))
+    }
+
+    async fn list_pending_challenges(
+        &self,
+        user: UserId,
+        now: UnixTime,
+    ) -> Result<Vec<ChallengeRecord>> {
+        let sql = format!(
+            "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE user_id = ? AND state = 'pending' AND expires_at > ? ORDER BY id"
+        );
+        self.read(|c| all(c, &sql, params![user.0, now], challenge_from_row))
+    }
+
+    async fn answer_challenge(
+        &self,
+        id: &ChallengeId,
+        to: ChallengeState,
+        device: DeviceRow,
+        now: UnixTime,
+        audit: &AuditEvent,
+    ) -> Result<Answered> {
+        let public_id = id.0.clone();
+        let audit = audit.clone();
+        self.group
+            .write(move |c| {
+                let user: Option<i64> = one(
+                    c,
+                    "UPDATE challenges SET state = ?1, answered_at = ?2, answered_by_device = ?3 \
+                     WHERE public_id = ?4 AND state = 'pending' AND expires_at > ?2 RETURNING user_id",
+                    params![to.as_str(), now, device.0, public_id],
+                    first,
+                )?;
+                let Some(user) = user else {
+                    return Ok(Answered::default());
+                };
+                let mut cancelled = Vec::new();
+                match to {
+                    ChallengeState::Approved => {
+                        changed(
+                            c,
+                            "UPDATE attempt_counters SET failures = 0 WHERE user_id = ? AND kind = 'push' AND failures <> 0",
+                            [user],
+                        )?;
+                    }
+                    ChallengeState::Reported => {
+                        changed(
+                            c,
+                            "UPDATE users SET push_blocked_at = ? WHERE id = ?",
+                            params![now, user],
+                        )?;
+                        cancelled = all(c, CANCEL_PENDING, [user], challenge_id)?;
+                    }
+                    _ => {}
+                }
+                insert_audit(c, &audit)?;
+                Ok(Answered {
+                    answered: true,
+                    cancelled,
+                })
+            })
+            .await
+    }
+
+    async fn consume_challenge(&self, id: &ChallengeId) -> Result<bool> {
+        Ok(self
+            .execute(
+                "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
+                (id.0.clone(),),
+            )
+            .await?
+            == 1)
+    }
+
+    async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<ChallengeId>> {
+        self.group
+            .write(move |c| all(c, CANCEL_PENDING, [user.0], challenge_id))
+            .await
+    }
+}

@@ -1,0 +1,395 @@
+//! The store's capabilities, one trait each, combined as [`Store`]. A backend implements every
+//! trait; callers hold an `Arc<dyn Store>` and never know which backend they talk to.
+
+use crate::{
+    Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Device, DeviceRow, Group, Method,
+    NewChallenge, NewDevice, NewUser, PinOutcome, PolicyRead, Result, SessionLimits, SessionRecord,
+    SignInRecord, StoreError, User,
+};
+use async_trait::async_trait;
+use sesame_core::lockout::{AttemptGate, LockoutPolicy};
+use sesame_core::method::MethodKind;
+use sesame_core::policy::MethodsPolicy;
+use sesame_core::push::ChallengeState;
+use sesame_core::secret::SecretBytes;
+use sesame_core::signin::{CompletedSignIn, SignInChoice, SignInState};
+use sesame_core::{ChallengeId, DeviceId, GroupId, MethodId, TenantId, UnixTime, UserId};
+
+/// Everything Sesame stores, on one backend.
+pub trait Store:
+    TenantStore
+    + UserStore
+    + GroupStore
+    + MethodStore
+    + AttemptStore
+    + SignInStore
+    + SessionStore
+    + SetupStore
+    + DeviceStore
+    + ApprovalStore
+    + PolicyStore
+    + AuditStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: TenantStore
+        + UserStore
+        + GroupStore
+        + MethodStore
+        + AttemptStore
+        + SignInStore
+        + SessionStore
+        + SetupStore
+        + DeviceStore
+        + ApprovalStore
+        + PolicyStore
+        + AuditStore
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    async fn default_tenant(&self) -> Result<TenantId>;
+    /// A new, empty tenant (organisation).
+    async fn create_tenant(&self, name: &str, now: UnixTime) -> Result<TenantId>;
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn create_user(&self, new: NewUser, now: UnixTime) -> Result<User>;
+    async fn find_user(&self, id: UserId) -> Result<Option<User>>;
+    /// Usernames are matched case-insensitively.
+    async fn find_user_by_username(&self, tenant: TenantId, username: &str)
+        -> Result<Option<User>>;
+    async fn list_users(&self, tenant: TenantId) -> Result<Vec<User>>;
+    async fn count_admins(&self, tenant: TenantId) -> Result<i64>;
+    async fn update_user_password(&self, id: UserId, hash: Option<&str>) -> Result<()>;
+    /// Blocks the user in one write: the flag, the end of every session and the cancellation
+    /// of pending requests; a crash leaves all of it or none. None: no such user.
+    async fn block_user(&self, id: UserId, now: UnixTime) -> Result<Option<Blocked>>;
+    /// Unblocks the user and lifts a fraud report's block on phone requests. False: no such
+    /// user.
+    async fn unblock_user(&self, id: UserId) -> Result<bool>;
+    /// Sets (or lifts) the block on requests to the user's phone that a fraud report sets.
+    async fn update_user_push_blocked(&self, id: UserId, at: Option<UnixTime>) -> Result<()>;
+    /// The method must belong to the user (None clears the default).
+    async fn update_default_method(&self, id: UserId, method: Option<MethodId>) -> Result<()>;
+    async fn update_signin_preference(
+        &self,
+        user: UserId,
+        choice: Option<SignInChoice>,
+    ) -> Result<()>;
+    async fn delete_user(&self, id: UserId) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    async fn create_group(&self, tenant: TenantId, name: &str, now: UnixTime) -> Result<Group>;
+    async fn find_group_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Group>>;
+    async fn list_groups(&self, tenant: TenantId) -> Result<Vec<Group>>;
+    async fn list_user_groups(&self, user: UserId) -> Result<Vec<Group>>;
+    async fn list_group_members(&self, group: GroupId) -> Result<Vec<User>>;
+    /// False when the user already was a member.
+    async fn add_group_member(&self, group: GroupId, user: UserId) -> Result<bool>;
+    /// False when the user was not a member.
+    async fn remove_group_member(&self, group: GroupId, user: UserId) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait MethodStore: Send + Sync {
+    /// Keeps a secret being set up (sealed) until it is confirmed; returns its id.
+    async fn create_totp_enrollment(
+        &self,
+        user: UserId,
+        secret: &SecretBytes,
+        expires_at: UnixTime,
+    ) -> Result<String>;
+    async fn find_totp_enrollment(
+        &self,
+        user: UserId,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<SecretBytes>>;
+    /// Removes and returns an unexpired enrolment: of two concurrent confirmations one wins.
+    async fn take_totp_enrollment(
+        &self,
+        user: UserId,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<SecretBytes>>;
+    /// `used_step` is the step of the code that confirmed the enrolment; it cannot sign in.
+    async fn create_totp_method(
+        &self,
+        user: UserId,
+        label: &str,
+        secret: &SecretBytes,
+        used_step: i64,
+        now: UnixTime,
+    ) -> Result<Method>;
+    async fn list_methods(&self, user: UserId) -> Result<Vec<Method>>;
+    async fn delete_method(&self, user: UserId, method: MethodId) -> Result<bool>;
+    /// Deletes every method and failure counter of the user; returns how many methods.
+    async fn delete_all_methods(&self, user: UserId) -> Result<u64>;
+    /// Atomically records `step` as used if it is later than every step used before.
+    async fn claim_totp_step(&self, method: MethodId, step: i64, now: UnixTime) -> Result<bool>;
+}
+
+/// Failed-attempt counters, per user and method kind, shared by every node.
+#[async_trait]
+pub trait AttemptStore: Send + Sync {
+    /// Consecutive failures and the moment of the last one.
+    async fn find_failures(
+        &self,
+        user: UserId,
+        kind: MethodKind,
+    ) -> Result<(u32, Option<UnixTime>)>;
+    /// Compare-and-set: counts one more failure at `now` only if the count is still `seen`
+    /// (0 for a counter that does not exist yet). False: someone else counted first.
+    async fn count_failure_if(
+        &self,
+        user: UserId,
+        kind: MethodKind,
+        seen: u32,
+        now: UnixTime,
+    ) -> Result<bool>;
+    async fn clear_failures(&self, user: UserId, kind: MethodKind) -> Result<()>;
+
+    /// Decides whether an attempt may be evaluated and, if so, counts it as a failure up front
+    /// (cleared by [`AttemptStore::clear_failures`] on success), so that parallel attempts can
+    /// never evaluate more than the policy allows. The database orders racing attempts: each
+    /// is counted by a compare-and-set on the count it was judged by.
+    async fn reserve_attempt(
+        &self,
+        user: UserId,
+        kind: MethodKind,
+        policy: &LockoutPolicy,
+        now: UnixTime,
+    ) -> Result<AttemptGate> {
+        // Bounded: each lost round means another attempt was counted, and the gate closes
+        // after the policy's limit, so this settles long before the bound.
+        for _ in 0..10_000 {
+            let (failures, last) = self.find_failures(user, kind).await?;
+            let gate = policy.gate(failures, last, now);
+            if gate != AttemptGate::Open {
+                return Ok(gate);
+            }
+            if self.count_failure_if(user, kind, failures, now).await? {
+                return Ok(AttemptGate::Open);
+            }
+        }
+        Err(StoreError::Database(
+            "attempt counter contention did not settle".into(),
+        ))
+    }
+}
+
+#[async_trait]
+pub trait SignInStore: Send + Sync {
+    async fn create_signin(&self, record: &SignInRecord) -> Result<()>;
+    async fn find_signin(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SignInRecord>>;
+    /// Compare-and-set: succeeds only if the row is still at `expected_version`.
+    async fn update_signin_state(
+        &self,
+        id_hash: &[u8],
+        expected_version: i64,
+        state: &SignInState,
+    ) -> Result<bool>;
+    async fn delete_signin(&self, id_hash: &[u8]) -> Result<()>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(
+        &self,
+        id_hash: &[u8],
+        tenant: TenantId,
+        signin: &CompletedSignIn,
+        now: UnixTime,
+        limits: SessionLimits,
+    ) -> Result<()>;
+    /// Ends a finished sign-in in one transaction: creates the session, deletes the sign-in
+    /// transaction, records the user's last sign-in and appends the audit line.
+    /// With `approval`, the approved challenge is consumed (approved -> consumed) in the same
+    /// transaction, and nothing is written unless that succeeds: then the result is false.
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_signin(
+        &self,
+        signin_id_hash: &[u8],
+        session_id_hash: &[u8],
+        signin: &CompletedSignIn,
+        now: UnixTime,
+        limits: SessionLimits,
+        audit: &AuditEvent,
+        approval: Option<&ChallengeId>,
+    ) -> Result<bool>;
+    async fn find_session(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SessionRecord>>;
+    async fn touch_session(
+        &self,
+        id_hash: &[u8],
+        now: UnixTime,
+        limits: SessionLimits,
+    ) -> Result<()>;
+    async fn revoke_session(&self, id_hash: &[u8], now: UnixTime) -> Result<()>;
+    async fn revoke_user_sessions(&self, user: UserId, now: UnixTime) -> Result<u64>;
+}
+
+/// First-administrator set-up links.
+#[async_trait]
+pub trait SetupStore: Send + Sync {
+    async fn create_setup_token(&self, token_hash: &[u8], expires_at: UnixTime) -> Result<()>;
+    async fn consume_setup_token(&self, token_hash: &[u8], now: UnixTime) -> Result<bool>;
+    async fn is_setup_token_valid(&self, token_hash: &[u8], now: UnixTime) -> Result<bool>;
+}
+
+/// The authenticator app's registrations: activation codes, devices, request nonces, PIN keys.
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    async fn create_activation(
+        &self,
+        user: UserId,
+        code_hash: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<()>;
+    /// Marks an unexpired, unused activation code used; returns its user. Single use.
+    async fn consume_activation(&self, code_hash: &[u8], now: UnixTime) -> Result<Option<UserId>>;
+    /// Whether an activation code has been used, and by which device (for the waiting page).
+    async fn find_activation_device(
+        &self,
+        user: UserId,
+        code_hash: &[u8],
+    ) -> Result<Option<Option<DeviceId>>>;
+    /// Creates the device with its push method and a TOTP method, all or nothing, and
+    /// records it on the activation code.
+    async fn create_device(
+        &self,
+        new: NewDevice,
+        activation_hash: &[u8],
+        totp_secret: &SecretBytes,
+        now: UnixTime,
+    ) -> Result<Device>;
+    async fn find_device(&self, id: &DeviceId) -> Result<Option<Device>>;
+    async fn list_devices(&self, user: UserId) -> Result<Vec<Device>>;
+    /// Deletes the device, its methods, and cancels its user's pending challenges (returned).
+    async fn delete_device(&self, user: UserId, id: &DeviceId) -> Result<Option<Vec<ChallengeId>>>;
+    async fn touch_device(&self, row: DeviceRow, now: UnixTime) -> Result<()>;
+    /// Records a request nonce; false if this device used it before (a replay).
+    async fn claim_device_nonce(
+        &self,
+        row: DeviceRow,
+        nonce: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// Registers the device's PIN key. With `replacing` = None only a device without one may;
+    /// otherwise the stored key must still be exactly `replacing` and not disabled (a
+    /// compare-and-set, so a stale or racing rotation fails).
+    async fn set_pin_key(
+        &self,
+        row: DeviceRow,
+        key: &[u8],
+        replacing: Option<&[u8]>,
+    ) -> Result<bool>;
+    /// Records the result of checking a signature against the PIN key `key`, in one
+    /// compare-and-set: only while the key is still `key`, not disabled and below `max`
+    /// consecutive failures. Racing checks are thus ordered by the database, and no result
+    /// counts (nor may be revealed) once `max` invalid ones in a row turned the key off.
+    async fn record_pin_check(
+        &self,
+        row: DeviceRow,
+        key: &[u8],
+        valid: bool,
+        max: i64,
+        now: UnixTime,
+    ) -> Result<PinOutcome>;
+    /// Turns the PIN key (and so phone sign-in) off; true if this call did.
+    async fn disable_pin_key(&self, row: DeviceRow, now: UnixTime) -> Result<bool>;
+    /// Forgets a disabled or unwanted PIN key (the user allows phone sign-in again, or an
+    /// administrator resets it); the app registers a new one.
+    async fn clear_pin_key(&self, user: UserId, id: &DeviceId) -> Result<bool>;
+    /// Turns phone sign-in on (`Some(now)`) or off for a device.
+    async fn set_phone_sign_in(&self, row: DeviceRow, at: Option<UnixTime>) -> Result<()>;
+}
+
+/// Out-of-band approvals (requests to the phone) and their one-winner transitions.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    /// Creates a pending challenge, superseding the user's other pending ones (their ids are
+    /// returned so the phone can be told). `audit`, if given, is written in the same write.
+    async fn create_challenge(
+        &self,
+        new: NewChallenge,
+        now: UnixTime,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(ChallengeRecord, Vec<ChallengeId>)>;
+    /// Requests sent to the user since `since` (the push budget).
+    async fn count_challenges_since(&self, user: UserId, since: UnixTime) -> Result<u32>;
+    async fn find_challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>>;
+    async fn find_latest_challenge_for_signin(
+        &self,
+        signin_id_hash: &[u8],
+    ) -> Result<Option<ChallengeRecord>>;
+    async fn list_pending_challenges(
+        &self,
+        user: UserId,
+        now: UnixTime,
+    ) -> Result<Vec<ChallengeRecord>>;
+    /// The one atomic answer: pending and unexpired -> `to`. Of racing answers exactly one
+    /// wins. In the same write the audit line is written and:
+    /// - for an approval, the user's failed approvals (`push` counter) are cleared;
+    /// - for a fraud report, requests to the user's phone are blocked and every other pending
+    ///   request of the user is cancelled (returned), so that a crash cannot leave the
+    ///   reporter unblocked.
+    async fn answer_challenge(
+        &self,
+        id: &ChallengeId,
+        to: ChallengeState,
+        device: DeviceRow,
+        now: UnixTime,
+        audit: &AuditEvent,
+    ) -> Result<Answered>;
+    /// approved -> consumed: at most one session per approval.
+    async fn consume_challenge(&self, id: &ChallengeId) -> Result<bool>;
+    /// Cancels the user's pending challenges; returns their ids.
+    async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<ChallengeId>>;
+}
+
+/// The authentication methods policy of each tenant.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// The tenant's policy and its version, or None while nobody has set one.
+    async fn find_policy(&self, tenant: TenantId) -> Result<Option<(MethodsPolicy, i64)>>;
+    /// What deciding the policy for `user` needs, read in one snapshot (every request of a
+    /// sign-in asks): the tenant's policy version, the policy itself unless the caller already
+    /// holds `known_version` (so callers can keep the parsed policy and skip reading and
+    /// parsing it again), and the user's groups.
+    async fn find_policy_for_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        known_version: Option<i64>,
+    ) -> Result<PolicyRead>;
+    /// Saves the policy if it is still at `expected_version` (0: never saved) and appends the
+    /// audit line in the same write. False: someone else changed it first.
+    async fn save_policy(
+        &self,
+        tenant: TenantId,
+        policy: &MethodsPolicy,
+        expected_version: i64,
+        now: UnixTime,
+        audit: &AuditEvent,
+    ) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// Newest first, at most `filter.limit` lines (100 when 0).
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+}

@@ -1,0 +1,202 @@
+//! The embedded backend: the conformance suite, and what only a file on disk can show.
+
+use async_trait::async_trait;
+use sesame_core::audit::Event;
+use sesame_core::push::ChallengeKind;
+use sesame_core::secret::SecretBytes;
+use sesame_core::signin::SignInState;
+use sesame_store::conformance::Backend;
+use sesame_store::sqlite::SqliteStore;
+use sesame_store::{MasterKey, NewUser, SignInRecord, Store, StoreError, TenantStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const NOW: i64 = 1_700_000_000;
+
+/// Databases in a temporary directory of the test's own.
+struct Sqlite(tempfile::TempDir);
+
+impl Sqlite {
+    fn new() -> Self {
+        Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(format!("{name}.db"))
+    }
+}
+
+#[async_trait]
+impl Backend for Sqlite {
+    async fn open(&self, name: &str, key: MasterKey) -> Arc<dyn Store> {
+        let url = sesame_store::Backend::sqlite_url(&self.path(name));
+        sesame_store::open(&url, key).await.unwrap()
+    }
+}
+
+sesame_store::conformance_tests!(Sqlite::new());
+
+/// The suite also runs as one function, as a backend without per-case tests would call it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_suite_runs_as_one_call() {
+    sesame_store::conformance::run(Sqlite::new).await;
+}
+
+async fn user(s: &dyn Store, name: &str) -> sesame_core::UserId {
+    let t = s.default_tenant().await.unwrap();
+    let new = NewUser {
+        tenant: t,
+        username: name.into(),
+        display_name: name.into(),
+        password_hash: None,
+        is_admin: false,
+    };
+    s.create_user(new, NOW).await.unwrap().id
+}
+
+#[tokio::test]
+async fn totp_secret_is_never_on_disk_in_clear() {
+    let db = Sqlite::new();
+    let s = db.open("main", MasterKey::from_bytes([1; 32])).await;
+    let u = user(&*s, "a").await;
+    let secret = SecretBytes::new(b"PLAINTEXT-SEED-0123456789".to_vec());
+    s.create_totp_method(u, "Phone", &secret, 0, NOW)
+        .await
+        .unwrap();
+    s.create_totp_enrollment(u, &secret, NOW + 600)
+        .await
+        .unwrap();
+    drop(s);
+    let raw = std::fs::read(db.path("main")).unwrap();
+    let wal = std::fs::read(db.0.path().join("main.db-wal")).unwrap_or_default();
+    let needle = b"PLAINTEXT-SEED";
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "seed found in clear on disk"
+        );
+    }
+}
+
+/// A read that fails half-way (a stored row that does not decode) must not leave its pooled
+/// connection inside a read transaction: the next read on it sees writes committed since.
+#[tokio::test]
+async fn a_read_that_fails_half_way_keeps_no_snapshot() {
+    let db = Sqlite::new();
+    let s = db.open("main", MasterKey::from_bytes([7; 32])).await;
+    let t = s.default_tenant().await.unwrap();
+    let rec = SignInRecord {
+        id_hash: vec![5; 32],
+        tenant: t,
+        username: "a".into(),
+        state: SignInState::Identified { user: None },
+        version: 0,
+        next_path: None,
+        created_at: NOW,
+        expires_at: NOW + 600,
+    };
+    s.create_signin(&rec).await.unwrap();
+    rusqlite::Connection::open(db.path("main"))
+        .unwrap()
+        .execute(
+            "UPDATE signin_transactions SET state = 'not json' WHERE id_hash = ?",
+            [&rec.id_hash],
+        )
+        .unwrap();
+    for round in 0..3 {
+        assert!(s.find_signin(&rec.id_hash, NOW).await.is_err());
+        let name = format!("late{round}");
+        user(&*s, &name).await;
+        assert!(
+            s.find_user_by_username(t, &name).await.unwrap().is_some(),
+            "a pooled reader kept the snapshot of a failed read"
+        );
+    }
+}
+
+/// A stored name this version does not know is an error, never read as something else (a
+/// request of an unknown kind must not pass for a second step).
+#[tokio::test]
+async fn unknown_stored_names_are_refused_not_guessed() {
+    let db = Sqlite::new();
+    let s = db.open("main", MasterKey::from_bytes([7; 32])).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let (c, _) = s
+        .create_challenge(
+            sesame_store::NewChallenge {
+                tenant: t,
+                user: u,
+                signin_id_hash: vec![1; 32],
+                kind: ChallengeKind::PhoneSignIn,
+                channel: sesame_core::push::ApprovalChannel::App,
+                number: "12".into(),
+                app_name: "Sesame".into(),
+                ip: "127.0.0.1".into(),
+                location: "This computer".into(),
+                user_agent: "t".into(),
+                expires_at: NOW + 100,
+            },
+            NOW,
+            None,
+        )
+        .await
+        .unwrap();
+    s.append_audit(&sesame_store::AuditEvent {
+        id: 0,
+        at: NOW,
+        tenant: t,
+        user: Some(u),
+        username: "a".into(),
+        ip: "-".into(),
+        user_agent: "-".into(),
+        event: Event::SignIn,
+        method: None,
+        result: sesame_store::AuditResult::Success,
+        reason: None,
+    })
+    .await
+    .unwrap();
+    let raw = rusqlite::Connection::open(db.path("main")).unwrap();
+    raw.execute("UPDATE challenges SET kind = 'sms_magic'", [])
+        .unwrap();
+    raw.execute("UPDATE audit_log SET event = 'from_the_future'", [])
+        .unwrap();
+    for err in [
+        s.find_challenge(&c.id).await.map(|_| ()).unwrap_err(),
+        s.list_audit(&Default::default())
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, StoreError::Database(m) if m.contains("unknown")),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn open_refuses_urls_of_other_backends_with_a_clear_message() {
+    for (url, says) in [
+        ("postgres://localhost/sesame", "PostgreSQL is not supported"),
+        ("mysql://x", "expected sqlite://FILE"),
+    ] {
+        let err = sesame_store::open(url, MasterKey::generate())
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains(says), "{url}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn the_database_directory_is_created_on_first_open() {
+    let db = Sqlite::new();
+    let path = db.0.path().join("deeper/still/sesame.db");
+    let s = SqliteStore::open(&path, MasterKey::generate())
+        .await
+        .unwrap();
+    assert!(s.default_tenant().await.is_ok());
+    assert!(path.exists());
+}
