@@ -1,0 +1,67 @@
+//! `sesame-authenticator pending`: sign-in requests waiting for an answer, for every Sesame
+//! account.
+
+use super::{now, runtime, sesame_accounts};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sesame_authenticator::client::DeviceClient;
+use sesame_authenticator::Vault;
+use sesame_proto::device::ChallengeKind;
+
+#[derive(Serialize)]
+struct PendingLine {
+    request: String,
+    account: String,
+    kind: &'static str,
+    app: String,
+    ip: String,
+    location: String,
+    browser: String,
+    requested_at: i64,
+    expires_in: i64,
+}
+
+pub fn run(vault: &Vault, json: bool) -> Result<()> {
+    let rt = runtime()?;
+    let t = now() as i64;
+    let mut lines = Vec::new();
+    for (a, l, key) in sesame_accounts(vault)? {
+        let c = DeviceClient::new(&l.server, &l.device_id, &key);
+        let pending = rt.block_on(c.pending()).with_context(|| a.otp.label())?;
+        for ch in pending.challenges {
+            lines.push(PendingLine {
+                request: ch.id,
+                account: a.otp.label(),
+                kind: if ch.kind == ChallengeKind::PhoneSignIn {
+                    "phone sign-in"
+                } else {
+                    "two-step verification"
+                },
+                app: ch.app_name,
+                ip: ch.ip,
+                location: ch.location,
+                browser: ch.user_agent,
+                requested_at: ch.requested_at,
+                expires_in: (ch.expires_at - t).max(0),
+            });
+        }
+    }
+    super::output(json, &lines, || {
+        if lines.is_empty() {
+            println!("No sign-in requests are waiting.");
+            return;
+        }
+        for l in &lines {
+            println!(
+                "Request {}  ({}, expires in {} s)",
+                l.request, l.kind, l.expires_in
+            );
+            println!("  Account:  {}", l.account);
+            println!("  App:      {}", l.app);
+            println!("  From:     {} ({})", l.ip, l.location);
+            println!("  When:     {} s ago", (t - l.requested_at).max(0));
+            println!("  Browser:  {}", l.browser);
+        }
+        println!("Answer with: sesame-authenticator respond REQUEST --number N --approve   (or --deny, --report)");
+    })
+}

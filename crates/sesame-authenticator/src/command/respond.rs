@@ -1,0 +1,85 @@
+//! `sesame-authenticator respond`: approve, deny or report one sign-in request.
+
+use super::{read_pin, runtime, sesame_accounts};
+use anyhow::{bail, Context, Result};
+use sesame_authenticator::approval::{self, UserPresence};
+use sesame_authenticator::client::DeviceClient;
+use sesame_authenticator::device::DeviceKey;
+use sesame_authenticator::Vault;
+use sesame_proto::device::{Challenge, Decision};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The request id (or a unique prefix of it) from `pending`.
+    pub request: String,
+    /// The number shown on the sign-in page.
+    #[arg(long, required_if_eq("approve", "true"))]
+    pub number: Option<String>,
+    #[arg(long, group = "decision")]
+    pub approve: bool,
+    #[arg(long, group = "decision")]
+    pub deny: bool,
+    /// Deny and report: "this wasn't me". Blocks further requests until an admin looks.
+    #[arg(long, group = "decision")]
+    pub report: bool,
+}
+
+/// Asks at the terminal (or reads SESAME_AUTHENTICATOR_PIN, for scripts).
+struct PromptPresence;
+
+impl UserPresence for PromptPresence {
+    fn pin(&mut self, c: &Challenge) -> Result<zeroize::Zeroizing<String>, String> {
+        read_pin(
+            &format!("App PIN to approve {} for {}: ", c.app_name, c.username),
+            "SESAME_AUTHENTICATOR_PIN",
+            false,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+pub fn run(vault: &Vault, args: &Args, json: bool) -> Result<()> {
+    let request = &args.request;
+    let decision = match (args.approve, args.deny, args.report) {
+        (true, _, _) => Decision::Approve,
+        (_, true, _) => Decision::Deny,
+        (_, _, true) => Decision::Report,
+        _ => bail!("choose --approve (with --number), --deny or --report"),
+    };
+    let number = args.number.as_deref().unwrap_or_default();
+    if decision == Decision::Approve && number.trim().is_empty() {
+        bail!("type the number shown on the sign-in page with --number");
+    }
+    let rt = runtime()?;
+    let mut found = None;
+    for (a, l, key) in sesame_accounts(vault)? {
+        let c = DeviceClient::new(&l.server, &l.device_id, &key);
+        let pending = rt.block_on(c.pending()).with_context(|| a.otp.label())?;
+        for ch in pending
+            .challenges
+            .into_iter()
+            .filter(|ch| ch.id.starts_with(request.trim()))
+        {
+            if found.is_some() {
+                bail!("{request:?} matches more than one request; give more of its id");
+            }
+            found = Some((
+                l.clone(),
+                DeviceKey::from_secret(&l.device_key).context("damaged device key")?,
+                ch,
+            ));
+        }
+    }
+    let Some((l, key, ch)) = found else {
+        bail!("no waiting sign-in request matches {request:?}: it may have expired, been answered, or been replaced by a newer one");
+    };
+    let c = DeviceClient::new(&l.server, &l.device_id, &key);
+    let req = approval::answer(&l, &key, &ch, decision, number, &mut PromptPresence)
+        .map_err(anyhow::Error::msg)?;
+    let resp = rt.block_on(c.respond(&req))?;
+    super::output(json, &resp, || println!("{}", resp.message))?;
+    if resp.outcome == "wrong_number" {
+        return Err(anyhow::anyhow!("the number did not match"));
+    }
+    Ok(())
+}
