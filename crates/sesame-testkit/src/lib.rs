@@ -2,8 +2,6 @@
 //! directory, with a [`ManualClock`], and [`Browser`], a small client that keeps cookies and
 //! fills in CSRF tokens the way a browser submits forms.
 
-pub mod bench;
-
 use sesame_core::secret::{SecretBytes, SecretString};
 use sesame_core::{password, ManualClock, UserId};
 use sesame_server::{AppState, ServerConfig};

@@ -23,31 +23,25 @@
 //!
 //! Everything targets 127.0.0.1 only and the run is bounded in time.
 
-use anyhow::{anyhow, bail, Context, Result};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use anyhow::{bail, Result};
 use clap::Parser;
 use sesame_authenticator::client::DeviceClient;
 use sesame_authenticator::device::DeviceKey;
-use sesame_core::password;
-use sesame_core::secret::{SecretBytes, SecretString};
-use sesame_proto::device::{
-    approval_message, Challenge, ChallengeKind, Decision, DeviceEvent, RespondRequest, ALG_ES256,
-};
-use sesame_server::{AppState, ServerConfig, SystemClock};
-use sesame_store::sqlite::SqliteStore;
-use sesame_store::{MasterKey, NewDevice, NewUser, Store};
-use sesame_testkit::bench::{hash_rate, percentile, stat_cpu};
-use sesame_testkit::Page;
+use sesame_bench::argon::{self, HashRates};
+use sesame_bench::http::{self, Browser, Failure};
+use sesame_bench::phone::{self, Phone, StreamStats};
+use sesame_bench::procfs::{self, SystemCpu};
+use sesame_bench::setup::{Db, PhoneSetup};
+use sesame_bench::stats::Latency;
+use sesame_bench::write_json;
+use sesame_proto::device::{Challenge, ChallengeKind};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-const SESSION_COOKIE: &str = "__Host-sesame-session";
-const SIGNIN_COOKIE: &str = "__Host-sesame-signin";
 /// Shortest time between the starts of two sign-ins of one user. The server sends a user at
 /// most 5 requests since the later of 15 minutes ago and the user's last successful sign-in,
 /// counted in whole seconds, so 5 requests created within one clock second refuse the 6th.
@@ -71,7 +65,7 @@ const SIGNIN_TIMEOUT: Duration = Duration::from_secs(30);
         device key and PIN key (POST /api/v1/device/respond), the page's status long-poll sees \
         the approval, POST /login/push/complete -> /account with a session.\n\n\
         The run fails (exit 1) if any sign-in fails.\n\n\
-        Example: cargo run --release -p sesame-testkit --bin sesame-phone-bench -- --users 1000 --concurrency 128 --seconds 10"
+        Example: cargo run --release -p sesame-bench --bin sesame-phone-bench -- --users 1000 --concurrency 128 --seconds 10"
 )]
 struct Args {
     /// Users, each with one phone holding an open event stream. A user has at most one
@@ -120,205 +114,7 @@ fn main() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Raw Argon2id (as sesame-bench measures it)
-
-// ---------------------------------------------------------------------------------------------
-// Users and their phones
-
-struct Phone {
-    username: String,
-    device_id: String,
-    key: DeviceKey,
-    /// The PIN key as the phone holds it once the PIN unsealed it.
-    pin_key: DeviceKey,
-}
-
-fn real_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut b = vec![0u8; n];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-    b
-}
-
-/// A user without a password, with one device registered as activation would (activation
-/// code created and consumed, device created), a PIN key and phone sign-in on.
-async fn register_one(store: &SqliteStore, i: usize) -> Result<Phone> {
-    let now = real_now();
-    let tenant = store.default_tenant().await?;
-    let username = format!("phone{i:05}");
-    let user = store
-        .create_user(
-            NewUser {
-                tenant,
-                username: username.clone(),
-                display_name: username.clone(),
-                password_hash: None,
-                is_admin: false,
-            },
-            now,
-        )
-        .await?;
-    let key = DeviceKey::generate();
-    let pin_key = DeviceKey::generate();
-    let code_hash = random_bytes(32);
-    store
-        .create_activation(user.id, &code_hash, now + 600)
-        .await?;
-    if store.consume_activation(&code_hash, now).await? != Some(user.id) {
-        bail!("the activation code of {username} did not work");
-    }
-    let device = store
-        .create_device(
-            NewDevice {
-                tenant,
-                user: user.id,
-                name: format!("bench phone {i}"),
-                alg: ALG_ES256.into(),
-                public_key: URL_SAFE_NO_PAD.decode(key.public_key())?,
-            },
-            &code_hash,
-            &SecretBytes::new(random_bytes(sesame_core::totp::SECRET_LEN)),
-            now,
-        )
-        .await?;
-    let pin_public = URL_SAFE_NO_PAD.decode(pin_key.public_key())?;
-    if !store.set_pin_key(device.row_id, &pin_public, None).await? {
-        bail!("the PIN key of {username} was not registered");
-    }
-    store.set_phone_sign_in(device.row_id, Some(now)).await?;
-    Ok(Phone {
-        username,
-        device_id: device.id,
-        key,
-        pin_key,
-    })
-}
-
-async fn register(store: Arc<SqliteStore>, n: usize) -> Result<Vec<Phone>> {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let (store, next) = (store.clone(), next.clone());
-        tasks.spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<_, anyhow::Error>(mine);
-                }
-                mine.push((i, register_one(&store, i).await?));
-            }
-        });
-    }
-    let mut all = Vec::with_capacity(n);
-    while let Some(r) = tasks.join_next().await {
-        all.extend(r??);
-    }
-    all.sort_by_key(|(i, _)| *i);
-    Ok(all.into_iter().map(|(_, p)| p).collect())
-}
-
-// ---------------------------------------------------------------------------------------------
-// The phone's event stream
-
-#[derive(Default)]
-struct StreamStats {
-    reconnects: AtomicU64,
-    events: AtomicU64,
-}
-
-/// Keeps the phone's event stream open like the app does (reconnecting when it ends) and
-/// forwards every sign-in request to the worker that owns the user. `ready` reports whether
-/// the first connection opened.
-async fn listen(
-    device: &'static DeviceClient<'static>,
-    tx: mpsc::UnboundedSender<Challenge>,
-    ready: mpsc::Sender<std::result::Result<(), String>>,
-    stats: Arc<StreamStats>,
-) {
-    let mut ready = Some(ready);
-    loop {
-        match device.events().await {
-            Ok(mut stream) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(Ok(())).await;
-                }
-                loop {
-                    match stream.next().await {
-                        Ok(Some(DeviceEvent::Challenge(c))) => {
-                            stats.events.fetch_add(1, Ordering::Relaxed);
-                            if tx.send(c).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(Some(DeviceEvent::Closed { .. })) => {}
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-            }
-            Err(e) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(Err(e.to_string())).await;
-                    return;
-                }
-            }
-        }
-        if tx.is_closed() {
-            return;
-        }
-        stats.reconnects.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // One phone sign-in
-
-/// A browser's cookies, enough for the sign-in pages.
-#[derive(Default)]
-struct Jar(Vec<(String, String)>);
-
-impl Jar {
-    fn absorb(&mut self, page: &Page) {
-        for v in page.set_cookies() {
-            let Some((k, val)) = v.split(';').next().and_then(|p| p.split_once('=')) else {
-                continue;
-            };
-            self.0.retain(|(n, _)| n != k);
-            if !v.contains("Max-Age=0") {
-                self.0.push((k.to_string(), val.to_string()));
-            }
-        }
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == name)
-    }
-
-    fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-/// The number on the waiting page: `<div class="number" id="push-number" ...>NN</div>`.
-fn page_number(body: &str) -> Option<String> {
-    let at = body.find("id=\"push-number\"")?;
-    let rest = &body[at..];
-    let start = rest.find('>')? + 1;
-    let end = rest[start..].find('<')? + start;
-    let n = rest[start..end].trim();
-    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| n.to_string())
-}
 
 /// Step names, in order; [`Steps`] holds one duration per step.
 const STEP_NAMES: [&str; 7] = [
@@ -341,117 +137,30 @@ struct Ctx {
     poll: bool,
 }
 
-/// An error of a step: `kind` groups failures in the summary.
-fn step_err(step: &str, detail: impl std::fmt::Display) -> anyhow::Error {
-    anyhow!("{step}: {detail}")
-}
-
-async fn read(resp: reqwest::Response) -> Result<Page> {
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.text().await?;
-    Ok(Page {
-        status,
-        headers,
-        body,
-    })
-}
-
 impl Ctx {
-    async fn get(&self, path: &str, jar: &Jar) -> Result<Page> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", jar.header())
-            .send()
-            .await
-            .map_err(|e| step_err(&format!("GET {path}"), e))?;
-        read(resp)
-            .await
-            .map_err(|e| step_err(&format!("GET {path}"), e))
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        csrf: &str,
-        fields: &[(&str, &str)],
-        jar: &Jar,
-    ) -> Result<Page> {
-        let body = {
-            let mut f = form_urlencoded::Serializer::new(String::new());
-            f.append_pair("csrf", csrf);
-            for (k, v) in fields {
-                f.append_pair(k, v);
-            }
-            f.finish()
-        };
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", jar.header())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| step_err(&format!("POST {path}"), e))?;
-        read(resp)
-            .await
-            .map_err(|e| step_err(&format!("POST {path}"), e))
-    }
-
     /// One complete phone sign-in of user `u`; `events` receives the requests its phone gets.
     async fn sign_in(
         &self,
         u: usize,
         events: &mut mpsc::UnboundedReceiver<Challenge>,
-    ) -> Result<Steps> {
+    ) -> Result<Steps, Failure> {
         let p = &self.phones[u];
         let device = &self.devices[u];
         // Requests of an earlier, failed attempt must not be taken for this one.
         while events.try_recv().is_ok() {}
         let mut steps: Steps = [0.0; 7];
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let mut jar = Jar::default();
 
         let t = Instant::now();
-        let page = self.get("/login", &jar).await?;
-        if page.status != 200 {
-            bail!(step_err("GET /login", format!("HTTP {}", page.status)));
-        }
-        jar.absorb(&page);
-        let csrf = page
-            .csrf()
-            .ok_or_else(|| step_err("GET /login", "no CSRF token"))?;
+        let mut browser = Browser::open(&self.http, &self.base).await?;
         steps[0] = ms(t.elapsed());
 
         let t = Instant::now();
-        let page = self
-            .post("/login", &csrf, &[("username", &p.username)], &jar)
-            .await?;
-        if page.status != 303 || page.location() != Some("/login/app") {
-            bail!(step_err(
-                "POST /login",
-                format!("HTTP {} to {:?}", page.status, page.location())
-            ));
-        }
-        jar.absorb(&page);
-        if !jar.has(SIGNIN_COOKIE) {
-            bail!(step_err("POST /login", "no sign-in cookie"));
-        }
+        browser.username(&p.username, "/login/app").await?;
         steps[1] = ms(t.elapsed());
 
         let t = Instant::now();
-        let page = self.get("/login/app", &jar).await?;
-        if page.status != 200 {
-            bail!(step_err("GET /login/app", format!("HTTP {}", page.status)));
-        }
-        jar.absorb(&page);
-        let number = page_number(&page.body)
-            .ok_or_else(|| step_err("GET /login/app", "no number on the page"))?;
-        let csrf = page
-            .csrf()
-            .ok_or_else(|| step_err("GET /login/app", "no CSRF token"))?;
+        let number = browser.number("/login/app").await?;
         let page_read = Instant::now();
         steps[2] = ms(page_read - t);
 
@@ -459,61 +168,36 @@ impl Ctx {
         let phone = async {
             let c = match tokio::time::timeout(EVENT_WAIT, events.recv()).await {
                 Ok(Some(c)) => c,
-                Ok(None) => bail!(step_err("phone", "event stream gone")),
-                Err(_) => bail!(step_err("phone", "no request arrived within 10 s")),
+                Ok(None) => return Err(Failure::new("phone", None, "event stream gone")),
+                Err(_) => {
+                    return Err(Failure::new(
+                        "phone",
+                        None,
+                        "no request arrived within 10 s",
+                    ))
+                }
             };
             let arrived = Instant::now();
             if c.kind != ChallengeKind::PhoneSignIn || !c.pin_required || c.username != p.username {
-                bail!(step_err(
+                return Err(Failure::new(
                     "phone",
+                    None,
                     format!(
                         "unexpected request {:?} for {} (PIN {})",
                         c.kind, c.username, c.pin_required
-                    )
+                    ),
                 ));
             }
-            let msg = approval_message(&c.id, &c.nonce, Decision::Approve, &number, &p.device_id);
-            let answer = RespondRequest {
-                challenge_id: c.id.clone(),
-                decision: Decision::Approve,
-                number: number.clone(),
-                signature: p.key.sign(&msg),
-                pin_signature: Some(p.pin_key.sign(&msg)),
-            };
-            let out = device
-                .respond(&answer)
-                .await
-                .map_err(|e| step_err("POST respond", e))?;
-            if out.outcome != "approved" {
-                bail!(step_err("POST respond", format!("outcome {}", out.outcome)));
-            }
-            Ok::<_, anyhow::Error>((arrived, Instant::now()))
+            p.approve(device, &c, &number).await?;
+            Ok((arrived, Instant::now()))
         };
         // The page: its script long-polls the status, then submits the completion form.
         let browser_poll = async {
             if !self.poll {
                 return Ok(None);
             }
-            for _ in 0..5 {
-                let page = self.get("/login/push/status", &jar).await?;
-                if page.status != 200 {
-                    bail!(step_err(
-                        "GET /login/push/status",
-                        format!("HTTP {}", page.status)
-                    ));
-                }
-                let v: serde_json::Value = serde_json::from_str(&page.body)
-                    .map_err(|e| step_err("GET /login/push/status", e))?;
-                match v["state"].as_str() {
-                    Some("approved") => return Ok(Some(Instant::now())),
-                    Some("pending") => continue,
-                    s => bail!(step_err("GET /login/push/status", format!("state {s:?}"))),
-                }
-            }
-            bail!(step_err(
-                "GET /login/push/status",
-                "still pending after 5 polls"
-            ))
+            browser.approved(5).await?;
+            Ok::<_, Failure>(Some(Instant::now()))
         };
         let (phone, seen) = tokio::join!(phone, browser_poll);
         let (arrived, answered) = phone?;
@@ -523,24 +207,14 @@ impl Ctx {
         steps[5] = seen.map_or(0.0, |s| ms(s.saturating_duration_since(answered)));
 
         let t = Instant::now();
-        let page = self.post("/login/push/complete", &csrf, &[], &jar).await?;
-        if page.status != 303 || page.location() != Some("/account") {
-            bail!(step_err(
-                "POST /login/push/complete",
-                format!("HTTP {} to {:?}", page.status, page.location())
-            ));
-        }
-        jar.absorb(&page);
-        if !jar.has(SESSION_COOKIE) {
-            bail!(step_err("POST /login/push/complete", "no session cookie"));
-        }
+        browser.complete().await?;
         steps[6] = ms(t.elapsed());
         Ok(steps)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// CPU and memory
+// CPU
 
 /// A thread's group: its name without a trailing number.
 fn thread_group(name: &str) -> String {
@@ -558,87 +232,33 @@ struct CpuSnap {
     bench: f64,
     /// Every other live thread, by group.
     server_threads: BTreeMap<String, f64>,
-    sys_busy: f64,
-    sys_total: f64,
+    sys: SystemCpu,
 }
 
 fn cpu_snap() -> CpuSnap {
     let pid = std::process::id();
-    let process = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|t| stat_cpu(&t))
-        .map_or(0.0, |(_, c)| c);
+    let process = procfs::process_cpu(pid);
     let mut bench = 0.0;
     let mut server_threads = BTreeMap::new();
-    if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
-        for e in rd.flatten() {
-            let tid: u32 = e.file_name().to_string_lossy().parse().unwrap_or(0);
-            let Some((name, c)) = std::fs::read_to_string(e.path().join("stat"))
-                .ok()
-                .and_then(|t| stat_cpu(&t))
-            else {
-                continue;
-            };
-            if tid == pid || name.starts_with("bench-client") {
-                bench += c;
-            } else if name.starts_with("sesame-db-write") {
-                // Names are cut at 15 bytes: "sesame-db-write".
-                *server_threads
-                    .entry("sesame-db-writer (SQLite writes)".to_string())
-                    .or_insert(0.0) += c;
-            } else {
-                *server_threads.entry(thread_group(&name)).or_insert(0.0) += c;
-            }
+    for (tid, name, c) in procfs::threads_cpu(pid) {
+        if tid == pid || name.starts_with("bench-client") {
+            bench += c;
+        } else if name.starts_with("sesame-db-write") {
+            // Names are cut at 15 bytes: "sesame-db-write".
+            *server_threads
+                .entry("sesame-db-writer (SQLite writes)".to_string())
+                .or_insert(0.0) += c;
+        } else {
+            *server_threads.entry(thread_group(&name)).or_insert(0.0) += c;
         }
     }
-    let (sys_busy, sys_total) = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|t| {
-            let line = t.lines().next()?.to_string();
-            let v: Vec<f64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            let total: f64 = v.iter().sum();
-            // idle and iowait are fields 3 and 4.
-            let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
-            Some((total - idle, total))
-        })
-        .unwrap_or((0.0, 0.0));
     CpuSnap {
         at: Instant::now(),
         process,
         bench,
         server_threads,
-        sys_busy,
-        sys_total,
+        sys: SystemCpu::now(),
     }
-}
-
-/// `VmRSS` and `VmHWM` (peak) of this process in KiB.
-fn rss_kib() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// The soft limit on open files.
-fn open_files_limit() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("Max open files"))?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -685,18 +305,15 @@ struct Load {
 }
 
 async fn load(args: &Args, base: String, phones: &'static [Phone], workers: usize) -> Result<Load> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("Mozilla/5.0 (X11; Linux x86_64) sesame-phone-bench")
-        .timeout(Duration::from_secs(30))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .tcp_nodelay(true)
-        .build()?;
+    let http = http::client(
+        "Mozilla/5.0 (X11; Linux x86_64) sesame-phone-bench",
+        Duration::from_secs(30),
+    )?;
     // One device client (its own connection) per phone, kept for the whole run.
     let devices: &'static [DeviceClient<'static>] = Box::leak(
         phones
             .iter()
-            .map(|p| DeviceClient::new(&base, &p.device_id, &p.key))
+            .map(|p| p.client(&base))
             .collect::<Vec<_>>()
             .into_boxed_slice(),
     );
@@ -704,25 +321,17 @@ async fn load(args: &Args, base: String, phones: &'static [Phone], workers: usiz
     eprintln!("[3/4] opening {} event streams ...", phones.len());
     let stats = Arc::new(StreamStats::default());
     let mut receivers: Vec<Option<mpsc::UnboundedReceiver<Challenge>>> = Vec::new();
-    let mut opened = 0usize;
-    let mut first_error = None;
-    for chunk in devices.chunks(200) {
-        let (ready_tx, mut ready_rx) = mpsc::channel(chunk.len());
-        for d in chunk {
-            let (tx, rx) = mpsc::unbounded_channel();
-            receivers.push(Some(rx));
-            tokio::spawn(listen(d, tx, ready_tx.clone(), stats.clone()));
-        }
-        drop(ready_tx);
-        while let Some(r) = ready_rx.recv().await {
-            match r {
-                Ok(()) => opened += 1,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-    }
+    // Each stream is kept open (reopened when it ends) and forwards its requests to the
+    // worker that owns the user.
+    let (opened, first_error) = phone::open_streams(devices.len(), |i, ready| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        receivers.push(Some(rx));
+        let stats = stats.clone();
+        tokio::spawn(
+            async move { phone::listen(&devices[i], tx, |c| c, ready, true, &stats).await },
+        );
+    })
+    .await;
     if opened < phones.len() {
         bail!(
             "only {opened} of {} event streams opened (first error: {}); raise `ulimit -n`?",
@@ -745,12 +354,7 @@ async fn load(args: &Args, base: String, phones: &'static [Phone], workers: usiz
     let start = Instant::now();
     let window_start = start + Duration::from_secs_f64(args.warmup);
     let end = window_start + Duration::from_secs_f64(args.seconds);
-    let sampler = tokio::spawn(async move {
-        tokio::time::sleep_until(window_start.into()).await;
-        let a = cpu_snap();
-        tokio::time::sleep_until(end.into()).await;
-        (a, cpu_snap())
-    });
+    let sampler = procfs::sample_window(window_start, end, cpu_snap);
     let mut tasks = Vec::new();
     for w in 0..workers {
         // Worker w owns users w, w+C, ...: one sign-in per user at a time, so no request
@@ -780,7 +384,7 @@ async fn load(args: &Args, base: String, phones: &'static [Phone], workers: usiz
                 let (u, rx) = &mut mine[k];
                 let r = match tokio::time::timeout(SIGNIN_TIMEOUT, ctx.sign_in(*u, rx)).await {
                     Ok(r) => r,
-                    Err(_) => Err(step_err("sign-in", "took longer than 30 s")),
+                    Err(_) => Err(Failure::new("sign-in", None, "took longer than 30 s")),
                 };
                 let t1 = Instant::now();
                 match r {
@@ -826,9 +430,7 @@ async fn load(args: &Args, base: String, phones: &'static [Phone], workers: usiz
 // ---------------------------------------------------------------------------------------------
 
 fn run(args: Args) -> Result<bool> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = sesame_bench::cores();
     let release = !cfg!(debug_assertions);
     if !release {
         eprintln!("warning: this is a debug build; figures will be far too low (use --release)");
@@ -837,7 +439,7 @@ fn run(args: Args) -> Result<bool> {
     // Per user: the event stream and the phone's own connection, each with both ends in this
     // process; per worker: the browser's connections; and SQLite, the runtime, the listener.
     let need = args.users as u64 * 4 + workers as u64 * 4 + 128;
-    if let Some(limit) = open_files_limit() {
+    if let Some(limit) = procfs::open_files_limit() {
         if limit < need {
             bail!(
                 "{} users need about {need} open files, the limit is {limit}: run `ulimit -n {}` first",
@@ -848,23 +450,12 @@ fn run(args: Args) -> Result<bool> {
     }
 
     // 1. Raw Argon2id, before anything else runs.
-    let phc = password::hash(
-        &SecretString::new("phone-bench-password-0123".into()),
-        &mut rand::rngs::OsRng,
-    )?;
+    // The hash is made even with --hash-secs 0, as it always was: its Argon2id working memory
+    // stays in this process's RSS, which the summary reports.
+    let pw = "phone-bench-password-0123";
+    let phc = argon::phc(pw)?;
     let rates = if args.hash_secs > 0.0 {
-        eprintln!(
-            "[1/4] raw Argon2id (m={} KiB, t={}, p={}): {:.0} s on 1 core, then {:.0} s on {cores} cores ...",
-            password::MEMORY_KIB,
-            password::ITERATIONS,
-            password::PARALLELISM,
-            args.hash_secs,
-            args.hash_secs
-        );
-        Some((
-            hash_rate(1, args.hash_secs, &phc, "phone-bench-password-0123"),
-            hash_rate(cores, args.hash_secs, &phc, "phone-bench-password-0123"),
-        ))
+        Some(HashRates::measure("[1/4]", args.hash_secs, cores, &phc, pw))
     } else {
         None
     };
@@ -896,62 +487,44 @@ fn run(args: Args) -> Result<bool> {
         dir.path().display()
     );
     let t = Instant::now();
-    let db = dir.path().join("sesame.db");
-    let users = args.users;
-    let (state, listener, phones) = server_rt.block_on(async move {
-        let key = MasterKey::generate();
-        let store = Arc::new(SqliteStore::open(&db, key.clone()).await?);
-        let phones = register(store.clone(), users).await?;
-        let state =
-            AppState::new(store, Arc::new(SystemClock), &key, ServerConfig::default()).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        Ok::<_, anyhow::Error>((state, listener, phones))
+    let (mut server, phones) = server_rt.block_on(async {
+        let db = Db::in_memory_key(dir.path()).await?;
+        let setup = PhoneSetup {
+            password_hash: None,
+            phone_sign_in: true,
+        };
+        let phones = db.add_phones("phone", args.users, &setup).await?;
+        Ok::<_, anyhow::Error>((db.serve().await?, phones))
     })?;
     let prep_secs = t.elapsed().as_secs_f64();
-    let base = format!("http://{}", listener.local_addr()?);
+    let base = server.base.clone();
     let phones: &'static [Phone] = Box::leak(phones.into_boxed_slice());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = server_rt.spawn(sesame_server::serve(listener, state.clone(), async {
-        let _ = stop_rx.await;
-    }));
     eprintln!("      done in {prep_secs:.1} s; server at {base}");
-    let (rss_before, _) = rss_kib();
+    let me = std::process::id();
+    let (rss_before, _) = procfs::memory_kib(me);
 
     // 3-4. The load, on its own runtime.
-    let mut client = if args.client_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.client_threads);
-        b
-    };
-    let client_rt = client.thread_name("bench-client").enable_all().build()?;
+    let client_rt = sesame_bench::client_runtime(args.client_threads)?;
     let result = client_rt.block_on(load(&args, base.clone(), phones, workers));
-    let (rss_after, rss_peak) = rss_kib();
-    let server_alive = !server.is_finished();
+    let (rss_after, rss_peak) = procfs::memory_kib(me);
+    let server_alive = server.is_running();
     // Open event streams would hold a graceful shutdown forever: stop both runtimes outright.
     client_rt.shutdown_timeout(Duration::from_secs(1));
-    let _ = stop_tx.send(());
+    server.stop();
     server_rt.shutdown_timeout(Duration::from_secs(1));
     let l = result?;
 
     // Summary.
     let t = &l.tally;
     let rate = t.ok_in_window as f64 / l.window;
-    let mut lat = t.lat.clone();
-    lat.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let (p50, p90, p99, max) = (
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.9),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or(f64::NAN),
-    );
+    let lat = Latency::of(t.lat.clone());
+    let (p50, p90, p99, max) = (lat.p50, lat.p90, lat.p99, lat.max);
     let n = t.ok_in_window.max(1) as f64;
     let (a, z) = &l.cpu;
     let secs = (z.at - a.at).as_secs_f64().max(1e-9);
     let bench_cpu = z.bench - a.bench;
     let server_cpu = (z.process - a.process) - bench_cpu;
-    let machine = (z.sys_busy - a.sys_busy) / (z.sys_total - a.sys_total).max(1e-9) * cores as f64;
+    let machine = z.sys.cores_busy_since(&a.sys, cores);
     let other = (machine - (z.process - a.process) / secs).max(0.0);
     let mib = |k: u64| k as f64 / 1024.0;
 
@@ -1011,7 +584,7 @@ fn run(args: Args) -> Result<bool> {
         "CPU (cores busy):    machine {machine:.2} of {cores}; server {:.2}; load generator {:.2}; other processes {other:.2}{}",
         server_cpu / secs,
         bench_cpu / secs,
-        if other > 0.15 { "  <- NOISY MACHINE: figures unreliable" } else { "" }
+        procfs::noisy(other)
     );
     let _ = writeln!(
         out,
@@ -1020,10 +593,9 @@ fn run(args: Args) -> Result<bool> {
         1000.0 * bench_cpu / n
     );
     let _ = writeln!(out, "server CPU by thread:");
-    for (name, c) in &z.server_threads {
-        let d = c - a.server_threads.get(name).copied().unwrap_or(0.0);
-        if d > 0.0 {
-            let _ = writeln!(out, "    {name:<24} {:.2} cores", d / secs);
+    for (name, c) in procfs::cores_by_thread(&a.server_threads, &z.server_threads, secs) {
+        if c > 0.0 {
+            let _ = writeln!(out, "    {name:<24} {c:.2} cores");
         }
     }
     let _ = writeln!(
@@ -1034,22 +606,17 @@ fn run(args: Args) -> Result<bool> {
         mib(rss_peak)
     );
     match &rates {
-        Some((one, all)) => {
+        Some(rates) => {
             let _ = writeln!(
                 out,
-                "raw Argon2id:        {:.1} hashes/s on 1 core ({:.1} ms/hash), {:.1} hashes/s on {} cores (m={} KiB, t={}, p={})",
-                one.per_sec,
-                1000.0 / one.per_sec.max(1e-9),
-                all.per_sec,
-                all.threads,
-                password::MEMORY_KIB,
-                password::ITERATIONS,
-                password::PARALLELISM
+                "raw Argon2id:        {} ({})",
+                rates.describe(),
+                HashRates::parameters()
             );
             let _ = writeln!(
                 out,
                 "                     phone sign-ins/s per all-core hash/s: {:.2} (a password sign-in costs the server one hash; a phone sign-in none)",
-                rate / all.per_sec.max(1e-9)
+                rate / rates.all.per_sec.max(1e-9)
             );
         }
         None => {
@@ -1058,7 +625,7 @@ fn run(args: Args) -> Result<bool> {
     }
     let _ = writeln!(
         out,
-        "password+code sign-ins/s: NOT measured here; run `cargo run --release -p sesame-testkit --bin sesame-bench`"
+        "password+code sign-ins/s: NOT measured here; run `cargo run --release -p sesame-bench --bin sesame-bench`"
     );
     let _ = writeln!(
         out,
@@ -1078,12 +645,8 @@ fn run(args: Args) -> Result<bool> {
     let ok = verdict.is_empty();
     let _ = writeln!(
         out,
-        "result:              {}",
-        if ok {
-            "PASS (0 failures)".to_string()
-        } else {
-            format!("FAIL ({})", verdict.join("; "))
-        }
+        "{}",
+        sesame_bench::result_line("PASS (0 failures)", &verdict)
     );
     print!("{out}");
 
@@ -1122,18 +685,16 @@ fn run(args: Args) -> Result<bool> {
                 "bench_cpu_ms_per_signin": 1000.0 * bench_cpu / n,
             },
             "memory_kib": {"rss_before": rss_before, "rss_after": rss_after, "peak": rss_peak},
-            "argon2id": rates.as_ref().map(|(one, all)| serde_json::json!({
-                "one_core_hashes_per_sec": one.per_sec,
-                "all_cores_threads": all.threads,
-                "all_cores_hashes_per_sec": all.per_sec,
+            "argon2id": rates.as_ref().map(|r| serde_json::json!({
+                "one_core_hashes_per_sec": r.one.per_sec,
+                "all_cores_threads": r.all.threads,
+                "all_cores_hashes_per_sec": r.all.per_sec,
             })),
             "phone_unseal_ms": unseal_ms,
             "pass": ok,
             "failures": verdict,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("summary written to {}", path.display());
+        write_json(path, &json)?;
     }
     Ok(ok)
 }

@@ -9,27 +9,24 @@
 //!
 //! Everything targets 127.0.0.1 only and the run is bounded in time.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
-use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use reqwest::StatusCode;
-use sesame_core::secret::{SecretBytes, SecretString};
+use sesame_bench::argon::{self, HashRates};
+use sesame_bench::http::{self, Browser, Failure};
+use sesame_bench::process::{self, ServerProcess};
+use sesame_bench::procfs::{self, SystemCpu};
+use sesame_bench::setup::Db;
+use sesame_bench::stats::Latency;
+use sesame_bench::{unix_now, write_json};
+use sesame_core::secret::SecretBytes;
 use sesame_core::{password, totp};
-use sesame_store::sqlite::SqliteStore;
-use sesame_store::{MasterKey, NewUser, Store};
-use sesame_testkit::bench::{hash_rate, stat_cpu};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PASSWORD: &str = "bench-password-0123";
-const FORM: &str = "application/x-www-form-urlencoded";
-const CSRF_COOKIE: &str = "__Host-sesame-csrf";
-const SIGNIN_COOKIE: &str = "__Host-sesame-signin";
-const SESSION_COOKIE: &str = "__Host-sesame-session";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,7 +43,7 @@ const SESSION_COOKIE: &str = "__Host-sesame-session";
         5. Launches --burst sign-ins at once and reports ok / 503 busy / failed and peak RSS.\n\
         6. Prints a summary; --json FILE writes it as JSON.\n\n\
         The run fails (exit 1) if more than --max-error-pct % of sign-ins fail.\n\n\
-        Example: cargo run --release -p sesame-testkit --bin sesame-bench -- -c 64 -d 10 --json bench.json"
+        Example: cargo run --release -p sesame-bench --bin sesame-bench -- -c 64 -d 10 --json bench.json"
 )]
 struct Args {
     /// Users to create; each is used at most once per 30-second TOTP step, so this must exceed
@@ -105,23 +102,13 @@ fn main() -> Result<()> {
     if args.users == 0 || args.concurrency == 0 {
         bail!("--users and --concurrency must be at least 1");
     }
-    let mut builder = if args.client_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.client_threads);
-        b
-    };
-    let rt = builder.enable_all().build()?;
+    let rt = sesame_bench::client_runtime(args.client_threads)?;
     let ok = rt.block_on(run(args))?;
     if !ok {
         std::process::exit(1);
     }
     Ok(())
 }
-
-// ---------------------------------------------------------------------------------------------
-// Raw Argon2id rate
 
 // ---------------------------------------------------------------------------------------------
 // Users
@@ -133,13 +120,6 @@ struct Users {
     last_step: Vec<AtomicI64>,
     busy: Vec<AtomicBool>,
     cursor: AtomicUsize,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Users {
@@ -180,60 +160,11 @@ async fn wait_next_step(deadline: Option<Instant>) {
 }
 
 async fn prepare(dir: &Path, n: usize) -> Result<Users> {
-    let key = MasterKey::load_or_create(&dir.join("master.key"))?;
-    let store = Arc::new(SqliteStore::open(&dir.join("sesame.db"), key).await?);
-    let phc = password::hash(&SecretString::new(PASSWORD.into()), &mut rand::rngs::OsRng)?;
-    let tenant = store.default_tenant().await?;
-    let names: Vec<String> = (0..n).map(|i| format!("bench{i:06}")).collect();
-    let secrets: Vec<SecretBytes> = (0..n)
-        .map(|_| {
-            let mut b = vec![0u8; totp::SECRET_LEN];
-            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-            SecretBytes::new(b)
-        })
-        .collect();
-    let next = Arc::new(AtomicUsize::new(0));
-    let names_a = Arc::new(names.clone());
-    let secrets_a = Arc::new(secrets.clone());
-    let now = unix_now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let (store, next, names, secrets, phc) = (
-            store.clone(),
-            next.clone(),
-            names_a.clone(),
-            secrets_a.clone(),
-            phc.clone(),
-        );
-        tasks.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= names.len() {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let user = store
-                    .create_user(
-                        NewUser {
-                            tenant,
-                            username: names[i].clone(),
-                            display_name: names[i].clone(),
-                            password_hash: Some(phc.clone()),
-                            is_admin: false,
-                        },
-                        now,
-                    )
-                    .await?;
-                let m = store
-                    .create_totp_method(user.id, "Authenticator app", &secrets[i], 0, now)
-                    .await?;
-                store.update_default_method(user.id, Some(m.id)).await?;
-            }
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    drop(store);
+    let db = Db::in_data_dir(dir).await?;
+    let users = db
+        .add_code_users("bench", n, &argon::phc(PASSWORD)?)
+        .await?;
+    let (names, secrets) = users.into_iter().map(|u| (u.username, u.secret)).unzip();
     Ok(Users {
         last_step: (0..n).map(|_| AtomicI64::new(-1)).collect(),
         busy: (0..n).map(|_| AtomicBool::new(false)).collect(),
@@ -244,176 +175,29 @@ async fn prepare(dir: &Path, n: usize) -> Result<Users> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The server process
-
-struct Server {
-    child: Child,
-    pid: u32,
-    base: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(bin: &Path, dir: &Path, log_filter: Option<&str>, env: &[String]) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let log = dir.join("server.log");
-        let logfile = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("--data-dir")
-            .arg(dir)
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env_remove("SESAME_CONFIG")
-            .env_remove("SESAME_DATABASE_URL")
-            .env_remove("SESAME_MASTER_KEY_FILE")
-            .stdin(Stdio::null())
-            .stdout(logfile.try_clone()?)
-            .stderr(logfile);
-        if let Some(l) = log_filter {
-            cmd.env("SESAME_LOG", l);
-        }
-        for kv in env {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--server-env wants KEY=VALUE, got {kv:?}"))?;
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let pid = child.id();
-        Ok(Server {
-            child,
-            pid,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        })
-    }
-
-    async fn wait_healthy(&mut self, client: &reqwest::Client) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("{}/healthz", self.base);
-        while Instant::now() < deadline {
-            if let Some(st) = self.child.try_wait()? {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!(
-                    "the server exited during start-up ({st}); its output:\n{}",
-                    tail.join("\n")
-                );
-            }
-            if let Ok(r) = client.get(&url).send().await {
-                if r.status() == StatusCode::OK {
-                    return Ok(());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("the server did not answer /healthz within 30 s")
-    }
-
-    /// SIGTERM (graceful shutdown), then SIGKILL after 10 s.
-    fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid.to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// `VmRSS` and `VmHWM` (peak) in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn process_cpu(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|t| stat_cpu(&t))
-        .map(|(_, c)| c)
-        .unwrap_or(0.0)
-}
-
-/// CPU seconds per thread name (threads of the same name are summed; exited threads are lost).
-fn thread_cpu(pid: u32) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for e in rd.flatten() {
-            if let Some((comm, c)) = std::fs::read_to_string(e.path().join("stat"))
-                .ok()
-                .and_then(|t| stat_cpu(&t))
-            {
-                *out.entry(comm).or_insert(0.0) += c;
-            }
-        }
-    }
-    out
-}
-
-/// (busy, total) jiffies over all CPUs from /proc/stat.
-fn system_cpu() -> (f64, f64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = text.lines().next() else {
-        return (0.0, 0.0);
-    };
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: f64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
-    (total - idle, total)
-}
+// CPU
 
 #[derive(Clone)]
 struct CpuSample {
     server: f64,
     server_threads: BTreeMap<String, f64>,
     bench: f64,
-    sys_busy: f64,
-    sys_total: f64,
+    sys: SystemCpu,
     at: Instant,
 }
 
 fn cpu_sample(pid: u32) -> CpuSample {
-    let (sys_busy, sys_total) = system_cpu();
+    let sys = SystemCpu::now();
+    // CPU seconds per thread name (threads of the same name are summed; exited threads are lost).
+    let mut server_threads = BTreeMap::new();
+    for (_, name, c) in procfs::threads_cpu(pid) {
+        *server_threads.entry(name).or_insert(0.0) += c;
+    }
     CpuSample {
-        server: process_cpu(pid),
-        server_threads: thread_cpu(pid),
-        bench: process_cpu(std::process::id()),
-        sys_busy,
-        sys_total,
+        server: procfs::process_cpu(pid),
+        server_threads,
+        bench: procfs::process_cpu(std::process::id()),
+        sys,
         at: Instant::now(),
     }
 }
@@ -421,162 +205,30 @@ fn cpu_sample(pid: u32) -> CpuSample {
 // ---------------------------------------------------------------------------------------------
 // One sign-in over HTTP
 
-#[derive(Debug)]
-struct Failure {
-    stage: &'static str,
-    status: Option<u16>,
-    detail: String,
-}
-
-impl Failure {
-    fn busy(&self) -> bool {
-        self.status == Some(503)
-    }
-}
-
-fn fail(stage: &'static str, status: Option<u16>, detail: impl Into<String>) -> Failure {
-    Failure {
-        stage,
-        status,
-        detail: detail.into(),
-    }
-}
-
-fn set_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get_all(SET_COOKIE).iter().find_map(|v| {
-        let s = v.to_str().ok()?;
-        let rest = s.strip_prefix(name)?.strip_prefix('=')?;
-        Some(rest.split(';').next().unwrap_or(""))
-    })
-}
-
-fn csrf_field(body: &str) -> Option<&str> {
-    const MARK: &str = "name=\"csrf\" value=\"";
-    let start = body.find(MARK)? + MARK.len();
-    let end = body[start..].find('"')? + start;
-    Some(&body[start..end])
-}
-
-struct Endpoints {
-    login: reqwest::Url,
-    password: reqwest::Url,
-    verify: reqwest::Url,
-}
-
-impl Endpoints {
-    fn new(base: &str) -> Result<Self> {
-        Ok(Self {
-            login: format!("{base}/login").parse()?,
-            password: format!("{base}/login/password").parse()?,
-            verify: format!("{base}/login/verify").parse()?,
-        })
-    }
-}
-
-/// Reads the rest of a response (so the connection is reused) and returns a failure for it.
-async fn unexpected(stage: &'static str, r: reqwest::Response) -> Failure {
-    let status = r.status().as_u16();
-    let loc = r
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = r.text().await.unwrap_or_default();
-    let snippet: String = body
-        .split("<h1>")
-        .nth(1)
-        .unwrap_or(&body)
-        .chars()
-        .take(200)
-        .collect();
-    fail(
-        stage,
-        Some(status),
-        format!("location={loc:?} body={snippet:?}"),
-    )
-}
-
-fn expect_redirect(r: &reqwest::Response, to: &str) -> bool {
-    r.status() == StatusCode::SEE_OTHER
-        && r.headers().get(LOCATION).and_then(|v| v.to_str().ok()) == Some(to)
-}
-
 /// One complete sign-in as a fresh browser would do it: 4 requests.
 async fn sign_in(
     client: &reqwest::Client,
-    ep: &Endpoints,
+    base: &str,
     users: &Users,
     u: usize,
 ) -> Result<(), Failure> {
-    let net = |stage: &'static str| move |e: reqwest::Error| fail(stage, None, e.to_string());
-
     // 1. GET /login: CSRF cookie and token.
-    let r = client
-        .get(ep.login.clone())
-        .send()
+    let mut b = Browser::open(client, base)
         .await
-        .map_err(net("get_login"))?;
-    if r.status() != StatusCode::OK {
-        return Err(unexpected("get_login", r).await);
-    }
-    let csrf_cookie = set_cookie(r.headers(), CSRF_COOKIE)
-        .ok_or_else(|| fail("get_login", Some(200), "no CSRF cookie"))?
-        .to_string();
-    let body = r.text().await.map_err(net("get_login"))?;
-    let token = csrf_field(&body)
-        .ok_or_else(|| fail("get_login", Some(200), "no csrf field"))?
-        .to_string();
-    drop(body);
-
+        .map_err(|f| f.at("get_login"))?;
     // 2. POST /login: username.
-    let r = client
-        .post(ep.login.clone())
-        .header(COOKIE, format!("{CSRF_COOKIE}={csrf_cookie}"))
-        .header(CONTENT_TYPE, FORM)
-        .body(format!("csrf={token}&username={}", users.names[u]))
-        .send()
+    b.username(&users.names[u], "/login/password")
         .await
-        .map_err(net("post_login"))?;
-    if !expect_redirect(&r, "/login/password") {
-        return Err(unexpected("post_login", r).await);
-    }
-    let signin = set_cookie(r.headers(), SIGNIN_COOKIE)
-        .ok_or_else(|| fail("post_login", Some(303), "no sign-in cookie"))?
-        .to_string();
-    let _ = r.bytes().await;
-    let cookies = format!("{CSRF_COOKIE}={csrf_cookie}; {SIGNIN_COOKIE}={signin}");
-
+        .map_err(|f| f.at("post_login"))?;
     // 3. POST /login/password.
-    let r = client
-        .post(ep.password.clone())
-        .header(COOKIE, cookies.as_str())
-        .header(CONTENT_TYPE, FORM)
-        .body(format!("csrf={token}&password={PASSWORD}"))
-        .send()
+    b.password(PASSWORD)
         .await
-        .map_err(net("post_password"))?;
-    if !expect_redirect(&r, "/login/verify") {
-        return Err(unexpected("post_password", r).await);
-    }
-    let _ = r.bytes().await;
-
+        .map_err(|f| f.at("post_password"))?;
     // 4. POST /login/verify with the code an authenticator shows now.
     let now = unix_now();
     let code = totp::code_at(&users.secrets[u], now);
     users.last_step[u].store(totp::step_at(now), Ordering::Release);
-    let r = client
-        .post(ep.verify.clone())
-        .header(COOKIE, cookies)
-        .header(CONTENT_TYPE, FORM)
-        .body(format!("csrf={token}&code={code}"))
-        .send()
-        .await
-        .map_err(net("post_verify"))?;
-    if !expect_redirect(&r, "/account") || set_cookie(r.headers(), SESSION_COOKIE).is_none() {
-        return Err(unexpected("post_verify", r).await);
-    }
-    let _ = r.bytes().await;
-    Ok(())
+    b.code(&code).await.map_err(|f| f.at("post_verify"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -615,29 +267,9 @@ impl Tally {
     }
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
-}
-
-struct Latency {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-fn latency(mut us: Vec<u32>) -> Latency {
-    us.sort_unstable();
-    Latency {
-        p50: percentile(&us, 50.0),
-        p90: percentile(&us, 90.0),
-        p99: percentile(&us, 99.0),
-        max: us.last().copied().unwrap_or(0) as f64 / 1000.0,
-    }
+/// Latency percentiles of samples in µs, in ms (0 when there are none).
+fn latency(us: Vec<u32>) -> Latency {
+    Latency::of(us.into_iter().map(|u| f64::from(u) / 1000.0).collect()).or_zero()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -662,7 +294,7 @@ struct Steady {
 async fn steady(
     args: &Args,
     client: &reqwest::Client,
-    ep: Arc<Endpoints>,
+    base: Arc<str>,
     users: Arc<Users>,
     pid: u32,
 ) -> Steady {
@@ -674,18 +306,13 @@ async fn steady(
     let max = args.max_signins.unwrap_or(u64::MAX);
 
     // CPU accounting over the measured window.
-    let cpu_task = tokio::spawn(async move {
-        tokio::time::sleep_until(measure_start.into()).await;
-        let a = cpu_sample(pid);
-        tokio::time::sleep_until(end.into()).await;
-        (a, cpu_sample(pid))
-    });
+    let cpu_task = procfs::sample_window(measure_start, end, move || cpu_sample(pid));
 
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency {
-        let (client, ep, users, started, waits) = (
+        let (client, base, users, started, waits) = (
             client.clone(),
-            ep.clone(),
+            base.clone(),
             users.clone(),
             started.clone(),
             waits.clone(),
@@ -706,7 +333,7 @@ async fn steady(
                     continue;
                 };
                 let t0 = Instant::now();
-                let r = sign_in(&client, &ep, &users, u).await;
+                let r = sign_in(&client, &base, &users, u).await;
                 let t1 = Instant::now();
                 users.release(u);
                 tally.record(t1, t1 - t0, &r);
@@ -800,7 +427,7 @@ struct Burst {
     lat: Latency,
 }
 
-async fn burst(n: usize, client: &reqwest::Client, ep: Arc<Endpoints>, users: Arc<Users>) -> Burst {
+async fn burst(n: usize, client: &reqwest::Client, base: Arc<str>, users: Arc<Users>) -> Burst {
     // Reserve n distinct users that may submit a code now.
     let mut picked = Vec::with_capacity(n);
     let mut waited = 0;
@@ -824,11 +451,11 @@ async fn burst(n: usize, client: &reqwest::Client, ep: Arc<Endpoints>, users: Ar
     let go = Arc::new(tokio::sync::Barrier::new(launched + 1));
     let mut tasks = tokio::task::JoinSet::new();
     for u in picked {
-        let (client, ep, users, go) = (client.clone(), ep.clone(), users.clone(), go.clone());
+        let (client, base, users, go) = (client.clone(), base.clone(), users.clone(), go.clone());
         tasks.spawn(async move {
             go.wait().await;
             let t0 = Instant::now();
-            let r = sign_in(&client, &ep, &users, u).await;
+            let r = sign_in(&client, &base, &users, u).await;
             let t1 = Instant::now();
             users.release(u);
             (t1, t1 - t0, r)
@@ -858,48 +485,26 @@ async fn burst(n: usize, client: &reqwest::Client, ep: Arc<Endpoints>, users: Ar
 
 // ---------------------------------------------------------------------------------------------
 
-fn default_bin() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("sesame")))
-        .unwrap_or_else(|| PathBuf::from("target/release/sesame"))
-}
-
 async fn run(args: Args) -> Result<bool> {
-    let bin = args.sesame_bin.clone().unwrap_or_else(default_bin);
-    if !bin.is_file() {
-        bail!(
-            "server binary {} not found: build it with `cargo build --release -p sesame` or pass --sesame-bin",
-            bin.display()
-        );
-    }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let bin = process::server_bin(args.sesame_bin.as_deref())?;
+    let cores = sesame_bench::cores();
     let release = !cfg!(debug_assertions);
     if !release {
         eprintln!("warning: sesame-bench is a debug build; Argon2id figures will be far too low (use --release)");
     }
 
     // 1. Raw Argon2id.
-    let phc = password::hash(&SecretString::new(PASSWORD.into()), &mut rand::rngs::OsRng)?;
-    eprintln!("[1/5] raw Argon2id (m={} KiB, t={}, p={}): {:.0} s on 1 core, then {:.0} s on {cores} cores ...",
-        password::MEMORY_KIB, password::ITERATIONS, password::PARALLELISM, args.hash_secs, args.hash_secs);
-    let (one, all) = {
-        let phc2 = phc.clone();
-        let secs = args.hash_secs;
-        tokio::task::spawn_blocking(move || {
-            (
-                hash_rate(1, secs, &phc2, PASSWORD),
-                hash_rate(cores, secs, &phc2, PASSWORD),
-            )
-        })
-        .await?
-    };
+    let phc = argon::phc(PASSWORD)?;
+    let secs = args.hash_secs;
+    let rates = tokio::task::spawn_blocking(move || {
+        HashRates::measure("[1/5]", secs, cores, &phc, PASSWORD)
+    })
+    .await?;
+    let (one, all) = (&rates.one, &rates.all);
     eprintln!(
         "      1 core: {:.1} hashes/s ({:.1} ms each); {} cores: {:.1} hashes/s",
         one.per_sec,
-        1000.0 / one.per_sec.max(1e-9),
+        rates.ms_per_hash(),
         all.threads,
         all.per_sec
     );
@@ -931,23 +536,24 @@ async fn run(args: Args) -> Result<bool> {
 
     // 3. Server.
     eprintln!("[3/5] starting {} ...", bin.display());
-    let mut server = Server::start(&bin, &dir, args.server_log.as_deref(), &args.server_env)?;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("sesame-bench")
-        .timeout(Duration::from_secs_f64(args.request_timeout))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .tcp_nodelay(true)
-        .build()?;
-    server.wait_healthy(&client).await?;
+    let client = http::client(
+        "sesame-bench",
+        Duration::from_secs_f64(args.request_timeout),
+    )?;
+    let opts = process::Options {
+        filter: args.server_log.as_deref(),
+        env: &args.server_env,
+        log: process::Log::File,
+    };
+    let mut server = ServerProcess::start_healthy(&bin, &dir, &opts, &client).await?;
     let pid = server.pid;
-    let (rss_before, hwm_before) = rss_kib(pid);
+    let (rss_before, hwm_before) = procfs::memory_kib(pid);
     eprintln!(
         "      {} (pid {pid}), RSS {:.1} MiB",
         server.base,
         rss_before as f64 / 1024.0
     );
-    let ep = Arc::new(Endpoints::new(&server.base)?);
+    let base: Arc<str> = server.base.as_str().into();
 
     // 4. Steady load.
     eprintln!(
@@ -959,14 +565,14 @@ async fn run(args: Args) -> Result<bool> {
             .map(|m| format!(", at most {m} sign-ins"))
             .unwrap_or_default()
     );
-    let st = steady(&args, &client, ep.clone(), users.clone(), pid).await;
-    let (_, hwm_steady) = rss_kib(pid);
+    let st = steady(&args, &client, base.clone(), users.clone(), pid).await;
+    let (_, hwm_steady) = procfs::memory_kib(pid);
     eprintln!("      {:.1} sign-ins/s, {} errors", st.rate, st.errors);
 
     // 5. Burst.
     let b = if args.burst > 0 {
         eprintln!("[5/5] burst: {} sign-ins at once ...", args.burst);
-        let b = burst(args.burst, &client, ep.clone(), users.clone()).await;
+        let b = burst(args.burst, &client, base.clone(), users.clone()).await;
         eprintln!(
             "      {} ok, {} busy (503), {} failed in {:.1} s",
             b.ok, b.busy, b.failed, b.seconds
@@ -975,8 +581,8 @@ async fn run(args: Args) -> Result<bool> {
     } else {
         None
     };
-    let (rss_after, hwm_after) = rss_kib(pid);
-    let alive = server.child.try_wait()?.is_none();
+    let (rss_after, hwm_after) = procfs::memory_kib(pid);
+    let alive = server.is_running()?;
     drop(client);
     server.stop();
 
@@ -1004,14 +610,7 @@ async fn run(args: Args) -> Result<bool> {
         password::PARALLELISM,
         if release { "release" } else { "DEBUG" }
     );
-    let _ = writeln!(
-        out,
-        "raw Argon2id:        {:.1} hashes/s on 1 core ({:.1} ms/hash), {:.1} hashes/s on {} cores",
-        one.per_sec,
-        1000.0 / one.per_sec.max(1e-9),
-        all.per_sec,
-        all.threads
-    );
+    let _ = writeln!(out, "raw Argon2id:        {}", rates.describe());
     let _ = writeln!(
         out,
         "users:               {} (prepared in {:.1} s)",
@@ -1051,17 +650,17 @@ async fn run(args: Args) -> Result<bool> {
         let secs = (z.at - a.at).as_secs_f64().max(1e-9);
         let server_cores = (z.server - a.server) / secs;
         let bench_cores = (z.bench - a.bench) / secs;
-        let sys = (z.sys_busy - a.sys_busy) / (z.sys_total - a.sys_total).max(1e-9) * cores as f64;
+        let sys = z.sys.cores_busy_since(&a.sys, cores);
         let argon_cores = st.rate / one.per_sec.max(1e-9);
         let other = (sys - server_cores - bench_cores).max(0.0);
         let _ = writeln!(
             out,
             "CPU (cores busy):    machine {sys:.2} of {cores}; server {server_cores:.2} (Argon2id alone ≈ {argon_cores:.2}); bench {bench_cores:.2}; other processes {other:.2}{}",
-            if other > 0.15 { "  <- NOISY MACHINE: figures unreliable" } else { "" }
+            procfs::noisy(other)
         );
         let per_signin_ms = 1000.0 * (z.server - a.server) / (st.rate * secs).max(1e-9);
         let bench_ms = 1000.0 * (z.bench - a.bench) / (st.rate * secs).max(1e-9);
-        let argon_ms = 1000.0 / one.per_sec.max(1e-9);
+        let argon_ms = rates.ms_per_hash();
         let _ = writeln!(
             out,
             "                     CPU per sign-in: server {per_signin_ms:.1} ms + bench {bench_ms:.1} ms vs raw Argon2id {argon_ms:.1} ms \
@@ -1069,14 +668,9 @@ async fn run(args: Args) -> Result<bool> {
             argon_ms / (per_signin_ms + bench_ms).max(1e-9)
         );
         let _ = writeln!(out, "                     server CPU by thread:");
-        for (name, c) in &z.server_threads {
-            let d = c - a.server_threads.get(name).copied().unwrap_or(0.0);
-            if d > 0.0 {
-                let _ = writeln!(
-                    out,
-                    "                       {name:<18} {:.2} cores",
-                    d / secs
-                );
+        for (name, c) in procfs::cores_by_thread(&a.server_threads, &z.server_threads, secs) {
+            if c > 0.0 {
+                let _ = writeln!(out, "                       {name:<18} {c:.2} cores");
             }
         }
     }
@@ -1102,56 +696,36 @@ async fn run(args: Args) -> Result<bool> {
         mib(hwm_after),
         mib(rss_after)
     );
-    let mut ok = true;
     let mut verdict = Vec::new();
     if error_pct > args.max_error_pct {
-        ok = false;
         verdict.push(format!(
             "steady errors {error_pct:.2}% > {}%",
             args.max_error_pct
         ));
     }
     if burst_fail_pct > args.max_error_pct {
-        ok = false;
         verdict.push(format!(
             "burst failures {burst_fail_pct:.2}% > {}%",
             args.max_error_pct
         ));
     }
     if !alive {
-        ok = false;
         verdict.push("the server exited during the run".into());
     }
     if let Some(r) = args.require_ratio {
         if ratio < r {
-            ok = false;
             verdict.push(format!("ratio {ratio:.3} < required {r}"));
         }
     }
-    let _ = writeln!(
-        out,
-        "result:              {}",
-        if ok {
-            "PASS".to_string()
-        } else {
-            format!("FAIL ({})", verdict.join("; "))
-        }
-    );
+    let ok = verdict.is_empty();
+    let _ = writeln!(out, "{}", sesame_bench::result_line("PASS", &verdict));
     print!("{out}");
 
     if let Some(path) = &args.json {
-        let lat = |l: &Latency| serde_json::json!({"p50": l.p50, "p90": l.p90, "p99": l.p99, "max": l.max});
         let cpu = st.cpu.as_ref().map(|(a, z)| {
             let secs = (z.at - a.at).as_secs_f64().max(1e-9);
-            let threads: serde_json::Map<String, serde_json::Value> = z
-                .server_threads
-                .iter()
-                .map(|(k, c)| {
-                    let d = c - a.server_threads.get(k).copied().unwrap_or(0.0);
-                    (k.clone(), serde_json::json!(d / secs))
-                })
-                .collect();
-            let machine = (z.sys_busy - a.sys_busy) / (z.sys_total - a.sys_total).max(1e-9) * cores as f64;
+            let threads = procfs::cores_by_thread(&a.server_threads, &z.server_threads, secs);
+            let machine = z.sys.cores_busy_since(&a.sys, cores);
             let server = (z.server - a.server) / secs;
             let bench = (z.bench - a.bench) / secs;
             serde_json::json!({
@@ -1159,7 +733,7 @@ async fn run(args: Args) -> Result<bool> {
                 "other_processes_cores": (machine - server - bench).max(0.0),
                 "server_cpu_ms_per_signin": 1000.0 * (z.server - a.server) / (st.rate * secs).max(1e-9),
                 "bench_cpu_ms_per_signin": 1000.0 * (z.bench - a.bench) / (st.rate * secs).max(1e-9),
-                "cpu_time_ratio": (1000.0 / one.per_sec.max(1e-9))
+                "cpu_time_ratio": rates.ms_per_hash()
                     / (1000.0 * ((z.server - a.server) + (z.bench - a.bench)) / (st.rate * secs).max(1e-9)).max(1e-9),
                 "server_cores": (z.server - a.server) / secs,
                 "bench_cores": (z.bench - a.bench) / secs,
@@ -1195,7 +769,7 @@ async fn run(args: Args) -> Result<bool> {
                 "error_kinds": st.error_kinds,
                 "error_examples": st.examples,
                 "signins_per_sec": st.rate,
-                "latency_ms": lat(&st.lat),
+                "latency_ms": st.lat.json(),
                 "user_waits": st.user_waits,
                 "cpu": cpu,
             },
@@ -1210,7 +784,7 @@ async fn run(args: Args) -> Result<bool> {
                 "error_kinds": b.error_kinds,
                 "error_examples": b.examples,
                 "seconds": b.seconds,
-                "ok_latency_ms": lat(&b.lat),
+                "ok_latency_ms": b.lat.json(),
             })),
             "server_memory_kib": {
                 "rss_before_load": rss_before,
@@ -1222,9 +796,7 @@ async fn run(args: Args) -> Result<bool> {
             "pass": ok,
             "failures": verdict,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("summary written to {}", path.display());
+        write_json(path, &json)?;
     }
     if args.data_dir.is_some() {
         eprintln!("data directory kept: {}", dir.display());
