@@ -200,3 +200,132 @@ async fn the_database_directory_is_created_on_first_open() {
     assert!(s.default_tenant().await.is_ok());
     assert!(path.exists());
 }
+
+/// A data directory made by the previous release (its `sesame` CLI, server and authenticator:
+/// users, a group, a saved policy, a verification-code method, a registered phone, a session,
+/// the audit log; migrations recorded by sqlx) opens, migrates forward and keeps everything.
+#[tokio::test]
+async fn a_data_directory_of_the_previous_release_opens_and_keeps_its_data() {
+    use sesame_core::method::MethodKind;
+    use sesame_core::policy::{AuthenticatorMode, GroupTarget, Targets};
+    use sesame_core::secret::SecretString;
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-0.1.0");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["sesame.db", "master.key"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    let key = MasterKey::read(&dir.path().join("master.key")).unwrap();
+    let url = sesame_store::Backend::sqlite_url(&dir.path().join("sesame.db"));
+    let s = sesame_store::open(&url, key.clone()).await.unwrap();
+    let t = s.default_tenant().await.unwrap();
+
+    let users = s.list_users(t).await.unwrap();
+    let names: Vec<_> = users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["alice", "carol", "root"]);
+    let alice = users.iter().find(|u| u.username == "alice").unwrap();
+    assert_eq!(alice.display_name, "Alice A.");
+    assert!(sesame_core::password::verify(
+        alice.password_hash.as_deref(),
+        &SecretString::new("correct horse battery".into())
+    ));
+    assert!(
+        users
+            .iter()
+            .find(|u| u.username == "root")
+            .unwrap()
+            .is_admin
+    );
+    assert!(
+        !users
+            .iter()
+            .find(|u| u.username == "carol")
+            .unwrap()
+            .has_password
+    );
+
+    let groups = s.list_user_groups(alice.id).await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].name, "Pilot");
+    let (policy, version) = s.find_policy(t).await.unwrap().unwrap();
+    assert_eq!(version, 1);
+    assert_eq!(policy.authenticator.digits, 3);
+    assert_eq!(
+        policy.authenticator.targets,
+        Targets::Groups {
+            groups: vec![GroupTarget {
+                group: groups[0].id,
+                mode: AuthenticatorMode::Any
+            }]
+        }
+    );
+
+    // Secrets sealed by the old release open with its master key.
+    let methods = s.list_methods(alice.id).await.unwrap();
+    assert_eq!(methods.len(), 3);
+    let codes: Vec<_> = methods
+        .iter()
+        .filter(|m| m.kind == MethodKind::Totp)
+        .collect();
+    assert_eq!(codes.len(), 2);
+    assert!(codes.iter().all(|m| m
+        .totp_secret
+        .as_ref()
+        .is_some_and(|k| k.expose().len() == 20)));
+    let devices = s.list_devices(alice.id).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].name, "Alice's phone");
+    assert_eq!(
+        methods
+            .iter()
+            .filter(|m| m.device.as_ref() == Some(&devices[0].id))
+            .count(),
+        2
+    );
+
+    // The log reads back with every event and method name known.
+    let log = s.list_audit(&Default::default()).await.unwrap();
+    let events: Vec<_> = log.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "device_added",
+            "method_added",
+            "sign_in",
+            "sign_in",
+            "policy_changed"
+        ]
+    );
+
+    // The new migration applied: requests now carry their channel.
+    s.create_challenge(
+        sesame_store::NewChallenge {
+            tenant: t,
+            user: alice.id,
+            signin_id_hash: vec![9; 32],
+            kind: ChallengeKind::Mfa,
+            channel: sesame_core::push::ApprovalChannel::App,
+            number: "123".into(),
+            app_name: "Sesame".into(),
+            ip: "127.0.0.1".into(),
+            location: "This computer".into(),
+            user_agent: "t".into(),
+            expires_at: NOW + 100,
+        },
+        NOW,
+        None,
+    )
+    .await
+    .unwrap();
+    let applied: i64 = rusqlite::Connection::open(dir.path().join("sesame.db"))
+        .unwrap()
+        .query_row("SELECT MAX(version) FROM _sqlx_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(applied, 4);
+    // And it opens again (a restart), migrations already done.
+    drop(s);
+    let again = sesame_store::open(&url, key).await.unwrap();
+    assert_eq!(again.list_users(t).await.unwrap().len(), 3);
+}

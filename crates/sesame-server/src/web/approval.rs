@@ -8,8 +8,7 @@
 //! offered first next time.
 
 use super::extract::Transaction;
-use super::flow::{self, choice_cookie, page_for, step_refused};
-use super::signin::password_form;
+use super::flow::{self, choice_cookie, page_for, password_form, step_refused};
 use super::templates::OptionsPage;
 use super::{page, see_other, with_cookies, CsrfForm, CsrfToken, SIGNIN_COOKIE};
 use crate::error::Error;

@@ -2,7 +2,7 @@
 //! state belongs, the waiting page of an approval, the remembered choice between the app and
 //! the password, and turning a finished sign-in into cookies.
 
-use super::templates::{Waiting, WaitingPage};
+use super::templates::{PasswordPage, Waiting, WaitingPage};
 use super::{
     clear_cookie, cookie, host_cookie, page, see_other, with_cookies, CsrfToken, SESSION_COOKIE,
     SIGNIN_COOKIE,
@@ -132,6 +132,24 @@ pub async fn waiting_page(
             view,
         },
     ))
+}
+
+/// The password page (again), with `error` if there is one.
+pub fn password_form(
+    csrf: &CsrfToken,
+    status: StatusCode,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    page(
+        csrf,
+        status,
+        &PasswordPage {
+            csrf: &csrf.token,
+            error,
+            username,
+        },
+    )
 }
 
 /// The session cookie this browser sends, if any (it ends when a new sign-in finishes).

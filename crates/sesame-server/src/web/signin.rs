@@ -2,8 +2,8 @@
 //! whatever method the transaction is at; the methods registry says how to ask for it.
 
 use super::extract::{SignedIn, Tenant, Transaction, SETUP_REQUIRED};
-use super::flow::{self, page_for, remembered, step_refused};
-use super::templates::{CodePage, MethodsPage, PasswordPage, UsernamePage};
+use super::flow::{self, page_for, password_form, remembered, step_refused};
+use super::templates::{CodePage, MethodsPage, UsernamePage};
 use super::{
     clear_cookie, host_cookie, page, safe_next, see_other, with_cookies, CsrfForm, CsrfToken,
     SIGNIN_COOKIE,
@@ -134,23 +134,6 @@ async fn username_submit(
         return Ok(with_cookies(see_other("/login/app"), &[cookie]));
     }
     Ok(with_cookies(see_other("/login/password"), &[cookie]))
-}
-
-pub(super) fn password_form(
-    csrf: &CsrfToken,
-    status: StatusCode,
-    username: &str,
-    error: Option<&str>,
-) -> Response {
-    page(
-        csrf,
-        status,
-        &PasswordPage {
-            csrf: &csrf.token,
-            error,
-            username,
-        },
-    )
 }
 
 async fn password_page(Transaction(rec): Transaction, csrf: CsrfToken) -> Response {
