@@ -5,7 +5,7 @@
 //! either call [`run`] or expand [`conformance_tests!`](crate::conformance_tests), which makes
 //! one test per case, named after the property it guards:
 //!
-//! ```ignore
+//! ```text
 //! sesame_store::conformance_tests!(my_backend_factory());
 //! ```
 //!

@@ -85,6 +85,7 @@ impl FromRequest<AppState> for SignedRequest {
             .unwrap_or_default();
         let headers = req.headers().clone();
         let body = read_body(req, state).await?;
+        let device_id = header(&headers, api::HEADER_DEVICE)?;
         let timestamp: i64 = header(&headers, api::HEADER_TIMESTAMP)?
             .parse()
             .map_err(|_| {
@@ -98,7 +99,7 @@ impl FromRequest<AppState> for SignedRequest {
             method: &method,
             path: &path,
             body: &body,
-            device_id: header(&headers, api::HEADER_DEVICE)?,
+            device_id,
             timestamp,
             nonce: header(&headers, api::HEADER_NONCE)?,
             signature: header(&headers, api::HEADER_SIGNATURE)?,

@@ -212,6 +212,63 @@ async fn add_page(
     )
 }
 
+/// Why a set-up was not confirmed.
+enum Refused {
+    /// Gone or expired: start again.
+    Expired,
+    /// The code was not right (or not a code); the page says why.
+    Code(String),
+}
+
+/// Confirms a set-up with one code from the app, once: creates the method (default if the
+/// user had none) and records it.
+async fn confirm(
+    svc: &Services,
+    origin: &Origin,
+    user: &User,
+    enrollment: &str,
+    typed: &str,
+) -> Result<Result<(), Refused>, Error> {
+    let now = svc.now();
+    let Some(secret) = svc
+        .store
+        .find_totp_enrollment(user.id, enrollment, now)
+        .await?
+    else {
+        return Ok(Err(Refused::Expired));
+    };
+    let code = match totp::parse_code(typed) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(Refused::Code(e.to_string()))),
+    };
+    let Some(step) = totp::matching_step(&secret, &code, now) else {
+        return Ok(Err(Refused::Code("That code didn't work. Check that the app shows this account and enter its current code.".into())));
+    };
+    // Taking the enrolment is the single-use point: a replayed confirmation finds nothing.
+    let Some(secret) = svc
+        .store
+        .take_totp_enrollment(user.id, enrollment, now)
+        .await?
+    else {
+        return Ok(Err(Refused::Expired));
+    };
+    let method = svc
+        .store
+        .create_totp_method(user.id, "Authenticator app", &secret, step, now)
+        .await?;
+    if user.default_method.is_none() {
+        svc.store
+            .update_default_method(user.id, Some(method.id))
+            .await?;
+    }
+    svc.audit(
+        origin,
+        Line::of(user, Event::MethodAdded).method(MethodKind::Totp),
+    )
+    .await;
+    Ok(Ok(()))
+}
+
 async fn add_submit(
     State(state): State<AppState>,
     Recent(me): Recent,
@@ -219,54 +276,28 @@ async fn add_submit(
     csrf: CsrfToken,
     form: CsrfForm,
 ) -> Result<Response, Error> {
-    let now = state.now();
     let enrollment = form.text("enrollment");
     let expired =
         || Error::bad_request("This set-up has expired. Start again from My security info.");
-    let secret = state
-        .store
-        .find_totp_enrollment(me.user.id, enrollment, now)
-        .await?
-        .ok_or_else(expired)?;
-    let retry = |msg: &str| {
-        setup_page(
-            &state,
-            &me.user,
-            &csrf,
-            enrollment,
-            &secret,
-            StatusCode::BAD_REQUEST,
-            Some(msg),
-        )
-    };
-    let code = match totp::parse_code(form.text("code")) {
-        Ok(c) => c,
-        Err(e) => return retry(&e.to_string()),
-    };
-    let Some(step) = totp::matching_step(&secret, &code, now) else {
-        return retry("That code didn't work. Check that the app shows this account and enter its current code.");
-    };
-    // Taking the enrolment is the single-use point: a replayed confirmation finds nothing.
-    let secret = state
-        .store
-        .take_totp_enrollment(me.user.id, enrollment, now)
-        .await?
-        .ok_or_else(expired)?;
-    let method = state
-        .store
-        .create_totp_method(me.user.id, "Authenticator app", &secret, step, now)
-        .await?;
-    if me.user.default_method.is_none() {
-        state
-            .store
-            .update_default_method(me.user.id, Some(method.id))
-            .await?;
+    match confirm(&state, &origin, &me.user, enrollment, form.text("code")).await? {
+        Ok(()) => Ok(see_other("/security-info?done=added")),
+        Err(Refused::Expired) => Err(expired()),
+        Err(Refused::Code(message)) => {
+            // Shown again with the same secret, so the person can simply try the next code.
+            let secret = state
+                .store
+                .find_totp_enrollment(me.user.id, enrollment, state.now())
+                .await?
+                .ok_or_else(expired)?;
+            setup_page(
+                &state,
+                &me.user,
+                &csrf,
+                enrollment,
+                &secret,
+                StatusCode::BAD_REQUEST,
+                Some(&message),
+            )
+        }
     }
-    state
-        .audit(
-            &origin,
-            Line::of(&me.user, Event::MethodAdded).method(MethodKind::Totp),
-        )
-        .await;
-    Ok(see_other("/security-info?done=added"))
 }
