@@ -2,42 +2,23 @@
 //! same effects: the command line and the console go through the same service. One test per
 //! action; each reads the log with `sesame --json log`, as a script would.
 
+mod common;
+
 use serde_json::Value;
 use sesame_core::method::MethodKind;
 use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState};
 use sesame_core::signin::SignInState;
 use sesame_core::{ChallengeId, UserId};
 use sesame_store::{MasterKey, NewChallenge, SessionLimits, Store};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 
 /// The operating-system user the audit lines name (`cli:tester`).
 const OS_USER: &str = "tester";
 
 fn sesame(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("SESAME_DATA_DIR")
-        .env("USER", OS_USER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sesame");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .as_mut()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
+    let out = common::run(dir, args, stdin, &[("USER", OS_USER)]);
     assert!(
         out.status.success(),
         "sesame {args:?} failed: {}",

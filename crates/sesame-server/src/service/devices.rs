@@ -477,6 +477,56 @@ pub async fn reset_pin_key(
     Ok(())
 }
 
+/// What a person can do to a registered device from a page (the user on My security info, an
+/// administrator in the console).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceAction {
+    Remove,
+    TurnOffPhoneSignIn,
+    /// After 10 wrong PINs: forget the PIN key so the app can set phone sign-in up again.
+    AllowPhoneSignInAgain,
+}
+
+impl DeviceAction {
+    /// From the last segment of the form's address.
+    pub fn parse(segment: &str) -> Option<Self> {
+        match segment {
+            "remove" => Some(DeviceAction::Remove),
+            "phone-sign-in-off" => Some(DeviceAction::TurnOffPhoneSignIn),
+            "allow-again" => Some(DeviceAction::AllowPhoneSignInAgain),
+            _ => None,
+        }
+    }
+
+    /// Whether it adds or takes away a way to sign in, and so needs a fresh second step from
+    /// a user acting on their own device.
+    pub fn needs_fresh_second_step(self) -> bool {
+        self != DeviceAction::TurnOffPhoneSignIn
+    }
+
+    /// Does it; `by` names who in the audit line. False: the device was gone already.
+    pub async fn apply(
+        self,
+        svc: &Services,
+        origin: &Origin,
+        user: &User,
+        device: &Device,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        match self {
+            DeviceAction::Remove => remove(svc, origin, user, &device.id).await,
+            DeviceAction::TurnOffPhoneSignIn => {
+                turn_off_phone_sign_in(svc, origin, user, device, by).await?;
+                Ok(true)
+            }
+            DeviceAction::AllowPhoneSignInAgain => {
+                reset_pin_key(svc, origin, user, device, by).await?;
+                Ok(true)
+            }
+        }
+    }
+}
+
 /// Removes a device, stops its pending requests at once and records it. False: the user has
 /// no such device.
 pub async fn remove(

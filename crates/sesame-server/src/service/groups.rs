@@ -47,19 +47,7 @@ pub async fn add_member(
     user: &User,
 ) -> Result<bool, StoreError> {
     let added = svc.store.add_group_member(group.id, user.id).await?;
-    if added {
-        let detail = format!("group {}", group.name);
-        svc.audit(
-            &admin.origin,
-            admin.line(
-                group.tenant,
-                Some(user),
-                Event::AdminGroupMemberAdded,
-                Some(&detail),
-            ),
-        )
-        .await;
-    }
+    member_changed(svc, admin, group, user, added, Event::AdminGroupMemberAdded).await;
     Ok(added)
 }
 
@@ -71,18 +59,33 @@ pub async fn remove_member(
     user: &User,
 ) -> Result<bool, StoreError> {
     let removed = svc.store.remove_group_member(group.id, user.id).await?;
-    if removed {
+    member_changed(
+        svc,
+        admin,
+        group,
+        user,
+        removed,
+        Event::AdminGroupMemberRemoved,
+    )
+    .await;
+    Ok(removed)
+}
+
+/// Records a change of membership, if there was one.
+async fn member_changed(
+    svc: &Services,
+    admin: &Admin,
+    group: &Group,
+    user: &User,
+    changed: bool,
+    event: Event,
+) {
+    if changed {
         let detail = format!("group {}", group.name);
         svc.audit(
             &admin.origin,
-            admin.line(
-                group.tenant,
-                Some(user),
-                Event::AdminGroupMemberRemoved,
-                Some(&detail),
-            ),
+            admin.line(group.tenant, Some(user), event, Some(&detail)),
         )
         .await;
     }
-    Ok(removed)
 }

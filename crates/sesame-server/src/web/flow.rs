@@ -9,10 +9,12 @@ use super::{
 };
 use crate::error::Error;
 use crate::service::approvals::{self, Shown};
-use crate::service::signin::StepError;
+use crate::service::signin::{self, StepError};
+use crate::service::Origin;
 use crate::AppState;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use sesame_core::audit::AuditMethod;
 use sesame_core::signin::{SignInChoice, SignInState};
 use sesame_store::{SignInRecord, User};
 
@@ -79,6 +81,35 @@ pub fn signed_in(rec: &SignInRecord, token: &str, state: &AppState) -> Response 
         clear_cookie(SIGNIN_COOKIE),
     ];
     with_cookies(see_other(&target), &cookies)
+}
+
+/// Ends a finished sign-in with a password (and a code): the session, or back to the
+/// transaction's page if it moved on meanwhile.
+pub async fn finish(
+    state: &AppState,
+    origin: &Origin,
+    headers: &HeaderMap,
+    rec: &SignInRecord,
+    done: &SignInState,
+    user: &User,
+    method: AuditMethod,
+) -> Result<Response, Error> {
+    let previous = current_session(headers);
+    let token = signin::finish(
+        state,
+        origin,
+        rec,
+        done,
+        user,
+        method,
+        None,
+        previous.as_deref(),
+    )
+    .await?;
+    Ok(match token {
+        Some(token) => signed_in(rec, &token, state),
+        None => see_other(page_for(&rec.state)),
+    })
 }
 
 /// The page of a sign-in waiting for an approval on the phone: the number while pending,

@@ -322,6 +322,17 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
+/// The message code the page shows after a device action (My security info and the console
+/// show the same messages).
+pub fn device_done(action: crate::service::devices::DeviceAction) -> &'static str {
+    use crate::service::devices::DeviceAction;
+    match action {
+        DeviceAction::Remove => "device_removed",
+        DeviceAction::TurnOffPhoneSignIn => "phone_sign_in_off",
+        DeviceAction::AllowPhoneSignInAgain => "allowed_again",
+    }
+}
+
 /// A QR code of `text`, as an image URL to put in a page.
 pub fn qr_data_uri(text: &str) -> Result<String, Error> {
     use base64::engine::general_purpose::STANDARD;

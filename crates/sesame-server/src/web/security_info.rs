@@ -4,14 +4,15 @@
 //! Adding a method needs a recent sign-in; removing one needs a recent sign-in that included a
 //! second step, so a stolen idle session cannot strip an account's protection.
 
-use super::extract::{FreshSecondStep, Recent, SignedIn};
+use super::extract::{reauth_redirect, FreshSecondStep, Recent, SignedIn};
 use super::templates::{
     device_rows, last_used, AddMethodPage, DefaultMethodPage, DefaultOption, MethodRow,
     SecurityInfoPage,
 };
-use super::{fmt_time, page, see_other, CsrfForm, CsrfToken};
+use super::{device_done, fmt_time, page, see_other, CsrfForm, CsrfToken};
 use crate::error::Error;
-use crate::service::{devices, security, Origin};
+use crate::service::devices::DeviceAction;
+use crate::service::{security, Origin};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -20,7 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use sesame_core::{DeviceId, MethodId};
-use sesame_store::{Device, Method, User};
+use sesame_store::Method;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,12 +32,7 @@ pub fn routes() -> Router<AppState> {
             "/security-info/default",
             get(default_page).post(default_submit),
         )
-        .route("/security-info/devices/{id}/remove", post(remove_device))
-        .route(
-            "/security-info/devices/{id}/phone-sign-in-off",
-            post(phone_sign_in_off),
-        )
-        .route("/security-info/devices/{id}/allow-again", post(allow_again))
+        .route("/security-info/devices/{id}/{action}", post(device_action))
 }
 
 #[derive(Deserialize)]
@@ -174,52 +170,33 @@ async fn default_submit(
     Ok(see_other("/security-info?done=default"))
 }
 
-/// The user's own device, or 404.
-async fn own_device(state: &AppState, user: &User, id: &str) -> Result<Device, Error> {
-    state
-        .store
-        .find_device(&DeviceId(id.to_string()))
-        .await?
-        .filter(|d| d.user == user.id)
-        .ok_or_else(Error::not_found)
-}
-
-async fn phone_sign_in_off(
+/// Remove a device, turn its phone sign-in off, or allow it again after 10 wrong PINs.
+/// Removing or allowing again needs a recent second step, like deleting a method.
+async fn device_action(
     State(state): State<AppState>,
     me: SignedIn,
     origin: Origin,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     _form: CsrfForm,
 ) -> Result<Response, Error> {
-    let d = own_device(&state, &me.user, &id).await?;
-    devices::turn_off_phone_sign_in(&state, &origin, &me.user, &d, &me.user.username).await?;
-    Ok(see_other("/security-info?done=phone_sign_in_off"))
-}
-
-/// After 10 wrong PINs: forget the PIN key so the app can register a new one. Needs a recent
-/// second step, like any change that lets a new way to sign in.
-async fn allow_again(
-    State(state): State<AppState>,
-    FreshSecondStep(me): FreshSecondStep,
-    origin: Origin,
-    Path(id): Path<String>,
-    _form: CsrfForm,
-) -> Result<Response, Error> {
-    let d = own_device(&state, &me.user, &id).await?;
-    devices::reset_pin_key(&state, &origin, &me.user, &d, &me.user.username).await?;
-    Ok(see_other("/security-info?done=allowed_again"))
-}
-
-/// Removing a way to sign in needs a recent second step, like deleting a method.
-async fn remove_device(
-    State(state): State<AppState>,
-    FreshSecondStep(me): FreshSecondStep,
-    origin: Origin,
-    Path(id): Path<String>,
-    _form: CsrfForm,
-) -> Result<Response, Error> {
-    if !devices::remove(&state, &origin, &me.user, &DeviceId(id)).await? {
+    let action = DeviceAction::parse(&action).ok_or_else(Error::not_found)?;
+    if action.needs_fresh_second_step() && !me.has_fresh_second_factor(&state) {
+        return Ok(reauth_redirect("/security-info", true));
+    }
+    let device = state
+        .store
+        .find_device(&DeviceId(id))
+        .await?
+        .filter(|d| d.user == me.user.id)
+        .ok_or_else(Error::not_found)?;
+    if !action
+        .apply(&state, &origin, &me.user, &device, &me.user.username)
+        .await?
+    {
         return Err(Error::not_found());
     }
-    Ok(see_other("/security-info?done=device_removed"))
+    Ok(see_other(&format!(
+        "/security-info?done={}",
+        device_done(action)
+    )))
 }

@@ -188,22 +188,7 @@ async fn password_submit(
             } else {
                 rec
             };
-            let previous = flow::current_session(&headers);
-            match signin::finish(
-                &state,
-                &origin,
-                &rec,
-                &done,
-                &user,
-                AuditMethod::Password,
-                None,
-                previous.as_deref(),
-            )
-            .await?
-            {
-                Some(token) => Ok(flow::signed_in(&rec, &token, &state)),
-                None => Ok(see_other(page_for(&rec.state))),
-            }
+            flow::finish(&state, &origin, &headers, &rec, &done, &user, AuditMethod::Password).await
         }
     }
 }
@@ -277,22 +262,7 @@ async fn verify_submit(
         Ok(s) => s,
         Err(e) => return Ok(step_refused(&rec, e)),
     };
-    let previous = flow::current_session(&headers);
-    match signin::finish(
-        &state,
-        &origin,
-        &rec,
-        &done,
-        &user,
-        method.into(),
-        None,
-        previous.as_deref(),
-    )
-    .await?
-    {
-        Some(token) => Ok(flow::signed_in(&rec, &token, &state)),
-        None => Ok(see_other(page_for(&rec.state))),
-    }
+    flow::finish(&state, &origin, &headers, &rec, &done, &user, method.into()).await
 }
 
 async fn methods_page(Transaction(rec): Transaction, csrf: CsrfToken) -> Response {

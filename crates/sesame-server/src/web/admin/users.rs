@@ -2,13 +2,14 @@
 
 use super::{group_path, seg, user_path, yes_no, Flash};
 use crate::error::Error;
+use crate::service::devices::DeviceAction;
 use crate::service::users::{self, NewAccount, UserError};
-use crate::service::{devices, Admin, Origin};
+use crate::service::{Admin, Origin};
 use crate::web::extract::{reauth_redirect, Admin as AdminUser, RecentAdmin, SignedIn};
 use crate::web::templates::{
     device_rows, last_used, AdminMethodRow, LogRow, UserAction, UserPage, UserRow, UsersPage,
 };
-use crate::web::{fmt_time, page, see_other, CsrfForm, CsrfToken};
+use crate::web::{device_done, fmt_time, page, see_other, CsrfForm, CsrfToken};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -18,7 +19,7 @@ use axum::Router;
 use sesame_core::audit::Event;
 use sesame_core::secret::SecretString;
 use sesame_core::DeviceId;
-use sesame_store::{AuditEvent, AuditFilter, Device, User};
+use sesame_store::{AuditEvent, AuditFilter, User};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -28,16 +29,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/users/{username}/unblock", post(unblock_user))
         .route("/admin/users/{username}/reset-methods", post(reset_methods))
         .route(
-            "/admin/users/{username}/devices/{id}/remove",
-            post(remove_device),
-        )
-        .route(
-            "/admin/users/{username}/devices/{id}/phone-sign-in-off",
-            post(phone_sign_in_off),
-        )
-        .route(
-            "/admin/users/{username}/devices/{id}/allow-again",
-            post(allow_again),
+            "/admin/users/{username}/devices/{id}/{action}",
+            post(device_action),
         )
 }
 
@@ -352,103 +345,45 @@ async fn reset_methods(
     )))
 }
 
-/// The user and one of their devices, or 404.
-async fn user_device(
-    state: &AppState,
-    me: &SignedIn,
-    username: &str,
-    id: &str,
-) -> Result<(User, Device), Error> {
-    let user = find_user(state, me, username).await?;
+/// An administrator's action on one of the user's devices (remove it, turn its phone sign-in
+/// off, allow it again): the user's own audit line, and the administrator's.
+async fn device_action(
+    State(state): State<AppState>,
+    RecentAdmin(me): RecentAdmin,
+    origin: Origin,
+    Path((username, id, action)): Path<(String, String, String)>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let action = DeviceAction::parse(&action).ok_or_else(Error::not_found)?;
+    let user = find_user(&state, &me, &username).await?;
     let device = state
         .store
-        .find_device(&DeviceId(id.to_string()))
+        .find_device(&DeviceId(id))
         .await?
         .filter(|d| d.user == user.id)
         .ok_or_else(Error::not_found)?;
-    Ok((user, device))
-}
-
-/// Audits an administrator's action on one device and goes back to the user's page.
-async fn device_done(
-    state: &AppState,
-    admin: &Admin,
-    user: &User,
-    device: &Device,
-    event: Event,
-    done: &str,
-) -> Response {
+    let admin = Admin::console(&me.user, origin);
+    if !action
+        .apply(&state, &admin.origin, &user, &device, &admin.by)
+        .await?
+    {
+        return Err(Error::not_found());
+    }
+    let event = match action {
+        DeviceAction::Remove => Event::AdminDeviceRemoved,
+        DeviceAction::TurnOffPhoneSignIn => Event::AdminPhoneSignInDisabled,
+        DeviceAction::AllowPhoneSignInAgain => Event::AdminPinKeyReset,
+    };
     let detail = format!("device {}", device.name);
     state
         .audit(
             &admin.origin,
-            admin.line(user.tenant, Some(user), event, Some(&detail)),
+            admin.line(user.tenant, Some(&user), event, Some(&detail)),
         )
         .await;
-    see_other(&format!("{}?done={done}", user_path(&user.username)))
-}
-
-async fn remove_device(
-    State(state): State<AppState>,
-    RecentAdmin(me): RecentAdmin,
-    origin: Origin,
-    Path((username, id)): Path<(String, String)>,
-    _form: CsrfForm,
-) -> Result<Response, Error> {
-    let (user, device) = user_device(&state, &me, &username, &id).await?;
-    let admin = Admin::console(&me.user, origin);
-    if !devices::remove(&state, &admin.origin, &user, &device.id).await? {
-        return Err(Error::not_found());
-    }
-    Ok(device_done(
-        &state,
-        &admin,
-        &user,
-        &device,
-        Event::AdminDeviceRemoved,
-        "device_removed",
-    )
-    .await)
-}
-
-async fn phone_sign_in_off(
-    State(state): State<AppState>,
-    RecentAdmin(me): RecentAdmin,
-    origin: Origin,
-    Path((username, id)): Path<(String, String)>,
-    _form: CsrfForm,
-) -> Result<Response, Error> {
-    let (user, device) = user_device(&state, &me, &username, &id).await?;
-    let admin = Admin::console(&me.user, origin);
-    devices::turn_off_phone_sign_in(&state, &admin.origin, &user, &device, &admin.by).await?;
-    Ok(device_done(
-        &state,
-        &admin,
-        &user,
-        &device,
-        Event::AdminPhoneSignInDisabled,
-        "phone_sign_in_off",
-    )
-    .await)
-}
-
-async fn allow_again(
-    State(state): State<AppState>,
-    RecentAdmin(me): RecentAdmin,
-    origin: Origin,
-    Path((username, id)): Path<(String, String)>,
-    _form: CsrfForm,
-) -> Result<Response, Error> {
-    let (user, device) = user_device(&state, &me, &username, &id).await?;
-    let admin = Admin::console(&me.user, origin);
-    devices::reset_pin_key(&state, &admin.origin, &user, &device, &admin.by).await?;
-    Ok(device_done(
-        &state,
-        &admin,
-        &user,
-        &device,
-        Event::AdminPinKeyReset,
-        "allowed_again",
-    )
-    .await)
+    Ok(see_other(&format!(
+        "{}?done={}",
+        user_path(&user.username),
+        device_done(action)
+    )))
 }
