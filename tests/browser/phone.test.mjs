@@ -176,6 +176,8 @@ describe('passwordless phone sign-in with the authenticator app, in Chromium', {
   before(async () => {
     tmp = mkdtempSync(path.join(os.tmpdir(), 'sesame-phone-browser-'));
     dataDir = path.join(tmp, 'data');
+    // A new installation: admin commands never create one by themselves.
+    run(SESAME_BIN, ['--data-dir', dataDir, 'init']);
     vaults.carol = path.join(tmp, 'carol-vault');
     vaults.dave = path.join(tmp, 'dave-vault');
     for (const [user, password] of Object.entries(PASSWORDS)) {

@@ -39,6 +39,8 @@ describe('sign-in approved in the authenticator app, in Chromium', { timeout: 30
     tmp = mkdtempSync(path.join(os.tmpdir(), 'sesame-push-browser-'));
     vault = path.join(tmp, 'vault');
     const dataDir = path.join(tmp, 'data');
+    // A new installation: admin commands never create one by themselves.
+    run(SESAME_BIN, ['--data-dir', dataDir, 'init']);
     run(SESAME_BIN, ['--data-dir', dataDir, 'user', 'add', USERNAME, '--password-stdin'], { input: `${PASSWORD}\n` });
     server = await startSesame(dataDir);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });

@@ -195,6 +195,8 @@ describe('sign-in with an authenticator app, in Chromium', { timeout: 600_000 },
     }
     tmpDir = mkdtempSync(path.join(os.tmpdir(), 'sesame-browser-'));
     dataDir = path.join(tmpDir, 'data');
+    // A new installation: admin commands never create one by themselves.
+    run(SESAME_BIN, ['--data-dir', dataDir, 'init']);
     const started = await startServer();
     server = started.child;
     baseUrl = started.url;

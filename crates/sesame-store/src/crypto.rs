@@ -74,24 +74,65 @@ impl MasterKey {
         result
     }
 
-    /// Writes a new key to a file that must not exist yet, readable by its owner only.
+    /// Writes a new key to a file that must not exist yet, readable by its owner only. The
+    /// file appears whole or not at all: the key is written to a temporary file beside it and
+    /// flushed to disk, then linked to `path` (which fails, overwriting nothing, if `path`
+    /// exists), and the directory is flushed. A full disk leaves no half-written key behind to
+    /// block the next start.
     pub fn write_new(path: &Path) -> Result<Self, KeyError> {
+        Self::write_new_with(path, |f, bytes| f.write_all(bytes))
+    }
+
+    /// [`MasterKey::write_new`], with the writing of the bytes given (tests make it fail).
+    fn write_new_with(
+        path: &Path,
+        write: impl FnOnce(&mut std::fs::File, &[u8]) -> std::io::Result<()>,
+    ) -> Result<Self, KeyError> {
         use std::os::unix::fs::OpenOptionsExt;
         let key = Self::generate();
         let werr = |source| KeyError::Write {
             path: path.display().to_string(),
             source,
         };
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(werr)?;
-        let mut line = format!("{FILE_PREFIX}{}\n", STANDARD.encode(key.0));
-        let res = f.write_all(line.as_bytes()).and_then(|_| f.sync_all());
-        line.zeroize();
-        res.map_err(werr)?;
+        if path.exists() {
+            return Err(werr(std::io::Error::from(
+                std::io::ErrorKind::AlreadyExists,
+            )));
+        }
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut suffix = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut suffix);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "master.key".into());
+        let tmp = dir.join(format!(
+            ".{name}.{}.tmp",
+            suffix
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            let mut line = format!("{FILE_PREFIX}{}\n", STANDARD.encode(key.0));
+            let written = write(&mut f, line.as_bytes()).and_then(|_| f.sync_all());
+            line.zeroize();
+            written?;
+            drop(f);
+            std::fs::hard_link(&tmp, path)?;
+            std::fs::File::open(dir)?.sync_all()
+        })();
+        // The temporary name goes in every case; on success `path` holds the key.
+        let _ = std::fs::remove_file(&tmp);
+        result.map_err(werr)?;
         Ok(key)
     }
 
@@ -194,5 +235,28 @@ mod tests {
         );
         std::fs::write(&path, "garbage").unwrap();
         assert!(matches!(MasterKey::read(&path), Err(KeyError::Format(_))));
+    }
+
+    /// A write that fails half-way (a full disk) leaves neither a key file nor a temporary
+    /// one: the next start writes a key as if nothing happened.
+    #[test]
+    fn a_key_is_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let full = MasterKey::write_new_with(&path, |f, bytes| {
+            f.write_all(&bytes[..7])?;
+            Err(std::io::Error::other("No space left on device"))
+        });
+        assert!(matches!(full, Err(KeyError::Write { .. })));
+        assert!(!path.exists(), "no half key");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no temporary file"
+        );
+        let k = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(MasterKey::read(&path).unwrap().derive("x"), k.derive("x"));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -32,6 +32,9 @@ pub struct Resolved {
     /// Where the data lives, as `sesame_store::open` takes it.
     pub database_url: String,
     pub master_key_file: PathBuf,
+    /// Whether the key file was named (flag, environment or file) rather than the default in
+    /// the data directory: a shared key may exist before a new node's database does.
+    pub master_key_named: bool,
     pub listen: SocketAddr,
     pub server: ServerConfig,
 }
@@ -122,6 +125,7 @@ pub fn resolve(
     for warning in file.server.apply_deprecated() {
         eprintln!("warning: {warning}");
     }
+    let master_key_named = flag_master_key.is_some() || file.master_key_file.is_some();
     let master_key_file = flag_master_key
         .map(Path::to_path_buf)
         .or(file.master_key_file.clone())
@@ -136,6 +140,7 @@ pub fn resolve(
         data_dir,
         database_url,
         master_key_file,
+        master_key_named,
         listen,
         server: file.server,
     })

@@ -40,8 +40,10 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the server.
+    /// Run the server (creating the data directory on first start).
     Serve(command::serve::Args),
+    /// Create the data directory, database and master key without starting the server.
+    Init,
     /// Manage users.
     #[command(subcommand)]
     User(command::user::UserCommand),

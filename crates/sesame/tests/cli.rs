@@ -31,7 +31,7 @@ fn err(out: &Output) -> String {
 
 #[test]
 fn user_lifecycle_with_json_output() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     ok(&sesame(
         d,
@@ -96,7 +96,7 @@ fn user_lifecycle_with_json_output() {
 
 #[test]
 fn password_is_never_an_argument() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let out = sesame(
         dir.path(),
         &["user", "add", "dave", "--password", "secret123"],
@@ -110,7 +110,7 @@ fn password_is_never_an_argument() {
 
 #[test]
 fn groups_and_membership() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     ok(&sesame(d, &["user", "add", "erin", "--no-password"], None));
     ok(&sesame(d, &["group", "add", "Pilot"], None));
@@ -135,7 +135,7 @@ fn groups_and_membership() {
 
 #[test]
 fn config_example_and_unknown_keys() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let example = ok(&sesame(dir.path(), &["config", "example"], None));
     let file = dir.path().join("sesame.toml");
     std::fs::write(&file, &example).unwrap();
@@ -155,7 +155,7 @@ fn config_example_and_unknown_keys() {
 
 #[test]
 fn serve_refuses_invalid_push_settings() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let file = dir.path().join("sesame.toml");
     std::fs::write(&file, "[server.push]\ndigits = 12\n").unwrap();
     let e = err(&sesame(
@@ -174,7 +174,7 @@ fn serve_refuses_invalid_push_settings() {
 
 #[test]
 fn master_key_generate_never_overwrites() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let key = dir.path().join("shared.key");
     ok(&sesame(
         dir.path(),
@@ -192,7 +192,7 @@ fn master_key_generate_never_overwrites() {
 
 #[test]
 fn log_filters_are_validated() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     assert!(ok(&sesame(dir.path(), &["log"], None)).contains("no entries"));
     err(&sesame(dir.path(), &["log", "--result", "maybe"], None));
     assert!(err(&sesame(dir.path(), &["log", "--user", "ghost"], None)).contains("no user named"));
@@ -200,7 +200,7 @@ fn log_filters_are_validated() {
 
 #[test]
 fn serve_prints_a_setup_link_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
         .args([
             "--data-dir",
@@ -248,7 +248,7 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn policy_show_prints_the_initial_policy() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     let text = ok(&sesame(d, &["policy", "show"], None));
     assert!(text.contains("Authenticator app:"), "{text}");
@@ -269,7 +269,7 @@ fn policy_show_prints_the_initial_policy() {
 
 #[test]
 fn policy_set_targets_a_group_in_passwordless_mode_and_requires_mfa() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     ok(&sesame(d, &["group", "add", "Pilot"], None));
     let e = err(&sesame(d, &["policy", "set"], None));
@@ -351,7 +351,7 @@ fn policy_set_targets_a_group_in_passwordless_mode_and_requires_mfa() {
 
 #[test]
 fn policy_set_refuses_unknown_groups_and_bad_values_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     ok(&sesame(d, &["group", "add", "Pilot"], None));
     for (args, message) in [
@@ -388,7 +388,7 @@ fn policy_set_refuses_unknown_groups_and_bad_values_and_changes_nothing() {
 
 #[test]
 fn policy_changes_are_in_the_audit_log() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     ok(&sesame(d, &["group", "add", "Pilot"], None));
     let args = [
@@ -432,7 +432,7 @@ fn policy_changes_are_in_the_audit_log() {
 #[test]
 fn reset_methods_removes_devices_and_pending_requests() {
     use sesame_store::{MasterKey, NewChallenge, NewDevice};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     ok(&sesame(d, &["user", "add", "frank", "--no-password"], None));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -534,4 +534,78 @@ fn reset_methods_removes_devices_and_pending_requests() {
     let log = ok(&sesame(d, &["log", "--user", "frank"], None));
     assert!(log.contains("admin_methods_reset"), "{log}");
     assert!(log.contains("1 device(s) removed"), "{log}");
+}
+
+/// Admin commands work on an installation; run from the wrong folder they say so, and create
+/// nothing there.
+#[test]
+fn admin_commands_never_create_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = dir.path().join("sesame-data");
+    for args in [
+        &["user", "list"][..],
+        &["group", "add", "x"],
+        &["log"],
+        &["policy", "show"],
+    ] {
+        let e = err(&sesame(&nowhere, args, None));
+        assert!(e.contains("no Sesame data"), "{args:?}: {e}");
+        assert!(e.contains("sesame init"), "{e}");
+    }
+    assert!(!nowhere.exists(), "nothing was created");
+    ok(&sesame(&nowhere, &["init"], None));
+    assert!(nowhere.join("sesame.db").exists() && nowhere.join("master.key").exists());
+    ok(&sesame(&nowhere, &["user", "list"], None));
+}
+
+/// A database whose master key went missing is refused (by the server too), and no new key
+/// is made: a new one would make every stored secret unreadable.
+#[test]
+fn a_database_without_its_master_key_is_refused() {
+    let dir = common::data_dir();
+    let d = dir.path();
+    std::fs::remove_file(d.join("master.key")).unwrap();
+    for args in [&["user", "list"][..], &["serve", "--listen", "127.0.0.1:0"]] {
+        let e = err(&sesame(d, args, None));
+        assert!(e.contains("master key"), "{args:?}: {e}");
+        assert!(e.contains("master.key") && e.contains("restore"), "{e}");
+    }
+    assert!(!d.join("master.key").exists(), "no new key was written");
+}
+
+/// A key beside an empty or missing database is a lost installation, not a new one.
+#[test]
+fn an_empty_or_missing_database_beside_its_key_is_refused() {
+    let dir = common::data_dir();
+    let d = dir.path();
+    std::fs::write(d.join("sesame.db"), b"").unwrap();
+    for f in ["sesame.db-wal", "sesame.db-shm"] {
+        let _ = std::fs::remove_file(d.join(f));
+    }
+    let e = err(&sesame(d, &["serve", "--listen", "127.0.0.1:0"], None));
+    assert!(e.contains("is empty") && e.contains("sesame.db"), "{e}");
+    std::fs::remove_file(d.join("sesame.db")).unwrap();
+    let e = err(&sesame(d, &["user", "list"], None));
+    assert!(e.contains("is missing") && e.contains("sesame.db"), "{e}");
+    assert!(!d.join("sesame.db").exists(), "no new database was made");
+}
+
+/// Nodes that share a database share a key made beforehand: a named key may come first.
+#[test]
+fn a_named_shared_key_may_come_before_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("shared.key");
+    ok(&sesame(
+        dir.path(),
+        &["master-key", "generate", key.to_str().unwrap()],
+        None,
+    ));
+    let data = dir.path().join("node");
+    ok(&sesame(
+        &data,
+        &["--master-key-file", key.to_str().unwrap(), "init"],
+        None,
+    ));
+    assert!(data.join("sesame.db").exists());
+    assert!(!data.join("master.key").exists(), "the shared key is used");
 }

@@ -142,7 +142,7 @@ impl Data {
 
 #[test]
 fn user_add_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     sesame(
         d,
@@ -158,7 +158,7 @@ fn user_add_is_audited() {
 
 #[test]
 fn user_set_password_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     sesame(d, &["user", "add", "carol", "--no-password"], None);
     sesame(
@@ -175,7 +175,7 @@ fn user_set_password_is_audited() {
 /// once, and the line says how many sessions ended.
 #[test]
 fn user_block_ends_sessions_cancels_requests_and_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     add_user(d, "erin");
     let data = Data::open(d);
@@ -209,7 +209,7 @@ fn user_block_ends_sessions_cancels_requests_and_is_audited() {
 
 #[test]
 fn user_unblock_lifts_both_blocks_and_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     add_user(d, "erin");
     let data = Data::open(d);
@@ -232,7 +232,7 @@ fn user_unblock_lifts_both_blocks_and_is_audited() {
 
 #[test]
 fn user_unlock_clears_the_counters_and_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     add_user(d, "fay");
     let data = Data::open(d);
@@ -259,7 +259,7 @@ fn user_unlock_clears_the_counters_and_is_audited() {
 
 #[test]
 fn user_remove_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     add_user(d, "gus");
     sesame(d, &["user", "remove", "gus"], None);
@@ -278,7 +278,7 @@ fn user_remove_is_audited() {
 
 #[test]
 fn group_add_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     sesame(d, &["group", "add", "Pilot"], None);
     let e = one_line(d, "admin_group_created", "cli:tester", "sesame group add");
@@ -287,7 +287,7 @@ fn group_add_is_audited() {
 
 #[test]
 fn group_membership_changes_are_audited_once_each() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     add_user(d, "hal");
     sesame(d, &["group", "add", "Pilot"], None);
@@ -314,7 +314,7 @@ fn group_membership_changes_are_audited_once_each() {
 
 #[test]
 fn policy_set_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     sesame(d, &["policy", "set", "--digits", "6"], None);
     let e = &lines(d, "policy_changed")[0];

@@ -21,7 +21,7 @@ pub enum GroupCommand {
 }
 
 pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
-    let data = open(cli, None).await?;
+    let data = open(cli, None, super::Create::Refused).await?;
     let store = &data.store;
     let group = |name: String| {
         let store = store.clone();

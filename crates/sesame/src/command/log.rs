@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
-    let data = open(cli, None).await?;
+    let data = open(cli, None, super::Create::Refused).await?;
     if args.limit < 1 || args.limit > 100_000 {
         bail!("--limit must be between 1 and 100000");
     }

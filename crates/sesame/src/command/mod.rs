@@ -22,6 +22,7 @@ use std::sync::Arc;
 pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Serve(args) => serve::run(&cli, args).await,
+        Command::Init => init(&cli).await,
         Command::User(c) => user::run(&cli, c).await,
         Command::Group(c) => group::run(&cli, c).await,
         Command::Policy(c) => policy::run(&cli, c).await,
@@ -50,7 +51,16 @@ impl Data {
     }
 }
 
-pub async fn open(cli: &Cli, listen: Option<SocketAddr>) -> Result<Data> {
+/// Whether a command may start a new installation. Only `serve` and `init` may: any other
+/// command run from the wrong folder must not quietly create an empty one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    Allowed,
+    Refused,
+}
+
+/// Opens the data of an existing installation (or, with `Create::Allowed`, a new one).
+pub async fn open(cli: &Cli, listen: Option<SocketAddr>, create: Create) -> Result<Data> {
     let resolved = crate::config::resolve(
         cli.config.as_deref(),
         cli.data_dir.as_deref(),
@@ -58,7 +68,10 @@ pub async fn open(cli: &Cli, listen: Option<SocketAddr>) -> Result<Data> {
         cli.master_key_file.as_deref(),
         listen,
     )?;
-    create_private_dir(&resolved.data_dir)?;
+    check_data(&resolved, create)?;
+    if create == Create::Allowed {
+        create_private_dir(&resolved.data_dir)?;
+    }
     let key = MasterKey::load_or_create(&resolved.master_key_file)?;
     let store = sesame_store::open(&resolved.database_url, key.clone())
         .await
@@ -77,6 +90,83 @@ pub async fn open(cli: &Cli, listen: Option<SocketAddr>) -> Result<Data> {
         tenant,
         resolved,
     })
+}
+
+/// What is on disk of an embedded database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnDisk {
+    Missing,
+    Empty,
+    Present,
+}
+
+fn on_disk(path: &std::path::Path) -> Result<OnDisk> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => Ok(OnDisk::Empty),
+        Ok(_) => Ok(OnDisk::Present),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OnDisk::Missing),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Refuses data that is half there: a database without its master key (a new key would make
+/// every stored secret unreadable), a key whose database is gone or empty (not a new
+/// installation: a lost one), and, unless `create` allows it, no data at all.
+fn check_data(r: &crate::config::Resolved, create: Create) -> Result<()> {
+    let sesame_store::Backend::Sqlite(db) = sesame_store::Backend::parse(&r.database_url)?;
+    let key = &r.master_key_file;
+    let key_exists = on_disk(key)? != OnDisk::Missing;
+    match (on_disk(&db)?, key_exists) {
+        (OnDisk::Present, false) => anyhow::bail!(
+            "the database {} exists but its master key {} is missing. Without that key the \
+             secrets stored in the database cannot be read, so Sesame will not make a new one: \
+             restore {} from your backup (or point --master-key-file at it)",
+            db.display(),
+            key.display(),
+            key.display()
+        ),
+        (OnDisk::Empty, true) if !r.master_key_named => anyhow::bail!(
+            "the database {} is empty, but the master key {} exists: this is not a new \
+             installation. Restore {} from your backup",
+            db.display(),
+            key.display(),
+            db.display()
+        ),
+        (OnDisk::Missing, true) if !r.master_key_named => anyhow::bail!(
+            "the master key {} exists but the database {} is missing: this is not a new \
+             installation. Restore {} from your backup (or, to start over, move the key away)",
+            key.display(),
+            db.display(),
+            db.display()
+        ),
+        (OnDisk::Missing | OnDisk::Empty, _) if create == Create::Refused => anyhow::bail!(
+            "there is no Sesame data in {}: start the server once (`sesame serve`) or create it \
+             with `sesame init`, or point --data-dir (SESAME_DATA_DIR) at your data",
+            r.data_dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// `sesame init`: a new installation, ready for `sesame user add` before the first start.
+async fn init(cli: &Cli) -> Result<()> {
+    let data = open(cli, None, Create::Allowed).await?;
+    output(
+        cli.json,
+        &serde_json::json!({
+            "data_dir": data.resolved.data_dir,
+            "database": data.resolved.database_url,
+            "master_key_file": data.resolved.master_key_file,
+        }),
+        || {
+            println!(
+                "Sesame data is ready in {} (database {}, master key {}: back it up).",
+                data.resolved.data_dir.display(),
+                data.resolved.database_url,
+                data.resolved.master_key_file.display()
+            )
+        },
+    )
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<()> {

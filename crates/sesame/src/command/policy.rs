@@ -109,7 +109,7 @@ fn print_policy(policy: &MethodsPolicy, names: &HashMap<GroupId, String>) {
 }
 
 pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<()> {
-    let data = open(cli, None).await?;
+    let data = open(cli, None, super::Create::Refused).await?;
     match cmd {
         PolicyCommand::Show => show(cli, &data).await,
         PolicyCommand::Set(args) => set(cli, &data, args).await,

@@ -21,7 +21,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let data = super::open(cli, args.listen).await?;
+    let data = super::open(cli, args.listen, super::Create::Allowed).await?;
     let listen = data.resolved.listen;
     let config = data.resolved.server.clone();
     config

@@ -88,7 +88,7 @@ struct Lock {
 }
 
 pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
-    let data = open(cli, None).await?;
+    let data = open(cli, None, super::Create::Refused).await?;
     let store = &data.store;
     match cmd {
         UserCommand::Add {

@@ -29,3 +29,15 @@ pub fn run(dir: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)])
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
 }
+
+/// A new installation in a temporary directory (`sesame init`), as admin commands need one.
+pub fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["init"], None, &[]);
+    assert!(
+        out.status.success(),
+        "sesame init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
