@@ -37,6 +37,9 @@ pub enum StoreError {
     Migration(String),
     #[error("{0}")]
     UnsupportedUrl(String),
+    /// The data is damaged: what and where, and what to restore.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -56,6 +56,9 @@ impl<T> Store for T where
 
 #[async_trait]
 pub trait TenantStore: Send + Sync {
+    /// Whether the store can serve requests now (`/readyz`): reachable, and its tables
+    /// readable.
+    async fn check_ready(&self) -> Result<()>;
     async fn default_tenant(&self) -> Result<TenantId>;
     /// A new, empty tenant (organisation).
     async fn create_tenant(&self, name: &str, now: UnixTime) -> Result<TenantId>;

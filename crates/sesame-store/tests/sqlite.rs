@@ -329,3 +329,59 @@ async fn a_data_directory_of_the_previous_release_opens_and_keeps_its_data() {
     let again = sesame_store::open(&url, key).await.unwrap();
     assert_eq!(again.list_users(t).await.unwrap().len(), 3);
 }
+
+/// Overwrites the first page of `table` in the database file with garbage.
+fn damage_table(db: &std::path::Path, table: &str) {
+    use std::io::{Seek, SeekFrom, Write};
+    let raw = rusqlite::Connection::open(db).unwrap();
+    raw.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let page: u64 = raw.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let root: u64 = raw
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?",
+            [table],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(raw);
+    let mut f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+    f.seek(SeekFrom::Start((root - 1) * page)).unwrap();
+    f.write_all(&vec![0xA5; page as usize]).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// A damaged table is found at start, before any migration or sign-in touches it, and the
+/// message says what to restore.
+#[tokio::test]
+async fn a_damaged_database_is_refused_at_start() {
+    let db = Sqlite::new();
+    let s = db.open("main", MasterKey::from_bytes([7; 32])).await;
+    user(&*s, "alice").await;
+    drop(s);
+    damage_table(&db.path("main"), "users");
+    let url = sesame_store::Backend::sqlite_url(&db.path("main"));
+    let err = sesame_store::open(&url, MasterKey::from_bytes([7; 32]))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("main.db") && msg.contains("restore"), "{msg}");
+}
+
+/// Readiness checks the database's structure (at most once a minute), so a table damaged
+/// while the server runs makes `/readyz` fail instead of waiting for a sign-in to hit it.
+#[tokio::test]
+async fn readiness_finds_a_table_damaged_while_running() {
+    let db = Sqlite::new();
+    let path = db.path("main");
+    let s = sesame_store::sqlite::SqliteStore::open(&path, MasterKey::from_bytes([7; 32]))
+        .await
+        .unwrap();
+    user(&s, "alice").await;
+    damage_table(&path, "audit_log");
+    let err = s.check_ready().await.unwrap_err();
+    assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+    assert!(err.to_string().contains("restore"), "{err}");
+}

@@ -29,7 +29,7 @@ async fn healthz() -> Json<Health> {
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.store.default_tenant().await {
+    match state.store.check_ready().await {
         Ok(_) => (
             StatusCode::OK,
             Json(Health {

@@ -42,8 +42,17 @@ const READER_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 const STATEMENT_CACHE: usize = 128;
 /// Idle read connections kept; more are opened when more reads run at once, then closed.
 const MAX_IDLE_READERS: usize = 16;
+/// Longest the integrity check of a readiness probe may take, and how often it runs.
+const READY_CHECK_BUDGET: Duration = Duration::from_secs(1);
+const READY_CHECK_EVERY: Duration = Duration::from_secs(60);
+/// Longest the integrity check at start may take. A database too large to check in this
+/// time starts unchecked (and says so in the log) rather than keeping the server down.
+const CHECK_BUDGET: Duration = Duration::from_secs(5);
 
 pub struct SqliteStore {
+    path: PathBuf,
+    /// The last readiness check: when, and what it found.
+    last_check: Mutex<Option<(std::time::Instant, std::result::Result<(), String>)>>,
     readers: Arc<Readers>,
     /// Every write, committed in groups (see `writer`): one connection writes, so writers
     /// queue here instead of sleeping in SQLite's busy handler.
@@ -181,6 +190,50 @@ fn unknown(what: &str, value: &str) -> StoreError {
     StoreError::Database(format!("unknown {what} {value:?} in the database"))
 }
 
+/// What `PRAGMA quick_check` found.
+#[derive(Debug, PartialEq, Eq)]
+enum Checked {
+    Sound,
+    Damaged(String),
+    /// Not finished within the budget.
+    TooLarge,
+}
+
+/// Checks the structure of every table and index (`quick_check`), giving up after `budget`.
+fn quick_check(c: &Connection, budget: Duration) -> Checked {
+    let interrupt = c.get_interrupt_handle();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let timer = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(budget) {
+            interrupt.interrupt();
+        }
+    });
+    let found = (|| -> rusqlite::Result<Vec<String>> {
+        let mut st = c.prepare("PRAGMA quick_check(20)")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        rows.collect()
+    })();
+    drop(done);
+    let _ = timer.join();
+    match found {
+        Ok(rows) if rows == ["ok"] => Checked::Sound,
+        Ok(rows) => Checked::Damaged(rows.join("; ")),
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
+            Checked::TooLarge
+        }
+        Err(e) => Checked::Damaged(e.to_string()),
+    }
+}
+
+fn damaged(path: &Path, details: &str) -> StoreError {
+    StoreError::Damaged(format!(
+        "the database {} is damaged ({details}); restore it from your backup",
+        path.display()
+    ))
+}
+
 fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
     c.busy_timeout(BUSY_TIMEOUT)?;
@@ -216,7 +269,27 @@ impl SqliteStore {
                     StoreError::Database(format!("cannot create {}: {e}", parent.display()))
                 })?;
             }
-            let mut c = open_writer(&owned)?;
+            let mut c = open_writer(&owned).map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                    ) =>
+                {
+                    damaged(&owned, &e.to_string())
+                }
+                e => e.into(),
+            })?;
+            // A damaged database is refused at start (not found by the first sign-in that
+            // reads the damaged page), and never migrated.
+            match quick_check(&c, CHECK_BUDGET) {
+                Checked::Sound => {}
+                Checked::Damaged(details) => return Err(damaged(&owned, &details)),
+                Checked::TooLarge => tracing::warn!(
+                    path = %owned.display(),
+                    "the database is too large to check at start within {CHECK_BUDGET:?}; starting unchecked"
+                ),
+            }
             migrate::run(&mut c)
         })
         .await
@@ -230,6 +303,8 @@ impl SqliteStore {
         // Fail at start, not at the first request, if the file cannot be read.
         readers.with(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))?;
         Ok(Self {
+            path: path.to_path_buf(),
+            last_check: Mutex::new(None),
             readers,
             group,
             key,
@@ -251,6 +326,46 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || readers.with(f))
             .await
             .map_err(|e| StoreError::Database(format!("a database read did not complete: {e}")))?
+    }
+
+    /// Whether the database is sound, as far as a `quick_check` of at most
+    /// `READY_CHECK_BUDGET` on a connection of its own (so nothing comes from a cache) can
+    /// tell; checked again at most every `READY_CHECK_EVERY`, so readiness probes stay cheap.
+    async fn sound(&self) -> Result<()> {
+        let due = {
+            let last = self
+                .last_check
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match &*last {
+                Some((at, verdict)) if at.elapsed() < READY_CHECK_EVERY => {
+                    return verdict.clone().map_err(|m| damaged(&self.path, &m));
+                }
+                _ => true,
+            }
+        };
+        debug_assert!(due);
+        let path = self.path.clone();
+        let checked = tokio::task::spawn_blocking(move || -> Result<Checked> {
+            let c = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(READER_BUSY_TIMEOUT)?;
+            Ok(quick_check(&c, READY_CHECK_BUDGET))
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("the check did not complete: {e}")))??;
+        let verdict = match checked {
+            Checked::Damaged(m) => Err(m),
+            Checked::Sound | Checked::TooLarge => Ok(()),
+        };
+        *self
+            .last_check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some((std::time::Instant::now(), verdict.clone()));
+        verdict.map_err(|m| damaged(&self.path, &m))
     }
 
     /// One statement, committed with the next group; returns the rows it changed.

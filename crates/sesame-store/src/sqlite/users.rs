@@ -35,6 +35,11 @@ pub(super) fn user_from_row(r: &Row) -> Result<User> {
 
 #[async_trait]
 impl TenantStore for SqliteStore {
+    async fn check_ready(&self) -> Result<()> {
+        self.default_tenant().await?;
+        self.sound().await
+    }
+
     async fn default_tenant(&self) -> Result<TenantId> {
         let id = self.read(|c| {
             one(
