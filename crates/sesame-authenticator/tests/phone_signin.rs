@@ -110,7 +110,7 @@ async fn phone_sign_in_needs_a_pin_first_then_signs_in_with_username_and_phone_o
     assert_eq!(session_amr(&srv, &b).await, ["swk", "pin", "mfa"]);
     let log = srv.store.list_audit(&Default::default()).await.unwrap();
     assert!(log.iter().any(|e| e.event == "sign_in"
-        && e.method.map(|m| m.as_str()) == Some("phone_sign_in")
+        && e.method.as_ref().map(|m| m.as_str()) == Some("phone_sign_in")
         && e.result == sesame_store::AuditResult::Success));
 }
 

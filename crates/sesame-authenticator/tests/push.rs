@@ -56,7 +56,7 @@ async fn notification_sign_in_with_number_matching() {
     assert!(pending(&vault).await.as_array().unwrap().is_empty());
     let log = srv.store.list_audit(&Default::default()).await.unwrap();
     assert!(log.iter().any(|e| e.event == "sign_in"
-        && e.method.map(|m| m.as_str()) == Some("push")
+        && e.method.as_ref().map(|m| m.as_str()) == Some("push")
         && e.result == sesame_store::AuditResult::Success));
 }
 

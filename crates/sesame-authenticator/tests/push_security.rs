@@ -386,7 +386,9 @@ async fn two_tabs_waiting_on_one_approval_get_one_session() {
         .unwrap();
     assert_eq!(
         ok.iter()
-            .filter(|e| e.event == "sign_in" && e.method.map(|m| m.as_str()) == Some("push"))
+            .filter(
+                |e| e.event == "sign_in" && e.method.as_ref().map(|m| m.as_str()) == Some("push")
+            )
             .count(),
         1
     );

@@ -2,33 +2,49 @@
 //! stable name (`as_str`), which `sesame log --json`, the admin console's filters and scripts
 //! rely on; a name never changes once it has been written.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fmt;
 
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident, $unknown:ident { $($(#[$vm:meta])* $variant:ident = $text:literal,)+ }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub enum $name {
             $($(#[$vm])* $variant,)+
+            /// A name this version does not know: written by a newer version. The log still
+            /// reads, and shows it as it was written.
+            Other(String),
         }
 
         impl $name {
+            /// Every name this version knows.
             pub const ALL: &'static [$name] = &[$($name::$variant,)+];
 
             /// The stored name.
-            pub fn as_str(self) -> &'static str {
+            pub fn as_str(&self) -> &str {
                 match self {
                     $($name::$variant => $text,)+
+                    $name::Other(s) => s,
                 }
             }
 
+            /// A name this version knows (filters take only those).
             pub fn parse(s: &str) -> Result<Self, $unknown> {
                 match s {
                     $($text => Ok($name::$variant),)+
                     _ => Err($unknown(s.to_owned())),
                 }
+            }
+
+            /// What a stored name means, unknown names included.
+            pub fn from_stored(s: &str) -> Self {
+                Self::parse(s).unwrap_or_else(|_| $name::Other(s.to_owned()))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
             }
         }
 
@@ -113,13 +129,14 @@ named_enum!(
 
 impl AuditMethod {
     /// What people call it (the admin console's log filter).
-    pub fn display_name(self) -> &'static str {
+    pub fn display_name(&self) -> &str {
         match self {
             AuditMethod::Password => "Password",
             AuditMethod::Totp => "Verification code",
             AuditMethod::Push => "Authenticator notification",
             AuditMethod::PhoneSignIn => "Phone sign-in",
             AuditMethod::Pin => "App PIN",
+            AuditMethod::Other(name) => name,
         }
     }
 }
@@ -141,14 +158,21 @@ mod tests {
     fn names_round_trip_and_are_unique() {
         let mut seen = std::collections::HashSet::new();
         for e in Event::ALL {
-            assert_eq!(Event::parse(e.as_str()), Ok(*e));
+            assert_eq!(Event::parse(e.as_str()), Ok(e.clone()));
+            assert_eq!(Event::from_stored(e.as_str()), *e);
             assert!(seen.insert(e.as_str()), "{e} twice");
             assert_eq!(serde_json::to_string(e).unwrap(), format!("\"{e}\""));
         }
         for m in AuditMethod::ALL {
-            assert_eq!(AuditMethod::parse(m.as_str()), Ok(*m));
+            assert_eq!(AuditMethod::parse(m.as_str()), Ok(m.clone()));
         }
         assert!(Event::parse("sign_inn").is_err());
+        let newer = Event::from_stored("sign_in_by_carrier_pigeon");
+        assert_eq!(newer.as_str(), "sign_in_by_carrier_pigeon");
+        assert_eq!(
+            serde_json::to_string(&newer).unwrap(),
+            "\"sign_in_by_carrier_pigeon\""
+        );
         assert!(AuditMethod::parse("").is_err());
     }
 }

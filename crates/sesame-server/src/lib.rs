@@ -83,14 +83,19 @@ impl AppState {
         config: ServerConfig,
     ) -> Result<Self, sesame_store::StoreError> {
         let services = Services::new(store, clock, config).await?;
-        Ok(Self(Arc::new(Inner {
+        Ok(Self::with_services(services, master_key))
+    }
+
+    /// The app over services already made (the `sesame serve` command opens them once).
+    pub fn with_services(services: Services, master_key: &MasterKey) -> Self {
+        Self(Arc::new(Inner {
             services,
             methods: methods::Registry::standard(),
             web: WebKeys {
                 csrf_key: master_key.derive("csrf-v1"),
                 choice_key: master_key.derive("signin-choice-v1"),
             },
-        })))
+        }))
     }
 
     pub fn services(&self) -> &Services {

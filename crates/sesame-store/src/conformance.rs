@@ -557,8 +557,8 @@ pub async fn audit_log_filters(b: &dyn Backend) {
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].at, NOW + 2, "newest first");
     assert_eq!(
-        (all[0].event, all[0].method),
-        (Event::SignIn, Some(AuditMethod::Totp))
+        (&all[0].event, &all[0].method),
+        (&Event::SignIn, &Some(AuditMethod::Totp))
     );
     let failures = s
         .list_audit(&AuditFilter {

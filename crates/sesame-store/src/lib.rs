@@ -49,8 +49,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// `sqlite://FILE` (or `sqlite:FILE`; a `?query` is ignored) is the embedded backend. Any
 /// other scheme is refused with a message that says what is supported.
 pub async fn open(url: &str, key: MasterKey) -> Result<Arc<dyn Store>> {
-    match Backend::parse(url)? {
-        Backend::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path, key).await?)),
+    open_backend(&Backend::parse(url)?, key).await
+}
+
+/// Opens the store of a backend already resolved (a data directory's default database is a
+/// path, which a URL could not always name).
+pub async fn open_backend(backend: &Backend, key: MasterKey) -> Result<Arc<dyn Store>> {
+    match backend {
+        Backend::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, key).await?)),
     }
 }
 
@@ -59,6 +65,14 @@ pub async fn open(url: &str, key: MasterKey) -> Result<Arc<dyn Store>> {
 pub enum Backend {
     /// The embedded database in this file.
     Sqlite(std::path::PathBuf),
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Sqlite(path) => write!(f, "{}", path.display()),
+        }
+    }
 }
 
 impl Backend {

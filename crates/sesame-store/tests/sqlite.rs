@@ -114,8 +114,10 @@ async fn a_read_that_fails_half_way_keeps_no_snapshot() {
     }
 }
 
-/// A stored name this version does not know is an error, never read as something else (a
-/// request of an unknown kind must not pass for a second step).
+/// A stored name this version does not know (a newer version wrote it) is never read as
+/// something else: a request of an unknown kind is an error (it must not pass for a second
+/// step), while the audit log shows an unknown event as it was written, and an unknown
+/// remembered choice is no choice.
 #[tokio::test]
 async fn unknown_stored_names_are_refused_not_guessed() {
     let db = Sqlite::new();
@@ -160,20 +162,25 @@ async fn unknown_stored_names_are_refused_not_guessed() {
     let raw = rusqlite::Connection::open(db.path("main")).unwrap();
     raw.execute("UPDATE challenges SET kind = 'sms_magic'", [])
         .unwrap();
-    raw.execute("UPDATE audit_log SET event = 'from_the_future'", [])
+    raw.execute(
+        "UPDATE audit_log SET event = 'from_the_future', method = 'carrier_pigeon'",
+        [],
+    )
+    .unwrap();
+    raw.execute("UPDATE users SET signin_preference = 'telepathy'", [])
         .unwrap();
-    for err in [
-        s.find_challenge(&c.id).await.map(|_| ()).unwrap_err(),
-        s.list_audit(&Default::default())
-            .await
-            .map(|_| ())
-            .unwrap_err(),
-    ] {
-        assert!(
-            matches!(&err, StoreError::Database(m) if m.contains("unknown")),
-            "{err}"
-        );
-    }
+    let err = s.find_challenge(&c.id).await.map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Database(m) if m.contains("unknown")),
+        "{err}"
+    );
+    let log = s.list_audit(&Default::default()).await.unwrap();
+    assert_eq!(log[0].event.as_str(), "from_the_future");
+    assert_eq!(log[0].method.as_ref().unwrap().as_str(), "carrier_pigeon");
+    assert_eq!(
+        s.find_user(u).await.unwrap().unwrap().signin_preference,
+        None
+    );
 }
 
 #[tokio::test]

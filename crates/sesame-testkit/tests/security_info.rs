@@ -410,7 +410,11 @@ async fn audit_records_method_added_and_removed() {
         assert_eq!(found.len(), 1, "{event}");
         let e = &found[0];
         assert_eq!(e.result, AuditResult::Success, "{event}");
-        assert_eq!(e.method.map(|m| m.as_str()), Some("totp"), "{event}");
+        assert_eq!(
+            e.method.as_ref().map(|m| m.as_str()),
+            Some("totp"),
+            "{event}"
+        );
         assert_eq!(e.username, "alice");
         assert_eq!(e.ip, "127.0.0.1");
     }

@@ -844,18 +844,21 @@ async fn audit_log_records_sign_in_successes_and_failures_with_reasons() {
     assert_eq!(unknown.username, "mallory");
     let wrong_pw =
         find(Some(alice), AuditResult::Failure, Some("wrong_password")).expect("wrong password");
-    assert_eq!(wrong_pw.method.map(|m| m.as_str()), Some("password"));
+    assert_eq!(
+        wrong_pw.method.as_ref().map(|m| m.as_str()),
+        Some("password")
+    );
     assert_eq!(wrong_pw.ip, "127.0.0.1");
     assert_eq!(wrong_pw.user_agent, "sesame-testkit");
     let wrong_code =
         find(Some(alice), AuditResult::Failure, Some("wrong_code")).expect("wrong code");
-    assert_eq!(wrong_code.method.map(|m| m.as_str()), Some("totp"));
+    assert_eq!(wrong_code.method.as_ref().map(|m| m.as_str()), Some("totp"));
     find(Some(alice), AuditResult::Failure, Some("code_reused")).expect("reused code");
     let ok = find(Some(alice), AuditResult::Success, None).expect("success");
-    assert_eq!(ok.method.map(|m| m.as_str()), Some("totp"));
+    assert_eq!(ok.method.as_ref().map(|m| m.as_str()), Some("totp"));
     assert_eq!(ok.username, "alice");
     let ok = find(Some(bob), AuditResult::Success, None).expect("password success");
-    assert_eq!(ok.method.map(|m| m.as_str()), Some("password"));
+    assert_eq!(ok.method.as_ref().map(|m| m.as_str()), Some("password"));
     assert_eq!(sign_ins.len(), 6, "{sign_ins:?}");
     assert!(sign_ins.iter().all(|e| e.at == START));
 }
@@ -904,4 +907,29 @@ async fn expired_sign_in_stays_expired_when_the_clock_moves_back() {
         .await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert!(!replay.has_session());
+}
+
+/// The form's CSRF token is judged before how fresh the sign-in is: a forged post from a
+/// stale session is refused as forged, and takes nobody to a sign-in page; a genuine one from
+/// the same stale session is asked to sign in again and come back to the form's page.
+#[tokio::test]
+async fn forged_post_from_a_stale_session_is_refused_before_any_reauthentication() {
+    let srv = TestServer::spawn().await;
+    user_with_totp(&srv, "alice").await;
+    let mut b = signed_in(&srv, "alice").await;
+    let token = b.get("/security-info").await.csrf().unwrap();
+    srv.clock.advance(3_000);
+    let p = b
+        .post("/security-info/methods/1/delete", &[("csrf", "forged")])
+        .await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(p.body.contains("another site"), "{}", p.body);
+    let p = b
+        .post("/security-info/methods/1/delete", &[("csrf", &token)])
+        .await;
+    assert_eq!(p.status, 303);
+    assert_eq!(
+        p.location(),
+        Some("/login?reauth=1&next=%2Fsecurity%2Dinfo")
+    );
 }

@@ -29,8 +29,8 @@ pub struct DatabaseConfig {
 #[derive(Debug)]
 pub struct Resolved {
     pub data_dir: PathBuf,
-    /// Where the data lives, as `sesame_store::open` takes it.
-    pub database_url: String,
+    /// Where the data lives.
+    pub database: sesame_store::Backend,
     pub master_key_file: PathBuf,
     /// Whether the key file was named (flag, environment or file) rather than the default in
     /// the data directory: a shared key may exist before a new node's database does.
@@ -58,8 +58,10 @@ fn apply_env(file: &mut FileConfig) -> Result<()> {
     if let Some(v) = env("SESAME_SERVER__SERVICE_NAME").or_else(|| env("SESAME_SERVICE_NAME")) {
         s.service_name = v;
     } else if let Some(v) = env("SESAME_SERVER__ISSUER").or_else(|| env("SESAME_ISSUER")) {
-        // The old name of the setting, read as the file's `issuer` is.
-        s.issuer = Some(v);
+        eprintln!(
+            "warning: SESAME_SERVER__ISSUER is deprecated: call it SESAME_SERVER__SERVICE_NAME"
+        );
+        s.service_name = v;
     }
     if let Some(v) = env("SESAME_SERVER__PUBLIC_BASE_URL").or_else(|| env("SESAME_PUBLIC_BASE_URL"))
     {
@@ -106,6 +108,10 @@ pub fn resolve(
         Some(p) => load_file(p)?,
         None => FileConfig::default(),
     };
+    // The file's deprecated names first, so that the environment still wins over the file.
+    for warning in file.server.apply_deprecated() {
+        eprintln!("warning: {warning}");
+    }
     apply_env(&mut file)?;
     let data_dir = flag_data_dir
         .map(Path::to_path_buf)
@@ -114,17 +120,12 @@ pub fn resolve(
     let url = flag_database_url
         .map(str::to_string)
         .or(file.database.url.clone());
-    let database_url = match url {
-        None => sesame_store::Backend::sqlite_url(&data_dir.join("sesame.db")),
-        Some(u) => {
-            // Refuse a URL no backend takes now, before anything is created.
-            sesame_store::Backend::parse(&u)?;
-            u
-        }
+    // The default is a path, never a URL made from one (a data directory may have any name);
+    // a URL someone typed is refused now if no backend takes it, before anything is created.
+    let database = match url {
+        None => sesame_store::Backend::Sqlite(data_dir.join("sesame.db")),
+        Some(u) => sesame_store::Backend::parse(&u)?,
     };
-    for warning in file.server.apply_deprecated() {
-        eprintln!("warning: {warning}");
-    }
     let master_key_named = flag_master_key.is_some() || file.master_key_file.is_some();
     let master_key_file = flag_master_key
         .map(Path::to_path_buf)
@@ -138,7 +139,7 @@ pub fn resolve(
     };
     Ok(Resolved {
         data_dir,
-        database_url,
+        database,
         master_key_file,
         master_key_named,
         listen,
@@ -240,12 +241,35 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(r.database_url, "sqlite:///tmp/x.db");
+        use sesame_store::Backend;
+        assert_eq!(r.database, Backend::Sqlite("/tmp/x.db".into()));
         let default = resolve(None, Some(Path::new("/d")), None, None, None).unwrap();
-        assert_eq!(default.database_url, "sqlite:///d/sesame.db");
+        assert_eq!(default.database, Backend::Sqlite("/d/sesame.db".into()));
+        // Any name a directory may have stays a path (not cut at a '?' as in a URL).
+        let odd = resolve(None, Some(Path::new("/srv/a?b")), None, None, None).unwrap();
+        assert_eq!(odd.database, Backend::Sqlite("/srv/a?b/sesame.db".into()));
         let err = resolve(None, None, Some("postgres://x"), None, None).unwrap_err();
         assert!(err.to_string().contains("PostgreSQL"), "{err}");
         assert!(resolve(None, None, Some("mysql://x"), None, None).is_err());
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_files_deprecated_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[server]\nissuer = \"FromFile\"\n").unwrap();
+        assert_eq!(
+            resolve(Some(&p), None, None, None, None)
+                .unwrap()
+                .server
+                .service_name,
+            "FromFile"
+        );
+        // SAFETY of the test: no other test in this binary reads this variable.
+        std::env::set_var("SESAME_SERVER__SERVICE_NAME", "FromEnv");
+        let r = resolve(Some(&p), None, None, None, None).unwrap();
+        std::env::remove_var("SESAME_SERVER__SERVICE_NAME");
+        assert_eq!(r.server.service_name, "FromEnv");
     }
 
     #[test]
@@ -270,6 +294,9 @@ mod tests {
         .unwrap();
         assert_eq!(r.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(r.listen.port(), 1);
-        assert_eq!(r.database_url, "sqlite:///from/flag/sesame.db");
+        assert_eq!(
+            r.database,
+            sesame_store::Backend::Sqlite("/from/flag/sesame.db".into())
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! device key over method, path, body hash, timestamp and nonce ([`SignedRequest`]), checked
 //! for freshness, and its nonce is recorded in the database so a replay fails on every node.
 
-use crate::error::{DeviceError, Error, Kind};
+use super::DeviceError;
+use crate::error::{Error, Kind};
 use crate::service::approvals::{self, AppAnswer};
 use crate::service::{devices, Origin};
 use crate::AppState;

@@ -62,6 +62,12 @@ pub trait SecondStep: Send + Sync {
         user: &User,
     ) -> Result<(), Error>;
 
+    /// Why what was typed cannot be an answer at all (a code of the wrong shape), judged before
+    /// anything is looked up: such input is refused the same way for everyone.
+    fn malformed(&self, _input: &str) -> Option<String> {
+        None
+    }
+
     /// Judges what the person typed on the second-step page. Attempts are counted per user and
     /// method before anything is compared.
     async fn verify(

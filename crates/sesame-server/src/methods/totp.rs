@@ -4,9 +4,9 @@
 use super::{Prompt, SecondStep, Verdict};
 use crate::error::Error;
 use crate::service::{Line, Origin, Services};
-use crate::web::extract::Recent;
+use crate::web::extract::{Checked, Recent};
 use crate::web::templates::TotpSetupPage;
-use crate::web::{page, qr_data_uri, see_other, CsrfForm, CsrfToken};
+use crate::web::{page, qr_data_uri, see_other, CsrfToken};
 use crate::AppState;
 use async_trait::async_trait;
 use axum::extract::State;
@@ -271,10 +271,9 @@ async fn confirm(
 
 async fn add_submit(
     State(state): State<AppState>,
-    Recent(me): Recent,
     origin: Origin,
     csrf: CsrfToken,
-    form: CsrfForm,
+    Checked { me, form, .. }: Checked<Recent>,
 ) -> Result<Response, Error> {
     let enrollment = form.text("enrollment");
     let expired =

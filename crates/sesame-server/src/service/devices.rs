@@ -527,6 +527,35 @@ impl DeviceAction {
     }
 }
 
+/// An administrator's action on a user's device: the action with the user's own audit line
+/// (naming the administrator), then the administrator's line. False: the device was gone.
+pub async fn act_as_admin(
+    svc: &Services,
+    admin: &super::Admin,
+    user: &User,
+    device: &Device,
+    action: DeviceAction,
+) -> Result<bool, StoreError> {
+    if !action
+        .apply(svc, &admin.origin, user, device, &admin.by)
+        .await?
+    {
+        return Ok(false);
+    }
+    let event = match action {
+        DeviceAction::Remove => Event::AdminDeviceRemoved,
+        DeviceAction::TurnOffPhoneSignIn => Event::AdminPhoneSignInDisabled,
+        DeviceAction::AllowPhoneSignInAgain => Event::AdminPinKeyReset,
+    };
+    let detail = format!("device {}", device.name);
+    svc.audit(
+        &admin.origin,
+        admin.line(user.tenant, Some(user), event, Some(&detail)),
+    )
+    .await;
+    Ok(true)
+}
+
 /// Removes a device, stops its pending requests at once and records it. False: the user has
 /// no such device.
 pub async fn remove(

@@ -73,9 +73,10 @@ impl Services {
         self.clock.now()
     }
 
-    /// The tenant a request is for. One tenant per installation for now: every host name
-    /// serves the default tenant. Handlers ask through the `Tenant` extractor, so that
-    /// several tenants (by host name) need only this function to change.
+    /// The tenant a new request is for (the username step, first-run set-up). One tenant per
+    /// installation for now: every host name serves the default tenant. Once a request is
+    /// signed in, its tenant is the user's (sessions, sign-ins and the console follow the
+    /// records), so tenants by host name start here.
     pub fn tenant_for_host(&self, _host: Option<&str>) -> TenantId {
         self.default_tenant
     }

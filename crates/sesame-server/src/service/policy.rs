@@ -408,6 +408,153 @@ mod tests {
         .contains("at least one group"));
     }
 
+    use crate::service::Admin;
+    use sesame_core::ManualClock;
+    use sesame_store::{MasterKey, NewUser};
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+    async fn services() -> (tempfile::TempDir, Services) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sesame_store::Backend::sqlite_url(&dir.path().join("s.db"));
+        let store = sesame_store::open(&url, MasterKey::generate())
+            .await
+            .unwrap();
+        let svc = Services::new(
+            store,
+            Arc::new(ManualClock::new(1_700_000_000)),
+            crate::ServerConfig::default(),
+        )
+        .await
+        .unwrap();
+        (dir, svc)
+    }
+
+    async fn user_in(svc: &Services, tenant: TenantId, name: &str) -> User {
+        let new = NewUser {
+            tenant,
+            username: name.into(),
+            display_name: name.into(),
+            password_hash: None,
+            is_admin: false,
+        };
+        svc.store.create_user(new, 0).await.unwrap()
+    }
+
+    fn admin() -> Admin {
+        Admin::cli(Some("test"), "test")
+    }
+
+    /// Each request reads the policy as saved last, also right after the previous version was
+    /// read (and kept parsed), and the user's groups as they are.
+    #[tokio::test]
+    async fn user_policy_follows_each_save_and_group_change_at_once() {
+        let (_d, svc) = services().await;
+        let t = svc.default_tenant;
+        let a = user_in(&svc, t, "a").await;
+        let g = svc.store.create_group(t, "pilot", 0).await.unwrap();
+        for (mode, targets) in [
+            (AuthenticatorMode::Push, "all"),
+            (AuthenticatorMode::Passwordless, "pilot"),
+            (AuthenticatorMode::Any, "all"),
+        ] {
+            let edit = PolicyEdit {
+                targets: Some(targets.into()),
+                mode: Some(mode),
+                ..Default::default()
+            };
+            svc.change_policy(&admin(), t, &edit, None).await.unwrap();
+            for _ in 0..2 {
+                let up = svc.user_policy(&a).await.unwrap();
+                let in_targets = targets == "all";
+                assert_eq!(
+                    up.allowed.phone_sign_in,
+                    in_targets && mode != AuthenticatorMode::Push
+                );
+            }
+        }
+        svc.store.add_group_member(g.id, a.id).await.unwrap();
+        svc.change_policy(
+            &admin(),
+            t,
+            &PolicyEdit {
+                targets: Some("pilot=passwordless".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(svc.user_policy(&a).await.unwrap().allowed.phone_sign_in);
+        svc.store.remove_group_member(g.id, a.id).await.unwrap();
+        assert!(!svc.user_policy(&a).await.unwrap().allowed.phone_sign_in);
+    }
+
+    /// Two tenants at the same version never see each other's policy, in any order of reads.
+    #[tokio::test]
+    async fn user_policy_is_kept_per_tenant() {
+        let (_d, svc) = services().await;
+        let t1 = svc.default_tenant;
+        let t2 = svc.store.create_tenant("other", 0).await.unwrap();
+        let (a1, a2) = (user_in(&svc, t1, "a").await, user_in(&svc, t2, "a").await);
+        for (t, digits) in [(t1, 3), (t2, 7)] {
+            let edit = PolicyEdit {
+                digits: Some(digits),
+                ..Default::default()
+            };
+            svc.change_policy(&admin(), t, &edit, None).await.unwrap();
+        }
+        for (u, digits) in [(&a1, 3), (&a2, 7), (&a2, 7), (&a1, 3), (&a1, 3), (&a2, 7)] {
+            assert_eq!(svc.user_policy(u).await.unwrap().push.digits, digits);
+        }
+    }
+
+    /// Reads racing saves: every policy read is one that was saved (never a mix), and once a
+    /// save has returned no read shows an older one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn user_policy_racing_saves_is_never_stale_nor_mixed() {
+        let (_d, svc) = services().await;
+        let t = svc.default_tenant;
+        let a = user_in(&svc, t, "a").await;
+        // The policy saved as version v has lifetime 100 + v and digits 2 + v % 7: a read that
+        // mixed two versions would show a pair no save made.
+        let saved = Arc::new(AtomicI64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (svc, a, saved, stop) = (svc.clone(), a.clone(), saved.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        let floor = saved.load(Ordering::SeqCst);
+                        let p = svc.user_policy(&a).await.unwrap().policy;
+                        let v = p.authenticator.lifetime_secs - 100;
+                        if floor > 0 {
+                            assert_eq!(i64::from(p.authenticator.digits), 2 + v % 7, "mixed");
+                            assert!(v >= floor, "read version {v} after {floor} was saved");
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for v in 1..=60i64 {
+            let edit = PolicyEdit {
+                lifetime_secs: Some(100 + v),
+                digits: Some(2 + (v % 7) as u32),
+                ..Default::default()
+            };
+            svc.change_policy(&admin(), t, &edit, Some(v - 1))
+                .await
+                .unwrap();
+            saved.store(v, Ordering::SeqCst);
+            let p = svc.user_policy(&a).await.unwrap().policy;
+            assert_eq!(p.authenticator.lifetime_secs, 100 + v);
+        }
+        stop.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.await.unwrap();
+        }
+    }
+
     #[test]
     fn the_cache_keeps_only_newer_versions_per_tenant() {
         let c = PolicyCache::default();

@@ -77,9 +77,12 @@ impl Session {
 pub async fn sign_out(svc: &Services, origin: &Origin, token: &str) -> Result<(), StoreError> {
     let hash = crate::token::hash(token);
     if let Ok(Some(s)) = svc.store.find_session(&hash, svc.now()).await {
-        if let Ok(Some(user)) = svc.store.find_user(s.user).await {
-            svc.audit(origin, Line::of(&user, Event::SignOut)).await;
-        }
+        let line = match svc.store.find_user(s.user).await {
+            Ok(Some(user)) => Line::of(&user, Event::SignOut),
+            // The user was removed meanwhile: the line still names the account by its id.
+            _ => Line::named(s.tenant, Some(s.user), "", Event::SignOut),
+        };
+        svc.audit(origin, line).await;
     }
     svc.store.revoke_session(&hash, svc.now()).await
 }

@@ -79,7 +79,7 @@ pub async fn load(svc: &Services, token: &str) -> Result<Option<SignInRecord>, S
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// Not a step of the state the transaction is in: go back to its page.
-    #[error("this step is not allowed now")]
+    #[error("This step is not possible now. Start again.")]
     NotNow,
     /// Someone else moved the transaction first (a second tab, a replayed request).
     #[error("This sign-in has already moved on. Start again.")]

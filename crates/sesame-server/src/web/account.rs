@@ -39,10 +39,11 @@ async fn sign_out(state: &AppState, headers: &HeaderMap, origin: &Origin) -> Res
             return Error::from(e).into_response();
         }
     }
-    with_cookies(
-        templates::html(&SignedOutPage).into_response(),
-        &[clear_cookie(SESSION_COOKIE)],
-    )
+    let page = match templates::render(&SignedOutPage) {
+        Ok(html) => html.into_response(),
+        Err(e) => e.into_response(),
+    };
+    with_cookies(page, &[clear_cookie(SESSION_COOKIE)])
 }
 
 /// GET /logout signs out too, as DESIGN §8 promises; it never redirects anywhere (no open

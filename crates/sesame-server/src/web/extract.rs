@@ -200,6 +200,72 @@ impl FromRequestParts<AppState> for RecentAdmin {
     }
 }
 
+/// What a form post requires of the signed-in user beyond the session: see [`Checked`].
+pub trait Requirement: Send + Sync + 'static {
+    /// Only administrators (others get 403 before anything else is looked at).
+    const ADMIN: bool;
+    fn met(me: &SignedIn, state: &AppState) -> bool;
+}
+
+impl Requirement for Recent {
+    const ADMIN: bool = false;
+    fn met(me: &SignedIn, state: &AppState) -> bool {
+        me.is_recent(state)
+    }
+}
+
+impl Requirement for FreshSecondStep {
+    const ADMIN: bool = false;
+    fn met(me: &SignedIn, state: &AppState) -> bool {
+        me.has_fresh_second_factor(state)
+    }
+}
+
+impl Requirement for RecentAdmin {
+    const ADMIN: bool = true;
+    fn met(me: &SignedIn, state: &AppState) -> bool {
+        me.is_recent(state)
+    }
+}
+
+/// A CSRF-checked form from a signed-in user who meets `R` (`Checked<Recent>`,
+/// `Checked<FreshSecondStep>`, `Checked<RecentAdmin>`). The checks run in the order these
+/// pages always had: the session (else sign in), administrators only (else 403), the form's
+/// CSRF token (else 403), and only then `R` (else sign in again and come back to the form's
+/// page): a forged post from a stale session is refused as forged, and takes nobody to a
+/// sign-in page.
+pub struct Checked<R> {
+    pub me: SignedIn,
+    pub form: super::CsrfForm,
+    _requirement: std::marker::PhantomData<R>,
+}
+
+impl<R: Requirement> axum::extract::FromRequest<AppState> for Checked<R> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let me = if R::ADMIN {
+            Admin::from_request_parts(&mut parts, state).await?.0
+        } else {
+            SignedIn::from_request_parts(&mut parts, state).await?
+        };
+        let back = page_of(&parts.method, parts.uri.path());
+        let req = axum::extract::Request::from_parts(parts, body);
+        let form = super::CsrfForm::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !R::met(&me, state) {
+            return Err(reauth_redirect(&back, true));
+        }
+        Ok(Checked {
+            me,
+            form,
+            _requirement: std::marker::PhantomData,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

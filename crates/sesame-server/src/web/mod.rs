@@ -195,7 +195,10 @@ impl FromRequestParts<AppState> for CsrfToken {
 
 /// Renders a page that carries forms, setting the CSRF cookie when it is new.
 pub fn page(csrf: &CsrfToken, status: StatusCode, t: &impl askama::Template) -> Response {
-    let resp = (status, templates::html(t)).into_response();
+    let resp = match templates::render(t) {
+        Ok(html) => (status, html).into_response(),
+        Err(e) => e.into_response(),
+    };
     match &csrf.set_cookie {
         Some(c) => with_cookies(resp, std::slice::from_ref(c)),
         None => resp,
@@ -294,6 +297,26 @@ impl FromRequest<AppState> for CsrfForm {
             return Err(forbidden());
         }
         Ok(CsrfForm { fields })
+    }
+}
+
+/// An error as people see it: a page.
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        self.log();
+        let page = templates::ErrorPage {
+            title: self.title(),
+            message: &self.message,
+        };
+        let resp = match templates::render(&page) {
+            Ok(html) => (self.status(), html).into_response(),
+            Err(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::response::Html(templates::UNRENDERED),
+            )
+                .into_response(),
+        };
+        self.with_retry_after(resp)
     }
 }
 

@@ -4,7 +4,7 @@
 //! Adding a method needs a recent sign-in; removing one needs a recent sign-in that included a
 //! second step, so a stolen idle session cannot strip an account's protection.
 
-use super::extract::{reauth_redirect, FreshSecondStep, Recent, SignedIn};
+use super::extract::{reauth_redirect, Checked, FreshSecondStep, Recent, SignedIn};
 use super::templates::{
     device_rows, last_used, AddMethodPage, DefaultMethodPage, DefaultOption, MethodRow,
     SecurityInfoPage,
@@ -117,10 +117,9 @@ async fn add_choose(State(state): State<AppState>, _me: Recent, csrf: CsrfToken)
 
 async fn delete_method(
     State(state): State<AppState>,
-    FreshSecondStep(me): FreshSecondStep,
     origin: Origin,
     Path(id): Path<i64>,
-    _form: CsrfForm,
+    Checked { me, .. }: Checked<FreshSecondStep>,
 ) -> Result<Response, Error> {
     if !security::delete_method(&state, &origin, &me.user, MethodId(id)).await? {
         return Err(Error::not_found());

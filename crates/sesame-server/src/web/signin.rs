@@ -241,6 +241,14 @@ async fn verify_submit(
     let Prompt::Code(prompt) = m.prompt() else {
         return Ok(see_other("/login/verify"));
     };
+    if let Some(message) = m.malformed(form.text("code")) {
+        return Ok(code_form(
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            prompt,
+            Some(&message),
+        ));
+    }
     let Some(user) = state.store.find_user(user_id).await? else {
         return Ok(with_cookies(
             see_other("/login"),

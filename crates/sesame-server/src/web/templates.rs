@@ -35,16 +35,16 @@ impl askama::filters::Escaper for HtmlEscaper {
 }
 
 /// Renders a page. A template that fails to render (it cannot, short of a bug in a `Display`
-/// impl) gives a plain error page rather than a half page.
-pub fn html(t: &impl Template) -> Html<String> {
-    match t.render() {
-        Ok(s) => Html(s),
-        Err(e) => {
-            tracing::error!(%e, "a page could not be rendered");
-            Html("<!doctype html><title>Error - Sesame</title><h1>Something went wrong</h1>".into())
-        }
-    }
+/// impl) is an internal error: a 500 page rather than a half page.
+pub fn render(t: &impl Template) -> Result<Html<String>, crate::error::Error> {
+    t.render()
+        .map(Html)
+        .map_err(|e| crate::error::Error::internal(format!("a page could not be rendered: {e}")))
 }
+
+/// The last resort when even the error page cannot be rendered.
+pub const UNRENDERED: &str =
+    "<!doctype html><title>Error - Sesame</title><h1>Something went wrong</h1>";
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -306,8 +306,8 @@ pub struct AdminMethodRow {
 pub struct LogRow {
     pub time: String,
     pub username: String,
-    pub event: &'static str,
-    pub method: &'static str,
+    pub event: String,
+    pub method: String,
     pub result: &'static str,
     pub reason: String,
     pub ip: String,

@@ -1,6 +1,6 @@
 //! The audit log.
 
-use super::{all, changed, unknown, SqliteStore};
+use super::{all, changed, SqliteStore};
 use crate::{AuditEvent, AuditFilter, AuditResult, AuditStore, Result};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, Row};
@@ -19,10 +19,9 @@ fn audit_from_row(r: &Row) -> Result<AuditEvent> {
         username: r.get("username")?,
         ip: r.get("ip")?,
         user_agent: r.get("user_agent")?,
-        event: Event::parse(&event).map_err(|_| unknown("audit event", &event))?,
-        method: method
-            .map(|m| AuditMethod::parse(&m).map_err(|_| unknown("audit method", &m)))
-            .transpose()?,
+        // Names a newer version wrote read back as they are: the log never fails to show.
+        event: Event::from_stored(&event),
+        method: method.as_deref().map(AuditMethod::from_stored),
         result: if result == "success" {
             AuditResult::Success
         } else {
@@ -47,7 +46,7 @@ pub(super) fn insert_audit(c: &Connection, e: &AuditEvent) -> Result<()> {
             e.ip,
             e.user_agent,
             e.event.as_str(),
-            e.method.map(AuditMethod::as_str),
+            e.method.as_ref().map(AuditMethod::as_str),
             e.result.as_str(),
             e.reason
         ],
@@ -85,7 +84,7 @@ impl AuditStore for SqliteStore {
         if let Some(r) = f.result {
             and("result = ?", r.as_str().to_owned().into());
         }
-        if let Some(m) = f.method {
+        if let Some(m) = &f.method {
             and("method = ?", m.as_str().to_owned().into());
         }
         if let Some(t) = f.since {

@@ -1,6 +1,6 @@
 //! Tenants and users.
 
-use super::{all, challenge_id, changed, conflict, first, one, unknown, SqliteStore};
+use super::{all, challenge_id, changed, conflict, first, one, SqliteStore};
 use crate::{name_key, Blocked, NewUser, Result, StoreError, TenantStore, User, UserStore};
 use async_trait::async_trait;
 use rusqlite::{params, Row};
@@ -27,9 +27,8 @@ pub(super) fn user_from_row(r: &Row) -> Result<User> {
         created_at: r.get("created_at")?,
         push_blocked_at: r.get("push_blocked_at")?,
         last_signin_at: r.get("last_signin_at")?,
-        signin_preference: choice
-            .map(|c| SignInChoice::parse(&c).ok_or_else(|| unknown("sign-in choice", &c)))
-            .transpose()?,
+        // Only a hint for the sign-in page: one this version does not know is no choice.
+        signin_preference: choice.as_deref().and_then(SignInChoice::parse),
     })
 }
 

@@ -62,7 +62,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
                 fmt_time(e.at),
                 e.username,
                 e.event.as_str(),
-                e.method.map_or("-", |m| m.as_str()),
+                e.method.as_ref().map_or("-", |m| m.as_str()),
                 e.result.as_str(),
                 e.reason.as_deref().unwrap_or("-"),
                 e.ip,

@@ -73,9 +73,9 @@ pub async fn open(cli: &Cli, listen: Option<SocketAddr>, create: Create) -> Resu
         create_private_dir(&resolved.data_dir)?;
     }
     let key = MasterKey::load_or_create(&resolved.master_key_file)?;
-    let store = sesame_store::open(&resolved.database_url, key.clone())
+    let store = sesame_store::open_backend(&resolved.database, key.clone())
         .await
-        .with_context(|| format!("cannot open the database {}", resolved.database_url))?;
+        .with_context(|| format!("cannot open the database {}", resolved.database))?;
     let services = Services::new(
         store.clone(),
         Arc::new(SystemClock),
@@ -113,10 +113,10 @@ fn on_disk(path: &std::path::Path) -> Result<OnDisk> {
 /// every stored secret unreadable), a key whose database is gone or empty (not a new
 /// installation: a lost one), and, unless `create` allows it, no data at all.
 fn check_data(r: &crate::config::Resolved, create: Create) -> Result<()> {
-    let sesame_store::Backend::Sqlite(db) = sesame_store::Backend::parse(&r.database_url)?;
+    let sesame_store::Backend::Sqlite(db) = &r.database;
     let key = &r.master_key_file;
     let key_exists = on_disk(key)? != OnDisk::Missing;
-    match (on_disk(&db)?, key_exists) {
+    match (on_disk(db)?, key_exists) {
         (OnDisk::Present, false) => anyhow::bail!(
             "the database {} exists but its master key {} is missing. Without that key the \
              secrets stored in the database cannot be read, so Sesame will not make a new one: \
@@ -155,14 +155,14 @@ async fn init(cli: &Cli) -> Result<()> {
         cli.json,
         &serde_json::json!({
             "data_dir": data.resolved.data_dir,
-            "database": data.resolved.database_url,
+            "database": data.resolved.database.to_string(),
             "master_key_file": data.resolved.master_key_file,
         }),
         || {
             println!(
                 "Sesame data is ready in {} (database {}, master key {}: back it up).",
                 data.resolved.data_dir.display(),
-                data.resolved.database_url,
+                data.resolved.database,
                 data.resolved.master_key_file.display()
             )
         },

@@ -2,9 +2,8 @@
 
 use crate::Cli;
 use anyhow::{Context, Result};
-use sesame_server::{AppState, SystemClock};
+use sesame_server::AppState;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,13 +28,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid [server.push] settings")?;
-    let state = AppState::new(
-        data.store.clone(),
-        Arc::new(SystemClock),
-        &data.key,
-        config.clone(),
-    )
-    .await?;
+    // The services `open` made (one hub, one hashing pool, one policy cache), not a second set.
+    let state = AppState::with_services(data.services.clone(), &data.key);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (is another server running there?)"))?;

@@ -392,7 +392,7 @@ fn print_detail(d: &UserDetail) {
                 "  {}  {:<22} {:<8} {:<8} {}",
                 fmt_time(e.at),
                 e.event.as_str(),
-                e.method.map_or("-", |m| m.as_str()),
+                e.method.as_ref().map_or("-", |m| m.as_str()),
                 e.result.as_str(),
                 e.reason.as_deref().unwrap_or("")
             );

@@ -5,7 +5,7 @@ use super::Flash;
 use crate::error::Error;
 use crate::service::policy::{describe, ChangeError, PolicyEdit};
 use crate::service::{Admin, Origin};
-use crate::web::extract::{Admin as AdminUser, RecentAdmin};
+use crate::web::extract::{Admin as AdminUser, Checked, RecentAdmin};
 use crate::web::templates::{MfaChoice, PolicyFormView, PolicyGroupRow, PolicyPage};
 use crate::web::{page, see_other, CsrfForm, CsrfToken};
 use crate::AppState;
@@ -298,10 +298,9 @@ const STALE_POLICY_FORM: &str =
 
 async fn policy_submit(
     State(state): State<AppState>,
-    RecentAdmin(me): RecentAdmin,
     origin: Origin,
     csrf: CsrfToken,
-    form: CsrfForm,
+    Checked { me, form, .. }: Checked<RecentAdmin>,
 ) -> Result<Response, Error> {
     let tenant = me.user.tenant;
     let (old, version) = state.current_policy(tenant).await?;

@@ -2,10 +2,10 @@
 
 use super::{group_path, seg, user_path, yes_no, Flash};
 use crate::error::Error;
-use crate::service::devices::DeviceAction;
+use crate::service::devices::{self, DeviceAction};
 use crate::service::users::{self, NewAccount, UserError};
 use crate::service::{Admin, Origin};
-use crate::web::extract::{reauth_redirect, Admin as AdminUser, RecentAdmin, SignedIn};
+use crate::web::extract::{reauth_redirect, Admin as AdminUser, Checked, RecentAdmin, SignedIn};
 use crate::web::templates::{
     device_rows, last_used, AdminMethodRow, LogRow, UserAction, UserPage, UserRow, UsersPage,
 };
@@ -16,7 +16,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use sesame_core::audit::Event;
 use sesame_core::secret::SecretString;
 use sesame_core::DeviceId;
 use sesame_store::{AuditEvent, AuditFilter, User};
@@ -52,8 +51,11 @@ pub(super) fn log_rows(entries: &[AuditEvent]) -> Vec<LogRow> {
         .map(|e| LogRow {
             time: fmt_time(e.at),
             username: e.username.clone(),
-            event: e.event.as_str(),
-            method: e.method.map_or("-", |m| m.as_str()),
+            event: e.event.to_string(),
+            method: e
+                .method
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |m| m.to_string()),
             result: e.result.as_str(),
             reason: e.reason.clone().unwrap_or_else(|| "-".into()),
             ip: e.ip.clone(),
@@ -297,10 +299,9 @@ async fn user_page(
 
 async fn block_user(
     State(state): State<AppState>,
-    RecentAdmin(me): RecentAdmin,
     origin: Origin,
     Path(username): Path<String>,
-    _form: CsrfForm,
+    Checked { me, .. }: Checked<RecentAdmin>,
 ) -> Result<Response, Error> {
     let user = find_user(&state, &me, &username).await?;
     let back = user_path(&user.username);
@@ -313,10 +314,9 @@ async fn block_user(
 
 async fn unblock_user(
     State(state): State<AppState>,
-    RecentAdmin(me): RecentAdmin,
     origin: Origin,
     Path(username): Path<String>,
-    _form: CsrfForm,
+    Checked { me, .. }: Checked<RecentAdmin>,
 ) -> Result<Response, Error> {
     let user = find_user(&state, &me, &username).await?;
     users::unblock(&state, &Admin::console(&me.user, origin), &user)
@@ -330,10 +330,9 @@ async fn unblock_user(
 
 async fn reset_methods(
     State(state): State<AppState>,
-    RecentAdmin(me): RecentAdmin,
     origin: Origin,
     Path(username): Path<String>,
-    _form: CsrfForm,
+    Checked { me, .. }: Checked<RecentAdmin>,
 ) -> Result<Response, Error> {
     let user = find_user(&state, &me, &username).await?;
     users::reset_methods(&state, &Admin::console(&me.user, origin), &user)
@@ -349,10 +348,9 @@ async fn reset_methods(
 /// off, allow it again): the user's own audit line, and the administrator's.
 async fn device_action(
     State(state): State<AppState>,
-    RecentAdmin(me): RecentAdmin,
     origin: Origin,
     Path((username, id, action)): Path<(String, String, String)>,
-    _form: CsrfForm,
+    Checked { me, .. }: Checked<RecentAdmin>,
 ) -> Result<Response, Error> {
     let action = DeviceAction::parse(&action).ok_or_else(Error::not_found)?;
     let user = find_user(&state, &me, &username).await?;
@@ -363,24 +361,9 @@ async fn device_action(
         .filter(|d| d.user == user.id)
         .ok_or_else(Error::not_found)?;
     let admin = Admin::console(&me.user, origin);
-    if !action
-        .apply(&state, &admin.origin, &user, &device, &admin.by)
-        .await?
-    {
+    if !devices::act_as_admin(&state, &admin, &user, &device, action).await? {
         return Err(Error::not_found());
     }
-    let event = match action {
-        DeviceAction::Remove => Event::AdminDeviceRemoved,
-        DeviceAction::TurnOffPhoneSignIn => Event::AdminPhoneSignInDisabled,
-        DeviceAction::AllowPhoneSignInAgain => Event::AdminPinKeyReset,
-    };
-    let detail = format!("device {}", device.name);
-    state
-        .audit(
-            &admin.origin,
-            admin.line(user.tenant, Some(&user), event, Some(&detail)),
-        )
-        .await;
     Ok(see_other(&format!(
         "{}?done={}",
         user_path(&user.username),
