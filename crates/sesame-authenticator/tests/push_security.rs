@@ -889,3 +889,55 @@ async fn policy_refuses_phone_sign_in_even_to_a_hand_made_request() {
         .iter()
         .any(|e| e.event == "phone_sign_in_enabled" && e.reason.as_deref() == Some("not_allowed")));
 }
+
+/// The methods policy is judged when the app is added, not only when it is used: a user
+/// outside its targets gets no activation link, and a link made before the policy changed
+/// activates nothing (the app never becomes their default method).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activation_is_refused_to_users_the_policy_does_not_target() {
+    let srv = server(ServerConfig::default()).await;
+    srv.create_user("alice", Some("correct horse")).await;
+    let mut b = srv.browser();
+    assert_eq!(
+        b.password_step("alice", "correct horse").await.location(),
+        Some("/account")
+    );
+    let page = b.get("/security-info/add/app").await;
+    let link = page
+        .body
+        .split("id=\"activation-link\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    // The app is for the pilot group only, and alice is not in it.
+    srv.store
+        .create_group(srv.state.default_tenant, "pilot", real_now())
+        .await
+        .unwrap();
+    srv.set_policy(sesame_server::service::policy::PolicyEdit {
+        targets: Some("pilot".into()),
+        ..Default::default()
+    })
+    .await;
+    let (server, code) = api::parse_activation_link(&link).unwrap();
+    let refused_activation =
+        client::activate(&server, &code, "phone", &DeviceKey::generate()).await;
+    refused(refused_activation, 403, "not_allowed");
+    let alice = srv
+        .store
+        .find_user_by_username(srv.state.default_tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(srv.store.list_devices(alice.id).await.unwrap().is_empty());
+    assert_eq!(alice.default_method, None);
+    let page = b.get("/security-info/add/app").await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page
+        .body
+        .contains("does not allow the Sesame Authenticator app"));
+    assert!(!page.body.contains("activation-link"));
+}

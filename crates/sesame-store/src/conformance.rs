@@ -170,6 +170,21 @@ pub async fn usernames_are_unique_ignoring_case(b: &dyn Backend) {
     assert!(s.find_user_by_username(t, "bob").await.unwrap().is_none());
 }
 
+/// A removed user's id is never handed out again: the audit log keeps their lines by id, and
+/// they must not become the next user's.
+pub async fn user_ids_are_never_reused(b: &dyn Backend) {
+    let s = fresh(b).await;
+    user(&*s, "a").await;
+    let bob = user(&*s, "bob").await;
+    assert!(s.delete_user(bob).await.unwrap());
+    let carol = user(&*s, "carol").await;
+    assert!(carol.0 > bob.0, "{carol:?} after removed {bob:?}");
+    drop(s);
+    let s = fresh(b).await;
+    assert!(s.delete_user(carol).await.unwrap());
+    assert!(user(&*s, "dave").await.0 > carol.0, "also after a restart");
+}
+
 pub async fn tenants_keep_their_users_apart(b: &dyn Backend) {
     let s = fresh(b).await;
     let t1 = s.default_tenant().await.unwrap();
@@ -488,6 +503,12 @@ pub async fn setup_token_is_single_use(b: &dyn Backend) {
     assert!(s.consume_setup_token(b"tok", NOW).await.unwrap());
     assert!(!s.consume_setup_token(b"tok", NOW).await.unwrap());
     assert!(!s.is_setup_token_valid(b"tok", NOW).await.unwrap());
+    // Only the newest link works.
+    s.create_setup_token(b"old", NOW + 100).await.unwrap();
+    s.create_setup_token(b"new", NOW + 100).await.unwrap();
+    assert!(!s.is_setup_token_valid(b"old", NOW).await.unwrap());
+    assert!(!s.consume_setup_token(b"old", NOW).await.unwrap());
+    assert!(s.is_setup_token_valid(b"new", NOW).await.unwrap());
 }
 
 pub async fn default_method_must_belong_to_the_user(b: &dyn Backend) {
@@ -1240,6 +1261,7 @@ macro_rules! cases {
 
 cases!(
     usernames_are_unique_ignoring_case,
+    user_ids_are_never_reused,
     tenants_keep_their_users_apart,
     groups_and_membership,
     totp_secret_opens_only_with_its_master_key,

@@ -246,6 +246,8 @@ pub trait SessionStore: Send + Sync {
 /// First-administrator set-up links.
 #[async_trait]
 pub trait SetupStore: Send + Sync {
+    /// Records a new set-up token; every earlier one stops working in the same write (only the
+    /// newest printed link works).
     async fn create_setup_token(&self, token_hash: &[u8], expires_at: UnixTime) -> Result<()>;
     async fn consume_setup_token(&self, token_hash: &[u8], now: UnixTime) -> Result<bool>;
     async fn is_setup_token_valid(&self, token_hash: &[u8], now: UnixTime) -> Result<bool>;

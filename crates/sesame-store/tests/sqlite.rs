@@ -330,7 +330,30 @@ async fn a_data_directory_of_the_previous_release_opens_and_keeps_its_data() {
             r.get(0)
         })
         .unwrap();
-    assert_eq!(applied, 4);
+    assert_eq!(applied, 5);
+    // Ids stay, and a removed user's id is not handed out again (the rebuilt users table
+    // kept every row its neighbours point at).
+    assert_eq!(
+        s.find_user(alice.id).await.unwrap().unwrap().username,
+        "alice"
+    );
+    assert_eq!(s.list_methods(alice.id).await.unwrap().len(), 3);
+    let carol = users.iter().find(|u| u.username == "carol").unwrap().id;
+    assert!(s.delete_user(carol).await.unwrap());
+    let next = s
+        .create_user(
+            NewUser {
+                tenant: t,
+                username: "erin".into(),
+                display_name: "erin".into(),
+                password_hash: None,
+                is_admin: false,
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(next.id.0 > carol.0);
     // And it opens again (a restart), migrations already done.
     drop(s);
     let again = sesame_store::open(&url, key).await.unwrap();

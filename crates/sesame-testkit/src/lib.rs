@@ -82,6 +82,15 @@ impl TestServer {
 
     /// Creates a user directly in the store (as `sesame user add` would).
     pub async fn create_user(&self, username: &str, password: Option<&str>) -> User {
+        self.create_account(username, password, false).await
+    }
+
+    /// Creates an administrator directly in the store (`sesame user add --admin`).
+    pub async fn create_admin(&self, username: &str, password: Option<&str>) -> User {
+        self.create_account(username, password, true).await
+    }
+
+    async fn create_account(&self, username: &str, password: Option<&str>, admin: bool) -> User {
         let hash = password
             .map(|p| password::hash(&SecretString::new(p.into()), &mut rand::rngs::OsRng).unwrap());
         let tenant = self.store.default_tenant().await.unwrap();
@@ -90,7 +99,7 @@ impl TestServer {
             username: username.into(),
             display_name: username.into(),
             password_hash: hash,
-            is_admin: false,
+            is_admin: admin,
         };
         self.store.create_user(new, START).await.unwrap()
     }

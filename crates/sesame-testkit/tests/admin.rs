@@ -463,6 +463,63 @@ async fn destructive_actions_need_a_recent_sign_in() {
     assert_eq!(a.get("/admin/users/bob").await.status, 200);
 }
 
+/// Who gets in and who must use two-step verification are decided by users, groups and
+/// membership: creating them and changing membership need a recent sign-in too.
+#[tokio::test]
+async fn creating_users_groups_and_membership_need_a_recent_sign_in() {
+    let srv = TestServer::spawn().await;
+    let (_, mut a) = admin(&srv).await;
+    srv.create_user("bob", Some(PASSWORD)).await;
+    let t = srv.state.default_tenant;
+    let pilot = srv.store.create_group(t, "pilot", START).await.unwrap();
+    a.get("/admin/groups/pilot").await;
+    srv.clock.advance(601);
+    let stale = [
+        (
+            "/admin/users",
+            vec![("username", "carol")],
+            "%2Fadmin%2Fusers",
+        ),
+        (
+            "/admin/groups",
+            vec![("name", "staff")],
+            "%2Fadmin%2Fgroups",
+        ),
+        (
+            "/admin/groups/pilot/members",
+            vec![("username", "bob")],
+            "%2Fadmin%2Fgroups%2Fpilot",
+        ),
+    ];
+    for (path, fields, back) in stale {
+        let p = a.post(path, &fields).await;
+        assert_eq!(p.status, 303, "{path}: {}", p.body);
+        assert_eq!(
+            p.location(),
+            Some(format!("/login?reauth=1&next={back}").as_str()),
+            "{path}"
+        );
+    }
+    assert!(srv
+        .store
+        .find_user_by_username(t, "carol")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(srv
+        .store
+        .find_group_by_name(t, "staff")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(srv
+        .store
+        .list_group_members(pilot.id)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 #[tokio::test]
 async fn reset_methods_removes_methods_and_devices() {
     let srv = TestServer::spawn().await;

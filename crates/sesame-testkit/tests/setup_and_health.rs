@@ -144,3 +144,67 @@ async fn oversized_and_malformed_bodies_are_refused_cleanly() {
         .await;
     assert_eq!(p.status, 400);
 }
+
+async fn setup_link(srv: &TestServer) -> String {
+    sesame_server::service::setup::ensure_setup_link(&srv.state, srv.state.default_tenant)
+        .await
+        .unwrap()
+        .expect("no admin yet")
+}
+
+fn first_admin<'a>(token: &'a str, name: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("token", token),
+        ("username", name),
+        ("password", "long password"),
+        ("confirm", "long password"),
+    ]
+}
+
+/// Each start prints a new link; only the newest works, on the page and on submit.
+#[tokio::test]
+async fn only_the_newest_setup_link_works() {
+    let srv = TestServer::spawn().await;
+    let stale = setup_link(&srv).await;
+    let newest = setup_link(&srv).await;
+    let mut b = srv.browser();
+    let stale_token = stale.trim_start_matches("/setup?token=").to_string();
+    assert_eq!(b.get(&stale).await.status, 403);
+    b.get(&newest).await;
+    let p = b
+        .post("/setup", &first_admin(&stale_token, "mallory"))
+        .await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(srv
+        .store
+        .find_user_by_username(srv.state.default_tenant, "mallory")
+        .await
+        .unwrap()
+        .is_none());
+    let token = newest.trim_start_matches("/setup?token=");
+    assert_eq!(
+        b.post("/setup", &first_admin(token, "root")).await.status,
+        303
+    );
+}
+
+/// An administrator made another way (`sesame user add --admin`) ends every link at once,
+/// even the newest: the page and the form both refuse it.
+#[tokio::test]
+async fn no_setup_link_works_once_an_administrator_exists() {
+    let srv = TestServer::spawn().await;
+    let link = setup_link(&srv).await;
+    let mut b = srv.browser();
+    assert_eq!(b.get(&link).await.status, 200);
+    srv.create_admin("admin", Some("long password")).await;
+    assert_eq!(b.get(&link).await.status, 403);
+    let token = link.trim_start_matches("/setup?token=");
+    let p = b.post("/setup", &first_admin(token, "mallory")).await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(srv
+        .store
+        .find_user_by_username(srv.state.default_tenant, "mallory")
+        .await
+        .unwrap()
+        .is_none());
+}

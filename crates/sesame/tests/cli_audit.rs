@@ -156,19 +156,31 @@ fn user_add_is_audited() {
     assert_eq!(e["reason"], "cli:tester; with a password");
 }
 
+/// A new password ends every session of the user: whoever knew the old one is signed out.
 #[test]
-fn user_set_password_is_audited() {
+fn user_set_password_ends_sessions_and_is_audited() {
     let dir = common::data_dir();
     let d = dir.path();
     sesame(d, &["user", "add", "carol", "--no-password"], None);
+    let data = Data::open(d);
+    let carol = data.user("carol");
+    data.signed_in_with_a_pending_request(carol.id);
     sesame(
         d,
         &["user", "set-password", "carol", "--password-stdin"],
         Some("another good one\n"),
     );
-    one_line(d, "admin_password_set", "carol", "sesame user set-password");
-    let data = Data::open(d);
+    let e = one_line(d, "admin_password_set", "carol", "sesame user set-password");
+    assert_eq!(e["reason"], "cli:tester; ended 1 session(s)");
     assert!(data.user("carol").has_password);
+    data.rt.block_on(async {
+        assert!(data
+            .store
+            .find_session(b"live-session", Data::now())
+            .await
+            .unwrap()
+            .is_none());
+    });
 }
 
 /// Like the console's Block: sessions end and requests pending on the phone are withdrawn, at

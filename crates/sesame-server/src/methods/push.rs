@@ -86,6 +86,9 @@ async fn add_app_page(
     headers: HeaderMap,
     csrf: CsrfToken,
 ) -> Result<Response, Error> {
+    if let Some(reason) = devices::app_refused(&state, &me.user).await? {
+        return Err(Error::forbidden(reason));
+    }
     // 256 random bits, 10 minutes, single use (DESIGN §4 asks for at least 112).
     let code = crate::token::random();
     let hash = crate::token::hash(&code);

@@ -194,6 +194,11 @@ pub async fn activate(
                 "This account cannot add devices. Contact your administrator.",
             )
         })?;
+    // The policy is judged at activation too: an app the policy does not allow this user must
+    // not become their default method.
+    if let Some(reason) = app_refused(svc, &user).await? {
+        return Err(Error::new(Kind::Forbidden, "not_allowed", reason));
+    }
     let mut raw = vec![0u8; totp::SECRET_LEN];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let secret = SecretBytes::new(raw);
@@ -230,6 +235,15 @@ pub async fn activate(
         phone_sign_in_allowed,
     })
 }
+
+/// Why the policy does not let `user` add the Sesame Authenticator app, if it does not.
+pub async fn app_refused(svc: &Services, user: &User) -> Result<Option<&'static str>, StoreError> {
+    let allowed = svc.user_policy(user).await?.allowed;
+    Ok((!(allowed.push || allowed.codes || allowed.phone_sign_in)).then_some(APP_NOT_ALLOWED))
+}
+
+/// Why the app cannot be added, as the page and the app show it.
+pub const APP_NOT_ALLOWED: &str = "Your organisation's policy does not allow the Sesame Authenticator app for your account. Contact your administrator if you need it.";
 
 pub fn no_pin_key() -> Error {
     Error::new(

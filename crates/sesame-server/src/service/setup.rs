@@ -29,10 +29,18 @@ pub async fn ensure_setup_link(
     Ok(Some(format!("/setup?token={token}")))
 }
 
-pub async fn link_is_valid(svc: &Services, token: &str) -> Result<bool, StoreError> {
-    svc.store
-        .is_setup_token_valid(&crate::token::hash(token), svc.now())
-        .await
+/// Whether `token` is the newest set-up link, unused and unexpired, and nobody administers the
+/// tenant yet (an administrator made with `sesame user add --admin` ends every link).
+pub async fn link_is_valid(
+    svc: &Services,
+    tenant: TenantId,
+    token: &str,
+) -> Result<bool, StoreError> {
+    Ok(svc.store.count_admins(tenant).await? == 0
+        && svc
+            .store
+            .is_setup_token_valid(&crate::token::hash(token), svc.now())
+            .await?)
 }
 
 /// The set-up form as submitted.
@@ -69,7 +77,7 @@ pub async fn create_first_admin(
     f: FirstAdmin,
 ) -> Result<User, SetupError> {
     let hash = crate::token::hash(&f.token);
-    if !svc.store.is_setup_token_valid(&hash, svc.now()).await? {
+    if !link_is_valid(svc, tenant, &f.token).await? {
         return Err(SetupError::InvalidLink);
     }
     let username = f.username.trim().to_string();
@@ -85,8 +93,11 @@ pub async fn create_first_admin(
         Err(super::users::UserError::Server(e)) => return Err(e.into()),
         Err(e) => return Err(Error::internal(e.to_string()).into()),
     };
-    // Consuming the token is the single-use point; a second submission finds it used.
-    if !svc.store.consume_setup_token(&hash, svc.now()).await? {
+    // Consuming the token is the single-use point; a second submission finds it used. An
+    // administrator made meanwhile (the hash above takes a while) ends the link too.
+    if svc.store.count_admins(tenant).await? > 0
+        || !svc.store.consume_setup_token(&hash, svc.now()).await?
+    {
         return Err(SetupError::InvalidLink);
     }
     let display_name = match f.display_name.trim() {

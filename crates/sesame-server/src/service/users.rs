@@ -104,20 +104,29 @@ pub async fn create(
     Ok(user)
 }
 
+/// Sets a new password; every session of the user ends (whoever knew the old password is
+/// signed out). Returns how many sessions ended.
 pub async fn set_password(
     svc: &Services,
     admin: &Admin,
     user: &User,
     pw: SecretString,
-) -> Result<(), UserError> {
+) -> Result<u64, UserError> {
     let hash = hash_new_password(svc, pw).await?;
     svc.store.update_user_password(user.id, Some(&hash)).await?;
+    let ended = svc.store.revoke_user_sessions(user.id, svc.now()).await?;
+    let detail = format!("ended {ended} session(s)");
     svc.audit(
         &admin.origin,
-        admin.line(user.tenant, Some(user), Event::AdminPasswordSet, None),
+        admin.line(
+            user.tenant,
+            Some(user),
+            Event::AdminPasswordSet,
+            Some(&detail),
+        ),
     )
     .await;
-    Ok(())
+    Ok(ended)
 }
 
 /// Refuses every sign-in of the user from now on: their sessions end and the requests

@@ -75,9 +75,9 @@ pub fn page_of(method: &Method, path: &str) -> String {
     if path.starts_with("/security-info/methods/") || path.starts_with("/security-info/devices/") {
         return "/security-info".into();
     }
-    if let Some(rest) = path.strip_prefix("/admin/users/") {
-        if let Some((user, _action)) = rest.split_once('/') {
-            return format!("/admin/users/{user}");
+    for page in ["/admin/users/", "/admin/groups/"] {
+        if let Some((name, _action)) = path.strip_prefix(page).and_then(|r| r.split_once('/')) {
+            return format!("{page}{name}");
         }
     }
     path.to_string()
@@ -298,6 +298,10 @@ mod tests {
             "/admin/users/bob"
         );
         assert_eq!(page_of(&post, "/admin/users"), "/admin/users");
+        assert_eq!(
+            page_of(&post, "/admin/groups/pilot/members/bob/remove"),
+            "/admin/groups/pilot"
+        );
         assert_eq!(page_of(&post, "/admin/policy"), "/admin/policy");
     }
 }

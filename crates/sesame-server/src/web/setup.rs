@@ -41,11 +41,12 @@ fn form(csrf: &CsrfToken, status: StatusCode, token: &str, error: Option<&str>) 
 
 async fn setup_page(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     q: Query<TokenQuery>,
     csrf: CsrfToken,
 ) -> Result<Response, Error> {
     let token = q.token.clone().unwrap_or_default();
-    if !setup::link_is_valid(&state, &token).await? {
+    if !setup::link_is_valid(&state, tenant, &token).await? {
         return Err(Error::forbidden(INVALID));
     }
     Ok(form(&csrf, StatusCode::OK, &token, None))

@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = migrations![
     2 "0002_devices_and_push.sql" "devices and push",
     3 "0003_phone_sign_in_and_policy.sql" "phone sign in and policy",
     4 "0004_approval_channel.sql" "approval channel",
+    5 "0005_user_ids_never_reused.sql" "user ids never reused",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {
@@ -78,6 +79,17 @@ pub(crate) fn run(c: &mut Connection) -> Result<()> {
             )));
         }
     }
+    // A migration that rebuilds a table drops the old one: with foreign keys on, that would
+    // delete every row referring to it. They are off while migrating (the switch only works
+    // outside a transaction) and checked before each migration commits.
+    c.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = run_pending(c, &applied);
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    result
+}
+
+fn run_pending(c: &mut Connection, applied: &[(i64, bool, Vec<u8>)]) -> Result<()> {
+    let fail = |m: String| StoreError::Migration(m);
     for m in MIGRATIONS
         .iter()
         .filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version))
@@ -97,6 +109,15 @@ pub(crate) fn run(c: &mut Connection) -> Result<()> {
         }
         tx.execute_batch(m.sql)
             .map_err(|e| fail(format!("migration {} ({}): {e}", m.version, m.description)))?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(fail(format!(
+                "migration {} ({}) would leave rows of {table} pointing at nothing",
+                m.version, m.description
+            )));
+        }
         tx.execute(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
              VALUES (?, ?, 1, ?, ?)",

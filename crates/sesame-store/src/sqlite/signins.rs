@@ -250,12 +250,18 @@ impl SessionStore for SqliteStore {
 #[async_trait]
 impl SetupStore for SqliteStore {
     async fn create_setup_token(&self, token_hash: &[u8], expires_at: UnixTime) -> Result<()> {
-        self.execute(
-            "INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?, ?)",
-            (token_hash.to_vec(), expires_at),
-        )
-        .await?;
-        Ok(())
+        let token_hash = token_hash.to_vec();
+        self.group
+            .write(move |c| {
+                changed(c, "DELETE FROM setup_tokens WHERE used_at IS NULL", [])?;
+                changed(
+                    c,
+                    "INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?, ?)",
+                    params![token_hash, expires_at],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn consume_setup_token(&self, token_hash: &[u8], now: UnixTime) -> Result<bool> {

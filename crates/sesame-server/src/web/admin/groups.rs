@@ -5,9 +5,9 @@ use super::{group_path, seg, user_path, Flash};
 use crate::error::Error;
 use crate::service::groups::{self, GroupError};
 use crate::service::{Admin, Origin};
-use crate::web::extract::{Admin as AdminUser, SignedIn};
+use crate::web::extract::{Admin as AdminUser, Checked, RecentAdmin, SignedIn};
 use crate::web::templates::{GroupPage, GroupsPage, MemberRow};
-use crate::web::{page, see_other, CsrfForm, CsrfToken};
+use crate::web::{page, see_other, CsrfToken};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -74,12 +74,13 @@ async fn groups_page(
     groups_view(&state, &me, &csrf, StatusCode::OK, &q, "", None).await
 }
 
+// Groups decide who must use two-step verification and how: creating one and changing its
+// members need a recent sign-in.
 async fn create_group(
     State(state): State<AppState>,
-    AdminUser(me): AdminUser,
     origin: Origin,
     csrf: CsrfToken,
-    form: CsrfForm,
+    Checked { me, form, .. }: Checked<RecentAdmin>,
 ) -> Result<Response, Error> {
     let name = form.text("name").trim().to_string();
     let admin = Admin::console(&me.user, origin);
@@ -160,11 +161,10 @@ async fn group_page(
 
 async fn add_member(
     State(state): State<AppState>,
-    AdminUser(me): AdminUser,
     origin: Origin,
     csrf: CsrfToken,
     Path(name): Path<String>,
-    form: CsrfForm,
+    Checked { me, form, .. }: Checked<RecentAdmin>,
 ) -> Result<Response, Error> {
     let group = find_group(&state, &me, &name).await?;
     let username = form.text("username").trim().to_string();
@@ -203,10 +203,9 @@ async fn add_member(
 
 async fn remove_member(
     State(state): State<AppState>,
-    AdminUser(me): AdminUser,
     origin: Origin,
     Path((name, username)): Path<(String, String)>,
-    _form: CsrfForm,
+    Checked { me, .. }: Checked<RecentAdmin>,
 ) -> Result<Response, Error> {
     let group = find_group(&state, &me, &name).await?;
     let user = find_user(&state, &me, &username).await?;
