@@ -436,3 +436,61 @@ async fn removing_the_device_stops_its_requests_and_phone_sign_in() {
     let p = b.password_step("alice", "correct horse").await;
     assert_eq!(p.location(), Some("/account"), "{}", p.body);
 }
+
+/// A user who registered a method never signs in with the password alone, whatever the policy
+/// requires of others. With the app in passwordless mode and a second step "required for
+/// nobody", "Use your password instead" plus the password used to sign such a user in with no
+/// second step; now the password leads back to the phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_a_method_never_signs_in_with_the_password_alone() {
+    let (srv, _dir, vault) = setup().await;
+    ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
+    enable(&vault).await;
+    set_policy(
+        &srv,
+        PolicyEdit {
+            mode: Some(sesame_core::policy::AuthenticatorMode::Passwordless),
+            mfa_required: Some("nobody".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut b = srv.browser();
+    let page = username(&mut b, "alice").await;
+    assert!(
+        page.body.contains("Approve sign-in request"),
+        "{}",
+        page.body
+    );
+    let p = b.post("/login/password-instead", &[]).await;
+    assert_eq!(p.location(), Some("/login/password"));
+    b.follow(p).await;
+    let p = b
+        .post("/login/password", &[("password", "correct horse")])
+        .await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(
+        p.body
+            .contains("requires you to sign in with the Authenticator app"),
+        "{}",
+        p.body
+    );
+    assert!(!b.has_session());
+    // With the app switched off entirely, the password only opens My security info, where a
+    // method the policy allows can be added.
+    set_policy(
+        &srv,
+        PolicyEdit {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut c = srv.browser();
+    let p = c.password_step("alice", "correct horse").await;
+    assert_eq!(p.location(), Some("/security-info?setup=required"));
+    assert_eq!(
+        c.get("/account").await.location(),
+        Some("/security-info?setup=required")
+    );
+}

@@ -53,23 +53,19 @@ impl Session {
         self.is_recent(svc) && self.record.amr.contains(&Amr::Mfa)
     }
 
-    /// The policy requires a second step for this user, this session had none, and the user
-    /// has no method to give one (no method the policy allows).
+    /// This session had no second step although one is needed (the policy requires it, or
+    /// the user registered a method), and the user has no method the policy allows to give
+    /// one: only My security info is open, to add one.
     pub async fn must_set_up_second_step(&self, svc: &Services) -> Result<bool, StoreError> {
         if self.record.amr.contains(&Amr::Mfa) {
             return Ok(false);
         }
+        let methods = svc.store.list_methods(self.user.id).await?;
         let up = svc.user_policy(&self.user).await?;
-        if !up.mfa_required {
+        if !up.mfa_required && methods.is_empty() {
             return Ok(false);
         }
-        let usable = svc
-            .store
-            .list_methods(self.user.id)
-            .await?
-            .iter()
-            .any(|m| up.allowed.permits(m.kind));
-        Ok(!usable)
+        Ok(!methods.iter().any(|m| up.allowed.permits(m.kind)))
     }
 }
 

@@ -14,7 +14,7 @@ use sesame_core::push::{ChallengeKind, ChallengeState};
 use sesame_core::secret::SecretString;
 use sesame_core::signin::{SignInChoice, SignInEvent, SignInState};
 use sesame_core::{ChallengeId, TenantId};
-use sesame_store::{SignInRecord, StoreError, User};
+use sesame_store::{Method, SignInRecord, StoreError, User};
 
 /// Longest username accepted; longer input is refused before any lookup.
 pub const MAX_USERNAME: usize = 256;
@@ -192,10 +192,17 @@ pub async fn check_password(
         return Err(refuse_blocked(svc, origin, rec, &user, AuditMethod::Password).await);
     }
     let up = svc.user_policy(&user).await?;
-    let second_factors = second_factor_kinds(svc, &user, &up.allowed).await?;
-    if second_factors.is_empty() && up.mfa_required && phone_sign_in_available(svc, &user).await? {
-        // Two-step verification required, no second step allowed after a password, but phone
-        // sign-in is set up: the phone is the way in.
+    let methods = svc.store.list_methods(user.id).await?;
+    let second_factors = second_factor_kinds(&user, &methods, &up.allowed);
+    // A user who registered any method never signs in with the password alone, whatever the
+    // policy requires of others: a second step is needed like for those it is required of.
+    let second_step_needed = up.mfa_required || !methods.is_empty();
+    if second_factors.is_empty()
+        && second_step_needed
+        && phone_sign_in_available(svc, &user).await?
+    {
+        // No second step allowed after a password, but phone sign-in is set up: the phone is
+        // the way in.
         svc.audit(origin, line("password_not_enough")).await;
         return Ok(PasswordOutcome::UseTheApp);
     }
@@ -214,8 +221,8 @@ pub async fn check_password(
         state => PasswordOutcome::Done {
             user,
             state,
-            // Required but nothing to verify with: signed in only to add a method.
-            setup_required: up.mfa_required,
+            // Needed but nothing to verify with: signed in only to add a method.
+            setup_required: second_step_needed,
         },
     })
 }
@@ -230,27 +237,22 @@ pub fn step_error(e: StepError) -> Error {
     }
 }
 
-/// The user's second-step method kinds the policy allows, the default method's kind first.
-pub async fn second_factor_kinds(
-    svc: &Services,
-    user: &User,
-    allowed: &Allowed,
-) -> Result<Vec<MethodKind>, StoreError> {
-    let mut methods = svc.store.list_methods(user.id).await?;
-    methods.retain(|m| allowed.permits(m.kind));
+/// The kinds of `methods` the policy allows as a second step, the default method's first.
+pub fn second_factor_kinds(user: &User, methods: &[Method], allowed: &Allowed) -> Vec<MethodKind> {
+    let usable: Vec<&Method> = methods.iter().filter(|m| allowed.permits(m.kind)).collect();
     let mut kinds: Vec<MethodKind> = Vec::new();
     if let Some(d) = user
         .default_method
-        .and_then(|d| methods.iter().find(|m| m.id == d))
+        .and_then(|d| usable.iter().find(|m| m.id == d))
     {
         kinds.push(d.kind);
     }
-    for m in &methods {
+    for m in &usable {
         if !kinds.contains(&m.kind) {
             kinds.push(m.kind);
         }
     }
-    Ok(kinds)
+    kinds
 }
 
 /// Whether phone sign-in can be used by `user` right now: a device with phone sign-in on and a
