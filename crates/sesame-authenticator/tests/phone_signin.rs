@@ -208,19 +208,20 @@ async fn policy_decides_who_may_enable_and_use_phone_sign_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_attempt_supersedes_an_unanswered_request() {
+async fn a_new_attempt_leaves_other_requests_and_a_resend_replaces_its_own() {
     let (srv, _dir, vault) = setup().await;
     ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
     enable(&vault).await;
     let mut first = srv.browser();
     let page = username(&mut first, "alice").await;
-    let old_number = element_text(&page.body, "push-number");
-    let old_id = pending(&vault).await[0]["request"]
+    let first_number = element_text(&page.body, "push-number");
+    let first_id = pending(&vault).await[0]["request"]
         .as_str()
         .unwrap()
         .to_string();
-    // Nobody answers; the user tries again (another tab, or later): phone sign-in is offered
-    // again, never hidden behind the pending request.
+    // Another attempt (another tab, another device, or someone who knows the username) is
+    // offered the phone too, and its request waits beside the first: a username alone never
+    // withdraws anyone's request. The phone lists the newest first.
     let mut second = srv.browser();
     let page = username(&mut second, "alice").await;
     assert!(
@@ -230,25 +231,34 @@ async fn a_new_attempt_supersedes_an_unanswered_request() {
     );
     let number = element_text(&page.body, "push-number");
     let list = pending(&vault).await;
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    assert_ne!(list[0]["request"].as_str().unwrap(), old_id);
-    let old = err(&with_pin(
-        &vault,
-        PIN,
-        &["respond", &old_id, "--number", &old_number, "--approve"],
-    )
-    .await);
-    assert!(old.contains("no waiting sign-in request"), "{old}");
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_ne!(list[0]["request"].as_str().unwrap(), first_id);
+    assert_eq!(list[1]["request"].as_str().unwrap(), first_id);
     ok(&approve(&vault, &number, PIN).await);
     assert_eq!(
         second.post("/login/push/complete", &[]).await.location(),
         Some("/account")
     );
-    assert!(first
-        .get("/login/app")
-        .await
-        .body
-        .contains("A newer request was sent"));
+    // "Send another request" replaces the sign-in's own request only.
+    assert!(first.get("/login/app").await.body.contains(&first_number));
+    let resent = first.post("/login/push/resend", &[]).await;
+    assert_eq!(resent.location(), Some("/login/app"));
+    let list = pending(&vault).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_ne!(list[0]["request"].as_str().unwrap(), first_id);
+    let old = err(&with_pin(
+        &vault,
+        PIN,
+        &["respond", &first_id, "--number", &first_number, "--approve"],
+    )
+    .await);
+    assert!(old.contains("no waiting sign-in request"), "{old}");
+    let number = element_text(&first.get("/login/app").await.body, "push-number");
+    ok(&approve(&vault, &number, PIN).await);
+    assert_eq!(
+        first.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,20 +352,43 @@ async fn the_last_choice_is_remembered_per_user_and_per_browser() {
     let mut b = srv.browser();
     let page = username(&mut b, "alice").await;
     assert!(page.body.contains("Approve sign-in request"));
-    // "Use your password instead" always works, and cancels the phone request.
+    // Another sign-in of the user waits elsewhere.
+    let mut elsewhere = srv.browser();
+    username(&mut elsewhere, "alice").await;
+    assert_eq!(pending(&vault).await.as_array().unwrap().len(), 2);
+    // "Use your password instead" always works, and withdraws this sign-in's request only.
     let p = b.post("/login/password-instead", &[]).await;
     assert_eq!(p.location(), Some("/login/password"));
-    assert!(pending(&vault).await.as_array().unwrap().is_empty());
+    assert_eq!(pending(&vault).await.as_array().unwrap().len(), 1);
     let page = b.follow(p).await;
     assert!(page.body.contains("Use an app instead"));
-    // Remembered: next time, in this browser and in a fresh one, the password comes first.
+    // Remembered by this browser at once: next time the password comes first here...
     let page = username(&mut b, "alice").await;
     assert!(page.body.contains("Enter password"), "{}", page.body);
+    // ...but for the user only once a sign-in made that way proves who it is: a sign-in that
+    // has only named the user changes nothing of theirs.
+    let mut fresh = srv.browser();
+    assert!(username(&mut fresh, "alice")
+        .await
+        .body
+        .contains("Approve sign-in request"));
+    let p = b
+        .post("/login/password", &[("password", "correct horse")])
+        .await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    let number = element_text(&b.follow(p).await.body, "push-number");
+    ok(&approve(&vault, &number, PIN).await);
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
     let mut fresh = srv.browser();
     assert!(username(&mut fresh, "alice")
         .await
         .body
         .contains("Enter password"));
+    let page = username(&mut b, "alice").await;
+    assert!(page.body.contains("Enter password"), "{}", page.body);
     // "Use an app instead" switches back and is remembered too.
     let app_page = b.post("/login/app", &[]).await;
     assert_eq!(app_page.location(), Some("/login/app"));
@@ -492,5 +525,101 @@ async fn a_user_with_a_method_never_signs_in_with_the_password_alone() {
     assert_eq!(
         c.get("/account").await.location(),
         Some("/security-info?setup=required")
+    );
+}
+
+/// The id and number of the user's pending request of `kind` ("phone sign-in" or
+/// "two-step verification"), if exactly one.
+async fn pending_of(vault: &Path, kind: &str) -> Vec<String> {
+    pending(vault)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == kind)
+        .map(|r| r["request"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_username_alone_withdraws_nothing_changes_nothing_and_spends_only_its_own_budget() {
+    let (srv, _dir, vault) = setup().await;
+    ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
+    enable(&vault).await;
+    let alice = || async {
+        srv.store
+            .find_user_by_username(srv.state.default_tenant, "alice")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    // Alice signs in with her phone on her own browser, which becomes known.
+    let mut mine = srv.browser();
+    let number = element_text(&username(&mut mine, "alice").await.body, "push-number");
+    ok(&approve(&vault, &number, PIN).await);
+    assert_eq!(
+        mine.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
+    assert!(mine.cookies.contains_key("__Host-sesame-device"));
+    // Later, on another computer, she is at her second step after the password.
+    let mut hers = srv.browser();
+    username(&mut hers, "alice").await;
+    hers.post("/login/password-instead", &[]).await;
+    let p = hers
+        .post("/login/password", &[("password", "correct horse")])
+        .await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    let mfa_number = element_text(&hers.follow(p).await.body, "push-number");
+    let mfa = pending_of(&vault, "two-step verification").await;
+    assert_eq!(mfa.len(), 1);
+    let preference = alice().await.signin_preference;
+
+    // Someone who only knows her username starts sign-ins, switches to the password and
+    // back, again and again.
+    let mut x = srv.browser();
+    username(&mut x, "alice").await;
+    for _ in 0..6 {
+        assert_eq!(
+            x.post("/login/password-instead", &[]).await.location(),
+            Some("/login/password")
+        );
+        x.post("/login/app", &[]).await;
+    }
+    // Her second step is still waiting, her remembered choice is unchanged, and the unknown
+    // browser has used up the budget of unknown browsers.
+    assert_eq!(pending_of(&vault, "two-step verification").await, mfa);
+    assert_eq!(alice().await.signin_preference, preference);
+    let page = x.get("/login/app").await;
+    assert!(
+        page.body.contains("Too many sign-in requests"),
+        "{}",
+        page.body
+    );
+    let mut y = srv.browser();
+    let page = username(&mut y, "alice").await;
+    assert!(
+        page.body.contains("Too many sign-in requests"),
+        "{}",
+        page.body
+    );
+    // Her own browser keeps its own budget: phone sign-in still reaches her phone.
+    let page = username(&mut mine, "alice").await;
+    assert!(
+        page.body.contains("Approve sign-in request"),
+        "{}",
+        page.body
+    );
+    assert!(!element_text(&page.body, "push-number").is_empty());
+    // And her second step on the other computer still completes.
+    ok(&with_pin(
+        &vault,
+        PIN,
+        &["respond", &mfa[0], "--number", &mfa_number, "--approve"],
+    )
+    .await);
+    assert_eq!(
+        hers.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
     );
 }

@@ -269,6 +269,7 @@ impl InProcessServer {
                     location: "This computer".into(),
                     user_agent: "bench".into(),
                     expires_at: now + 120,
+                    browser: None,
                 },
                 now,
                 None,

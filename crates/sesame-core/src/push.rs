@@ -73,6 +73,24 @@ pub fn generate_number(digits: u32, rng: &mut impl Rng) -> String {
 
 pub use sesame_proto::device::ChallengeKind;
 
+/// Which pending requests a new request replaces (DESIGN §7: an unanswered request never
+/// blocks the next attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaces {
+    /// Every pending request of the user: a second step after a password proved something.
+    AllOfTheUser,
+    /// Only the earlier requests of the same sign-in: phone sign-in starts from a username
+    /// alone, and knowing a username must not withdraw the user's own requests elsewhere.
+    ItsOwnSignIn,
+}
+
+pub fn replaces(kind: ChallengeKind) -> Replaces {
+    match kind {
+        ChallengeKind::Mfa => Replaces::AllOfTheUser,
+        ChallengeKind::PhoneSignIn => Replaces::ItsOwnSignIn,
+    }
+}
+
 /// How an out-of-band approval reaches the person: every channel shares the challenge record,
 /// the waiting page and its status poll; only delivery and the way of answering differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

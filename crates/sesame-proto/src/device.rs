@@ -212,6 +212,7 @@ pub struct RespondResponse {
     pub message: String,
 }
 
+/// The requests waiting for an answer, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingResponse {
     pub challenges: Vec<Challenge>,

@@ -82,7 +82,7 @@ impl AppState {
         master_key: &MasterKey,
         config: ServerConfig,
     ) -> Result<Self, sesame_store::StoreError> {
-        let services = Services::new(store, clock, config).await?;
+        let services = Services::new(store, clock, config, master_key).await?;
         Ok(Self::with_services(services, master_key))
     }
 

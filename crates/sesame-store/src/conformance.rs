@@ -146,6 +146,7 @@ fn challenge(tenant: TenantId, user: UserId, signin: u8, kind: ChallengeKind) ->
         location: "This computer".into(),
         user_agent: "test".into(),
         expires_at: NOW + 120,
+        browser: None,
     }
 }
 
@@ -743,16 +744,17 @@ pub async fn a_new_request_supersedes_the_pending_one(b: &dyn Backend) {
     let u = user(&*s, "a").await;
     let sent = audit_line(t, Some(u), Event::PushSent);
     let (first, none) = s
-        .create_challenge(challenge(t, u, 1, ChallengeKind::Mfa), NOW, Some(&sent))
+        .create_challenge(
+            challenge(t, u, 1, ChallengeKind::PhoneSignIn),
+            NOW,
+            Some(&sent),
+        )
         .await
         .unwrap();
     assert!(none.is_empty());
+    // A second step after a password replaces every pending request of the user.
     let (second, superseded) = s
-        .create_challenge(
-            challenge(t, u, 2, ChallengeKind::PhoneSignIn),
-            NOW + 1,
-            None,
-        )
+        .create_challenge(challenge(t, u, 2, ChallengeKind::Mfa), NOW + 1, None)
         .await
         .unwrap();
     assert_eq!(superseded, vec![first.id.clone()]);
@@ -771,8 +773,6 @@ pub async fn a_new_request_supersedes_the_pending_one(b: &dyn Backend) {
             .id,
         second.id
     );
-    assert_eq!(s.count_challenges_since(u, NOW).await.unwrap(), 2);
-    assert_eq!(s.count_challenges_since(u, NOW + 1).await.unwrap(), 1);
     assert_eq!(
         s.cancel_pending_challenges(u).await.unwrap(),
         vec![second.id.clone()]
@@ -785,6 +785,111 @@ pub async fn a_new_request_supersedes_the_pending_one(b: &dyn Backend) {
     let log = s.list_audit(&AuditFilter::default()).await.unwrap();
     assert_eq!(log.len(), 1, "the request's audit line came with it");
     assert_eq!(log[0].event, Event::PushSent);
+}
+
+/// A phone sign-in starts from a username alone: it replaces only the earlier requests of
+/// its own sign-in, never the user's other requests, and a sign-in withdraws only its own.
+pub async fn an_unproven_request_replaces_and_withdraws_only_its_own(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let (mfa, _) = s
+        .create_challenge(challenge(t, u, 1, ChallengeKind::Mfa), NOW, None)
+        .await
+        .unwrap();
+    let (mine, replaced) = s
+        .create_challenge(challenge(t, u, 2, ChallengeKind::PhoneSignIn), NOW, None)
+        .await
+        .unwrap();
+    assert!(replaced.is_empty(), "the second step stays: {replaced:?}");
+    let (p1, replaced) = s
+        .create_challenge(challenge(t, u, 3, ChallengeKind::PhoneSignIn), NOW, None)
+        .await
+        .unwrap();
+    assert!(replaced.is_empty(), "another sign-in's request stays");
+    let (p2, replaced) = s
+        .create_challenge(challenge(t, u, 3, ChallengeKind::PhoneSignIn), NOW, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced,
+        vec![p1.id.clone()],
+        "its own earlier request goes"
+    );
+    assert_eq!(
+        s.cancel_signin_challenges(&[3; 32]).await.unwrap(),
+        vec![p2.id]
+    );
+    assert!(s
+        .cancel_signin_challenges(&[3; 32])
+        .await
+        .unwrap()
+        .is_empty());
+    let mut pending: Vec<_> = s
+        .list_pending_challenges(u, NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    pending.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected = vec![mfa.id, mine.id];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(pending, expected);
+}
+
+/// The push budget is counted per kind, and per browser the user signed in with before:
+/// requests from unknown browsers do not use up a known browser's budget.
+pub async fn the_push_budget_is_counted_per_kind_and_known_browser(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let mine = vec![7u8; 32];
+    let from = |signin: u8, kind, browser: Option<&Vec<u8>>| NewChallenge {
+        browser: browser.cloned(),
+        ..challenge(t, u, signin, kind)
+    };
+    for i in 0..3 {
+        s.create_challenge(
+            from(i, ChallengeKind::PhoneSignIn, None),
+            NOW + i64::from(i),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    s.create_challenge(from(9, ChallengeKind::PhoneSignIn, Some(&mine)), NOW, None)
+        .await
+        .unwrap();
+    s.create_challenge(from(10, ChallengeKind::Mfa, None), NOW, None)
+        .await
+        .unwrap();
+    let count = |kind, browser: Option<Vec<u8>>, since| {
+        let s = &s;
+        async move {
+            s.count_challenges_since(u, kind, browser.as_deref(), since)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(ChallengeKind::PhoneSignIn, None, NOW).await, 3);
+    assert_eq!(count(ChallengeKind::PhoneSignIn, None, NOW + 1).await, 2);
+    assert_eq!(
+        count(ChallengeKind::PhoneSignIn, Some(mine.clone()), NOW).await,
+        1
+    );
+    assert_eq!(
+        count(ChallengeKind::PhoneSignIn, Some(vec![8; 32]), NOW).await,
+        0
+    );
+    assert_eq!(count(ChallengeKind::Mfa, None, NOW).await, 1);
+    let other = user(&*s, "b").await;
+    assert_eq!(
+        s.count_challenges_since(other, ChallengeKind::PhoneSignIn, None, NOW)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 pub async fn a_fraud_report_blocks_and_cancels_in_the_same_write(b: &dyn Backend) {
@@ -1279,6 +1384,8 @@ cases!(
     complete_signin_writes_session_log_and_ends_the_transaction_together,
     an_approval_makes_at_most_one_session,
     a_new_request_supersedes_the_pending_one,
+    an_unproven_request_replaces_and_withdraws_only_its_own,
+    the_push_budget_is_counted_per_kind_and_known_browser,
     a_fraud_report_blocks_and_cancels_in_the_same_write,
     blocking_ends_sessions_and_cancels_requests_at_once,
     removing_a_device_cancels_its_users_requests,

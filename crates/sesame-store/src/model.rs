@@ -153,6 +153,9 @@ pub struct NewChallenge {
     pub location: String,
     pub user_agent: String,
     pub expires_at: UnixTime,
+    /// A keyed hash of the browser's device cookie, when it showed the user signed in there
+    /// before: the push budget is counted per such browser, apart from unknown browsers.
+    pub browser: Option<Vec<u8>>,
 }
 
 /// What an answer to a challenge did (see [`crate::ApprovalStore::answer_challenge`]).

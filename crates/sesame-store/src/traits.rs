@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::MethodKind;
 use sesame_core::policy::MethodsPolicy;
-use sesame_core::push::ChallengeState;
+use sesame_core::push::{ChallengeKind, ChallengeState};
 use sesame_core::secret::SecretBytes;
 use sesame_core::signin::{CompletedSignIn, SignInChoice, SignInState};
 use sesame_core::{ChallengeId, DeviceId, GroupId, MethodId, TenantId, UnixTime, UserId};
@@ -325,21 +325,30 @@ pub trait DeviceStore: Send + Sync {
 /// Out-of-band approvals (requests to the phone) and their one-winner transitions.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
-    /// Creates a pending challenge, superseding the user's other pending ones (their ids are
-    /// returned so the phone can be told). `audit`, if given, is written in the same write.
+    /// Creates a pending challenge, superseding the user's pending ones of the kinds
+    /// `sesame_core::push::superseded_by` names (their ids are returned so the phone can be
+    /// told). `audit`, if given, is written in the same write.
     async fn create_challenge(
         &self,
         new: NewChallenge,
         now: UnixTime,
         audit: Option<&AuditEvent>,
     ) -> Result<(ChallengeRecord, Vec<ChallengeId>)>;
-    /// Requests sent to the user since `since` (the push budget).
-    async fn count_challenges_since(&self, user: UserId, since: UnixTime) -> Result<u32>;
+    /// Requests of `kind` sent to the user since `since` from `browser` (None: from browsers
+    /// not known to be the user's): the push budget, per kind and per known browser.
+    async fn count_challenges_since(
+        &self,
+        user: UserId,
+        kind: ChallengeKind,
+        browser: Option<&[u8]>,
+        since: UnixTime,
+    ) -> Result<u32>;
     async fn find_challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>>;
     async fn find_latest_challenge_for_signin(
         &self,
         signin_id_hash: &[u8],
     ) -> Result<Option<ChallengeRecord>>;
+    /// The user's pending, unexpired challenges, oldest first.
     async fn list_pending_challenges(
         &self,
         user: UserId,
@@ -363,6 +372,8 @@ pub trait ApprovalStore: Send + Sync {
     async fn consume_challenge(&self, id: &ChallengeId) -> Result<bool>;
     /// Cancels the user's pending challenges; returns their ids.
     async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<ChallengeId>>;
+    /// Cancels the pending challenges of one sign-in (and no other); returns their ids.
+    async fn cancel_signin_challenges(&self, signin_id_hash: &[u8]) -> Result<Vec<ChallengeId>>;
 }
 
 /// The authentication methods policy of each tenant.

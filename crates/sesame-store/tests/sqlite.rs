@@ -138,6 +138,7 @@ async fn unknown_stored_names_are_refused_not_guessed() {
                 location: "This computer".into(),
                 user_agent: "t".into(),
                 expires_at: NOW + 100,
+                browser: None,
             },
             NOW,
             None,
@@ -318,6 +319,7 @@ async fn a_data_directory_of_the_previous_release_opens_and_keeps_its_data() {
             location: "This computer".into(),
             user_agent: "t".into(),
             expires_at: NOW + 100,
+            browser: None,
         },
         NOW,
         None,
@@ -330,7 +332,7 @@ async fn a_data_directory_of_the_previous_release_opens_and_keeps_its_data() {
             r.get(0)
         })
         .unwrap();
-    assert_eq!(applied, 5);
+    assert_eq!(applied, 6, "every migration applied");
     // Ids stay, and a removed user's id is not handed out again (the rebuilt users table
     // kept every row its neighbours point at).
     assert_eq!(

@@ -127,6 +127,7 @@ impl TestServer {
             origin: sesame_server::service::Origin {
                 ip: "127.0.0.1".into(),
                 user_agent: "test".into(),
+                browsers: Vec::new(),
             },
         };
         let tenant = self.state.default_tenant;

@@ -495,6 +495,7 @@ fn reset_methods_removes_devices_and_pending_requests() {
                     location: "This computer".into(),
                     user_agent: "test".into(),
                     expires_at: now + 120,
+                    browser: None,
                 },
                 now,
                 None,

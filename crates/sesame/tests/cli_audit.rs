@@ -129,6 +129,7 @@ impl Data {
                         location: "This computer".into(),
                         user_agent: "test".into(),
                         expires_at: Self::now() + 120,
+                        browser: None,
                     },
                     Self::now(),
                     None,

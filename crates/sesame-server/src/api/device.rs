@@ -148,9 +148,12 @@ async fn pending(
         .list_pending_challenges(signed.user.id, state.now())
         .await?;
     let policy = state.user_policy(&signed.user).await?.policy;
+    // Newest first: several sign-ins may wait at once (a phone sign-in never withdraws
+    // another's request), and the newest is the one the person most likely has in front of them.
     Ok(Json(PendingResponse {
         challenges: list
             .iter()
+            .rev()
             .map(|c| approvals::challenge_view(c, &signed.user.username, &policy.authenticator))
             .collect(),
     }))

@@ -78,8 +78,9 @@ pub trait SecondStep: Send + Sync {
         input: &str,
     ) -> Result<Verdict, Error>;
 
-    /// The sign-in moved away from this method: nothing it sent may stay answerable.
-    async fn cancel(&self, svc: &Services, user: &User) -> Result<(), Error>;
+    /// The sign-in moved away from this method: nothing it sent for this sign-in may stay
+    /// answerable (and nothing another sign-in sent is touched).
+    async fn cancel(&self, svc: &Services, rec: &SignInRecord, user: &User) -> Result<(), Error>;
 
     /// The method's own pages and endpoints (its set-up), merged into the app.
     fn routes(&self) -> Router<AppState>;

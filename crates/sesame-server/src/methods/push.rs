@@ -55,8 +55,8 @@ impl SecondStep for Notification {
         Ok(Verdict::NotHere)
     }
 
-    async fn cancel(&self, svc: &Services, user: &User) -> Result<(), Error> {
-        Ok(approvals::cancel(svc, user).await?)
+    async fn cancel(&self, svc: &Services, rec: &SignInRecord, user: &User) -> Result<(), Error> {
+        Ok(approvals::cancel_own(svc, rec, user).await?)
     }
 
     fn routes(&self) -> Router<AppState> {

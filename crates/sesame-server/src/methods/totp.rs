@@ -144,7 +144,7 @@ impl SecondStep for Codes {
         Ok(Verdict::Accepted)
     }
 
-    async fn cancel(&self, _: &Services, _: &User) -> Result<(), Error> {
+    async fn cancel(&self, _: &Services, _: &SignInRecord, _: &User) -> Result<(), Error> {
         Ok(())
     }
 

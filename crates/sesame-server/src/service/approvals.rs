@@ -139,25 +139,36 @@ impl Shown {
     }
 }
 
-/// Why no request may be sent to the user now, if so.
+/// Why no request of `kind` may be sent to the user from `origin` now, if so. The budget is
+/// counted per kind and per browser the user signed in with before (DESIGN §7): a phone
+/// sign-in started from a username alone uses up neither the second step's budget nor the
+/// budget of the user's own browsers.
 pub async fn refusal(
     svc: &Services,
+    origin: &Origin,
     user: &User,
     policy: &PushPolicy,
+    kind: ChallengeKind,
 ) -> Result<Option<&'static str>, StoreError> {
     if user.push_blocked_at.is_some() {
         return Ok(Some("Sign-in requests to your phone are blocked because one was reported as not you. Use a different verification option, or contact your administrator."));
     }
     let since = policy.window_start(svc.now(), user.last_signin_at);
-    if !policy.may_push(svc.store.count_challenges_since(user.id, since).await?) {
+    let browser = svc.browsers.recognise(origin, user.id);
+    let sent = svc
+        .store
+        .count_challenges_since(user.id, kind, browser.as_ref().map(|b| &b.0[..]), since)
+        .await?;
+    if !policy.may_push(sent) {
         return Ok(Some("Too many sign-in requests were sent to your phone. Use a different verification option, or try again later."));
     }
     Ok(None)
 }
 
-/// Sends a new request to the user's phone for this sign-in, if allowed. A new request
-/// supersedes the user's pending one, whatever its kind: an unanswered request never blocks
-/// the next attempt. When it may not be sent, that is audited and the page says why.
+/// Sends a new request to the user's phone for this sign-in, if allowed. A second step after
+/// a password replaces every pending request of the user (an unanswered request never blocks
+/// the next attempt); a phone sign-in, which starts from a username alone, replaces only its
+/// own earlier request. When it may not be sent, that is audited and the page says why.
 pub async fn start(
     svc: &Services,
     origin: &Origin,
@@ -166,7 +177,7 @@ pub async fn start(
     kind: ChallengeKind,
 ) -> Result<(), Error> {
     let up = svc.user_policy(user).await?;
-    if let Some(reason) = refusal(svc, user, &up.push).await? {
+    if let Some(reason) = refusal(svc, origin, user, &up.push, kind).await? {
         let why = if user.push_blocked_at.is_some() {
             "reported_block"
         } else {
@@ -193,6 +204,7 @@ pub async fn start(
         location: approximate_location(&origin.ip),
         user_agent: origin.user_agent.clone(),
         expires_at: now + policy.lifetime_secs.min(push::MAX_LIFETIME_SECS),
+        browser: svc.browsers.recognise(origin, user.id).map(|b| b.0),
     };
     let sent = svc.audit_event(
         origin,
@@ -213,10 +225,19 @@ pub async fn start(
     Ok(())
 }
 
-/// Cancels the user's pending requests (the sign-in moved to another method, the user walked
-/// away, or an administrator acted): none of them stays answerable.
+/// Cancels all the user's pending requests (an administrator acted, or a device was
+/// removed): none of them stays answerable.
 pub async fn cancel(svc: &Services, user: &User) -> Result<(), StoreError> {
     for id in svc.store.cancel_pending_challenges(user.id).await? {
+        svc.hub.closed(user.id, id, "cancelled");
+    }
+    Ok(())
+}
+
+/// Cancels the pending requests of one sign-in (it moved to another method, or the user
+/// walked away from it), and no other: a sign-in withdraws only what it sent.
+pub async fn cancel_own(svc: &Services, rec: &SignInRecord, user: &User) -> Result<(), StoreError> {
+    for id in svc.store.cancel_signin_challenges(&rec.id_hash).await? {
         svc.hub.closed(user.id, id, "cancelled");
     }
     Ok(())

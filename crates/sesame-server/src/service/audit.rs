@@ -14,6 +14,8 @@ pub struct Origin {
     /// command line.
     pub ip: String,
     pub user_agent: String,
+    /// The entries of the browser's device cookie, unchecked (see [`super::browsers`]).
+    pub browsers: Vec<String>,
 }
 
 impl Origin {
@@ -22,6 +24,7 @@ impl Origin {
         Origin {
             ip: "local".into(),
             user_agent: command.into(),
+            browsers: Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod browsers;
 pub mod devices;
 pub mod groups;
 pub mod policy;
@@ -23,7 +24,7 @@ use crate::delivery::hub::Hub;
 use crate::hashing::Hasher;
 use crate::ServerConfig;
 use sesame_core::{Clock, TenantId, UnixTime};
-use sesame_store::Store;
+use sesame_store::{MasterKey, Store};
 use std::sync::Arc;
 
 /// What the services work with; cheap to clone.
@@ -40,6 +41,8 @@ pub struct Inner {
     pub hub: Arc<Hub>,
     /// The tenant of this installation (one for now; see [`Services::tenant_for_host`]).
     pub default_tenant: TenantId,
+    /// Browsers users signed in with before (device cookies).
+    pub browsers: browsers::KnownBrowsers,
     policies: policy::PolicyCache,
 }
 
@@ -55,6 +58,7 @@ impl Services {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         config: ServerConfig,
+        master_key: &MasterKey,
     ) -> Result<Self, sesame_store::StoreError> {
         let default_tenant = store.default_tenant().await?;
         let hasher = Hasher::new(config.hashing_concurrency(), config.hashing_queue);
@@ -65,6 +69,7 @@ impl Services {
             hasher,
             hub: Arc::new(Hub::default()),
             default_tenant,
+            browsers: browsers::KnownBrowsers::new(master_key.derive("device-cookie-v1")),
             policies: policy::PolicyCache::default(),
         })))
     }

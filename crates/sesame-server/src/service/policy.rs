@@ -8,7 +8,7 @@ use sesame_core::policy::{
     Allowed, AuthenticatorMode, GroupTarget, MethodsPolicy, MfaRequirement, PolicyError, Targets,
 };
 use sesame_core::push::PushPolicy;
-use sesame_core::{GroupId, TenantId};
+use sesame_core::{GroupId, TenantId, UserId};
 use sesame_store::{StoreError, User};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -62,12 +62,19 @@ impl Services {
     /// The policy for `user`, judged now: one read of the version and the user's groups, the
     /// policy itself only when it changed.
     pub async fn user_policy(&self, user: &User) -> Result<UserPolicy, StoreError> {
-        let tenant = user.tenant;
+        self.policy_of(user.tenant, user.id).await
+    }
+
+    /// The policy for the user with this id (for an id no user has: the policy for someone in
+    /// no group, read the same way, so that asking for an unknown user costs what asking for a
+    /// known one does).
+    pub async fn policy_of(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<UserPolicy, StoreError> {
         let known = self.policies.version(tenant);
-        let read = self
-            .store
-            .find_policy_for_user(tenant, user.id, known)
-            .await?;
+        let read = self.store.find_policy_for_user(tenant, user, known).await?;
         let policy = match (read.version, read.policy) {
             (None, _) => Arc::new(MethodsPolicy::initial(&self.config.push)),
             (Some(v), Some(p)) => {
@@ -416,13 +423,13 @@ mod tests {
     async fn services() -> (tempfile::TempDir, Services) {
         let dir = tempfile::tempdir().unwrap();
         let url = sesame_store::Backend::sqlite_url(&dir.path().join("s.db"));
-        let store = sesame_store::open(&url, MasterKey::generate())
-            .await
-            .unwrap();
+        let key = MasterKey::generate();
+        let store = sesame_store::open(&url, key.clone()).await.unwrap();
         let svc = Services::new(
             store,
             Arc::new(ManualClock::new(1_700_000_000)),
             crate::ServerConfig::default(),
+            &key,
         )
         .await
         .unwrap();

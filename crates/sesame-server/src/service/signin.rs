@@ -13,7 +13,7 @@ use sesame_core::policy::Allowed;
 use sesame_core::push::{ChallengeKind, ChallengeState};
 use sesame_core::secret::SecretString;
 use sesame_core::signin::{SignInChoice, SignInEvent, SignInState};
-use sesame_core::{ChallengeId, TenantId};
+use sesame_core::{ChallengeId, TenantId, UserId};
 use sesame_store::{Method, SignInRecord, StoreError, User};
 
 /// Longest username accepted; longer input is refused before any lookup.
@@ -258,18 +258,29 @@ pub fn second_factor_kinds(user: &User, methods: &[Method], allowed: &Allowed) -
 /// Whether phone sign-in can be used by `user` right now: a device with phone sign-in on and a
 /// working PIN key, a policy that allows it, and requests not blocked by a fraud report.
 pub async fn phone_sign_in_available(svc: &Services, user: &User) -> Result<bool, StoreError> {
-    if user.is_blocked || user.push_blocked_at.is_some() {
-        return Ok(false);
-    }
-    if !svc.user_policy(user).await?.allowed.phone_sign_in {
-        return Ok(false);
-    }
-    Ok(svc
+    phone_sign_in_offered(svc, user.tenant, Some(user)).await
+}
+
+/// [`phone_sign_in_available`] for whoever a sign-in named, known or not. The same reads are
+/// made for an unknown username (and for a blocked user) as for a user who has phone sign-in,
+/// so the answer's timing does not tell them apart: what the pages then show is the same for
+/// unknown users and users without phone sign-in.
+pub async fn phone_sign_in_offered(
+    svc: &Services,
+    tenant: TenantId,
+    user: Option<&User>,
+) -> Result<bool, StoreError> {
+    // An id no user has: AUTOINCREMENT ids start at 1.
+    let id = user.map_or(UserId(0), |u| u.id);
+    let allowed = svc.policy_of(tenant, id).await?.allowed.phone_sign_in;
+    let ready = svc
         .store
-        .list_devices(user.id)
+        .list_devices(id)
         .await?
         .iter()
-        .any(|d| d.phone_sign_in_ready()))
+        .any(|d| d.phone_sign_in_ready());
+    let usable = user.is_some_and(|u| !u.is_blocked && u.push_blocked_at.is_none());
+    Ok(usable && allowed && ready)
 }
 
 /// Records the user's choice between the app and the password, offered first next time.
@@ -394,7 +405,7 @@ pub async fn complete_approval(
                 .failed("no_longer_allowed"),
         )
         .await;
-        approvals::cancel(svc, &user).await?;
+        approvals::cancel_own(svc, rec, &user).await?;
         let _ = svc.store.consume_challenge(&c.id).await?;
         return Err(Error::new(
             Kind::Forbidden,

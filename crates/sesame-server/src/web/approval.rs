@@ -3,9 +3,10 @@
 //! and the waiting page's status poll, completion and "Send another request", shared with the
 //! notification second step.
 //!
-//! The last choice between app and password is remembered for the user (in the database) and
-//! for the browser (a cookie tagged with a keyed hash of the user id, so it names nobody), and
-//! offered first next time.
+//! The last choice between app and password is remembered for the browser (a cookie tagged
+//! with a keyed hash of the user id, so it names nobody) at once, and for the user (in the
+//! database) once a sign-in made that way completes: a sign-in that has only named a user
+//! changes nothing of theirs, and withdraws only the requests it sent itself.
 
 use super::extract::Transaction;
 use super::flow::{self, choice_cookie, page_for, password_form, step_refused};
@@ -25,6 +26,7 @@ use serde::Serialize;
 use sesame_core::method::MethodKind;
 use sesame_core::push::ChallengeKind;
 use sesame_core::signin::{SignInChoice, SignInEvent, SignInState};
+use sesame_core::UserId;
 use sesame_store::{SignInRecord, User};
 use std::time::Duration;
 
@@ -47,22 +49,31 @@ const NOT_SET_UP: &str = "Phone sign-in isn't turned on for this account. Sign i
 async fn waiting(
     State(state): State<AppState>,
     Transaction(rec): Transaction,
+    origin: Origin,
     csrf: CsrfToken,
 ) -> Result<Response, Error> {
     if !matches!(rec.state, SignInState::PhoneSignIn { .. }) {
         return Ok(see_other(page_for(&rec.state)));
     }
-    flow::waiting_page(&state, &rec, &csrf).await
+    flow::waiting_page(&state, &origin, &rec, &csrf).await
 }
 
-/// The user of an identified sign-in (None for unknown usernames).
-async fn identified_user(state: &AppState, rec: &SignInRecord) -> Result<Option<User>, Error> {
-    match rec.state {
-        SignInState::Identified { user: Some(id) } | SignInState::PhoneSignIn { user: id } => {
-            Ok(state.store.find_user(id).await?)
-        }
-        _ => Ok(None),
-    }
+/// The user of an identified sign-in (None for unknown usernames), and whether phone sign-in
+/// is offered to them. An unknown username costs the same reads as a known one, so the
+/// answers of "Use an app instead" and "Other ways to sign in" do not time apart.
+async fn identified_user(
+    state: &AppState,
+    rec: &SignInRecord,
+) -> Result<(Option<User>, bool), Error> {
+    let id = match rec.state {
+        SignInState::Identified { user: Some(id) } | SignInState::PhoneSignIn { user: id } => id,
+        // An id no user has (ids start at 1).
+        SignInState::Identified { user: None } => UserId(0),
+        _ => return Ok((None, false)),
+    };
+    let user = state.store.find_user(id).await?;
+    let offered = signin::phone_sign_in_offered(state, rec.tenant, user.as_ref()).await?;
+    Ok((user, offered))
 }
 
 /// "Use an app instead".
@@ -79,8 +90,7 @@ async fn use_app(
         _ => return Ok(see_other(page_for(&rec.state))),
     }
     match identified_user(&state, &rec).await? {
-        Some(user) if signin::phone_sign_in_available(&state, &user).await? => {
-            signin::remember_choice(&state, &user, SignInChoice::App).await?;
+        (Some(user), true) => {
             let cookie = choice_cookie(&state, &user, SignInChoice::App);
             if let Err(e) = signin::advance(&state, &rec, SignInEvent::ChoosePhoneSignIn).await {
                 return Ok(with_cookies(step_refused(&rec, e), &[cookie]));
@@ -98,17 +108,24 @@ async fn use_app(
     }
 }
 
-/// "Use your password instead": always works, and is remembered.
+/// "Use your password instead": always works, and is remembered by this browser (and for
+/// the user once the password sign-in completes).
 async fn use_password(
     State(state): State<AppState>,
     Transaction(rec): Transaction,
     _form: CsrfForm,
 ) -> Result<Response, Error> {
-    let user = identified_user(&state, &rec).await?;
+    let (user, _) = identified_user(&state, &rec).await?;
     match rec.state {
         SignInState::PhoneSignIn { .. } => {
             if let Err(e) = signin::advance(&state, &rec, SignInEvent::UsePassword).await {
                 return Ok(step_refused(&rec, e));
+            }
+            // The request this sign-in sent must not stay answerable once the user walked
+            // away from it; nobody else's is touched. (Only a sign-in that went to the phone
+            // sent one: unknown usernames never do.)
+            if let Some(user) = &user {
+                approvals::cancel_own(&state, &rec, user).await?;
             }
         }
         SignInState::Identified { .. } => {}
@@ -117,12 +134,7 @@ async fn use_password(
     let Some(user) = user else {
         return Ok(see_other("/login/password"));
     };
-    // The choice is stored before the request is withdrawn: withdrawing it wakes the page's
-    // waiting poll, and anything that poll makes the page do must find the choice made.
-    signin::remember_choice(&state, &user, SignInChoice::Password).await?;
     let cookie = choice_cookie(&state, &user, SignInChoice::Password);
-    // The request on the phone must not stay answerable once the user walked away from it.
-    approvals::cancel(&state, &user).await?;
     Ok(with_cookies(see_other("/login/password"), &[cookie]))
 }
 
@@ -138,10 +150,7 @@ async fn options(
     ) {
         return Ok(see_other(page_for(&rec.state)));
     }
-    let app = match identified_user(&state, &rec).await? {
-        Some(u) => signin::phone_sign_in_available(&state, &u).await?,
-        None => false,
-    };
+    let (_, app) = identified_user(&state, &rec).await?;
     Ok(page(
         &csrf,
         StatusCode::OK,
@@ -214,11 +223,12 @@ async fn complete(
         Completion::NotApproved => Ok(see_other(back)),
         Completion::Gone => Ok(see_other("/login")),
         Completion::SignedIn { token, user, kind } => {
-            let resp = flow::signed_in(&rec, &token, &state);
+            let resp = flow::signed_in(&state, &origin, &rec, &user, &token);
             if kind == ChallengeKind::PhoneSignIn {
                 let cookie = choice_cookie(&state, &user, SignInChoice::App);
                 return Ok(with_cookies(resp, &[cookie]));
             }
+            flow::password_chosen(&state, &headers, &user).await?;
             Ok(resp)
         }
     }

@@ -10,11 +10,12 @@ use super::{
 use crate::error::Error;
 use crate::service::approvals::{self, Shown};
 use crate::service::signin::{self, StepError};
-use crate::service::Origin;
+use crate::service::{browsers, Origin};
 use crate::AppState;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sesame_core::audit::AuditMethod;
+use sesame_core::push::ChallengeKind;
 use sesame_core::signin::{SignInChoice, SignInState};
 use sesame_store::{SignInRecord, User};
 
@@ -51,15 +52,34 @@ fn user_tag(state: &AppState, user: sesame_core::UserId) -> String {
     data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes()[..12])
 }
 
-/// The choice this browser made for this user, else the user's last choice anywhere.
-pub fn remembered(state: &AppState, headers: &HeaderMap, user: &User) -> Option<SignInChoice> {
-    let from_browser = cookie(headers, CHOICE_COOKIE).and_then(|v| {
+/// The choice this browser made for this user, if any.
+fn from_browser(state: &AppState, headers: &HeaderMap, user: &User) -> Option<SignInChoice> {
+    cookie(headers, CHOICE_COOKIE).and_then(|v| {
         let (tag, choice) = v.split_once('.')?;
         (tag == user_tag(state, user.id))
             .then(|| SignInChoice::parse(choice))
             .flatten()
-    });
-    from_browser.or(user.signin_preference)
+    })
+}
+
+/// After a sign-in with the password completed: the browser's "use your password" becomes
+/// the user's choice only now that the sign-in proved who it is (a username alone changes
+/// nothing of the user's).
+pub async fn password_chosen(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &User,
+) -> Result<(), Error> {
+    if from_browser(state, headers, user) == Some(SignInChoice::Password) {
+        signin::remember_choice(state, user, SignInChoice::Password).await?;
+    }
+    Ok(())
+}
+
+/// The choice this browser made for this user, else the user's last choice at a completed
+/// sign-in.
+pub fn remembered(state: &AppState, headers: &HeaderMap, user: &User) -> Option<SignInChoice> {
+    from_browser(state, headers, user).or(user.signin_preference)
 }
 
 /// The cookie that remembers `choice` for this user in this browser.
@@ -68,9 +88,16 @@ pub fn choice_cookie(state: &AppState, user: &User, choice: SignInChoice) -> Str
     host_cookie(CHOICE_COOKIE, &value, Some(CHOICE_MAX_AGE))
 }
 
-/// The response to a finished sign-in: the session cookie, the sign-in cookie gone, on to
-/// where the person was going.
-pub fn signed_in(rec: &SignInRecord, token: &str, state: &AppState) -> Response {
+/// The response to a finished sign-in: the session cookie, the sign-in cookie gone, this
+/// browser known to the user from now on (its device cookie), on to where the person was
+/// going.
+pub fn signed_in(
+    state: &AppState,
+    origin: &Origin,
+    rec: &SignInRecord,
+    user: &User,
+    token: &str,
+) -> Response {
     let target = rec.next_path.clone().unwrap_or_else(|| "/account".into());
     let cookies = [
         host_cookie(
@@ -79,6 +106,11 @@ pub fn signed_in(rec: &SignInRecord, token: &str, state: &AppState) -> Response 
             Some(state.config.session_absolute_secs),
         ),
         clear_cookie(SIGNIN_COOKIE),
+        host_cookie(
+            browsers::COOKIE,
+            &state.browsers.after_sign_in(origin, user.id),
+            Some(browsers::MAX_AGE_SECS),
+        ),
     ];
     with_cookies(see_other(&target), &cookies)
 }
@@ -106,22 +138,24 @@ pub async fn finish(
         previous.as_deref(),
     )
     .await?;
-    Ok(match token {
-        Some(token) => signed_in(rec, &token, state),
-        None => see_other(page_for(&rec.state)),
-    })
+    let Some(token) = token else {
+        return Ok(see_other(page_for(&rec.state)));
+    };
+    password_chosen(state, headers, user).await?;
+    Ok(signed_in(state, origin, rec, user, &token))
 }
 
 /// The page of a sign-in waiting for an approval on the phone: the number while pending,
 /// else what became of the request.
 pub async fn waiting_page(
     state: &AppState,
+    origin: &Origin,
     rec: &SignInRecord,
     csrf: &CsrfToken,
 ) -> Result<Response, Error> {
-    let (user, phone_sign_in) = match rec.state {
-        SignInState::SecondFactor { user, .. } => (user, false),
-        SignInState::PhoneSignIn { user } => (user, true),
+    let (user, phone_sign_in, kind) = match rec.state {
+        SignInState::SecondFactor { user, .. } => (user, false, ChallengeKind::Mfa),
+        SignInState::PhoneSignIn { user } => (user, true, ChallengeKind::PhoneSignIn),
         _ => return Ok(see_other(page_for(&rec.state))),
     };
     let user = state
@@ -131,27 +165,28 @@ pub async fn waiting_page(
         .ok_or_else(Error::not_found)?;
     let now = state.now();
     let latest = approvals::latest(state, rec).await?;
-    let refusal;
-    let view = match &latest {
-        Some(c) => match Shown::of(c, now) {
-            Shown::Pending => Waiting::Pending {
-                number: &c.number,
-                expires_in: (c.expires_at - now).max(0),
-            },
-            Shown::Approved => Waiting::Approved,
-            shown => Waiting::NotApproved {
-                message: shown.message(),
-                may_resend: shown != Shown::Reported,
-            },
-        },
-        None => {
+    let shown = latest.as_ref().map(|c| Shown::of(c, now));
+    // When the sign-in has no live request, a new one may be refused (the budget, a report
+    // block): the page says so rather than offering "Send another request" that cannot work.
+    let refusal = match shown {
+        Some(Shown::Pending | Shown::Approved | Shown::Reported) => None,
+        _ => {
             let push = state.user_policy(&user).await?.push;
-            refusal = approvals::refusal(state, &user, &push).await?;
-            match refusal {
-                Some(reason) => Waiting::Refused { reason },
-                None => Waiting::NoRequest,
-            }
+            approvals::refusal(state, origin, &user, &push, kind).await?
         }
+    };
+    let view = match (&latest, shown, refusal) {
+        (Some(c), Some(Shown::Pending), _) => Waiting::Pending {
+            number: &c.number,
+            expires_in: (c.expires_at - now).max(0),
+        },
+        (_, Some(Shown::Approved), _) => Waiting::Approved,
+        (_, _, Some(reason)) => Waiting::Refused { reason },
+        (_, Some(shown), None) => Waiting::NotApproved {
+            message: shown.message(),
+            may_resend: shown != Shown::Reported,
+        },
+        (_, None, None) => Waiting::NoRequest,
     };
     Ok(page(
         csrf,

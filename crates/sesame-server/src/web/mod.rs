@@ -126,9 +126,13 @@ impl FromRequestParts<AppState> for Origin {
             .chars()
             .take(300)
             .collect();
+        let browsers = cookie(&parts.headers, crate::service::browsers::COOKIE)
+            .map(|v| crate::service::browsers::parse(&v))
+            .unwrap_or_default();
         Ok(Origin {
             ip: ip.to_string(),
             user_agent,
+            browsers,
         })
     }
 }

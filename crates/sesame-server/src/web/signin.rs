@@ -108,13 +108,12 @@ async fn username_submit(
     let user = state.store.find_user_by_username(tenant, &username).await?;
     // A user with phone sign-in goes straight to the phone, unless they chose the password
     // last time; a pending request from an earlier attempt is superseded, never in the way.
-    let phone_first = match &user {
-        Some(u) => {
-            remembered(&state, &headers, u) != Some(SignInChoice::Password)
-                && signin::phone_sign_in_available(&state, u).await?
-        }
-        None => false,
-    };
+    // The same reads whether the username is known or not (see `phone_sign_in_offered`).
+    let offered = signin::phone_sign_in_offered(&state, tenant, user.as_ref()).await?;
+    let phone_first = offered
+        && user
+            .as_ref()
+            .is_some_and(|u| remembered(&state, &headers, u) != Some(SignInChoice::Password));
     let started =
         signin::start(&state, tenant, &username, user.as_ref(), next, phone_first).await?;
     let cookie = host_cookie(
@@ -196,6 +195,7 @@ async fn password_submit(
 async fn verify_page(
     State(state): State<AppState>,
     Transaction(rec): Transaction,
+    origin: Origin,
     csrf: CsrfToken,
 ) -> Result<Response, Error> {
     let SignInState::SecondFactor { method, .. } = rec.state else {
@@ -203,7 +203,7 @@ async fn verify_page(
     };
     match state.methods().get(method).map(|m| m.prompt()) {
         Some(Prompt::Code(prompt)) => Ok(code_form(&csrf, StatusCode::OK, prompt, None)),
-        _ => flow::waiting_page(&state, &rec, &csrf).await,
+        _ => flow::waiting_page(&state, &origin, &rec, &csrf).await,
     }
 }
 
@@ -311,7 +311,7 @@ async fn methods_submit(
         };
         // Moving to another method: what the others sent must not stay answerable.
         for m in state.methods().iter().filter(|m| m.kind() != method) {
-            m.cancel(&state, &user).await?;
+            m.cancel(&state, &rec, &user).await?;
         }
         if let Some(m) = state.methods().get(method) {
             m.begin(&state, &origin, &rec, &user).await?;

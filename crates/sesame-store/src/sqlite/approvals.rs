@@ -8,7 +8,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use rusqlite::{params, Row};
-use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState};
+use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState, Replaces};
 use sesame_core::{ChallengeId, TenantId, UnixTime, UserId};
 
 const CHALLENGE_COLUMNS: &str =
@@ -58,16 +58,26 @@ impl ApprovalStore for SqliteStore {
         let audit = audit.cloned();
         self.group
             .write(move |c| {
-                let superseded = all(
-                    c,
-                    "UPDATE challenges SET state = 'superseded' WHERE user_id = ? AND state = 'pending' RETURNING public_id",
-                    [new.user.0],
-                    challenge_id,
-                )?;
+                let superseded = match sesame_core::push::replaces(new.kind) {
+                    Replaces::AllOfTheUser => all(
+                        c,
+                        "UPDATE challenges SET state = 'superseded' \
+                         WHERE user_id = ? AND state = 'pending' RETURNING public_id",
+                        [new.user.0],
+                        challenge_id,
+                    )?,
+                    Replaces::ItsOwnSignIn => all(
+                        c,
+                        "UPDATE challenges SET state = 'superseded' \
+                         WHERE user_id = ? AND signin_id_hash = ? AND state = 'pending' RETURNING public_id",
+                        params![new.user.0, new.signin_id_hash],
+                        challenge_id,
+                    )?,
+                };
                 let sql = format!(
                     "INSERT INTO challenges (public_id, tenant_id, user_id, signin_id_hash, kind, channel, nonce, number, state, \
-                     app_name, ip, location, user_agent, created_at, expires_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) RETURNING {CHALLENGE_COLUMNS}"
+                     app_name, ip, location, user_agent, created_at, expires_at, browser) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) RETURNING {CHALLENGE_COLUMNS}"
                 );
                 let record = one(
                     c,
@@ -86,7 +96,8 @@ impl ApprovalStore for SqliteStore {
                         new.location,
                         new.user_agent,
                         now,
-                        new.expires_at
+                        new.expires_at,
+                        new.browser
                     ],
                     challenge_from_row,
                 )?
@@ -99,12 +110,19 @@ impl ApprovalStore for SqliteStore {
             .await
     }
 
-    async fn count_challenges_since(&self, user: UserId, since: UnixTime) -> Result<u32> {
+    async fn count_challenges_since(
+        &self,
+        user: UserId,
+        kind: ChallengeKind,
+        browser: Option<&[u8]>,
+        since: UnixTime,
+    ) -> Result<u32> {
         let n: Option<i64> = self.read(|c| {
             one(
                 c,
-                "SELECT COUNT(*) FROM challenges WHERE user_id = ? AND created_at >= ?",
-                params![user.0, since],
+                "SELECT COUNT(*) FROM challenges WHERE user_id = ? AND created_at >= ? AND kind = ? \
+                 AND browser IS ?",
+                params![user.0, since, kind.as_str(), browser],
                 first,
             )
         })?;
@@ -195,6 +213,21 @@ impl ApprovalStore for SqliteStore {
             )
             .await?
             == 1)
+    }
+
+    async fn cancel_signin_challenges(&self, signin_id_hash: &[u8]) -> Result<Vec<ChallengeId>> {
+        let hash = signin_id_hash.to_vec();
+        self.group
+            .write(move |c| {
+                all(
+                    c,
+                    "UPDATE challenges SET state = 'cancelled' \
+                     WHERE signin_id_hash = ? AND state = 'pending' RETURNING public_id",
+                    [hash],
+                    challenge_id,
+                )
+            })
+            .await
     }
 
     async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<ChallengeId>> {

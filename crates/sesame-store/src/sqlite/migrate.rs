@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = migrations![
     3 "0003_phone_sign_in_and_policy.sql" "phone sign in and policy",
     4 "0004_approval_channel.sql" "approval channel",
     5 "0005_user_ids_never_reused.sql" "user ids never reused",
+    6 "0006_known_browsers.sql" "known browsers",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {

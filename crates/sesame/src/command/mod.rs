@@ -80,6 +80,7 @@ pub async fn open(cli: &Cli, listen: Option<SocketAddr>, create: Create) -> Resu
         store.clone(),
         Arc::new(SystemClock),
         resolved.server.clone(),
+        &key,
     )
     .await?;
     let tenant = services.default_tenant;
