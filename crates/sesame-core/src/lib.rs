@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod guessing;
 pub mod ids;
 pub mod lockout;
 pub mod method;

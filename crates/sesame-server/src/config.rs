@@ -2,6 +2,7 @@
 //! only receives the result. No global configuration.
 
 use serde::{Deserialize, Serialize};
+use sesame_core::guessing::GuessingPolicy;
 use sesame_core::lockout::LockoutPolicy;
 use sesame_core::push::PushPolicy;
 use std::net::IpAddr;
@@ -30,7 +31,12 @@ pub struct ServerConfig {
     pub hashing_concurrency: usize,
     /// Sign-ins allowed to wait for a hashing slot; beyond this the server answers 503.
     pub hashing_queue: usize,
+    /// Of those, how many one client address may hold (clients are served in turn).
+    pub hashing_per_client: usize,
+    /// Wrong second-step codes and numbers: per user and method.
     pub lockout: LockoutPolicy,
+    /// Wrong passwords: per account name, per known browser, per client address.
+    pub guessing: GuessingPolicy,
     /// Sign-in requests to the authenticator app: digits, lifetime, rate limit.
     pub push: PushPolicy,
 }
@@ -48,7 +54,9 @@ impl Default for ServerConfig {
             recent_auth_secs: 600,
             hashing_concurrency: 0,
             hashing_queue: 1024,
+            hashing_per_client: 64,
             lockout: LockoutPolicy::default(),
+            guessing: GuessingPolicy::default(),
             push: PushPolicy::default(),
         }
     }

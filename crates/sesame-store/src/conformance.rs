@@ -18,6 +18,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use sesame_core::audit::{AuditMethod, Event};
+use sesame_core::guessing::GuessingPolicy;
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::{Amr, MethodKind};
 use sesame_core::policy::{AuthenticatorMode, MethodsPolicy, Targets};
@@ -302,6 +303,105 @@ pub async fn totp_step_claimed_by_fifty_parallel_requests_once(b: &dyn Backend) 
         wins += t.await.unwrap() as usize;
     }
     assert_eq!(wins, 1);
+}
+
+pub async fn parallel_password_guesses_check_at_most_the_free_ones(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let throttle = GuessingPolicy::default().account;
+    let key = "account:1:alice";
+    let tasks: Vec<_> = (0..300)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.reserve_guess(key, &throttle, NOW).await.unwrap() })
+        })
+        .collect();
+    let mut open = 0;
+    for t in tasks {
+        if t.await.unwrap() == AttemptGate::Open {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 5, "exactly the free guesses may be checked");
+    assert_eq!(s.find_guesses(key).await.unwrap(), (5, Some(NOW)));
+    // After the wait, one more; then the wait doubles.
+    assert_eq!(
+        s.reserve_guess(key, &throttle, NOW + 30).await.unwrap(),
+        AttemptGate::Open
+    );
+    assert_eq!(
+        s.reserve_guess(key, &throttle, NOW + 31).await.unwrap(),
+        AttemptGate::SoftLocked {
+            until: NOW + 30 + 60
+        }
+    );
+    // Other keys are counted apart.
+    assert_eq!(s.find_guesses("account:1:bob").await.unwrap(), (0, None));
+}
+
+pub async fn a_forgetting_scope_starts_over_after_its_quiet_time(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let throttle = GuessingPolicy::default().address;
+    let key = "address:192.0.2.1";
+    for _ in 0..50 {
+        assert_eq!(
+            s.reserve_guess(key, &throttle, NOW).await.unwrap(),
+            AttemptGate::Open
+        );
+    }
+    assert!(matches!(
+        s.reserve_guess(key, &throttle, NOW + 1).await.unwrap(),
+        AttemptGate::SoftLocked { .. }
+    ));
+    let later = NOW + throttle.forget_after_secs;
+    assert_eq!(
+        s.reserve_guess(key, &throttle, later).await.unwrap(),
+        AttemptGate::Open
+    );
+    assert_eq!(s.find_guesses(key).await.unwrap(), (1, Some(later)));
+}
+
+pub async fn guess_counts_are_cleared_by_key_and_by_prefix_and_pruned_by_age(b: &dyn Backend) {
+    let s = fresh(b).await;
+    for (key, at) in [
+        ("account:1:a%", NOW),
+        ("account:1:ab", NOW),
+        ("browser:7:00ff", NOW),
+        ("browser:7:11ee", NOW - 100),
+        ("browser:70:22dd", NOW),
+        ("address:10.0.0.1", NOW - 1000),
+    ] {
+        assert!(s.set_guesses_if(key, 0, 3, at).await.unwrap());
+    }
+    // A stale compare-and-set does nothing.
+    assert!(!s.set_guesses_if("account:1:ab", 0, 9, NOW).await.unwrap());
+    assert!(!s.set_guesses_if("account:1:zz", 2, 3, NOW).await.unwrap());
+    let mine = s.list_guesses("browser:7:").await.unwrap();
+    assert_eq!(
+        mine,
+        vec![
+            ("browser:7:00ff".to_string(), 3, NOW),
+            ("browser:7:11ee".to_string(), 3, NOW - 100)
+        ]
+    );
+    // A prefix with LIKE's wildcards in it matches only itself.
+    assert!(s.list_guesses("account:1:a%").await.unwrap().len() == 1);
+    assert_eq!(
+        s.clear_guesses(&["account:1:a%".to_string()], &["browser:7:".to_string()])
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(s.find_guesses("account:1:a%").await.unwrap(), (0, None));
+    assert_eq!(
+        s.find_guesses("account:1:ab").await.unwrap(),
+        (3, Some(NOW))
+    );
+    assert_eq!(
+        s.find_guesses("browser:70:22dd").await.unwrap(),
+        (3, Some(NOW))
+    );
+    assert_eq!(s.prune_guesses(NOW - 500).await.unwrap(), 1);
+    assert_eq!(s.find_guesses("address:10.0.0.1").await.unwrap(), (0, None));
 }
 
 pub async fn parallel_attempts_never_evaluate_more_than_the_limit(b: &dyn Backend) {
@@ -1373,6 +1473,9 @@ cases!(
     totp_step_is_claimed_once_and_never_backwards,
     totp_step_claimed_by_fifty_parallel_requests_once,
     parallel_attempts_never_evaluate_more_than_the_limit,
+    parallel_password_guesses_check_at_most_the_free_ones,
+    a_forgetting_scope_starts_over_after_its_quiet_time,
+    guess_counts_are_cleared_by_key_and_by_prefix_and_pruned_by_age,
     failure_counter_survives_a_restart,
     enrollment_is_taken_once_and_expires,
     signin_state_changes_are_compare_and_set,

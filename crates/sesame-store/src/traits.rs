@@ -7,6 +7,7 @@ use crate::{
     SignInRecord, StoreError, User,
 };
 use async_trait::async_trait;
+use sesame_core::guessing::Throttle;
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::MethodKind;
 use sesame_core::policy::MethodsPolicy;
@@ -22,6 +23,7 @@ pub trait Store:
     + GroupStore
     + MethodStore
     + AttemptStore
+    + GuessStore
     + SignInStore
     + SessionStore
     + SetupStore
@@ -41,6 +43,7 @@ impl<T> Store for T where
         + GroupStore
         + MethodStore
         + AttemptStore
+        + GuessStore
         + SignInStore
         + SessionStore
         + SetupStore
@@ -189,6 +192,66 @@ pub trait AttemptStore: Send + Sync {
         }
         Err(StoreError::Database(
             "attempt counter contention did not settle".into(),
+        ))
+    }
+}
+
+/// Wrong passwords in a row, per scope (`sesame_core::guessing::Scope::key`: an account name,
+/// a known browser, a client address), shared by every node.
+#[async_trait]
+pub trait GuessStore: Send + Sync {
+    /// The stored count of `key` and the moment of its last wrong password (absent: 0).
+    async fn find_guesses(&self, key: &str) -> Result<(u32, Option<UnixTime>)>;
+    /// Compare-and-set: sets the count of `key` to `to` at `now` only if it is still `seen`
+    /// (0 for a key with no row). False: someone else counted first.
+    async fn set_guesses_if(&self, key: &str, seen: u32, to: u32, now: UnixTime) -> Result<bool>;
+    /// Forgets the counts of `keys` and of every key starting with one of `prefixes`; returns
+    /// how many counts were forgotten.
+    async fn clear_guesses(&self, keys: &[String], prefixes: &[String]) -> Result<u64>;
+    /// The counts under keys starting with `prefix`: (key, count, last wrong password).
+    async fn list_guesses(&self, prefix: &str) -> Result<Vec<(String, u32, UnixTime)>>;
+    /// Forgets counts whose last wrong password is older than `before` (nothing else ever
+    /// removes the counts of names nobody has).
+    async fn prune_guesses(&self, before: UnixTime) -> Result<u64>;
+
+    /// Decides whether a password may be checked against `key` now and, if so, counts it as
+    /// wrong up front (forgotten by [`GuessStore::clear_guesses`] when it was right), so that
+    /// parallel guesses never check more than the throttle allows.
+    async fn reserve_guess(
+        &self,
+        key: &str,
+        throttle: &Throttle,
+        now: UnixTime,
+    ) -> Result<AttemptGate> {
+        // Bounded: each lost round means another guess was counted, and the gate closes
+        // after the throttle's free guesses, so this settles long before the bound.
+        for _ in 0..10_000 {
+            let (failures, last) = self.find_guesses(key).await?;
+            let gate = throttle.gate(failures, last, now);
+            if gate != AttemptGate::Open {
+                return Ok(gate);
+            }
+            let to = throttle.in_force(failures, last, now).saturating_add(1);
+            if self.set_guesses_if(key, failures, to, now).await? {
+                return Ok(AttemptGate::Open);
+            }
+        }
+        Err(StoreError::Database(
+            "password guess counter contention did not settle".into(),
+        ))
+    }
+
+    /// Counts one more wrong password against `key` (after the fact, whatever the gate says).
+    async fn count_guess(&self, key: &str, throttle: &Throttle, now: UnixTime) -> Result<()> {
+        for _ in 0..10_000 {
+            let (failures, last) = self.find_guesses(key).await?;
+            let to = throttle.in_force(failures, last, now).saturating_add(1);
+            if self.set_guesses_if(key, failures, to, now).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Database(
+            "password guess counter contention did not settle".into(),
         ))
     }
 }

@@ -80,6 +80,12 @@ impl TestServer {
         Browser::new(&self.base)
     }
 
+    /// A browser connecting from another loopback address (`127.x.y.z`): another client, as
+    /// the server sees it.
+    pub fn browser_from(&self, ip: [u8; 4]) -> Browser {
+        Browser::from_address(&self.base, std::net::IpAddr::from(ip))
+    }
+
     /// Creates a user directly in the store (as `sesame user add` would).
     pub async fn create_user(&self, username: &str, password: Option<&str>) -> User {
         self.create_account(username, password, false).await
@@ -200,9 +206,15 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
+        Self::from_address(base, std::net::IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// A browser whose connections come from `local` (a loopback address).
+    pub fn from_address(base: &str, local: std::net::IpAddr) -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("sesame-testkit")
+            .local_address(local)
             .build()
             .expect("client");
         Browser {

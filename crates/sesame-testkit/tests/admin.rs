@@ -463,6 +463,46 @@ async fn destructive_actions_need_a_recent_sign_in() {
     assert_eq!(a.get("/admin/users/bob").await.status, 200);
 }
 
+/// The console shows the wrong passwords counted for a user, and Unlock forgets them (after a
+/// recent sign-in, audited).
+#[tokio::test]
+async fn the_console_shows_wrong_passwords_and_unlocks_them() {
+    let srv = TestServer::spawn().await;
+    let (_, mut a) = admin(&srv).await;
+    srv.create_user("bob", Some(PASSWORD)).await;
+    let page = a.get("/admin/users/bob").await;
+    assert!(!page.body.contains("/admin/users/bob/unlock"));
+    let mut guesser = srv.browser();
+    for _ in 0..6 {
+        guesser.password_step("bob", "guess").await;
+    }
+    let page = a.get("/admin/users/bob").await;
+    assert!(
+        page.body
+            .contains("5 in a row from browsers the user never signed in with: waiting until"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("/admin/users/bob/unlock"));
+    // A stale console session must sign in again first.
+    srv.clock.advance(601);
+    let p = a.post("/admin/users/bob/unlock", &[]).await;
+    assert_eq!(
+        p.location(),
+        Some("/login?reauth=1&next=%2Fadmin%2Fusers%2Fbob")
+    );
+    let a = &mut sign_in(&srv, "root").await;
+    a.get("/admin/users/bob").await;
+    let p = a.post("/admin/users/bob/unlock", &[]).await;
+    assert_eq!(p.location(), Some("/admin/users/bob?done=unlocked"));
+    let page = a.follow(p).await;
+    assert!(page.body.contains("Unlocked"), "{}", page.body);
+    assert!(!page.body.contains("in a row"), "{}", page.body);
+    assert_eq!(events(&srv, "admin_user_unlocked").await.len(), 1);
+    let p = guesser.password_step("bob", PASSWORD).await;
+    assert_eq!(p.location(), Some("/account"), "{}", p.body);
+}
+
 /// Who gets in and who must use two-step verification are decided by users, groups and
 /// membership: creating them and changing membership need a recent sign-in too.
 #[tokio::test]

@@ -185,6 +185,9 @@ recent_auth_secs = 600
 hashing_concurrency = 0
 # Sign-ins that may wait for a hashing slot; beyond this the server answers 503 at once.
 hashing_queue = 1024
+# Of those, how many one client address may hold (addresses are served in turn, so one
+# client's flood never makes others wait behind all of it).
+hashing_per_client = 64
 
 # Failed second-step attempts, per user and method: soft lock after soft_after failures for
 # base_lock_secs, doubling with each further failure; stop at hard_after until an admin resets.
@@ -192,6 +195,26 @@ hashing_queue = 1024
 soft_after = 10
 base_lock_secs = 60
 hard_after = 100
+
+# Wrong passwords, counted in the database (shared by every node). After `free` in a row, each
+# further attempt waits first_delay_secs, doubling up to max_delay_secs, and is refused before
+# any hashing; at hard_after (0 = never) only `sesame user unlock` lets it in again; a count is
+# forgotten after forget_after_secs without a wrong password (0 = never).
+# Per account name (known or not), for browsers the user never signed in with; each browser
+# the user signed in with before (a device cookie) has an allowance of its own, the same size.
+[server.guessing.account]
+free = 5
+first_delay_secs = 30
+max_delay_secs = 900
+hard_after = 100
+forget_after_secs = 0
+# Per client address (an IPv6 /64), across usernames, for browsers not known to the user.
+[server.guessing.address]
+free = 50
+first_delay_secs = 10
+max_delay_secs = 900
+hard_after = 0
+forget_after_secs = 3600
 
 # Sign-in requests to the Sesame Authenticator app. digits, lifetime_secs and pin_required are
 # the starting values of the authentication methods policy: once an administrator saves the
@@ -221,6 +244,8 @@ mod tests {
         assert_eq!(f.server.service_name, d.service_name);
         assert_eq!(f.server.session_idle_secs, d.session_idle_secs);
         assert_eq!(f.server.lockout, d.lockout);
+        assert_eq!(f.server.guessing, d.guessing);
+        assert_eq!(f.server.hashing_per_client, d.hashing_per_client);
         assert_eq!(f.server.push, d.push);
         assert_eq!(f.listen.unwrap().to_string(), DEFAULT_LISTEN);
     }

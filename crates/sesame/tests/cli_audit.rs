@@ -261,13 +261,38 @@ fn user_unlock_clears_the_counters_and_is_audited() {
             }
         }
     });
+    // Wrong passwords: seven by name from unknown browsers, two in a known browser.
+    let by_name = format!("account:{}:fay", fay.tenant.0);
+    let browser = format!("browser:{}:00ff", fay.id.0);
+    data.rt.block_on(async {
+        data.store
+            .set_guesses_if(&by_name, 0, 7, Data::now())
+            .await
+            .unwrap();
+        data.store
+            .set_guesses_if(&browser, 0, 2, Data::now())
+            .await
+            .unwrap();
+    });
+    let shown: Value =
+        serde_json::from_slice(&sesame(d, &["--json", "user", "show", "fay"], None).stdout)
+            .unwrap();
+    assert_eq!(shown["passwords"]["failures"], 7, "{shown}");
+    assert_eq!(shown["passwords"]["state"], "waiting", "{shown}");
+    assert_eq!(shown["passwords"]["browsers"].as_array().unwrap().len(), 1);
+    let text = String::from_utf8(sesame(d, &["user", "show", "fay"], None).stdout).unwrap();
+    assert!(text.contains("Wrong passwords: 7 in a row"), "{text}");
     sesame(d, &["user", "unlock", "fay"], None);
     one_line(d, "admin_user_unlocked", "fay", "sesame user unlock");
     data.rt.block_on(async {
         for kind in [MethodKind::Totp, MethodKind::Push] {
             assert_eq!(data.store.find_failures(fay.id, kind).await.unwrap().0, 0);
         }
+        assert_eq!(data.store.find_guesses(&by_name).await.unwrap().0, 0);
+        assert_eq!(data.store.find_guesses(&browser).await.unwrap().0, 0);
     });
+    let text = String::from_utf8(sesame(d, &["user", "show", "fay"], None).stdout).unwrap();
+    assert!(!text.contains("Wrong passwords"), "{text}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod browsers;
 pub mod devices;
 pub mod groups;
+pub mod guesses;
 pub mod policy;
 pub mod security;
 pub mod sessions;
@@ -25,6 +26,7 @@ use crate::hashing::Hasher;
 use crate::ServerConfig;
 use sesame_core::{Clock, TenantId, UnixTime};
 use sesame_store::{MasterKey, Store};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 /// What the services work with; cheap to clone.
@@ -43,6 +45,8 @@ pub struct Inner {
     pub default_tenant: TenantId,
     /// Browsers users signed in with before (device cookies).
     pub browsers: browsers::KnownBrowsers,
+    /// When this process last forgot old password guess counts.
+    pub guesses_pruned_at: AtomicI64,
     policies: policy::PolicyCache,
 }
 
@@ -61,7 +65,11 @@ impl Services {
         master_key: &MasterKey,
     ) -> Result<Self, sesame_store::StoreError> {
         let default_tenant = store.default_tenant().await?;
-        let hasher = Hasher::new(config.hashing_concurrency(), config.hashing_queue);
+        let hasher = Hasher::new(
+            config.hashing_concurrency(),
+            config.hashing_queue,
+            config.hashing_per_client,
+        );
         Ok(Services(Arc::new(Inner {
             store,
             clock,
@@ -70,6 +78,7 @@ impl Services {
             hub: Arc::new(Hub::default()),
             default_tenant,
             browsers: browsers::KnownBrowsers::new(master_key.derive("device-cookie-v1")),
+            guesses_pruned_at: AtomicI64::new(0),
             policies: policy::PolicyCache::default(),
         })))
     }

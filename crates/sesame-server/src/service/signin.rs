@@ -132,6 +132,8 @@ pub async fn refuse_blocked(
 pub enum PasswordOutcome {
     /// Unknown user, no password, or the wrong one: all look the same.
     Incorrect,
+    /// Not checked: too many wrong passwords (counted the same for unknown names).
+    Held(super::guesses::Held),
     /// The user must sign in with the phone: the password alone is not enough and there is
     /// no second step to add to it.
     UseTheApp,
@@ -159,11 +161,18 @@ pub async fn check_password(
         Some(id) => svc.store.find_user(id).await?,
         None => None,
     };
+    // Counted before anything is hashed, so that a flood of guesses (in parallel too) costs
+    // the server no Argon2id work past the allowance; unknown names are counted the same way.
+    let counted = super::guesses::scopes(svc, origin, rec.tenant, &rec.username, user.as_ref());
+    if let Some(held) = counted.reserve(svc).await? {
+        return Ok(PasswordOutcome::Held(held));
+    }
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     // Unknown user, user without password and wrong password all cost one Argon2id check.
+    let client = sesame_core::guessing::address_key(&origin.ip);
     let verified = svc
         .hasher
-        .run(move || password::verify(stored.as_deref(), &typed))
+        .run(&client, move || password::verify(stored.as_deref(), &typed))
         .await?;
     let line = |reason: &str| {
         Line::named(
@@ -176,8 +185,12 @@ pub async fn check_password(
         .failed(reason)
     };
     let user = match (verified, user.as_ref()) {
-        (true, Some(u)) => u.clone(),
+        (true, Some(u)) => {
+            counted.right(svc).await?;
+            u.clone()
+        }
         _ => {
+            counted.wrong(svc).await?;
             let reason = if user.is_none() {
                 "unknown_user"
             } else {

@@ -48,7 +48,10 @@ pub async fn hash_new_password(svc: &Services, pw: SecretString) -> Result<Strin
     password::validate_new(&pw)?;
     Ok(svc
         .hasher
-        .run(move || password::hash(&pw, &mut rand::rngs::OsRng))
+        // New passwords are set by administrators and signed-in users: one line for all.
+        .run("new-password", move || {
+            password::hash(&pw, &mut rand::rngs::OsRng)
+        })
         .await??)
 }
 
@@ -172,11 +175,13 @@ pub async fn unblock(svc: &Services, admin: &Admin, user: &User) -> Result<(), U
     Ok(())
 }
 
-/// Clears every failed-attempt counter of the user (lifts soft and hard locks).
+/// Clears every failed-attempt counter of the user: codes and approvals, and wrong
+/// passwords by name and in each known browser (lifts soft and hard locks).
 pub async fn unlock(svc: &Services, admin: &Admin, user: &User) -> Result<(), UserError> {
     for k in MethodKind::ALL {
         svc.store.clear_failures(user.id, k).await?;
     }
+    super::guesses::forget(svc, user).await?;
     svc.audit(
         &admin.origin,
         admin.line(user.tenant, Some(user), Event::AdminUserUnlocked, None),

@@ -14,7 +14,7 @@ use crate::service::signin::{self, PasswordOutcome, MAX_USERNAME};
 use crate::service::{approvals, Origin};
 use crate::AppState;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -161,6 +161,20 @@ async fn password_submit(
             &rec.username,
             Some(INCORRECT),
         )),
+        PasswordOutcome::Held(held) => {
+            let now = state.now();
+            let mut page = password_form(
+                &csrf,
+                StatusCode::TOO_MANY_REQUESTS,
+                &rec.username,
+                Some(&held.message(now)),
+            );
+            if let Some(secs) = held.retry_after(now) {
+                page.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            }
+            Ok(page)
+        }
         PasswordOutcome::UseTheApp => Ok(password_form(
             &csrf,
             StatusCode::FORBIDDEN,

@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = migrations![
     4 "0004_approval_channel.sql" "approval channel",
     5 "0005_user_ids_never_reused.sql" "user ids never reused",
     6 "0006_known_browsers.sql" "known browsers",
+    7 "0007_password_guesses.sql" "password guesses",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {

@@ -18,6 +18,7 @@ mod approvals;
 mod audit;
 mod devices;
 mod groups;
+mod guesses;
 mod methods;
 mod migrate;
 mod policy;

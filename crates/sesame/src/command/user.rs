@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde::Serialize;
 use sesame_core::method::MethodKind;
+use sesame_server::service::guesses;
 use sesame_server::service::users::{self, NewAccount, UserError};
 use sesame_server::web::fmt_time;
 use sesame_store::{AuditFilter, User};
@@ -77,6 +78,7 @@ struct UserDetail {
     devices: Vec<sesame_store::Device>,
     groups: Vec<String>,
     locks: Vec<Lock>,
+    passwords: guesses::Standing,
     recent: Vec<sesame_store::AuditEvent>,
 }
 
@@ -191,6 +193,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                     last_failure_at: last,
                 });
             }
+            let passwords = guesses::standing(&data.services, &user).await?;
             let recent = store
                 .list_audit(&AuditFilter {
                     user: Some(user.id),
@@ -204,6 +207,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                 devices,
                 groups,
                 locks,
+                passwords,
                 recent,
             };
             output(cli.json, &d, || print_detail(&d))?;
@@ -383,6 +387,21 @@ fn print_detail(d: &UserDetail) {
         println!(
             "Failed attempts ({}): {} (use `sesame user unlock {}` to clear)",
             l.method, l.failures, u.username
+        );
+    }
+    let p = &d.passwords;
+    if p.failures > 0 || !p.browsers.is_empty() {
+        let state = match (p.state, p.until) {
+            ("locked", _) => "locked until unlocked".to_string(),
+            ("waiting", Some(until)) => format!("waiting until {}", fmt_time(until)),
+            _ => "not held".to_string(),
+        };
+        println!(
+            "Wrong passwords: {} in a row from browsers the user never signed in with ({state}); \
+             {} known browser(s) with wrong passwords (use `sesame user unlock {}` to clear)",
+            p.failures,
+            p.browsers.len(),
+            u.username
         );
     }
     if !d.recent.is_empty() {

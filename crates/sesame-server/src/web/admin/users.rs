@@ -3,6 +3,7 @@
 use super::{group_path, seg, user_path, yes_no, Flash};
 use crate::error::Error;
 use crate::service::devices::{self, DeviceAction};
+use crate::service::guesses;
 use crate::service::users::{self, NewAccount, UserError};
 use crate::service::{Admin, Origin};
 use crate::web::extract::{Admin as AdminUser, Checked, RecentAdmin, SignedIn};
@@ -16,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use sesame_core::method::MethodKind;
 use sesame_core::secret::SecretString;
 use sesame_core::DeviceId;
 use sesame_store::{AuditEvent, AuditFilter, User};
@@ -26,6 +28,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/users/{username}", get(user_page))
         .route("/admin/users/{username}/block", post(block_user))
         .route("/admin/users/{username}/unblock", post(unblock_user))
+        .route("/admin/users/{username}/unlock", post(unlock_user))
         .route("/admin/users/{username}/reset-methods", post(reset_methods))
         .route(
             "/admin/users/{username}/devices/{id}/{action}",
@@ -212,6 +215,15 @@ async fn user_page(
             ..Default::default()
         })
         .await?;
+    let passwords = guesses::standing(&state, &user).await?;
+    let mut codes = Vec::new();
+    for k in MethodKind::ALL {
+        let (failures, _) = state.store.find_failures(user.id, k).await?;
+        if failures > 0 {
+            codes.push((k, failures));
+        }
+    }
+    let locked_out = passwords.failures > 0 || !passwords.browsers.is_empty() || !codes.is_empty();
     let push_blocked = user
         .push_blocked_at
         .map(|t| {
@@ -231,6 +243,8 @@ async fn user_page(
             "Password",
             if user.has_password { "Set" } else { "Not set" }.into(),
         ),
+        ("Wrong passwords", wrong_passwords(&passwords)),
+        ("Wrong codes and numbers", wrong_codes(&codes)),
         ("Created", fmt_time(user.created_at)),
         (
             "Last sign-in",
@@ -257,6 +271,13 @@ async fn user_page(
                 "Refuses every sign-in and ends the user's sessions at once.",
             ));
         }
+    }
+    if locked_out {
+        actions.push(action(
+            format!("{base}/unlock"),
+            "Unlock",
+            "Forgets the wrong passwords, codes and numbers counted for this user, in every browser, and lifts their waits and locks.",
+        ));
     }
     actions.push(action(
         format!("{base}/reset-methods"),
@@ -323,6 +344,57 @@ async fn unblock_user(
         "{}?done=unblocked",
         user_path(&user.username)
     )))
+}
+
+async fn unlock_user(
+    State(state): State<AppState>,
+    origin: Origin,
+    Path(username): Path<String>,
+    Checked { me, .. }: Checked<RecentAdmin>,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    users::unlock(&state, &Admin::console(&me.user, origin), &user)
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok(see_other(&format!(
+        "{}?done=unlocked",
+        user_path(&user.username)
+    )))
+}
+
+/// The wrong passwords counted for a user, in words.
+fn wrong_passwords(p: &guesses::Standing) -> String {
+    let by_name = match (p.state, p.until) {
+        ("locked", _) => format!(
+            "{} in a row from browsers the user never signed in with: locked until unlocked",
+            p.failures
+        ),
+        ("waiting", Some(until)) => format!(
+            "{} in a row from browsers the user never signed in with: waiting until {}",
+            p.failures,
+            fmt_time(until)
+        ),
+        _ if p.failures > 0 => format!(
+            "{} in a row from browsers the user never signed in with",
+            p.failures
+        ),
+        _ => "None".into(),
+    };
+    match p.browsers.len() {
+        0 => by_name,
+        n => format!("{by_name}; {n} of the user's own browsers with wrong passwords"),
+    }
+}
+
+fn wrong_codes(codes: &[(MethodKind, u32)]) -> String {
+    if codes.is_empty() {
+        return "None".into();
+    }
+    codes
+        .iter()
+        .map(|(k, n)| format!("{}: {n} in a row", k.display_name()))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 async fn reset_methods(
