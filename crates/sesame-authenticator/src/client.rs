@@ -226,22 +226,38 @@ impl<'a> DeviceClient<'a> {
         Ok(EventStream {
             resp,
             buf: String::new(),
+            retry: None,
         })
     }
 }
 
-/// Server-Sent Events, parsed just enough: `data:` lines of one event joined, comments ignored.
+/// Server-Sent Events, parsed just enough: `data:` lines of one event joined, `retry:` kept,
+/// comments ignored.
 pub struct EventStream {
     resp: reqwest::Response,
     buf: String,
+    retry: Option<std::time::Duration>,
 }
 
 impl EventStream {
+    /// How long the server asked to wait before reconnecting (`retry:`), if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry
+    }
+
     /// The next event, or `None` when the server closed the stream.
     pub async fn next(&mut self) -> Result<Option<DeviceEvent>, ClientError> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
+                if let Some(ms) = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("retry:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                {
+                    // Bounded: a server cannot make the app wait for ever.
+                    self.retry = Some(std::time::Duration::from_millis(ms.min(60_000)));
+                }
                 let data: Vec<&str> = block
                     .lines()
                     .filter_map(|l| l.strip_prefix("data:"))

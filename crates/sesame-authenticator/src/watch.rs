@@ -392,15 +392,18 @@ async fn stream_account(account: Account, tx: mpsc::Sender<Input>) {
     let label = account.otp.label();
     loop {
         let client = DeviceClient::new(&link.server, &link.device_id, &key);
+        let mut wait = Duration::from_secs(2);
         match client.events().await {
             Ok(mut stream) => {
-                // Until the stream ends or fails; then reconnect (the server re-sends pending).
+                // Until the stream ends or fails; then reconnect (the server re-sends pending),
+                // after the wait the server asked for, if it did (a restart says when).
                 while let Ok(Some(ev)) = stream.next().await {
                     let event = Input::Event(account.id.clone(), label.clone(), Box::new(ev));
                     if tx.send(event).await.is_err() {
                         return;
                     }
                 }
+                wait = stream.retry_after().unwrap_or(wait);
             }
             Err(e) => {
                 if tx.send(Input::Note(format!("{label}: {e}"))).await.is_err() {
@@ -408,7 +411,7 @@ async fn stream_account(account: Account, tx: mpsc::Sender<Input>) {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -941,3 +941,59 @@ async fn activation_is_refused_to_users_the_policy_does_not_target() {
         .contains("does not allow the Sesame Authenticator app"));
     assert!(!page.body.contains("activation-link"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_keeps_at_most_two_event_streams() {
+    let srv = server(ServerConfig::default()).await;
+    let phone = user_with_phone(&srv, "alice").await;
+    let client = phone.client(&srv);
+    let mut first = client.events().await.unwrap();
+    let mut second = client.events().await.unwrap();
+    let mut third = client.events().await.unwrap();
+    let wait = std::time::Duration::from_secs(10);
+    // The oldest ended when the third opened; the two newest get the next request.
+    match tokio::time::timeout(wait, first.next()).await {
+        Ok(Ok(None)) => {}
+        other => panic!("the oldest stream ends, got {other:?}"),
+    }
+    let (_b, _number) = sign_in(&srv, "alice").await;
+    for s in [&mut second, &mut third] {
+        match tokio::time::timeout(wait, s.next()).await {
+            Ok(Ok(Some(api::DeviceEvent::Challenge(_)))) => {}
+            other => panic!("an open stream gets the request, got {other:?}"),
+        }
+    }
+    // Many more: the server keeps two, however many are asked for.
+    let mut more = Vec::new();
+    for _ in 0..20 {
+        more.push(client.events().await.unwrap());
+    }
+    assert_eq!(srv.state.hub.streams_of(&phone.device_id), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_ends_event_streams_with_a_hint_to_reconnect() {
+    let mut config = ServerConfig::default();
+    config.connections.shutdown_secs = 30;
+    let srv = server(config).await;
+    let phone = user_with_phone(&srv, "alice").await;
+    let client = phone.client(&srv);
+    let mut stream = client.events().await.unwrap();
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(srv.stop());
+    let wait = std::time::Duration::from_secs(10);
+    match tokio::time::timeout(wait, stream.next()).await {
+        Ok(Ok(None)) => {}
+        other => panic!("the stream ends, got {other:?}"),
+    }
+    assert_eq!(
+        stream.retry_after(),
+        Some(std::time::Duration::from_secs(2))
+    );
+    tokio::time::timeout(wait, stopping)
+        .await
+        .expect("the server stopped")
+        .unwrap();
+    // Well before the 30-second deadline: the stream did not hold the shutdown up.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -20,6 +20,23 @@ pub fn client(user_agent: &str, timeout: Duration) -> reqwest::Result<reqwest::C
         .build()
 }
 
+/// [`client`] whose connections come from `local` (a loopback address such as 127.0.0.2):
+/// another client address, as the server sees it.
+pub fn client_from(
+    user_agent: &str,
+    timeout: Duration,
+    local: std::net::IpAddr,
+) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .local_address(local)
+        .build()
+}
+
 /// A failed step: where (`GET /login`, `phone`, ...), the HTTP status if the server answered,
 /// and what was wrong. Shown as `stage: detail`.
 #[derive(Debug, Clone)]
@@ -219,6 +236,28 @@ impl<'a> Browser<'a> {
             "/login/verify",
         )
         .await
+    }
+
+    /// POST /login/password with a guess, as an attacker does it again and again on one
+    /// sign-in: the status the server answered with (401 checked and wrong, 429 held, 503
+    /// busy, 303 right).
+    pub async fn guess(&mut self, password: &str) -> Result<u16, Failure> {
+        let body = format!(
+            "csrf={}&password={}",
+            self.csrf,
+            form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>()
+        );
+        let sent = self
+            .http
+            .post(format!("{}/login/password", self.base))
+            .header(reqwest::header::COOKIE, self.jar.header())
+            .header(reqwest::header::CONTENT_TYPE, FORM)
+            .body(body)
+            .send();
+        Ok(self
+            .answer(sent, || "POST /login/password".into())
+            .await?
+            .status)
     }
 
     /// POST /login/verify with a code: 303 to /account with a session.

@@ -17,6 +17,7 @@
 //! Everything targets 127.0.0.1 only.
 
 pub mod argon;
+pub mod attack;
 pub mod http;
 pub mod phone;
 pub mod process;

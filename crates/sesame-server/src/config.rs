@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub guessing: GuessingPolicy,
     /// Sign-in requests to the authenticator app: digits, lifetime, rate limit.
     pub push: PushPolicy,
+    /// Timeouts and caps on connections, and how long a shutdown may take.
+    pub connections: crate::serve::ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +60,7 @@ impl Default for ServerConfig {
             lockout: LockoutPolicy::default(),
             guessing: GuessingPolicy::default(),
             push: PushPolicy::default(),
+            connections: crate::serve::ConnectionLimits::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod error;
 pub mod hashing;
 pub mod methods;
+pub mod serve;
 pub mod service;
 pub mod token;
 pub mod web;
@@ -31,8 +32,6 @@ use axum::Router;
 use sesame_core::secret::SecretBytes;
 use sesame_core::{Clock, UnixTime};
 use sesame_store::{MasterKey, Store};
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::ServerConfig;
@@ -123,20 +122,13 @@ pub fn app(state: AppState) -> Router {
         .merge(methods)
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn(web::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.connections.body_read_secs,
+            serve::body_deadline,
+        ))
+        .layer(axum::middleware::from_fn(serve::overflow_guard))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
+pub use serve::{serve, serve_with};

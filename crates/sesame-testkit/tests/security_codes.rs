@@ -347,7 +347,11 @@ async fn hundred_failures_stop_codes_until_an_administrator_resets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_codes_evaluate_at_most_the_limit() {
-    let srv = TestServer::spawn().await;
+    // 500 connections at once from one address is past the per-client connection cap (whose
+    // own test is elsewhere): raised here, so that every code reaches the lockout.
+    let mut config = sesame_server::ServerConfig::default();
+    config.connections.per_client = 1000;
+    let srv = TestServer::spawn_with(config).await;
     let user = user_with_totp(&srv, "alice").await;
     // 500 wrong codes spread over 10 sign-in transactions, all sent at once.
     let mut browsers = Vec::new();

@@ -216,6 +216,19 @@ max_delay_secs = 900
 hard_after = 0
 forget_after_secs = 3600
 
+# Connections. A request's headers must arrive within header_read_secs (which also closes a
+# kept-alive connection idle that long), its body within body_read_secs. One client address
+# holds at most per_client connections (trusted_proxies are exempt); past max in all, new
+# connections get only /healthz and /readyz answered (503 for the rest). A shutdown (SIGTERM)
+# waits at most shutdown_secs for requests in flight; device event streams end at once with
+# a hint to reconnect.
+[server.connections]
+header_read_secs = 10
+body_read_secs = 10
+max = 4096
+per_client = 256
+shutdown_secs = 10
+
 # Sign-in requests to the Sesame Authenticator app. digits, lifetime_secs and pin_required are
 # the starting values of the authentication methods policy: once an administrator saves the
 # policy (`sesame policy set`, or /admin/policy), the policy's values apply instead.
@@ -245,6 +258,7 @@ mod tests {
         assert_eq!(f.server.session_idle_secs, d.session_idle_secs);
         assert_eq!(f.server.lockout, d.lockout);
         assert_eq!(f.server.guessing, d.guessing);
+        assert_eq!(f.server.connections, d.connections);
         assert_eq!(f.server.hashing_per_client, d.hashing_per_client);
         assert_eq!(f.server.push, d.push);
         assert_eq!(f.listen.unwrap().to_string(), DEFAULT_LISTEN);

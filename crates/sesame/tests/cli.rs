@@ -242,6 +242,70 @@ fn serve_prints_a_setup_link_and_stops_on_sigterm() {
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
 }
 
+/// A SIGTERM stops the server within its shutdown deadline even while a client holds a
+/// request half-sent (before, such a request kept the process running for ever).
+#[test]
+fn sigterm_stops_within_the_deadline_while_a_request_is_half_sent() {
+    use std::io::Write;
+    let dir = common::data_dir();
+    let config = dir.path().join("sesame.toml");
+    std::fs::write(
+        &config,
+        "[server.connections]\nheader_read_secs = 60\nbody_read_secs = 60\nshutdown_secs = 2\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("SESAME_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let running = lines.next().unwrap().unwrap();
+    let addr = running
+        .trim_start_matches("Sesame is running at http://")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\nuser")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if sent.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    drop(half);
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).expect("valid JSON")
 }

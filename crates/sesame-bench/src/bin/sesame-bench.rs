@@ -95,6 +95,21 @@ struct Args {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 30.0)]
     request_timeout: f64,
+    /// Attack mode: instead of the steady and burst phases, measure legitimate sign-ins (from
+    /// 127.0.0.3, --concurrency workers) first alone, then while one client (127.0.0.2) floods
+    /// wrong passwords; report both latencies, their 503s and the attacker's checked guesses/s.
+    #[arg(long)]
+    attack: bool,
+    /// Attack mode: the attacker's concurrent connections.
+    #[arg(long, default_value_t = 1000)]
+    attack_connections: usize,
+    /// Attack mode: account names the attacker guesses at, in turn (none of them exists; 1 is
+    /// one account). Legitimate users are never among them.
+    #[arg(long, default_value_t = 1000)]
+    attack_accounts: usize,
+    /// Attack mode: seconds the flood runs before the measured window.
+    #[arg(long, default_value_t = 3.0)]
+    attack_warmup: f64,
 }
 
 fn main() -> Result<()> {
@@ -485,6 +500,155 @@ async fn burst(n: usize, client: &reqwest::Client, base: Arc<str>, users: Arc<Us
 
 // ---------------------------------------------------------------------------------------------
 
+/// The attack comparison: legitimate sign-ins alone, then under a flood of wrong passwords.
+async fn attack(
+    args: &Args,
+    base: &Arc<str>,
+    users: Arc<Users>,
+    pid: u32,
+    bin: &Path,
+) -> Result<bool> {
+    let need = args.attack_connections as u64 * 2 + 512;
+    if let Some(limit) = procfs::open_files_limit() {
+        if limit < need {
+            bail!(
+                "the open-file limit is {limit}; {} attacking connections need about {need} (run `ulimit -n {need}` first)",
+                args.attack_connections
+            );
+        }
+    }
+    let timeout = Duration::from_secs_f64(args.request_timeout);
+    let legit = http::client_from("sesame-bench", timeout, [127, 0, 0, 3].into())?;
+    let attacker = http::client_from("sesame-bench-attacker", timeout, [127, 0, 0, 2].into())?;
+    eprintln!(
+        "[4/5] legitimate sign-ins alone: {} workers from 127.0.0.3, {:.0} s ...",
+        args.concurrency, args.duration
+    );
+    let alone = steady(args, &legit, base.clone(), users.clone(), pid).await;
+    eprintln!(
+        "      {:.1} sign-ins/s, p99 {:.1} ms, {} errors",
+        alone.rate, alone.lat.p99, alone.errors
+    );
+    eprintln!(
+        "[5/5] the same while 127.0.0.2 floods wrong passwords with {} connections at {} account name(s) ...",
+        args.attack_connections, args.attack_accounts
+    );
+    let targets: Arc<Vec<String>> = Arc::new(
+        (0..args.attack_accounts.max(1))
+            .map(|i| format!("target-{i}"))
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = tokio::spawn(sesame_bench::attack::flood(
+        attacker,
+        base.clone(),
+        targets,
+        args.attack_connections,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs_f64(args.attack_warmup)).await;
+    let hwm_before = procfs::memory_kib(pid).1;
+    let under = steady(args, &legit, base.clone(), users, pid).await;
+    stop.store(true, Ordering::Relaxed);
+    let answers = flood.await?;
+    let hwm_after = procfs::memory_kib(pid).1;
+    let p99_ratio = under.lat.p99 / alone.lat.p99.max(1e-9);
+    let mut out = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(out, "\n=== sesame-bench attack summary ===");
+    let _ = writeln!(out, "server: {}", bin.display());
+    for (name, st) in [("alone", &alone), ("under attack", &under)] {
+        let _ = writeln!(
+            out,
+            "legitimate {name:<13} {:.1} sign-ins/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {} failed ({} of them 503)",
+            st.rate, st.lat.p50, st.lat.p99, st.lat.max, st.errors, st.total, st.busy
+        );
+        for (k, v) in &st.error_kinds {
+            let _ = writeln!(out, "  error {k}: {v}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "p99 under attack / alone: {p99_ratio:.2} (goal <= 2: {})",
+        if p99_ratio <= 2.0 { "MET" } else { "NOT MET" }
+    );
+    let _ = writeln!(
+        out,
+        "attacker ({} connections, {} account name(s), {:.1} s): {} answers = {:.0}/s; checked and wrong (401) {} = {:.2}/s; held (429) {} = {:.0}/s; busy (503) {}; no answer {}; other {}",
+        args.attack_connections,
+        args.attack_accounts,
+        answers.seconds,
+        answers.total(),
+        answers.total() as f64 / answers.seconds.max(1e-9),
+        answers.count(401),
+        answers.rate(401),
+        answers.count(429),
+        answers.rate(429),
+        answers.count(503),
+        answers.count(0),
+        answers.total() - answers.count(401) - answers.count(429) - answers.count(503) - answers.count(0)
+    );
+    let _ = writeln!(
+        out,
+        "server peak memory: {:.1} MiB before the measured window, {:.1} MiB after",
+        hwm_before as f64 / 1024.0,
+        hwm_after as f64 / 1024.0
+    );
+    let mut failures = Vec::new();
+    if under.busy > 0 {
+        failures.push(format!(
+            "{} legitimate sign-ins got 503 under attack",
+            under.busy
+        ));
+    }
+    if p99_ratio > 2.0 {
+        failures.push(format!(
+            "p99 under attack is {p99_ratio:.2}x the unloaded one"
+        ));
+    }
+    if alone.errors + under.errors > 0 {
+        failures.push(format!(
+            "{} legitimate sign-ins failed",
+            alone.errors + under.errors
+        ));
+    }
+    let _ = writeln!(out, "{}", sesame_bench::result_line("PASS", &failures));
+    print!("{out}");
+    if let Some(path) = &args.json {
+        let side = |st: &Steady| {
+            serde_json::json!({
+                "signins_per_sec": st.rate,
+                "latency_ms": st.lat.json(),
+                "total": st.total,
+                "errors": st.errors,
+                "busy_503": st.busy,
+                "error_kinds": st.error_kinds,
+            })
+        };
+        write_json(
+            path,
+            &serde_json::json!({
+                "mode": "attack",
+                "concurrency": args.concurrency,
+                "alone": side(&alone),
+                "under_attack": side(&under),
+                "p99_ratio": p99_ratio,
+                "attacker": {
+                    "connections": args.attack_connections,
+                    "accounts": args.attack_accounts,
+                    "seconds": answers.seconds,
+                    "by_status": answers.by_status,
+                    "checked_per_sec": answers.rate(401),
+                    "held_per_sec": answers.rate(429),
+                },
+                "pass": failures.is_empty(),
+                "failures": failures,
+            }),
+        )?;
+    }
+    Ok(failures.is_empty())
+}
+
 async fn run(args: Args) -> Result<bool> {
     let bin = process::server_bin(args.sesame_bin.as_deref())?;
     let cores = sesame_bench::cores();
@@ -554,6 +718,18 @@ async fn run(args: Args) -> Result<bool> {
         rss_before as f64 / 1024.0
     );
     let base: Arc<str> = server.base.as_str().into();
+
+    if args.attack {
+        let ok = attack(&args, &base, users.clone(), pid, &bin).await;
+        drop(client);
+        let alive = server.is_running()?;
+        server.stop();
+        let ok = ok? && alive;
+        if !alive {
+            eprintln!("the server exited during the run");
+        }
+        return Ok(ok);
+    }
 
     // 4. Steady load.
     eprintln!(

@@ -5,6 +5,7 @@
 //! for freshness, and its nonce is recorded in the database so a replay fails on every node.
 
 use super::DeviceError;
+use crate::delivery::hub::Received;
 use crate::error::{Error, Kind};
 use crate::service::approvals::{self, AppAnswer};
 use crate::service::{devices, Origin};
@@ -165,7 +166,7 @@ async fn events(
 ) -> Result<Response, DeviceError> {
     let user = signed.user.clone();
     // Subscribe before reading the pending list, so nothing created in between is missed.
-    let sub = state.hub.subscribe(user.id);
+    let sub = state.hub.subscribe(user.id, signed.device.id.as_str());
     let policy = state.user_policy(&user).await?.policy;
     let first: Vec<DeviceEvent> = state
         .store
@@ -185,19 +186,33 @@ async fn events(
     // event is sent only after checking that this device is still registered.
     let device = signed.device.id.clone();
     let stream = futures_util::stream::unfold(
-        (first.into_iter(), sub, state, device),
-        |(mut first, mut sub, state, device)| async move {
+        (first.into_iter(), Some(sub), state, device),
+        |(mut first, sub, state, device)| async move {
             if let Some(ev) = first.next() {
                 return Some((to_sse(&ev), (first, sub, state, device)));
             }
-            // A stream that fell behind, or whose channel closed, ends: the app reconnects and
-            // re-reads the pending list.
-            let ev = sub.recv().await.ok()?;
-            match state.store.find_device(&device).await {
-                Ok(Some(_)) => Some((to_sse(&ev), (first, sub, state, device))),
-                // Removed (or unknown for now): end the stream. A device that is still
-                // registered reconnects and re-reads the pending list.
-                _ => None,
+            let mut sub = sub?;
+            match sub.recv().await {
+                Received::Event(ev) => match state.store.find_device(&device).await {
+                    Ok(Some(_)) => Some((to_sse(&ev), (first, Some(sub), state, device))),
+                    // Removed (or unknown for now): end the stream. A device that is still
+                    // registered reconnects and re-reads the pending list.
+                    _ => None,
+                },
+                // The last word before the stream ends: when to come back.
+                Received::ShuttingDown => Some((
+                    Ok(Event::default()
+                        .comment("the server is restarting: reconnect")
+                        .retry(RECONNECT_AFTER)),
+                    (first, None, state, device),
+                )),
+                Received::Replaced => Some((
+                    Ok(Event::default().comment("a newer stream of this device replaced this one")),
+                    (first, None, state, device),
+                )),
+                // A stream that fell behind, or whose channel closed, ends: the app reconnects
+                // and re-reads the pending list.
+                Received::Closed => None,
             }
         },
     );
@@ -205,6 +220,9 @@ async fn events(
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(20)))
         .into_response())
 }
+
+/// How long an app waits before reconnecting to a server that is restarting.
+const RECONNECT_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn to_sse(ev: &DeviceEvent) -> Result<Event, Infallible> {
     Ok(Event::default().data(serde_json::to_string(ev).expect("events serialise")))

@@ -4,24 +4,61 @@
 //! hub from PostgreSQL `LISTEN/NOTIFY`.)
 //!
 //! Nothing here outlives its use: a user's channel goes when their last stream ends, and a
-//! challenge's notifier when its last waiter leaves, answered or not. A panic elsewhere while
+//! challenge's notifier when its last waiter leaves, answered or not. One device keeps at most
+//! [`MAX_STREAMS_PER_DEVICE`] streams (a new one ends the oldest), and every stream ends when
+//! the server shuts down. A panic elsewhere while
 //! a lock was held does not take the hub down: the maps stay consistent at every step, so a
 //! poisoned lock is simply taken over.
 
 use sesame_core::{ChallengeId, UserId};
 use sesame_proto::device::DeviceEvent;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
 /// Events buffered per user for slow device streams; a stream that falls further behind
 /// re-reads the pending list instead.
 const USER_CHANNEL_CAPACITY: usize = 16;
 
-#[derive(Default)]
+/// Event streams one device may hold at once: its app, and a stale connection it has not
+/// noticed is gone yet.
+pub const MAX_STREAMS_PER_DEVICE: usize = 2;
+
 pub struct Hub {
     users: Mutex<HashMap<UserId, broadcast::Sender<DeviceEvent>>>,
     challenges: Mutex<HashMap<ChallengeId, Arc<Notify>>>,
+    /// Each device's open streams, oldest first.
+    streams: Mutex<HashMap<String, VecDeque<OpenStream>>>,
+    next_ticket: AtomicU64,
+    stopping: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            users: Mutex::default(),
+            challenges: Mutex::default(),
+            streams: Mutex::default(),
+            next_ticket: AtomicU64::new(0),
+            stopping: watch::channel(false).0,
+        }
+    }
+}
+
+/// One open stream of a device: its ticket, and how to end it.
+type OpenStream = (u64, Arc<Notify>);
+
+/// What a device stream receives next.
+#[derive(Debug)]
+pub enum Received {
+    Event(DeviceEvent),
+    /// A newer stream of the same device took this one's place.
+    Replaced,
+    /// The server is shutting down: reconnect in a moment.
+    ShuttingDown,
+    /// The stream fell behind or its channel closed: reconnect and re-read what is pending.
+    Closed,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -33,14 +70,26 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Subscription {
     hub: Arc<Hub>,
     user: UserId,
+    device: String,
+    ticket: u64,
+    replaced: Arc<Notify>,
+    stopping: watch::Receiver<bool>,
     rx: Option<broadcast::Receiver<DeviceEvent>>,
 }
 
 impl Subscription {
-    pub async fn recv(&mut self) -> Result<DeviceEvent, broadcast::error::RecvError> {
-        match &mut self.rx {
-            Some(rx) => rx.recv().await,
-            None => Err(broadcast::error::RecvError::Closed),
+    pub async fn recv(&mut self) -> Received {
+        let Some(rx) = &mut self.rx else {
+            return Received::Closed;
+        };
+        tokio::select! {
+            biased;
+            _ = self.stopping.wait_for(|s| *s) => Received::ShuttingDown,
+            () = self.replaced.notified() => Received::Replaced,
+            r = rx.recv() => match r {
+                Ok(ev) => Received::Event(ev),
+                Err(_) => Received::Closed,
+            },
         }
     }
 }
@@ -48,6 +97,15 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.rx.take());
+        {
+            let mut streams = locked(&self.hub.streams);
+            if let Some(list) = streams.get_mut(&self.device) {
+                list.retain(|(t, _)| *t != self.ticket);
+                if list.is_empty() {
+                    streams.remove(&self.device);
+                }
+            }
+        }
         let mut users = locked(&self.hub.users);
         if users
             .get(&self.user)
@@ -87,8 +145,22 @@ impl Drop for Waiter {
 }
 
 impl Hub {
-    /// A receiver of the user's device events.
-    pub fn subscribe(self: &Arc<Self>, user: UserId) -> Subscription {
+    /// A receiver of the user's events for one of their devices. A device that already holds
+    /// [`MAX_STREAMS_PER_DEVICE`] streams loses its oldest.
+    pub fn subscribe(self: &Arc<Self>, user: UserId, device: &str) -> Subscription {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let replaced = Arc::new(Notify::new());
+        {
+            let mut streams = locked(&self.streams);
+            let list = streams.entry(device.to_string()).or_default();
+            while list.len() >= MAX_STREAMS_PER_DEVICE {
+                if let Some((_, oldest)) = list.pop_front() {
+                    // A stored permit: the oldest ends even if it is not waiting right now.
+                    oldest.notify_one();
+                }
+            }
+            list.push_back((ticket, replaced.clone()));
+        }
         let rx = locked(&self.users)
             .entry(user)
             .or_insert_with(|| broadcast::channel(USER_CHANNEL_CAPACITY).0)
@@ -96,8 +168,22 @@ impl Hub {
         Subscription {
             hub: self.clone(),
             user,
+            device: device.to_string(),
+            ticket,
+            replaced,
+            stopping: self.stopping.subscribe(),
             rx: Some(rx),
         }
+    }
+
+    /// Ends every stream (the server is shutting down): each is told to reconnect.
+    pub fn shut_down(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Open streams of a device (for tests and metrics).
+    pub fn streams_of(&self, device: &str) -> usize {
+        locked(&self.streams).get(device).map_or(0, VecDeque::len)
     }
 
     /// Sends to every connected device of the user (none connected: nothing to do).
@@ -166,12 +252,12 @@ mod tests {
     #[tokio::test]
     async fn events_reach_subscribers_of_that_user_only() {
         let hub = Arc::new(Hub::default());
-        let mut a = hub.subscribe(UserId(1));
-        let mut b = hub.subscribe(UserId(2));
+        let mut a = hub.subscribe(UserId(1), "d1");
+        let mut b = hub.subscribe(UserId(2), "d2");
         hub.closed(UserId(1), "x".into(), "superseded");
         assert!(matches!(
-            a.recv().await.unwrap(),
-            DeviceEvent::Closed { .. }
+            a.recv().await,
+            Received::Event(DeviceEvent::Closed { .. })
         ));
         assert!(tokio::time::timeout(Duration::from_millis(20), b.recv())
             .await
@@ -211,13 +297,51 @@ mod tests {
         drop(new);
         assert_eq!(hub.waited_challenges(), 0);
         // Streams that end without any event.
-        let s1 = hub.subscribe(UserId(7));
-        let s2 = hub.subscribe(UserId(7));
+        let s1 = hub.subscribe(UserId(7), "d7");
+        let s2 = hub.subscribe(UserId(7), "d8");
         drop(s1);
         assert_eq!(hub.connected_users(), 1);
         drop(s2);
         assert_eq!(hub.connected_users(), 0);
         assert!(locked(&hub.users).is_empty());
+        assert!(locked(&hub.streams).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_device_keeps_two_streams_and_a_new_one_ends_the_oldest() {
+        let hub = Arc::new(Hub::default());
+        let mut first = hub.subscribe(UserId(1), "d");
+        let mut second = hub.subscribe(UserId(1), "d");
+        let _other_device = hub.subscribe(UserId(1), "e");
+        assert_eq!(hub.streams_of("d"), 2);
+        let mut third = hub.subscribe(UserId(1), "d");
+        assert_eq!(hub.streams_of("d"), 2);
+        assert!(matches!(first.recv().await, Received::Replaced));
+        hub.publish(
+            UserId(1),
+            DeviceEvent::Closed {
+                id: "x".into(),
+                reason: "r".into(),
+            },
+        );
+        assert!(matches!(second.recv().await, Received::Event(_)));
+        assert!(matches!(third.recv().await, Received::Event(_)));
+        drop(first);
+        assert_eq!(hub.streams_of("d"), 2, "the replaced one was already gone");
+        drop(third);
+        assert_eq!(hub.streams_of("d"), 1);
+    }
+
+    #[tokio::test]
+    async fn shutting_down_ends_every_stream_even_new_ones() {
+        let hub = Arc::new(Hub::default());
+        let mut a = hub.subscribe(UserId(1), "d");
+        let waiting = tokio::spawn(async move { a.recv().await });
+        tokio::task::yield_now().await;
+        hub.shut_down();
+        assert!(matches!(waiting.await.unwrap(), Received::ShuttingDown));
+        let mut late = hub.subscribe(UserId(2), "e");
+        assert!(matches!(late.recv().await, Received::ShuttingDown));
     }
 
     #[test]
@@ -237,7 +361,7 @@ mod tests {
                 reason: "r".into(),
             },
         );
-        let _s = hub.subscribe(UserId(1));
+        let _s = hub.subscribe(UserId(1), "d");
         assert_eq!(hub.connected_users(), 1);
     }
 }

@@ -142,6 +142,9 @@ async fn password_page(Transaction(rec): Transaction, csrf: CsrfToken) -> Respon
     password_form(&csrf, StatusCode::OK, &rec.username, None)
 }
 
+/// How long a held password attempt waits before it is answered.
+const HELD_ANSWER_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn password_submit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -162,6 +165,10 @@ async fn password_submit(
             Some(INCORRECT),
         )),
         PasswordOutcome::Held(held) => {
+            // A held attempt is answered slowly on purpose: a guesser's connections then spend
+            // their time waiting, not the server's processors (the answer costs no hashing
+            // either way). A person who is held loses one second.
+            tokio::time::sleep(HELD_ANSWER_DELAY).await;
             let now = state.now();
             let mut page = password_form(
                 &csrf,
