@@ -10,7 +10,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -206,14 +206,48 @@ describe('passwordless phone sign-in with the authenticator app, in Chromium', {
     assert.match(out, /sesame-authenticator phone-sign-in enable/);
   });
 
-  test('phone sign-in needs an app PIN first; with one it turns on', () => {
+  test('phone sign-in needs an app PIN first, then carol confirms it on My security info', async () => {
     const refused = app('carol', ['phone-sign-in', 'enable', 'carol'], { allowFail: true });
     assert.notEqual(refused.status, 0, `refused without a PIN:\n${refused.stdout}`);
     assert.match(refused.stderr, /needs an app PIN/);
     assert.match(refused.stderr, /sesame-authenticator pin set/);
     app('carol', ['pin', 'set'], withPin);
-    const on = app('carol', ['phone-sign-in', 'enable', 'carol'], withPin);
-    assert.match(on.stdout, /Phone sign-in is on/);
+    // The app asks and waits: a copied device key alone must not turn phone sign-in on.
+    const enabling = spawn(AUTHENTICATOR_BIN, ['--vault', vaults.carol, 'phone-sign-in', 'enable', 'carol'], {
+      env: { ...serverEnv(), SESAME_AUTHENTICATOR_PIN: PIN },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    enabling.stdout.on('data', (d) => { out += d; });
+    enabling.stderr.on('data', (d) => { out += d; });
+    const exited = new Promise((resolve) => enabling.on('exit', resolve));
+    const deadline = Date.now() + TIMEOUT;
+    while (!/confirm it on My security info/.test(out)) {
+      assert.ok(Date.now() < deadline, `the app says where to confirm:\n${out}`);
+      await delay(100);
+    }
+    assert.match(out, new RegExp(`${server.url}/security-info`));
+
+    // Carol signs in with her password and the app, and confirms on My security info.
+    const context = await freshContext();
+    const page = await context.newPage();
+    assert.equal(await usernameStep(page, 'carol'), 'password', 'not on yet: the password comes first');
+    await page.getByLabel('Password').fill(PASSWORDS.carol);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: PHONE_HEADING }).waitFor();
+    const number = (await page.locator('#push-number').innerText()).trim();
+    approveOnPhone('carol', 'two-step verification', number);
+    await page.waitForURL(`${server.url}/account`);
+    await page.goto(`${server.url}/security-info`);
+    await page.getByRole('cell', { name: /waiting for your confirmation/ }).waitFor();
+    await page.getByRole('button', { name: 'Turn on phone sign-in' }).click();
+    await page.getByText('Phone sign-in is on for that device').waitFor();
+    await page.getByRole('cell', { name: 'On', exact: true }).waitFor();
+    await closeContext(context);
+
+    const code = await Promise.race([exited, delay(TIMEOUT).then(() => 'timeout')]);
+    assert.equal(code, 0, `the app saw the confirmation and finished:\n${out}`);
+    assert.match(out, /Phone sign-in is on for/);
   });
 
   test('a fresh browser: username, Next, approve on the phone; the page signs in by itself', async () => {

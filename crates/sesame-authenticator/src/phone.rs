@@ -90,6 +90,28 @@ pub async fn enable(link: &mut SesameLink, pin: &str) -> Result<DeviceStatus, Ph
     Ok(status)
 }
 
+/// Waits (polling every two seconds, at most `longest`) until the person confirmed the request
+/// to turn phone sign-in on, or it can no longer be confirmed; returns the last status.
+pub async fn wait_for_confirmation(
+    link: &mut SesameLink,
+    longest: std::time::Duration,
+) -> Result<DeviceStatus, PhoneError> {
+    let dkey = device_key(link)?;
+    let client = DeviceClient::new(&link.server, &link.device_id, &dkey);
+    let until = std::time::Instant::now() + longest;
+    loop {
+        let status = client.status().await?;
+        if status.phone_sign_in_enabled
+            || !status.phone_sign_in_awaiting_confirmation
+            || std::time::Instant::now() >= until
+        {
+            link.phone_sign_in = status.phone_sign_in_enabled;
+            return Ok(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
 pub async fn disable(link: &mut SesameLink) -> Result<DeviceStatus, PhoneError> {
     let dkey = device_key(link)?;
     let client = DeviceClient::new(&link.server, &link.device_id, &dkey);

@@ -28,8 +28,37 @@ async fn with_pin(vault: &Path, pin: &str, args: &[&str]) -> std::process::Outpu
     app_env(vault, args, &[("SESAME_AUTHENTICATOR_PIN", pin)]).await
 }
 
-async fn enable(vault: &Path) -> String {
-    ok(&with_pin(vault, PIN, &["phone-sign-in", "enable", "alice"]).await)
+/// Turns phone sign-in on as a person does: the app asks, then Alice confirms it on My
+/// security info after signing in with her password and the app's approval.
+async fn enable(srv: &TestServer, vault: &Path) -> String {
+    let out = ok(&with_pin(
+        vault,
+        PIN,
+        &["phone-sign-in", "enable", "alice", "--no-wait"],
+    )
+    .await);
+    assert!(out.contains("confirm it on My security info"), "{out}");
+    let mut b = srv.browser();
+    let p = b.password_step("alice", "correct horse").await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    let number = element_text(&b.follow(p).await.body, "push-number");
+    ok(&approve(vault, &number, PIN).await);
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
+    let page = b.get("/security-info").await;
+    assert!(page.body.contains("Turn on phone sign-in"), "{}", page.body);
+    let d = device(srv).await;
+    let p = b
+        .post(
+            &format!("/security-info/devices/{}/confirm-phone-sign-in", d.id),
+            &[],
+        )
+        .await;
+    assert_eq!(p.location(), Some("/security-info?done=phone_sign_in_on"));
+    assert!(device(srv).await.phone_sign_in_ready());
+    out
 }
 
 async fn device(srv: &TestServer) -> sesame_store::Device {
@@ -85,8 +114,7 @@ async fn phone_sign_in_needs_a_pin_first_then_signs_in_with_username_and_phone_o
     let d = device(&srv).await;
     assert!(d.pin_key.is_some() && d.phone_sign_in_at.is_none());
     // The vault keeps no PIN verifier and not the PIN key's public half.
-    let out = enable(&vault).await;
-    assert!(out.contains("Phone sign-in is on"), "{out}");
+    enable(&srv, &vault).await;
     assert!(device(&srv).await.phone_sign_in_ready());
 
     // Username only: the page goes straight to the phone, with the number and a way out.
@@ -144,7 +172,7 @@ async fn policy_decides_who_may_enable_and_use_phone_sign_in() {
         .add_group_member(pilot.id, alice.id)
         .await
         .unwrap();
-    enable(&vault).await;
+    enable(&srv, &vault).await;
 
     // A sign-in in flight when the policy changes to "push" (no phone sign-in) cannot be
     // approved, and the next one does not offer the phone.
@@ -211,7 +239,7 @@ async fn policy_decides_who_may_enable_and_use_phone_sign_in() {
 async fn a_new_attempt_leaves_other_requests_and_a_resend_replaces_its_own() {
     let (srv, _dir, vault) = setup().await;
     ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
-    enable(&vault).await;
+    enable(&srv, &vault).await;
     let mut first = srv.browser();
     let page = username(&mut first, "alice").await;
     let first_number = element_text(&page.body, "push-number");
@@ -265,7 +293,7 @@ async fn a_new_attempt_leaves_other_requests_and_a_resend_replaces_its_own() {
 async fn ten_wrong_pins_turn_phone_sign_in_off_until_allowed_again() {
     let (srv, _dir, vault) = setup().await;
     ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
-    enable(&vault).await;
+    enable(&srv, &vault).await;
     let mut b = srv.browser();
     let page = username(&mut b, "alice").await;
     let number = element_text(&page.body, "push-number");
@@ -338,8 +366,7 @@ async fn ten_wrong_pins_turn_phone_sign_in_off_until_allowed_again() {
         allowed.location(),
         Some("/security-info?done=allowed_again")
     );
-    let out = enable(&vault).await;
-    assert!(out.contains("Phone sign-in is on"), "{out}");
+    enable(&srv, &vault).await;
     let d = device(&srv).await;
     assert!(d.phone_sign_in_ready() && d.pin_key_failures == 0);
 }
@@ -348,7 +375,7 @@ async fn ten_wrong_pins_turn_phone_sign_in_off_until_allowed_again() {
 async fn the_last_choice_is_remembered_per_user_and_per_browser() {
     let (srv, _dir, vault) = setup().await;
     ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
-    enable(&vault).await;
+    enable(&srv, &vault).await;
     let mut b = srv.browser();
     let page = username(&mut b, "alice").await;
     assert!(page.body.contains("Approve sign-in request"));
@@ -431,7 +458,7 @@ async fn the_last_choice_is_remembered_per_user_and_per_browser() {
 async fn removing_the_device_stops_its_requests_and_phone_sign_in() {
     let (srv, _dir, vault) = setup().await;
     ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
-    enable(&vault).await;
+    enable(&srv, &vault).await;
     // Sign in with the phone (a fresh second step), then leave a request pending elsewhere.
     let mut me = srv.browser();
     let page = username(&mut me, "alice").await;
@@ -478,7 +505,7 @@ async fn removing_the_device_stops_its_requests_and_phone_sign_in() {
 async fn a_user_with_a_method_never_signs_in_with_the_password_alone() {
     let (srv, _dir, vault) = setup().await;
     ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
-    enable(&vault).await;
+    enable(&srv, &vault).await;
     set_policy(
         &srv,
         PolicyEdit {
@@ -545,7 +572,7 @@ async fn pending_of(vault: &Path, kind: &str) -> Vec<String> {
 async fn a_username_alone_withdraws_nothing_changes_nothing_and_spends_only_its_own_budget() {
     let (srv, _dir, vault) = setup().await;
     ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
-    enable(&vault).await;
+    enable(&srv, &vault).await;
     let alice = || async {
         srv.store
             .find_user_by_username(srv.state.default_tenant, "alice")

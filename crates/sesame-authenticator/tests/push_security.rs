@@ -639,8 +639,177 @@ async fn with_phone_sign_in(srv: &TestServer, phone: &Phone) -> DeviceKey {
         .phone_sign_in(true, Some(&pin_key))
         .await
         .unwrap();
-    assert!(st.phone_sign_in_enabled);
+    assert!(st.phone_sign_in_awaiting_confirmation && !st.phone_sign_in_enabled);
+    confirm_on_security_info(srv, phone, "alice").await;
+    assert!(
+        phone
+            .client(srv)
+            .status()
+            .await
+            .unwrap()
+            .phone_sign_in_enabled
+    );
     pin_key
+}
+
+/// Signs in with the password and the phone's approval (a fresh second step); returns the
+/// browser, on My security info.
+async fn fresh_session(srv: &TestServer, phone: &Phone, name: &str) -> Browser {
+    let (mut b, number) = sign_in(srv, name).await;
+    let c = only_pending(srv, phone).await;
+    phone
+        .client(srv)
+        .respond(&phone.answer(&c, Decision::Approve, &number))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/account")
+    );
+    b.get("/security-info").await;
+    b
+}
+
+/// The person confirms the app's request to turn phone sign-in on, on My security info.
+async fn confirm_on_security_info(srv: &TestServer, phone: &Phone, name: &str) {
+    let mut b = fresh_session(srv, phone, name).await;
+    let p = b
+        .post(
+            &format!(
+                "/security-info/devices/{}/confirm-phone-sign-in",
+                phone.device_id
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(p.location(), Some("/security-info?done=phone_sign_in_on"));
+}
+
+/// With a copy of the device key (and so any PIN key it registers), an attacker can only ask
+/// for phone sign-in; it goes on when the person confirms it on My security info after a fresh
+/// sign-in with a second step, within 10 minutes, and never from the admin console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_device_key_alone_cannot_turn_on_phone_sign_in() {
+    let srv = server(ServerConfig::default()).await;
+    let phone = user_with_phone(&srv, "alice").await;
+    let pin_key = DeviceKey::generate();
+    phone
+        .client(&srv)
+        .pin_key(&api::PinKeyRequest {
+            alg: api::ALG_ES256.into(),
+            public_key: pin_key.public_key(),
+            proof: None,
+        })
+        .await
+        .unwrap();
+    let st = phone
+        .client(&srv)
+        .phone_sign_in(true, Some(&pin_key))
+        .await
+        .unwrap();
+    assert!(!st.phone_sign_in_enabled && st.phone_sign_in_awaiting_confirmation);
+    assert!(st.message.contains("My security info"), "{}", st.message);
+    // Not on: a username alone still goes to the password page.
+    let mut b = srv.browser();
+    b.get("/login").await;
+    let p = b.post("/login", &[("username", "alice")]).await;
+    assert_eq!(p.location(), Some("/login/password"));
+    let confirm_path = format!(
+        "/security-info/devices/{}/confirm-phone-sign-in",
+        phone.device_id
+    );
+    // A session whose second step is no longer fresh is sent to sign in again first.
+    let mut stale = fresh_session(&srv, &phone, "alice").await;
+    let now = sesame_core::Clock::now(&*srv.clock);
+    srv.clock.advance(601);
+    let p = stale.post(&confirm_path, &[]).await;
+    assert!(
+        p.location().unwrap_or("").starts_with("/login?reauth=1"),
+        "{:?}",
+        p.location()
+    );
+    srv.clock.set(now);
+    assert!(
+        !phone
+            .client(&srv)
+            .status()
+            .await
+            .unwrap()
+            .phone_sign_in_enabled
+    );
+    // A request that has waited more than 10 minutes: nothing to confirm.
+    let d = srv
+        .store
+        .find_device(&phone.device_id.clone().into())
+        .await
+        .unwrap()
+        .unwrap();
+    srv.store
+        .request_phone_sign_in(d.row_id, now - 601)
+        .await
+        .unwrap();
+    let mut me = fresh_session(&srv, &phone, "alice").await;
+    let p = me.post(&confirm_path, &[]).await;
+    assert_eq!(p.location(), Some("/security-info?done=nothing_to_confirm"));
+    assert!(
+        !phone
+            .client(&srv)
+            .status()
+            .await
+            .unwrap()
+            .phone_sign_in_enabled
+    );
+    // An administrator cannot confirm for the person.
+    srv.create_admin("root", Some("correct horse")).await;
+    let mut a = srv.browser();
+    a.password_step("root", "correct horse").await;
+    a.get("/admin/users/alice").await;
+    let p = a
+        .post(
+            &format!(
+                "/admin/users/alice/devices/{}/confirm-phone-sign-in",
+                phone.device_id
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(p.status, 404, "{}", p.body);
+    // Asked again, and confirmed in time by the person: on.
+    phone
+        .client(&srv)
+        .phone_sign_in(true, Some(&pin_key))
+        .await
+        .unwrap();
+    let page = me.get("/security-info").await;
+    assert!(
+        page.body.contains("waiting for your confirmation"),
+        "{}",
+        page.body
+    );
+    let p = me.post(&confirm_path, &[]).await;
+    assert_eq!(p.location(), Some("/security-info?done=phone_sign_in_on"));
+    assert!(
+        phone
+            .client(&srv)
+            .status()
+            .await
+            .unwrap()
+            .phone_sign_in_enabled
+    );
+    let log = srv.store.list_audit(&Default::default()).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.event == "phone_sign_in_requested")
+            .count(),
+        2
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.event == "phone_sign_in_enabled"
+                && e.result == sesame_store::AuditResult::Success)
+            .count(),
+        1
+    );
 }
 
 /// Username only; returns the browser waiting for the phone and the number.

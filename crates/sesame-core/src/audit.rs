@@ -87,6 +87,7 @@ named_enum!(
         PinKeyReplaced = "pin_key_replaced",
         PinKeyReset = "pin_key_reset",
         PhoneSignInEnabled = "phone_sign_in_enabled",
+        PhoneSignInRequested = "phone_sign_in_requested",
         PhoneSignInDisabled = "phone_sign_in_disabled",
         DeviceAdded = "device_added",
         DeviceRemoved = "device_removed",

@@ -190,6 +190,9 @@ pub struct DeviceStatus {
     pub pin_key_registered: bool,
     /// Turned off after too many wrong PINs.
     pub pin_key_disabled: bool,
+    /// The app asked to turn phone sign-in on; the person must confirm it on My security info.
+    #[serde(default)]
+    pub phone_sign_in_awaiting_confirmation: bool,
     /// What to tell the person (why phone sign-in is not available, what to do).
     pub message: String,
 }

@@ -1141,6 +1141,65 @@ pub async fn pin_key_registers_once_and_rotates_only_from_the_current_key(b: &dy
     assert!(s.set_pin_key(d.row_id, b"k3", None).await.unwrap());
 }
 
+/// Phone sign-in goes on only when the person confirms a fresh request of the app, for a
+/// device whose PIN key is registered and working.
+pub async fn phone_sign_in_goes_on_only_when_a_fresh_request_is_confirmed(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "alice").await;
+    let d = device(&*s, u, "phone").await;
+    // Nothing asked: nothing to confirm.
+    assert!(!s
+        .confirm_phone_sign_in(d.row_id, NOW - 600, NOW)
+        .await
+        .unwrap());
+    s.request_phone_sign_in(d.row_id, NOW).await.unwrap();
+    // No PIN key yet: still nothing to turn on.
+    assert!(!s
+        .confirm_phone_sign_in(d.row_id, NOW - 600, NOW)
+        .await
+        .unwrap());
+    assert!(s.set_pin_key(d.row_id, b"k1", None).await.unwrap());
+    // Too old a request is not confirmed.
+    assert!(!s
+        .confirm_phone_sign_in(d.row_id, NOW + 1, NOW + 2)
+        .await
+        .unwrap());
+    let asked = s.find_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(asked.phone_sign_in_requested_at, Some(NOW));
+    assert!(!asked.phone_sign_in_ready());
+    assert!(s
+        .confirm_phone_sign_in(d.row_id, NOW - 600, NOW + 5)
+        .await
+        .unwrap());
+    let on = s.find_device(&d.id).await.unwrap().unwrap();
+    assert!(on.phone_sign_in_ready());
+    assert_eq!(on.phone_sign_in_at, Some(NOW + 5));
+    assert_eq!(
+        on.phone_sign_in_requested_at, None,
+        "a request is confirmed once"
+    );
+    assert!(!s
+        .confirm_phone_sign_in(d.row_id, NOW - 600, NOW + 6)
+        .await
+        .unwrap());
+    // A request for a disabled PIN key is not confirmed either.
+    s.set_phone_sign_in(d.row_id, None).await.unwrap();
+    s.request_phone_sign_in(d.row_id, NOW + 10).await.unwrap();
+    assert!(s.disable_pin_key(d.row_id, NOW + 11).await.unwrap());
+    assert!(!s
+        .confirm_phone_sign_in(d.row_id, NOW, NOW + 12)
+        .await
+        .unwrap());
+    // Turning off, and forgetting the PIN key, forget the request too.
+    assert!(s.clear_pin_key(u, &d.id).await.unwrap());
+    let cleared = s.find_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(cleared.phone_sign_in_requested_at, None);
+    s.request_phone_sign_in(d.row_id, NOW + 20).await.unwrap();
+    s.set_phone_sign_in(d.row_id, None).await.unwrap();
+    let off = s.find_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(off.phone_sign_in_requested_at, None);
+}
+
 pub async fn parallel_pin_guesses_count_at_most_ten_in_a_row(b: &dyn Backend) {
     let s = fresh(b).await;
     let u = user(&*s, "alice").await;
@@ -1494,6 +1553,7 @@ cases!(
     removing_a_device_cancels_its_users_requests,
     device_nonces_are_single_use,
     pin_key_registers_once_and_rotates_only_from_the_current_key,
+    phone_sign_in_goes_on_only_when_a_fresh_request_is_confirmed,
     parallel_pin_guesses_count_at_most_ten_in_a_row,
     policy_saves_are_compare_and_set_and_logged,
     policy_for_user_reads_the_policy_only_when_its_version_moved,

@@ -89,6 +89,8 @@ pub struct Device {
     pub pin_key_disabled_at: Option<UnixTime>,
     /// Set while the user has phone sign-in turned on for this device.
     pub phone_sign_in_at: Option<UnixTime>,
+    /// When the app asked to turn phone sign-in on; it waits for the person to confirm.
+    pub phone_sign_in_requested_at: Option<UnixTime>,
 }
 
 impl Device {

@@ -381,8 +381,19 @@ pub trait DeviceStore: Send + Sync {
     /// Forgets a disabled or unwanted PIN key (the user allows phone sign-in again, or an
     /// administrator resets it); the app registers a new one.
     async fn clear_pin_key(&self, user: UserId, id: &DeviceId) -> Result<bool>;
-    /// Turns phone sign-in on (`Some(now)`) or off for a device.
+    /// Turns phone sign-in on (`Some(now)`) or off for a device; either way a request to turn
+    /// it on is forgotten.
     async fn set_phone_sign_in(&self, row: DeviceRow, at: Option<UnixTime>) -> Result<()>;
+    /// Records that the app asked to turn phone sign-in on (it waits for the person).
+    async fn request_phone_sign_in(&self, row: DeviceRow, now: UnixTime) -> Result<()>;
+    /// The person confirmed: phone sign-in goes on, if the app asked at or after
+    /// `requested_since` and the PIN key is registered and working. False: nothing to confirm.
+    async fn confirm_phone_sign_in(
+        &self,
+        row: DeviceRow,
+        requested_since: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool>;
 }
 
 /// Out-of-band approvals (requests to the phone) and their one-winner transitions.

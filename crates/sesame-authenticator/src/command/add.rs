@@ -98,7 +98,7 @@ fn add_sesame(vault: &mut Vault, link: &str, name: Option<String>, json: bool) -
         if std::io::IsTerminal::is_terminal(&std::io::stdin())
             && confirm("Turn on phone sign-in now? [y/N] ")?
         {
-            super::phone_sign_in::enable(vault, &line.account, json)?;
+            super::phone_sign_in::enable(vault, &line.account, false, json)?;
         } else {
             println!(
                 "Turn it on with: sesame-authenticator phone-sign-in enable {}",

@@ -9,20 +9,26 @@ use sesame_authenticator::Vault;
 #[derive(Subcommand)]
 pub enum PhoneCommand {
     /// Turn on phone sign-in for a Sesame account (asks for the app PIN, or asks you to set one).
-    Enable { account: String },
+    /// You then confirm it on My security info; this waits for that (up to 10 minutes).
+    Enable {
+        account: String,
+        /// Ask, and return without waiting for the confirmation on My security info.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Turn it off (sign in with your password again).
     Disable { account: String },
 }
 
 pub fn run(vault: &mut Vault, c: &PhoneCommand, json: bool) -> Result<()> {
     match c {
-        PhoneCommand::Enable { account } => enable(vault, account, json),
+        PhoneCommand::Enable { account, no_wait } => enable(vault, account, *no_wait, json),
         PhoneCommand::Disable { account } => disable(vault, account, json),
     }
 }
 
 /// `phone-sign-in enable`: asks to set a PIN first when there is none, then proves it.
-pub fn enable(vault: &mut Vault, account: &str, json: bool) -> Result<()> {
+pub fn enable(vault: &mut Vault, account: &str, no_wait: bool, json: bool) -> Result<()> {
     let i = sesame_index(vault, account)?;
     let label = vault.data.accounts[i].otp.label();
     let server = vault.data.accounts[i]
@@ -59,10 +65,37 @@ pub fn enable(vault: &mut Vault, account: &str, json: bool) -> Result<()> {
         .sesame
         .as_mut()
         .expect("a Sesame account");
-    let result = runtime()?.block_on(phone::enable(link, &pin));
+    let rt = runtime()?;
+    let result = rt.block_on(phone::enable(link, &pin));
     // A PIN key registered before a refusal is kept either way.
     vault.save()?;
-    let status = result?;
+    let mut status = result?;
+    if status.phone_sign_in_awaiting_confirmation {
+        let page = format!("{}/security-info", server.trim_end_matches('/'));
+        if no_wait || json {
+            return super::output(json, &status, || {
+                println!("Asked. Now confirm it on My security info: {page}");
+                println!("(sign in there, then choose \"Turn on phone sign-in\" for this device within 10 minutes)");
+            });
+        }
+        println!("Almost done: confirm it on My security info: {page}");
+        println!("Sign in there, then choose \"Turn on phone sign-in\" for this device. Waiting up to 10 minutes (Ctrl-C stops waiting)...");
+        let link = vault.data.accounts[i]
+            .sesame
+            .as_mut()
+            .expect("a Sesame account");
+        status = rt.block_on(phone::wait_for_confirmation(
+            link,
+            std::time::Duration::from_secs(600),
+        ))?;
+        vault.save()?;
+        if !status.phone_sign_in_enabled {
+            bail!(
+                "phone sign-in was not confirmed in time: {}",
+                status.message
+            );
+        }
+    }
     super::output(json, &status, || {
         println!("Phone sign-in is on for {label}. Next time, type your username and approve here with your PIN.");
     })

@@ -10,7 +10,7 @@ use rand::RngCore;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use sesame_core::audit::{AuditMethod, Event};
 use sesame_core::secret::SecretBytes;
-use sesame_core::{totp, DeviceId};
+use sesame_core::{totp, DeviceId, UnixTime};
 use sesame_proto::device::{self as api, DeviceStatus};
 use sesame_store::{Device, NewDevice, PinOutcome, StoreError, User};
 
@@ -380,7 +380,22 @@ pub async fn register_pin_key(
     status(svc, user, &device.id).await
 }
 
-/// Turns phone sign-in on (policy permitting, proven with the PIN over `nonce`) or off.
+/// How long the app's request to turn phone sign-in on waits for the person's confirmation.
+pub const PHONE_SIGN_IN_CONFIRM_SECS: i64 = 600;
+
+/// Whether the app asked to turn phone sign-in on for `d` and the person may confirm it now.
+pub fn awaiting_confirmation(d: &Device, now: UnixTime) -> bool {
+    d.phone_sign_in_at.is_none()
+        && d.pin_key.is_some()
+        && d.pin_key_disabled_at.is_none()
+        && d.phone_sign_in_requested_at
+            .is_some_and(|t| now < t.saturating_add(PHONE_SIGN_IN_CONFIRM_SECS))
+}
+
+/// The app asks to turn phone sign-in on (policy permitting, proven with the PIN over `nonce`)
+/// or turns it off. Turning it on takes the person too: a copied device key could sign this
+/// request, so it only waits until the person confirms it on My security info after a fresh
+/// sign-in ([`confirm_phone_sign_in`]).
 pub async fn set_phone_sign_in(
     svc: &Services,
     origin: &Origin,
@@ -390,33 +405,69 @@ pub async fn set_phone_sign_in(
     nonce: &str,
 ) -> Result<DeviceStatus, Error> {
     let line = |event| Line::of(user, event).method(AuditMethod::PhoneSignIn);
-    if r.enabled {
-        if !svc.user_policy(user).await?.allowed.phone_sign_in {
-            svc.audit(
-                origin,
-                line(Event::PhoneSignInEnabled).failed("not_allowed"),
-            )
-            .await;
-            return Err(Error::new(
-                Kind::Forbidden,
-                "not_allowed",
-                super::policy::PHONE_SIGN_IN_NOT_ALLOWED,
-            ));
-        }
-        let msg = api::phone_sign_in_message(device.id.as_str(), nonce);
-        check_pin(svc, origin, user, device, &msg, r.proof.as_deref()).await?;
-    }
-    svc.store
-        .set_phone_sign_in(device.row_id, r.enabled.then(|| svc.now()))
-        .await?;
-    let event = if r.enabled {
-        Event::PhoneSignInEnabled
-    } else {
-        Event::PhoneSignInDisabled
-    };
-    svc.audit(origin, line(event).reason(device.name.clone()))
+    if !r.enabled {
+        svc.store.set_phone_sign_in(device.row_id, None).await?;
+        svc.audit(
+            origin,
+            line(Event::PhoneSignInDisabled).reason(device.name.clone()),
+        )
         .await;
+        return status(svc, user, &device.id).await;
+    }
+    if !svc.user_policy(user).await?.allowed.phone_sign_in {
+        svc.audit(
+            origin,
+            line(Event::PhoneSignInEnabled).failed("not_allowed"),
+        )
+        .await;
+        return Err(Error::new(
+            Kind::Forbidden,
+            "not_allowed",
+            super::policy::PHONE_SIGN_IN_NOT_ALLOWED,
+        ));
+    }
+    let msg = api::phone_sign_in_message(device.id.as_str(), nonce);
+    check_pin(svc, origin, user, device, &msg, r.proof.as_deref()).await?;
+    if device.phone_sign_in_at.is_none() {
+        svc.store
+            .request_phone_sign_in(device.row_id, svc.now())
+            .await?;
+        svc.audit(
+            origin,
+            line(Event::PhoneSignInRequested).reason(device.name.clone()),
+        )
+        .await;
+    }
     status(svc, user, &device.id).await
+}
+
+/// The person confirms, on My security info after a fresh sign-in, the app's request to turn
+/// phone sign-in on. False: there was no request to confirm (none, too old, or the PIN key
+/// is gone or off).
+pub async fn confirm_phone_sign_in(
+    svc: &Services,
+    origin: &Origin,
+    user: &User,
+    device: &Device,
+) -> Result<bool, Error> {
+    if !svc.user_policy(user).await?.allowed.phone_sign_in {
+        return Err(Error::forbidden(super::policy::PHONE_SIGN_IN_NOT_ALLOWED));
+    }
+    let now = svc.now();
+    let confirmed = svc
+        .store
+        .confirm_phone_sign_in(device.row_id, now - PHONE_SIGN_IN_CONFIRM_SECS, now)
+        .await?;
+    if confirmed {
+        svc.audit(
+            origin,
+            Line::of(user, Event::PhoneSignInEnabled)
+                .method(AuditMethod::PhoneSignIn)
+                .reason(device.name.clone()),
+        )
+        .await;
+    }
+    Ok(confirmed)
 }
 
 /// What the app is told about its registration.
@@ -429,12 +480,15 @@ pub async fn status(svc: &Services, user: &User, id: &DeviceId) -> Result<Device
         )
     })?;
     let allowed = svc.user_policy(user).await?.allowed.phone_sign_in;
+    let awaiting = awaiting_confirmation(&d, svc.now());
     let message = if d.pin_key_disabled_at.is_some() {
         pin_disabled().message.to_string()
     } else if !allowed {
         super::policy::PHONE_SIGN_IN_NOT_ALLOWED.to_string()
     } else if d.phone_sign_in_ready() {
         "Phone sign-in is on: sign in with your username and this app.".to_string()
+    } else if awaiting {
+        "Confirm it on My security info (/security-info) within 10 minutes: sign in there and choose \"Turn on phone sign-in\" for this device.".to_string()
     } else {
         "Phone sign-in is available: turn it on with `sesame-authenticator phone-sign-in enable`."
             .to_string()
@@ -445,6 +499,7 @@ pub async fn status(svc: &Services, user: &User, id: &DeviceId) -> Result<Device
         phone_sign_in_enabled: d.phone_sign_in_at.is_some(),
         pin_key_registered: d.pin_key.is_some(),
         pin_key_disabled: d.pin_key_disabled_at.is_some(),
+        phone_sign_in_awaiting_confirmation: awaiting,
         message,
     })
 }

@@ -11,7 +11,7 @@ use super::templates::{
 };
 use super::{device_done, fmt_time, page, see_other, CsrfForm, CsrfToken};
 use crate::error::Error;
-use crate::service::devices::DeviceAction;
+use crate::service::devices::{self, DeviceAction};
 use crate::service::{security, Origin};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -32,6 +32,10 @@ pub fn routes() -> Router<AppState> {
             "/security-info/default",
             get(default_page).post(default_submit),
         )
+        .route(
+            "/security-info/devices/{id}/confirm-phone-sign-in",
+            post(confirm_phone_sign_in),
+        )
         .route("/security-info/devices/{id}/{action}", post(device_action))
 }
 
@@ -50,6 +54,8 @@ fn flash_text(done: Option<&str>) -> Option<&'static str> {
         "default" => Some("Default method changed."),
         "device_removed" => Some("Device removed. Its sign-in requests and codes no longer work."),
         "phone_sign_in_off" => Some("Phone sign-in turned off for that device."),
+        "phone_sign_in_on" => Some("Phone sign-in is on for that device: next time, type your username and approve in the app with your PIN."),
+        "nothing_to_confirm" => Some("There was no request to confirm (requests wait 10 minutes). In the Authenticator app, turn on phone sign-in again, then confirm it here."),
         "allowed_again" => Some("Phone sign-in can be turned on again for that device: open the Authenticator app and turn on phone sign-in (you will set up the PIN key again)."),
         _ => None,
     }
@@ -101,7 +107,7 @@ async fn overview(
             ),
             default_method: &default,
             methods: rows,
-            devices: device_rows(&devices, "/security-info/devices"),
+            devices: device_rows(&devices, "/security-info/devices", state.now(), true),
         },
     ))
 }
@@ -198,4 +204,30 @@ async fn device_action(
         "/security-info?done={}",
         device_done(action)
     )))
+}
+
+/// "Turn on phone sign-in": the person confirms the app's request (after a fresh sign-in with
+/// a second step: this is what makes a copied device key alone useless for phone sign-in).
+async fn confirm_phone_sign_in(
+    State(state): State<AppState>,
+    me: SignedIn,
+    origin: Origin,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    if !me.has_fresh_second_factor(&state) {
+        return Ok(reauth_redirect("/security-info", true));
+    }
+    let device = state
+        .store
+        .find_device(&DeviceId(id))
+        .await?
+        .filter(|d| d.user == me.user.id)
+        .ok_or_else(Error::not_found)?;
+    let done = if devices::confirm_phone_sign_in(&state, &origin, &me.user, &device).await? {
+        "phone_sign_in_on"
+    } else {
+        "nothing_to_confirm"
+    };
+    Ok(see_other(&format!("/security-info?done={done}")))
 }

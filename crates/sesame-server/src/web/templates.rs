@@ -7,6 +7,7 @@
 use super::fmt_time;
 use askama::Template;
 use axum::response::Html;
+use sesame_core::UnixTime;
 use sesame_store::Device;
 
 /// The escaper of every `.html` template (see `askama.toml`): the entities these pages have
@@ -219,23 +220,29 @@ pub fn last_used(t: Option<i64>) -> String {
 }
 
 /// What a person sees of a device's phone sign-in.
-fn phone_sign_in_text(d: &Device) -> &'static str {
+fn phone_sign_in_text(d: &Device, now: UnixTime) -> &'static str {
     if d.pin_key_disabled_at.is_some() {
         "Turned off after 10 wrong PINs"
     } else if d.phone_sign_in_ready() {
         "On"
+    } else if crate::service::devices::awaiting_confirmation(d, now) {
+        "Asked for by the app: waiting for your confirmation"
     } else {
         "Off"
     }
 }
 
 /// The rows of a devices table, with their actions under `base` (My security info and the
-/// admin console show the same rows).
-pub fn device_rows(devices: &[Device], base: &str) -> Vec<DeviceRow> {
+/// admin console show the same rows). Only the `owner` may confirm the app's request to turn
+/// phone sign-in on: the confirmation stands for the person.
+pub fn device_rows(devices: &[Device], base: &str, now: UnixTime, owner: bool) -> Vec<DeviceRow> {
     devices
         .iter()
         .map(|d| {
             let mut actions = Vec::new();
+            if owner && crate::service::devices::awaiting_confirmation(d, now) {
+                actions.push(("confirm-phone-sign-in", "Turn on phone sign-in"));
+            }
             if d.pin_key_disabled_at.is_some() {
                 actions.push(("allow-again", "Allow phone sign-in again"));
             } else if d.phone_sign_in_at.is_some() {
@@ -248,7 +255,7 @@ pub fn device_rows(devices: &[Device], base: &str) -> Vec<DeviceRow> {
                 name: d.name.clone(),
                 added: fmt_time(d.created_at),
                 last_used: last_used(d.last_used_at),
-                phone_sign_in: phone_sign_in_text(d),
+                phone_sign_in: phone_sign_in_text(d, now),
                 actions,
             }
         })

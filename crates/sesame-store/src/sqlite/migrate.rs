@@ -36,6 +36,7 @@ const MIGRATIONS: &[Migration] = migrations![
     5 "0005_user_ids_never_reused.sql" "user ids never reused",
     6 "0006_known_browsers.sql" "known browsers",
     7 "0007_password_guesses.sql" "password guesses",
+    8 "0008_phone_sign_in_confirmation.sql" "phone sign in confirmation",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {

@@ -308,7 +308,7 @@ async fn user_page(
                 .collect(),
             actions,
             methods,
-            devices: device_rows(&devices, &format!("{base}/devices")),
+            devices: device_rows(&devices, &format!("{base}/devices"), state.now(), false),
             entries: log_rows(&recent),
             log_user: seg(&user.username),
         },
