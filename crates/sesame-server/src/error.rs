@@ -6,6 +6,9 @@
 use axum::http::StatusCode;
 use std::borrow::Cow;
 
+/// The code of [`Error::https_required`].
+pub const HTTPS_REQUIRED: &str = "https_required";
+
 /// What went wrong, as far as the one asking needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -80,6 +83,16 @@ impl Error {
         )
     }
 
+    /// A form came without its cookie from a browser that keeps none at this address: Sesame
+    /// is served over plain HTTP at a name other than localhost (see `web::https`).
+    pub fn https_required() -> Self {
+        Self::new(
+            Kind::Forbidden,
+            HTTPS_REQUIRED,
+            "This form cannot be accepted: over plain HTTP at this address your browser keeps none of Sesame's cookies.",
+        )
+    }
+
     /// Something broke on our side; `detail` goes to the log only.
     pub fn internal(detail: impl Into<String>) -> Self {
         Error {
@@ -106,6 +119,9 @@ impl Error {
 
     /// The page title people see for this kind of error.
     pub fn title(&self) -> &'static str {
+        if self.code == HTTPS_REQUIRED {
+            return "HTTPS needed";
+        }
         match self.kind {
             Kind::BadRequest | Kind::Conflict => "Something is not right",
             Kind::Unauthorized | Kind::Forbidden => "Not allowed",

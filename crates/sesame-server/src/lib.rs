@@ -24,6 +24,7 @@ pub mod hashing;
 pub mod methods;
 pub mod serve;
 pub mod service;
+pub mod tls;
 pub mod token;
 pub mod web;
 
@@ -132,3 +133,4 @@ pub fn app(state: AppState) -> Router {
 }
 
 pub use serve::{serve, serve_with};
+pub use tls::serve_tls;

@@ -132,6 +132,15 @@ fn enter(
     ))
 }
 
+/// How the browser's connection reached Sesame, as a request extension every request carries:
+/// over plain HTTP browsers drop Sesame's Secure cookies (see `web::https`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    /// TLS ended at Sesame itself.
+    Https,
+}
+
 /// Serves plain HTTP on `listener` until `shutdown` resolves, then stops within the limits'
 /// `shutdown_secs`.
 pub async fn serve(
@@ -139,16 +148,39 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, state, shutdown, |s| async move { Ok(s) }).await
+    serve_streams(
+        listener,
+        state,
+        shutdown,
+        |s| async move { Ok(s) },
+        Scheme::Http,
+    )
+    .await
 }
 
-/// [`serve`] with every accepted stream first passed through `wrap` (a TLS handshake), which
-/// must finish within `header_read_secs`.
+/// [`serve`] with every accepted stream first passed through `wrap`, a TLS handshake (its
+/// requests count as HTTPS), which must finish within `header_read_secs`. See
+/// [`crate::tls::serve_tls`].
 pub async fn serve_with<S, F, Fut>(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
     wrap: F,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::io::Result<S>> + Send + 'static,
+{
+    serve_streams(listener, state, shutdown, wrap, Scheme::Https).await
+}
+
+async fn serve_streams<S, F, Fut>(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    wrap: F,
+    scheme: Scheme,
 ) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -206,7 +238,7 @@ where
             let Ok(Ok(io)) = tokio::time::timeout(handshake, wrap(stream)).await else {
                 return;
             };
-            connection(io, peer, router, mode, &limits, stop).await;
+            connection(io, peer, scheme, router, mode, &limits, stop).await;
         });
     }
     // Stop: no new connections; each open one finishes its request in flight; event streams
@@ -233,6 +265,7 @@ where
 async fn connection<S>(
     io: S,
     peer: SocketAddr,
+    scheme: Scheme,
     router: axum::Router,
     mode: Mode,
     limits: &ConnectionLimits,
@@ -242,6 +275,7 @@ async fn connection<S>(
 {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(scheme);
         req.extensions_mut().insert(mode);
         router.clone().call(req)
     });

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
+use sesame_server::tls::TlsFiles;
 use sesame_server::ServerConfig;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,16 @@ pub struct FileConfig {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: Sesame's own HTTPS. Both files, or neither (plain HTTP).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,6 +48,8 @@ pub struct Resolved {
     pub master_key_named: bool,
     pub listen: SocketAddr,
     pub server: ServerConfig,
+    /// The certificate and key to serve HTTPS with; None serves plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -52,7 +65,8 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Applies environment overrides for the keys of the `[server]` and `[database]` sections.
+/// Applies environment overrides for the keys of the `[server]`, `[database]` and `[tls]`
+/// sections.
 fn apply_env(file: &mut FileConfig) -> Result<()> {
     let s = &mut file.server;
     if let Some(v) = env("SESAME_SERVER__SERVICE_NAME").or_else(|| env("SESAME_SERVICE_NAME")) {
@@ -82,6 +96,12 @@ fn apply_env(file: &mut FileConfig) -> Result<()> {
         s.hashing_concurrency = v
             .parse()
             .context("SESAME_SERVER__HASHING_CONCURRENCY must be a number")?;
+    }
+    if let Some(v) = env("SESAME_TLS__CERT_FILE") {
+        file.tls.cert_file = Some(v.into());
+    }
+    if let Some(v) = env("SESAME_TLS__KEY_FILE") {
+        file.tls.key_file = Some(v.into());
     }
     if let Some(v) = env("SESAME_DB__URL") {
         file.database.url = Some(v);
@@ -137,6 +157,20 @@ pub fn resolve(
             .parse()
             .expect("default listen address parses"),
     };
+    let tls = match (file.tls.cert_file, file.tls.key_file) {
+        (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+            cert_file,
+            key_file,
+        }),
+        (None, None) => None,
+        // Half a TLS set-up must not quietly serve plain HTTP.
+        (Some(_), None) => anyhow::bail!(
+            "[tls] cert_file is set but key_file is not (SESAME_TLS__KEY_FILE): set both, or neither"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "[tls] key_file is set but cert_file is not (SESAME_TLS__CERT_FILE): set both, or neither"
+        ),
+    };
     Ok(Resolved {
         data_dir,
         database,
@@ -144,14 +178,16 @@ pub fn resolve(
         master_key_named,
         listen,
         server: file.server,
+        tls,
     })
 }
 
 pub const EXAMPLE: &str = r#"# Sesame configuration (TOML). Every key is optional; shown values are the defaults.
 # Precedence: defaults < this file < SESAME_* environment variables < command-line flags.
 
-# Address to listen on. Plain HTTP belongs on loopback only: anywhere else put Sesame
-# behind a TLS-terminating reverse proxy and set server.public_base_url. (SESAME_LISTEN, --listen)
+# Address to listen on. Plain HTTP belongs on loopback only: anywhere else give Sesame a
+# certificate ([tls], at the end) or put it behind a TLS-terminating reverse proxy and set
+# server.public_base_url. (SESAME_LISTEN, --listen)
 listen = "127.0.0.1:8080"
 
 # Where the embedded database and the master key live. (SESAME_DATA_DIR, --data-dir)
@@ -244,6 +280,15 @@ window_secs = 900
 # Whether approving a second step needs the app PIN (which never leaves the phone; the server
 # checks a signature only the right PIN unlocks). Phone sign-in always needs it.
 pin_required = false
+
+# Sesame's own HTTPS. With both files set, `sesame serve` serves HTTPS (and no plain HTTP) on
+# `listen`. PEM files: the certificate chain (the server's certificate first, then any
+# intermediates) and its private key. SIGHUP re-reads both, e.g. after a renewal (new
+# connections get the new certificate; if the new files are broken, the old one stays).
+# (SESAME_TLS__CERT_FILE, SESAME_TLS__KEY_FILE)
+# [tls]
+# cert_file = "/etc/letsencrypt/live/login.example.com/fullchain.pem"
+# key_file = "/etc/letsencrypt/live/login.example.com/privkey.pem"
 "#;
 
 #[cfg(test)]
@@ -262,6 +307,33 @@ mod tests {
         assert_eq!(f.server.hashing_per_client, d.hashing_per_client);
         assert_eq!(f.server.push, d.push);
         assert_eq!(f.listen.unwrap().to_string(), DEFAULT_LISTEN);
+        assert!(f.tls.cert_file.is_none() && f.tls.key_file.is_none());
+    }
+
+    #[test]
+    fn the_examples_tls_section_works_uncommented() {
+        let text = EXAMPLE
+            .replace("# [tls]", "[tls]")
+            .replace("# cert_file", "cert_file")
+            .replace("# key_file", "key_file");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        let tls = resolve(Some(&p), None, None, None, None)
+            .unwrap()
+            .tls
+            .expect("[tls] is read");
+        assert!(tls.cert_file.ends_with("fullchain.pem"));
+        assert!(tls.key_file.ends_with("privkey.pem"));
+    }
+
+    #[test]
+    fn half_a_tls_section_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[tls]\ncert_file = \"/c.pem\"\n").unwrap();
+        let e = resolve(Some(&p), None, None, None, None).unwrap_err();
+        assert!(e.to_string().contains("key_file is not"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod approval;
 pub mod extract;
 pub mod flow;
 pub mod health;
+pub mod https;
 pub mod security_info;
 pub mod setup;
 pub mod signin;
@@ -273,6 +274,9 @@ impl FromRequest<AppState> for CsrfForm {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let headers = req.headers().clone();
+        let (parts, body) = req.into_parts();
+        let https_needed = https::request_needs_https(&parts, &state.config);
+        let req = Request::from_parts(parts, body);
         let ctype = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -294,7 +298,14 @@ impl FromRequest<AppState> for CsrfForm {
         if !same_origin(&headers) {
             return Err(forbidden());
         }
-        let cookie_value = cookie(&headers, CSRF_COOKIE).ok_or_else(forbidden)?;
+        let Some(cookie_value) = cookie(&headers, CSRF_COOKIE) else {
+            // Over plain HTTP at a real name the browser kept no cookie: say why.
+            return Err(if https_needed {
+                Error::https_required()
+            } else {
+                forbidden()
+            });
+        };
         let expected = csrf_mac(state, &cookie_value);
         let given = fields.get("csrf").map(String::as_str).unwrap_or("");
         if !sesame_core::secret::ct_eq(expected.as_bytes(), given.as_bytes()) {
@@ -311,6 +322,7 @@ impl IntoResponse for Error {
         let page = templates::ErrorPage {
             title: self.title(),
             message: &self.message,
+            https_needed: self.code == crate::error::HTTPS_REQUIRED,
         };
         let resp = match templates::render(&page) {
             Ok(html) => (self.status(), html).into_response(),

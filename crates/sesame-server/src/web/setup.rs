@@ -2,6 +2,7 @@
 //! administers the tenant.
 
 use super::extract::Tenant;
+use super::https::HttpsNeeded;
 use super::templates::SetupPage;
 use super::{page, see_other, CsrfForm, CsrfToken};
 use crate::error::Error;
@@ -27,11 +28,18 @@ struct TokenQuery {
 
 const INVALID: &str = "This set-up link is not valid: it has expired or has already been used. Restart the server to get a new one, or create an administrator with `sesame user add NAME --admin --password-stdin`.";
 
-fn form(csrf: &CsrfToken, status: StatusCode, token: &str, error: Option<&str>) -> Response {
+fn form(
+    HttpsNeeded(https_needed): HttpsNeeded,
+    csrf: &CsrfToken,
+    status: StatusCode,
+    token: &str,
+    error: Option<&str>,
+) -> Response {
     page(
         csrf,
         status,
         &SetupPage {
+            https_needed,
             csrf: &csrf.token,
             error,
             token,
@@ -43,19 +51,21 @@ async fn setup_page(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     q: Query<TokenQuery>,
+    https_needed: HttpsNeeded,
     csrf: CsrfToken,
 ) -> Result<Response, Error> {
     let token = q.token.clone().unwrap_or_default();
     if !setup::link_is_valid(&state, tenant, &token).await? {
         return Err(Error::forbidden(INVALID));
     }
-    Ok(form(&csrf, StatusCode::OK, &token, None))
+    Ok(form(https_needed, &csrf, StatusCode::OK, &token, None))
 }
 
 async fn setup_submit(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     origin: Origin,
+    https_needed: HttpsNeeded,
     csrf: CsrfToken,
     form_data: CsrfForm,
 ) -> Result<Response, Error> {
@@ -67,7 +77,15 @@ async fn setup_submit(
         password: SecretString::new(form_data.text("password").to_string()),
         confirm: SecretString::new(form_data.text("confirm").to_string()),
     };
-    let retry = |m: &str| Ok(form(&csrf, StatusCode::BAD_REQUEST, &token, Some(m)));
+    let retry = |m: &str| {
+        Ok(form(
+            https_needed,
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            &token,
+            Some(m),
+        ))
+    };
     match setup::create_first_admin(&state, &origin, tenant, first).await {
         Ok(_) => Ok(see_other("/login")),
         Err(SetupError::InvalidLink) => Err(Error::forbidden(INVALID)),

@@ -3,6 +3,7 @@
 
 use super::extract::{SignedIn, Tenant, Transaction, SETUP_REQUIRED};
 use super::flow::{self, page_for, password_form, remembered, step_refused};
+use super::https::HttpsNeeded;
 use super::templates::{CodePage, MethodsPage, UsernamePage};
 use super::{
     clear_cookie, host_cookie, page, safe_next, see_other, with_cookies, CsrfForm, CsrfToken,
@@ -52,6 +53,7 @@ struct LoginQuery {
 }
 
 fn username_form(
+    HttpsNeeded(https_needed): HttpsNeeded,
     csrf: &CsrfToken,
     status: StatusCode,
     next: Option<&str>,
@@ -61,6 +63,7 @@ fn username_form(
         csrf,
         status,
         &UsernamePage {
+            https_needed,
             csrf: &csrf.token,
             error,
             next,
@@ -70,7 +73,11 @@ fn username_form(
     )
 }
 
-async fn username_page(q: Query<LoginQuery>, csrf: CsrfToken) -> Response {
+async fn username_page(
+    q: Query<LoginQuery>,
+    https_needed: HttpsNeeded,
+    csrf: CsrfToken,
+) -> Response {
     let message = if q.reauth.is_some() {
         Some("For your security, sign in again to continue.")
     } else if q.expired.is_some() {
@@ -79,7 +86,13 @@ async fn username_page(q: Query<LoginQuery>, csrf: CsrfToken) -> Response {
         None
     };
     let next = safe_next(q.next.as_deref());
-    username_form(&csrf, StatusCode::OK, next.as_deref(), message)
+    username_form(
+        https_needed,
+        &csrf,
+        StatusCode::OK,
+        next.as_deref(),
+        message,
+    )
 }
 
 async fn username_submit(
@@ -87,6 +100,7 @@ async fn username_submit(
     Tenant(tenant): Tenant,
     headers: HeaderMap,
     origin: Origin,
+    https_needed: HttpsNeeded,
     csrf: CsrfToken,
     form: CsrfForm,
 ) -> Result<Response, Error> {
@@ -99,6 +113,7 @@ async fn username_submit(
             "That username is too long."
         };
         return Ok(username_form(
+            https_needed,
             &csrf,
             StatusCode::BAD_REQUEST,
             next.as_deref(),

@@ -52,6 +52,8 @@ pub const UNRENDERED: &str =
 pub struct ErrorPage<'a> {
     pub title: &'a str,
     pub message: &'a str,
+    /// Say how to set up HTTPS (see `web::https`).
+    pub https_needed: bool,
 }
 
 // ---- Sign-in ----
@@ -59,6 +61,8 @@ pub struct ErrorPage<'a> {
 #[derive(Template)]
 #[template(path = "signin/username.html")]
 pub struct UsernamePage<'a> {
+    /// Say that signing in needs HTTPS at this address, and how to set it up.
+    pub https_needed: bool,
     pub csrf: &'a str,
     pub error: Option<&'a str>,
     pub next: Option<&'a str>,
@@ -135,6 +139,8 @@ pub struct SignedOutPage;
 #[derive(Template)]
 #[template(path = "setup.html")]
 pub struct SetupPage<'a> {
+    /// Say that set-up needs HTTPS at this address, and how.
+    pub https_needed: bool,
     pub csrf: &'a str,
     pub error: Option<&'a str>,
     pub token: &'a str,
@@ -440,6 +446,7 @@ mod tests {
     #[test]
     fn text_and_attributes_are_escaped() {
         let page = UsernamePage {
+            https_needed: false,
             csrf: "t\"ok",
             error: Some("<script>alert('x')</script>"),
             next: Some("/a?b=1&c=\"2\""),

@@ -1,9 +1,12 @@
-//! `sesame serve`: runs the server until SIGTERM or Ctrl-C.
+//! `sesame serve`: runs the server until SIGTERM or Ctrl-C; with `[tls]`, over HTTPS, the
+//! certificate re-read on SIGHUP.
 
 use crate::Cli;
 use anyhow::{Context, Result};
+use sesame_server::tls::CertStore;
 use sesame_server::AppState;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,21 +31,32 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid [server.push] settings")?;
+    // Never a fall back to plain HTTP: a broken certificate or key stops the start here.
+    let certs = match &data.resolved.tls {
+        Some(files) => Some(CertStore::open(files.clone()).context("cannot serve HTTPS")?),
+        None => None,
+    };
     // The services `open` made (one hub, one hashing pool, one policy cache), not a second set.
     let state = AppState::with_services(data.services.clone(), &data.key);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (is another server running there?)"))?;
     let shutdown = shutdown_signal()?;
+    if let Some(certs) = &certs {
+        reload_on_sighup(certs.clone())?;
+    }
     let local = listener.local_addr()?;
+    let scheme = if certs.is_some() { "https" } else { "http" };
     let base = config
         .public_base_url
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
-    if !local.ip().is_loopback() && !base.starts_with("https://") {
+        .unwrap_or_else(|| format!("{scheme}://{local}"));
+    if certs.is_none() && !local.ip().is_loopback() && !base.starts_with("https://") {
         tracing::warn!(
-            "listening on {local} without TLS: browsers only keep Sesame's secure cookies over HTTPS. \
-             Put Sesame behind a TLS reverse proxy and set server.public_base_url to its https:// address"
+            "listening on {local} without TLS: browsers keep Sesame's secure cookies only over HTTPS \
+             (or at localhost), so signing in fails at any other name. Set [tls] cert_file and key_file, \
+             or put Sesame behind a TLS reverse proxy listed in server.trusted_proxies and set \
+             server.public_base_url to its https:// address"
         );
     }
     println!(
@@ -58,9 +72,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         println!("  {base}{path}");
     }
     println!("Press Ctrl-C to stop.");
-    sesame_server::serve(listener, state, shutdown)
-        .await
-        .context("server error")?;
+    match certs {
+        Some(certs) => sesame_server::serve_tls(listener, state, shutdown, certs).await,
+        None => sesame_server::serve(listener, state, shutdown).await,
+    }
+    .context("server error")?;
     eprintln!("Sesame stopped.");
     Ok(())
 }
@@ -78,4 +94,31 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
         }
         tracing::info!("shutting down: finishing requests in flight");
     })
+}
+
+/// Re-reads the certificate and key on each SIGHUP (certbot and the like renew them in place).
+/// Installed before the server says it is running: SIGHUP's default action ends the process.
+/// A reload that fails is logged and the current certificate stays.
+fn reload_on_sighup(certs: Arc<CertStore>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let files = certs.files().clone();
+            // File reads and a key check: small, but blocking work all the same.
+            let store = certs.clone();
+            match tokio::task::spawn_blocking(move || store.reload()).await {
+                Ok(Ok(())) => tracing::info!(
+                    cert_file = %files.cert_file.display(),
+                    key_file = %files.key_file.display(),
+                    "TLS certificate reloaded: new connections use it"
+                ),
+                Ok(Err(e)) => tracing::error!(
+                    "TLS certificate not reloaded, still serving the previous one: {e}"
+                ),
+                Err(e) => tracing::error!("TLS certificate not reloaded: {e}"),
+            }
+        }
+    });
+    Ok(())
 }
