@@ -586,7 +586,7 @@ mod tests {
             app_name: "Sesame".into(),
             ip: "127.0.0.1".into(),
             location: "This computer".into(),
-            user_agent: "ua".into(),
+            browser: "Firefox on Linux".into(),
             requested_at: 0,
             expires_at,
             pin_required: false,

@@ -40,7 +40,7 @@ pub fn run(vault: &Vault, json: bool) -> Result<()> {
                 app: ch.app_name,
                 ip: ch.ip,
                 location: ch.location,
-                browser: ch.user_agent,
+                browser: ch.browser,
                 requested_at: ch.requested_at,
                 expires_in: (ch.expires_at - t).max(0),
             });
