@@ -83,7 +83,7 @@ mod tests {
             app_name: "Sesame".into(),
             ip: "127.0.0.1".into(),
             location: "This computer".into(),
-            user_agent: "ua".into(),
+            browser: "Firefox on Linux".into(),
             requested_at: 0,
             expires_at: 100,
             pin_required,

@@ -60,7 +60,9 @@ fn main() -> ExitCode {
     match command::run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error may quote text from a link or a server: shown escaped, like all output.
+            let message = format!("{e:#}");
+            eprintln!("error: {}", sesame_proto::text::printable_lines(&message));
             ExitCode::FAILURE
         }
     }

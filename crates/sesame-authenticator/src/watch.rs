@@ -13,6 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 use sesame_proto::device::{Challenge, ChallengeKind, Decision, DeviceEvent};
+use sesame_proto::text::printable;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
@@ -291,7 +292,7 @@ pub fn draw(f: &mut Frame, s: &WatchState) {
             .map(|(label, code, left)| {
                 let mid = code.len() / 2;
                 Line::from(vec![
-                    Span::raw(format!("{label:<40} ")),
+                    Span::raw(format!("{:<40} ", printable(label))),
                     Span::styled(
                         format!("{} {}", &code[..mid], &code[mid..]),
                         Style::default().add_modifier(Modifier::BOLD),
@@ -322,17 +323,25 @@ pub fn draw(f: &mut Frame, s: &WatchState) {
         } else {
             "Approve sign-in?"
         };
+        // Everything but the fixed words came from elsewhere (the vault's label, the
+        // server's request): shown escaped, so it cannot move the cursor or reorder the line.
         lines.push(Line::styled(
-            format!("{marker}{what} {}  ({})", r.account, c.app_name),
+            printable(&format!("{marker}{what} {}  ({})", r.account, c.app_name)).into_owned(),
             style,
         ));
-        lines.push(Line::from(format!(
-            "    From {} ({}), {} s ago, expires in {} s",
-            c.ip,
-            c.location,
-            (s.now - c.requested_at).max(0),
-            (c.expires_at - s.now).max(0)
-        )));
+        lines.push(Line::from(
+            printable(&format!(
+                "    From {} ({}), {} s ago, expires in {} s",
+                c.ip,
+                c.location,
+                (s.now - c.requested_at).max(0),
+                (c.expires_at - s.now).max(0)
+            ))
+            .into_owned(),
+        ));
+        lines.push(Line::from(
+            printable(&format!("    Browser: {}", c.browser)).into_owned(),
+        ));
     }
     match &s.mode {
         Mode::Number(n) => lines.push(Line::styled(
@@ -357,7 +366,7 @@ pub fn draw(f: &mut Frame, s: &WatchState) {
         req_area,
     );
     let help = vec![
-        Line::from(s.message.clone()),
+        Line::from(printable(&s.message).into_owned()),
         Line::from("Enter answer  d deny  r report  p phone sign-in  ↑↓ select  q quit"),
     ];
     f.render_widget(
@@ -590,7 +599,7 @@ mod tests {
             app_name: "Sesame".into(),
             ip: "127.0.0.1".into(),
             location: "This computer".into(),
-            user_agent: "ua".into(),
+            browser: "Firefox on Linux".into(),
             requested_at: 0,
             expires_at,
             pin_required: false,
@@ -768,6 +777,41 @@ mod tests {
             "127.0.0.1 (This computer), 40 s ago",
             "expires in 60 s",
             "Enter number: 4_",
+            "Browser: Firefox on Linux",
+        ] {
+            assert!(screen.contains(want), "{want:?} not on screen");
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_shown_escaped_in_the_full_screen_app() {
+        let backend = ratatui::backend::TestBackend::new(100, 24);
+        let mut t = ratatui::Terminal::new(backend).unwrap();
+        let label = "Evil:\u{1b}]0;x\u{7}bob";
+        let mut s = WatchState {
+            codes: vec![(label.into(), "123456".into(), 17)],
+            ..Default::default()
+        };
+        let mut c = challenge("c1", 100);
+        c.app_name = "App\u{202e}lppa".into();
+        c.location = "\u{1b}[2J".into();
+        s.on_event("acc", label, DeviceEvent::Challenge(c));
+        t.draw(|f| draw(f, &s)).unwrap();
+        let screen: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(
+            !screen.chars().any(sesame_proto::text::is_hidden),
+            "{screen}"
+        );
+        for want in [
+            "Evil:\\u{1b}]0;x\\u{7}bob",
+            "App\\u{202e}lppa",
+            "(\\u{1b}[2J)",
         ] {
             assert!(screen.contains(want), "{want:?} not on screen");
         }

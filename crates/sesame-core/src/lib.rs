@@ -8,6 +8,7 @@ pub mod guessing;
 pub mod ids;
 pub mod lockout;
 pub mod method;
+pub mod names;
 pub mod password;
 pub mod policy;
 pub mod push;

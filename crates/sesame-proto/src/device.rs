@@ -110,7 +110,11 @@ pub struct Challenge {
     pub app_name: String,
     pub ip: String,
     pub location: String,
-    pub user_agent: String,
+    /// The browser that asks, as a short label the server makes ("Firefox on Linux",
+    /// "Unknown browser"), never the browser's own User-Agent text, which anyone can fill
+    /// with instructions. Sent as `user_agent`, the name apps before the label read.
+    #[serde(rename = "user_agent")]
+    pub browser: String,
     pub requested_at: i64,
     pub expires_at: i64,
     /// Whether approving needs the app PIN (organisation policy).

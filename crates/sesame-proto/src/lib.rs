@@ -5,6 +5,7 @@
 //! so the app and the server can never disagree on them.
 
 pub mod device;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 

@@ -105,9 +105,11 @@ impl Backend {
     }
 }
 
-/// Lower-cases a username or group name for uniqueness and lookup.
+/// The key that makes a username or group name unique and finds it: its PRECIS
+/// UsernameCaseMapped form (RFC 8265), so that `ａｌｉｃｅ` and `Alice` are `alice`
+/// (see [`sesame_core::names::lookup_key`]). Plain ASCII names keep the key they always had.
 pub fn name_key(name: &str) -> String {
-    name.trim().to_lowercase()
+    sesame_core::names::lookup_key(name)
 }
 
 #[cfg(test)]

@@ -86,6 +86,15 @@ impl TestServer {
         Browser::from_address(&self.base, std::net::IpAddr::from(ip))
     }
 
+    /// A browser that says it is `user_agent` (the header is the requester's to write).
+    pub fn browser_as(&self, user_agent: &str) -> Browser {
+        Browser::with_agent(
+            &self.base,
+            std::net::IpAddr::from([127, 0, 0, 1]),
+            user_agent,
+        )
+    }
+
     /// Creates a user directly in the store (as `sesame user add` would).
     pub async fn create_user(&self, username: &str, password: Option<&str>) -> User {
         self.create_account(username, password, false).await
@@ -211,9 +220,14 @@ impl Browser {
 
     /// A browser whose connections come from `local` (a loopback address).
     pub fn from_address(base: &str, local: std::net::IpAddr) -> Self {
+        Self::with_agent(base, local, "sesame-testkit")
+    }
+
+    /// A browser from `local` whose User-Agent header is `user_agent`.
+    pub fn with_agent(base: &str, local: std::net::IpAddr, user_agent: &str) -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent("sesame-testkit")
+            .user_agent(user_agent)
             .local_address(local)
             .build()
             .expect("client");

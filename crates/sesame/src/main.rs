@@ -78,7 +78,9 @@ fn main() -> ExitCode {
     match runtime.block_on(command::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error may quote a name someone typed: shown escaped, like all output.
+            let message = format!("{e:#}");
+            eprintln!("error: {}", sesame_proto::text::printable_lines(&message));
             ExitCode::FAILURE
         }
     }

@@ -85,22 +85,23 @@ fn add_sesame(vault: &mut Vault, link: &str, name: Option<String>, json: bool) -
         );
         return Ok(());
     }
-    println!(
+    say!(
         "Added {} ({}) as {name}. Sign-in requests for this account now come to this app.",
-        line.account, resp.display_name
+        line.account,
+        resp.display_name
     );
     if let Some(n) = pin_note {
-        println!("{n}");
+        say!("{n}");
     }
     if resp.phone_sign_in_allowed {
         // Offered at once: phone sign-in is what this app is for.
-        println!("Phone sign-in is available: sign in with just your username and this app.");
+        say!("Phone sign-in is available: sign in with just your username and this app.");
         if std::io::IsTerminal::is_terminal(&std::io::stdin())
             && confirm("Turn on phone sign-in now? [y/N] ")?
         {
             super::phone_sign_in::enable(vault, &line.account, false, json)?;
         } else {
-            println!(
+            say!(
                 "Turn it on with: sesame-authenticator phone-sign-in enable {}",
                 line.account
             );
@@ -121,7 +122,7 @@ fn add_otpauth(vault: &mut Vault, link: &str, json: bool) -> Result<()> {
     }
     let line = code_line(save_new(vault, otp, None)?, now());
     super::output(json, &line, || {
-        println!(
+        say!(
             "Added {}. Current code: {} ({} s left)",
             line.account,
             spaced(&line.code),
@@ -157,7 +158,7 @@ fn device_name() -> String {
 
 fn confirm(question: &str) -> Result<bool> {
     use std::io::Write;
-    print!("{question}");
+    print!("{}", sesame_proto::text::printable(question));
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;

@@ -1,5 +1,21 @@
 //! One module per command, mirroring `sesame-authenticator --help`.
 
+/// Prints a line for people. Whatever a command prints for people goes through here: it
+/// holds text others wrote (account labels from any site's `otpauth://` link, usernames,
+/// application names and messages from a server), and a control character in it would drive
+/// the terminal, so every hidden character is shown escaped (`\u{1b}`; see
+/// `sesame_proto::text`), a line break too: one call is one line. JSON output (`--json`)
+/// stays exact: serde escapes control characters already. Defined before the command
+/// modules, which use it by textual scope.
+macro_rules! say {
+    () => {
+        println!()
+    };
+    ($($arg:tt)*) => {
+        println!("{}", sesame_proto::text::printable(&format!($($arg)*)))
+    };
+}
+
 pub mod add;
 pub mod code;
 pub mod list;
@@ -146,9 +162,7 @@ pub fn spaced(code: &str) -> String {
 pub fn print_codes(json: bool, lines: &[CodeLine]) -> Result<()> {
     output(json, lines, || {
         if lines.is_empty() {
-            println!(
-                "No accounts yet. Add one with `sesame-authenticator add 'otpauth://totp/...'`."
-            );
+            say!("No accounts yet. Add one with `sesame-authenticator add 'otpauth://totp/...'`.");
         }
         let width = lines
             .iter()
@@ -156,7 +170,7 @@ pub fn print_codes(json: bool, lines: &[CodeLine]) -> Result<()> {
             .max()
             .unwrap_or(0);
         for l in lines {
-            println!(
+            say!(
                 "{:<width$}  {}  ({:>2} s left)",
                 l.account,
                 spaced(&l.code),

@@ -40,7 +40,7 @@ pub fn run(vault: &Vault, json: bool) -> Result<()> {
                 app: ch.app_name,
                 ip: ch.ip,
                 location: ch.location,
-                browser: ch.user_agent,
+                browser: ch.browser,
                 requested_at: ch.requested_at,
                 expires_in: (ch.expires_at - t).max(0),
             });
@@ -48,20 +48,22 @@ pub fn run(vault: &Vault, json: bool) -> Result<()> {
     }
     super::output(json, &lines, || {
         if lines.is_empty() {
-            println!("No sign-in requests are waiting.");
+            say!("No sign-in requests are waiting.");
             return;
         }
         for l in &lines {
-            println!(
+            say!(
                 "Request {}  ({}, expires in {} s)",
-                l.request, l.kind, l.expires_in
+                l.request,
+                l.kind,
+                l.expires_in
             );
-            println!("  Account:  {}", l.account);
-            println!("  App:      {}", l.app);
-            println!("  From:     {} ({})", l.ip, l.location);
-            println!("  When:     {} s ago", (t - l.requested_at).max(0));
-            println!("  Browser:  {}", l.browser);
+            say!("  Account:  {}", l.account);
+            say!("  App:      {}", l.app);
+            say!("  From:     {} ({})", l.ip, l.location);
+            say!("  When:     {} s ago", (t - l.requested_at).max(0));
+            say!("  Browser:  {}", l.browser);
         }
-        println!("Answer with: sesame-authenticator respond REQUEST --number N --approve   (or --deny, --report)");
+        say!("Answer with: sesame-authenticator respond REQUEST --number N --approve   (or --deny, --report)");
     })
 }

@@ -56,7 +56,7 @@ pub fn enable(vault: &mut Vault, account: &str, no_wait: bool, json: bool) -> Re
                 "phone sign-in needs an app PIN: set one first with `sesame-authenticator pin set`"
             );
         }
-        println!("Phone sign-in needs an app PIN (at least 6 digits). Set one now.");
+        say!("Phone sign-in needs an app PIN (at least 6 digits). Set one now.");
         let pin = read_pin("New app PIN: ", "SESAME_AUTHENTICATOR_NEW_PIN", true)?;
         super::pin::set_pin(vault, &pin)?;
         pin
@@ -97,7 +97,7 @@ pub fn enable(vault: &mut Vault, account: &str, no_wait: bool, json: bool) -> Re
         }
     }
     super::output(json, &status, || {
-        println!("Phone sign-in is on for {label}. Next time, type your username and approve here with your PIN.");
+        say!("Phone sign-in is on for {label}. Next time, type your username and approve here with your PIN.");
     })
 }
 
@@ -111,7 +111,7 @@ fn disable(vault: &mut Vault, account: &str, json: bool) -> Result<()> {
     let status = runtime()?.block_on(phone::disable(link))?;
     vault.save()?;
     super::output(json, &status, || {
-        println!("Phone sign-in is off for {label}. Sign in with your password.");
+        say!("Phone sign-in is off for {label}. Sign in with your password.");
     })
 }
 

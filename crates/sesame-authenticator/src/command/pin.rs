@@ -25,7 +25,7 @@ pub fn run(vault: &mut Vault, c: &PinCommand) -> Result<()> {
             }
             let pin = read_pin("New app PIN: ", "SESAME_AUTHENTICATOR_PIN", true)?;
             set_pin(vault, &pin)?;
-            println!("App PIN set. It stays on this device, stored nowhere: remember it.");
+            say!("App PIN set. It stays on this device, stored nowhere: remember it.");
         }
         PinCommand::Change => change_pin(vault)?,
     }
@@ -46,7 +46,10 @@ pub fn set_pin(vault: &mut Vault, pin: &str) -> Result<()> {
             continue;
         };
         if let Err(e) = rt.block_on(phone::register_pin_key(link, pin)) {
-            eprintln!("warning: {label}: {e}");
+            eprintln!(
+                "warning: {}",
+                sesame_proto::text::printable(&format!("{label}: {e}"))
+            );
         }
     }
     vault.data.pin_set = true;
@@ -78,6 +81,6 @@ fn change_pin(vault: &mut Vault) -> Result<()> {
         vault.save()?;
         changed += 1;
     }
-    println!("App PIN changed ({changed} account key(s) updated).");
+    say!("App PIN changed ({changed} account key(s) updated).");
     Ok(())
 }

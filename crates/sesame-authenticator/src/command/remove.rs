@@ -16,7 +16,7 @@ pub fn run(vault: &mut Vault, args: &Args, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::json!({"removed": label}));
     } else {
-        println!("Removed {label} from this app. (If it was protecting a sign-in, add another method there first.)");
+        say!("Removed {label} from this app. (If it was protecting a sign-in, add another method there first.)");
     }
     Ok(())
 }

@@ -30,7 +30,10 @@ struct PromptPresence;
 impl UserPresence for PromptPresence {
     fn pin(&mut self, c: &Challenge) -> Result<zeroize::Zeroizing<String>, String> {
         read_pin(
-            &format!("App PIN to approve {} for {}: ", c.app_name, c.username),
+            &sesame_proto::text::printable(&format!(
+                "App PIN to approve {} for {}: ",
+                c.app_name, c.username
+            )),
             "SESAME_AUTHENTICATOR_PIN",
             false,
         )
@@ -77,7 +80,7 @@ pub fn run(vault: &Vault, args: &Args, json: bool) -> Result<()> {
     let req = approval::answer(&l, &key, &ch, decision, number, &mut PromptPresence)
         .map_err(anyhow::Error::msg)?;
     let resp = rt.block_on(c.respond(&req))?;
-    super::output(json, &resp, || println!("{}", resp.message))?;
+    super::output(json, &resp, || say!("{}", resp.message))?;
     if resp.outcome == "wrong_number" {
         return Err(anyhow::anyhow!("the number did not match"));
     }

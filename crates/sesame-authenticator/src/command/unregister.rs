@@ -34,7 +34,7 @@ pub fn run(vault: &mut Vault, args: &Args, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::json!({"unregistered": a.otp.label()}));
     } else {
-        println!(
+        say!(
             "Unregistered this device from {} and removed the account from this app.",
             a.otp.label()
         );

@@ -56,6 +56,47 @@ pub fn kind_allowed(allowed: &Allowed, kind: ChallengeKind) -> bool {
     }
 }
 
+/// What the phone says of the browser that asks: "Firefox on Linux", made by a user-agent
+/// parser, never the browser's own text. The User-Agent header is whatever the requester
+/// writes ("enter 42 and approve" fits in it), and the phone is where a person decides. Only
+/// names from the fixed lists below can appear. Computed when the phone is shown the request,
+/// so requests stored before read the same way; the raw text stays in the audit log.
+pub fn browser_label(user_agent: &str) -> String {
+    static PARSER: std::sync::LazyLock<woothee::parser::Parser> =
+        std::sync::LazyLock::new(woothee::parser::Parser::new);
+    let Some(r) = PARSER.parse(user_agent) else {
+        return UNKNOWN_BROWSER.into();
+    };
+    let browser = match r.name {
+        "Chrome" | "Firefox" | "Safari" | "Edge" | "Opera" | "Vivaldi" | "Internet Explorer" => {
+            Some(r.name)
+        }
+        "SamsungBrowser" => Some("Samsung Internet"),
+        "Yandex Browser" => Some("Yandex Browser"),
+        _ => None,
+    };
+    let os = match r.os {
+        "Windows Phone OS" => Some("Windows Phone"),
+        w if w.starts_with("Windows") => Some("Windows"),
+        "Mac OSX" => Some("macOS"),
+        "iPhone" | "iPad" | "iPod" | "iOS" => Some("iOS"),
+        "Android" => Some("Android"),
+        "Linux" => Some("Linux"),
+        "ChromeOS" => Some("ChromeOS"),
+        "BSD" => Some("BSD"),
+        _ => None,
+    };
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_string(),
+        (None, Some(o)) => format!("{UNKNOWN_BROWSER} on {o}"),
+        (None, None) => UNKNOWN_BROWSER.into(),
+    }
+}
+
+/// The label of a browser the parser does not know.
+pub const UNKNOWN_BROWSER: &str = "Unknown browser";
+
 /// What the phone is shown of a challenge (never the number), as the policy allows.
 pub fn challenge_view(
     c: &ChallengeRecord,
@@ -71,7 +112,7 @@ pub fn challenge_view(
         app_name: hidden(policy.show_app_name, &c.app_name),
         ip: hidden(policy.show_location, &c.ip),
         location: hidden(policy.show_location, &c.location),
-        user_agent: c.user_agent.clone(),
+        browser: browser_label(&c.user_agent),
         requested_at: c.created_at,
         expires_at: c.expires_at,
         // Phone sign-in always needs the PIN: it is the second factor.
@@ -469,6 +510,23 @@ pub async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_phone_sees_a_browser_label_never_the_browser_text() {
+        for (ua, label) in [
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox on Linux"),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36", "Chrome on Windows"),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "Safari on iOS"),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "Safari on macOS"),
+            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36", "Chrome on Android"),
+            ("enter 42 and approve", UNKNOWN_BROWSER),
+            ("", UNKNOWN_BROWSER),
+            ("\u{1b}]0;owned\u{7}\u{202e}", UNKNOWN_BROWSER),
+            ("sesame-authenticator/0.1.0", UNKNOWN_BROWSER),
+        ] {
+            assert_eq!(browser_label(ua), label, "{ua}");
+        }
+    }
 
     #[test]
     fn location_is_only_what_the_address_tells() {

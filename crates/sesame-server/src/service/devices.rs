@@ -165,17 +165,18 @@ pub async fn activate(
         &r.public_key,
         "The device public key is not a valid P-256 key.",
     )?;
-    let name: String = r
-        .device_name
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_DEVICE_NAME)
-        .collect();
-    let name = if name.is_empty() {
-        "Authenticator".to_string()
-    } else {
-        name
+    // A device name is shown to the user and to administrators: one that hides or reorders
+    // text ("phone\u{202E}..." written backwards) is refused, not quietly cleaned.
+    let name: String = match sesame_core::names::label(&r.device_name) {
+        Ok(n) => n.chars().take(MAX_DEVICE_NAME).collect(),
+        Err(sesame_core::names::NameError::Empty) => "Authenticator".to_string(),
+        Err(e) => {
+            return Err(Error::new(
+                Kind::BadRequest,
+                "invalid_device_name",
+                format!("That device name cannot be used: {e}."),
+            ))
+        }
     };
     let now = svc.now();
     let hash = crate::token::hash(r.code.trim());

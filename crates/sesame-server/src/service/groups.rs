@@ -9,6 +9,8 @@ use sesame_store::{Group, StoreError, User};
 pub enum GroupError {
     #[error("a group name must have 1 to 256 characters")]
     BadName,
+    #[error("that group name cannot be used: {0}")]
+    Hidden(sesame_core::names::NameError),
     #[error("a group named {0:?} already exists")]
     Exists(String),
     #[error(transparent)]
@@ -25,6 +27,7 @@ pub async fn create(
     if name.is_empty() || name.len() > super::users::MAX_NAME {
         return Err(GroupError::BadName);
     }
+    let name = sesame_core::names::label(name).map_err(GroupError::Hidden)?;
     let group = match svc.store.create_group(tenant, name, svc.now()).await {
         Ok(g) => g,
         Err(StoreError::Conflict(_)) => return Err(GroupError::Exists(name.to_string())),

@@ -58,6 +58,9 @@ pub enum SetupError {
     InvalidLink,
     #[error("enter a username (at most 256 characters)")]
     BadUsername,
+    /// The username or display name is refused (hidden characters, look-alikes...).
+    #[error(transparent)]
+    Name(super::users::UserError),
     #[error("the passwords do not match")]
     Mismatch,
     #[error(transparent)]
@@ -80,10 +83,18 @@ pub async fn create_first_admin(
     if !link_is_valid(svc, tenant, &f.token).await? {
         return Err(SetupError::InvalidLink);
     }
-    let username = f.username.trim().to_string();
-    if username.is_empty() || username.len() > super::users::MAX_NAME {
-        return Err(SetupError::BadUsername);
-    }
+    let username = match super::users::check_username(&f.username) {
+        Ok(u) => u,
+        Err(super::users::UserError::BadUsername) => return Err(SetupError::BadUsername),
+        Err(e) => return Err(SetupError::Name(e)),
+    };
+    let display_name = super::users::check_display_name(Some(&f.display_name))
+        .map_err(SetupError::Name)?
+        .unwrap_or_else(|| username.clone());
+    // Users made on the command line before the set-up link was used are there already.
+    super::users::refuse_look_alike(svc, tenant, &username)
+        .await
+        .map_err(SetupError::Name)?;
     if f.password.expose() != f.confirm.expose() {
         return Err(SetupError::Mismatch);
     }
@@ -100,10 +111,6 @@ pub async fn create_first_admin(
     {
         return Err(SetupError::InvalidLink);
     }
-    let display_name = match f.display_name.trim() {
-        "" => username.clone(),
-        d => d.to_string(),
-    };
     let new = NewUser {
         tenant,
         username,

@@ -5,6 +5,7 @@ use super::{Admin, Services};
 use crate::error::Error;
 use sesame_core::audit::Event;
 use sesame_core::method::MethodKind;
+use sesame_core::names::{self, NameError};
 use sesame_core::password::{self, PasswordError};
 use sesame_core::secret::SecretString;
 use sesame_core::TenantId;
@@ -17,8 +18,16 @@ pub const MAX_NAME: usize = 256;
 pub enum UserError {
     #[error("a username must have 1 to 256 characters")]
     BadUsername,
+    /// Refused by the username rules (RFC 8265, one script, nothing hidden).
+    #[error("that username cannot be used: {0}")]
+    Username(NameError),
+    /// Another user's name looks the same (Unicode TR39 confusables).
+    #[error("the username {0:?} looks like the existing user {1:?}; choose another")]
+    LooksLike(String, String),
     #[error("the display name can have at most 256 characters")]
     DisplayNameTooLong,
+    #[error("that display name cannot be used: {0}")]
+    DisplayName(NameError),
     #[error(transparent)]
     Password(#[from] PasswordError),
     #[error("a user named {0:?} already exists")]
@@ -34,13 +43,50 @@ pub enum UserError {
     Server(#[from] Error),
 }
 
-/// The username as it will be stored, if it is acceptable.
-pub fn check_username(username: &str) -> Result<&str, UserError> {
+/// The username as it will be stored, if it is acceptable: PRECIS UsernameCasePreserved
+/// (full-width letters mapped, NFC; it is found by its case-mapped form), in one script,
+/// with no control or invisible character.
+pub fn check_username(username: &str) -> Result<String, UserError> {
     let u = username.trim();
     if u.is_empty() || u.len() > MAX_NAME {
         return Err(UserError::BadUsername);
     }
-    Ok(u)
+    let name = names::username(u).map_err(UserError::Username)?;
+    if name.shown.len() > MAX_NAME {
+        return Err(UserError::BadUsername);
+    }
+    Ok(name.shown)
+}
+
+/// Refuses a new username that looks like another user's (`аlice` with a Cyrillic `а` beside
+/// `alice`): people, and administrators reading the log, could not tell them apart. The same
+/// name is left to the store's unique key ("already exists").
+pub async fn refuse_look_alike(
+    svc: &Services,
+    tenant: TenantId,
+    username: &str,
+) -> Result<(), UserError> {
+    let key = sesame_store::name_key(username);
+    let skeleton = names::skeleton(username);
+    for other in svc.store.list_users(tenant).await? {
+        if sesame_store::name_key(&other.username) != key
+            && names::skeleton(&other.username) == skeleton
+        {
+            return Err(UserError::LooksLike(username.to_string(), other.username));
+        }
+    }
+    Ok(())
+}
+
+/// A display name as it will be stored: `None` (or blank) means the username.
+pub fn check_display_name(display_name: Option<&str>) -> Result<Option<String>, UserError> {
+    match display_name.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(d) if d.len() > MAX_NAME => Err(UserError::DisplayNameTooLong),
+        Some(d) => Ok(Some(
+            names::label(d).map_err(UserError::DisplayName)?.to_string(),
+        )),
+    }
 }
 
 /// Validates a new password and hashes it (off the async runtime, bounded).
@@ -71,12 +117,10 @@ pub async fn create(
     tenant: TenantId,
     new: NewAccount,
 ) -> Result<User, UserError> {
-    let username = check_username(&new.username)?.to_string();
-    let display_name = match new.display_name.as_deref().map(str::trim) {
-        None | Some("") => username.clone(),
-        Some(d) if d.len() > MAX_NAME => return Err(UserError::DisplayNameTooLong),
-        Some(d) => d.to_string(),
-    };
+    let username = check_username(&new.username)?;
+    let display_name =
+        check_display_name(new.display_name.as_deref())?.unwrap_or_else(|| username.clone());
+    refuse_look_alike(svc, tenant, &username).await?;
     let password_hash = match new.password {
         Some(pw) => Some(hash_new_password(svc, pw).await?),
         None => None,

@@ -51,6 +51,20 @@ pub const SIGNIN_COOKIE: &str = "__Host-sesame-signin";
 pub const CSRF_COOKIE: &str = "__Host-sesame-csrf";
 
 /// A 303 redirect (the browser follows with GET).
+/// A service's lower-case error message as a sentence for a page: "That username cannot be
+/// used: ...".
+pub fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
+    };
+    if !out.ends_with(['.', '?', '!']) {
+        out.push('.');
+    }
+    out
+}
+
 pub fn see_other(location: &str) -> Response {
     (
         StatusCode::SEE_OTHER,

@@ -4,7 +4,7 @@
 use super::extract::Tenant;
 use super::https::HttpsNeeded;
 use super::templates::SetupPage;
-use super::{page, see_other, CsrfForm, CsrfToken};
+use super::{page, see_other, sentence, CsrfForm, CsrfToken};
 use crate::error::Error;
 use crate::service::setup::{self, FirstAdmin, SetupError};
 use crate::service::Origin;
@@ -90,6 +90,7 @@ async fn setup_submit(
         Ok(_) => Ok(see_other("/login")),
         Err(SetupError::InvalidLink) => Err(Error::forbidden(INVALID)),
         Err(SetupError::BadUsername) => retry("Enter a username (at most 256 characters)."),
+        Err(SetupError::Name(e)) => retry(&sentence(&e.to_string())),
         Err(SetupError::Mismatch) => retry("The passwords do not match."),
         Err(SetupError::Password(e)) => retry(&e.to_string()),
         Err(SetupError::Taken) => Err(Error::bad_request(

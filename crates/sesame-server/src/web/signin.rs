@@ -120,6 +120,19 @@ async fn username_submit(
             Some(msg),
         ));
     }
+    // Refused before anything is stored or logged: a name the username rules refuse (control
+    // characters, zero-width or bidirectional ones, what RFC 8265 disallows) names nobody, and
+    // must not reach the transaction, the audit log or a terminal that prints it.
+    if let Err(e) = sesame_core::names::username_key(&username) {
+        return Ok(username_form(
+            https_needed,
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            next.as_deref(),
+            Some(&format!("That username cannot be used: {e}.")),
+        ));
+    }
+    // Found by its RFC 8265 form (the store's key): "ａｌｉｃｅ" and "Alice" are "alice".
     let user = state.store.find_user_by_username(tenant, &username).await?;
     // A user with phone sign-in goes straight to the phone, unless they chose the password
     // last time; a pending request from an earlier attempt is superseded, never in the way.

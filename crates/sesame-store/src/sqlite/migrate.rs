@@ -5,26 +5,38 @@
 //! checksums that earlier versions of Sesame (which ran migrations with sqlx) wrote, so a data
 //! directory made by any earlier version opens and migrates forward as before. A landed
 //! migration is never edited: a changed checksum stops the start with an explanation.
+//!
+//! A migration that SQL alone cannot express (recomputing keys with Rust code) has a file
+//! too, saying what it does, and a step run right after that file in the same transaction.
 
 use crate::{Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha384};
 use std::time::Instant;
 
+/// Rust work of a migration; an error is a message for the operator.
+type Step = fn(&rusqlite::Transaction) -> Result<(), String>;
+
 struct Migration {
     version: i64,
     description: &'static str,
     sql: &'static str,
+    /// Work done in Rust after `sql`, in the same transaction; an error message for the
+    /// operator refuses the migration.
+    step: Option<Step>,
 }
 
 macro_rules! migrations {
-    ($($version:literal $file:literal $description:literal,)+) => {
+    ($($version:literal $file:literal $description:literal $(=> $step:path)?,)+) => {
         &[$(Migration {
             version: $version,
             description: $description,
             sql: include_str!(concat!("../../migrations/sqlite/", $file)),
+            step: migrations!(@step $($step)?),
         },)+]
     };
+    (@step) => { None };
+    (@step $step:path) => { Some($step) };
 }
 
 /// In order; the description is the file name after the number, with spaces for underscores.
@@ -37,6 +49,7 @@ const MIGRATIONS: &[Migration] = migrations![
     6 "0006_known_browsers.sql" "known browsers",
     7 "0007_password_guesses.sql" "password guesses",
     8 "0008_phone_sign_in_confirmation.sql" "phone sign in confirmation",
+    9 "0009_precis_name_keys.sql" "precis name keys" => super::rekey::run,
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {
@@ -112,6 +125,10 @@ fn run_pending(c: &mut Connection, applied: &[(i64, bool, Vec<u8>)]) -> Result<(
         }
         tx.execute_batch(m.sql)
             .map_err(|e| fail(format!("migration {} ({}): {e}", m.version, m.description)))?;
+        if let Some(step) = m.step {
+            step(&tx)
+                .map_err(|e| fail(format!("migration {} ({}): {e}", m.version, m.description)))?;
+        }
         let broken: Option<String> = tx
             .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
             .optional()?;
@@ -227,5 +244,91 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM _sqlx_migrations", [], |r| r.get(0))
             .unwrap();
         assert_eq!(recorded, 0);
+    }
+
+    /// A database as the version before migration `last + 1` left it.
+    fn at_version(last: i64) -> (tempfile::TempDir, Connection) {
+        let (d, mut c) = fresh();
+        run(&mut c).unwrap();
+        c.execute_batch("DELETE FROM users; DELETE FROM groups;")
+            .unwrap();
+        c.execute("DELETE FROM _sqlx_migrations WHERE version > ?", [last])
+            .unwrap();
+        (d, c)
+    }
+
+    fn add_user(c: &Connection, id: i64, name: &str, key: &str) {
+        c.execute(
+            "INSERT INTO users (id, tenant_id, username, username_key, display_name, created_at) \
+             VALUES (?, 1, ?, ?, ?, 0)",
+            params![id, name, key, name],
+        )
+        .unwrap();
+    }
+
+    fn add_group(c: &Connection, id: i64, name: &str, key: &str) {
+        c.execute(
+            "INSERT INTO groups (id, tenant_id, name, name_key, created_at) VALUES (?, 1, ?, ?, 0)",
+            params![id, name, key],
+        )
+        .unwrap();
+    }
+
+    fn key_of(c: &Connection, table: &str, id: i64) -> String {
+        let col = if table == "users" {
+            "username_key"
+        } else {
+            "name_key"
+        };
+        c.query_row(
+            &format!("SELECT {col} FROM {table} WHERE id = ?"),
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn stored_names_are_keyed_by_their_precis_form_and_ascii_keys_stay() {
+        let (_d, mut c) = at_version(8);
+        // Keys as every earlier version wrote them: trimmed and lower-cased.
+        add_user(&c, 1, "Alice", "alice");
+        add_user(&c, 2, "ＢＯＢ", "ｂｏｂ");
+        add_user(&c, 3, "john smith", "john smith");
+        add_group(&c, 1, "Ｐｉｌｏｔ", "ｐｉｌｏｔ");
+        add_group(&c, 2, "Pilot users", "pilot users");
+        run(&mut c).unwrap();
+        assert_eq!(key_of(&c, "users", 1), "alice");
+        assert_eq!(key_of(&c, "users", 2), "bob");
+        assert_eq!(key_of(&c, "users", 3), "john smith");
+        assert_eq!(key_of(&c, "groups", 1), "pilot");
+        assert_eq!(key_of(&c, "groups", 2), "pilot users");
+    }
+
+    #[test]
+    fn usernames_that_became_one_refuse_the_migration_naming_both() {
+        let (_d, mut c) = at_version(8);
+        add_user(&c, 1, "alice", "alice");
+        add_user(&c, 7, "ａｌｉｃｅ", "ａｌｉｃｅ");
+        let e = run(&mut c).unwrap_err().to_string();
+        assert!(
+            e.contains("\"alice\" (id 1)") && e.contains("\"ａｌｉｃｅ\" (id 7)"),
+            "{e}"
+        );
+        assert!(e.contains("sesame user remove"), "{e}");
+        // Nothing changed, and removing one lets it through.
+        assert_eq!(key_of(&c, "users", 7), "ａｌｉｃｅ");
+        c.execute("DELETE FROM users WHERE id = 7", []).unwrap();
+        run(&mut c).unwrap();
+    }
+
+    #[test]
+    fn group_names_that_became_one_keep_the_name_found_today() {
+        let (_d, mut c) = at_version(8);
+        add_group(&c, 1, "ＰＩＬＯＴ", "ｐｉｌｏｔ");
+        add_group(&c, 2, "pilot", "pilot");
+        run(&mut c).unwrap();
+        assert_eq!(key_of(&c, "groups", 2), "pilot");
+        assert_eq!(key_of(&c, "groups", 1), "ｐｉｌｏｔ");
     }
 }

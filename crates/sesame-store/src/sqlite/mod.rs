@@ -22,6 +22,7 @@ mod guesses;
 mod methods;
 mod migrate;
 mod policy;
+mod rekey;
 mod signins;
 mod users;
 mod writer;

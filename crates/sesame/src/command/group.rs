@@ -52,17 +52,17 @@ pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
                 name,
             )
             .await?;
-            output(cli.json, &g, || println!("Created group {}.", g.name))?;
+            output(cli.json, &g, || say!("Created group {}.", g.name))?;
         }
         GroupCommand::List => {
             let groups = store.list_groups(data.tenant).await?;
             output(cli.json, &groups, || {
-                println!("{:<32} MEMBERS", "GROUP");
+                say!("{:<32} MEMBERS", "GROUP");
                 for g in &groups {
-                    println!("{:<32} {}", g.name, g.member_count);
+                    say!("{:<32} {}", g.name, g.member_count);
                 }
                 if groups.is_empty() {
-                    println!("(no groups yet: add one with `sesame group add NAME`)");
+                    say!("(no groups yet: add one with `sesame group add NAME`)");
                 }
             })?;
         }
@@ -74,9 +74,9 @@ pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
                 cli.json,
                 &serde_json::json!({"group": g, "members": names}),
                 || {
-                    println!("Group {} ({} members)", g.name, names.len());
+                    say!("Group {} ({} members)", g.name, names.len());
                     for n in &names {
-                        println!("  {n}");
+                        say!("  {n}");
                     }
                 },
             )?;
@@ -99,9 +99,9 @@ pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
                 &serde_json::json!({"group": g.name, "username": u.username, "added": added}),
                 || {
                     if added {
-                        println!("Added {} to {}.", u.username, g.name)
+                        say!("Added {} to {}.", u.username, g.name)
                     } else {
-                        println!("{} already is a member of {}.", u.username, g.name)
+                        say!("{} already is a member of {}.", u.username, g.name)
                     }
                 },
             )?;
@@ -124,9 +124,9 @@ pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
                 &serde_json::json!({"group": g.name, "username": u.username, "removed": removed}),
                 || {
                     if removed {
-                        println!("Removed {} from {}.", u.username, g.name)
+                        say!("Removed {} from {}.", u.username, g.name)
                     } else {
-                        println!("{} was not a member of {}.", u.username, g.name)
+                        say!("{} was not a member of {}.", u.username, g.name)
                     }
                 },
             )?;

@@ -52,12 +52,18 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         })
         .await?;
     output(cli.json, &entries, || {
-        println!(
+        say!(
             "{:<22} {:<20} {:<22} {:<9} {:<8} {:<16} {:<15} USER AGENT",
-            "TIME", "USER", "EVENT", "METHOD", "RESULT", "REASON", "IP"
+            "TIME",
+            "USER",
+            "EVENT",
+            "METHOD",
+            "RESULT",
+            "REASON",
+            "IP"
         );
         for e in &entries {
-            println!(
+            say!(
                 "{:<22} {:<20} {:<22} {:<9} {:<8} {:<16} {:<15} {}",
                 fmt_time(e.at),
                 e.username,
@@ -70,7 +76,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
             );
         }
         if entries.is_empty() {
-            println!("(no entries)");
+            say!("(no entries)");
         }
     })
 }

@@ -1,5 +1,21 @@
 //! One module per command, mirroring `sesame --help`.
 
+/// Prints a line for people. Whatever a command prints for people goes through here: it
+/// holds text others wrote (usernames typed at sign-in, browser strings, device names, audit
+/// reasons), and a control character in it would drive the terminal, so every hidden
+/// character is shown escaped (`\u{1b}`; see `sesame_proto::text`), a line break too: one
+/// call is one line, and stored text cannot forge another line of the log. JSON output
+/// (`--json`) stays exact: serde escapes control characters already. Defined before the
+/// command modules, which use it by textual scope.
+macro_rules! say {
+    () => {
+        println!()
+    };
+    ($($arg:tt)*) => {
+        println!("{}", sesame_proto::text::printable(&format!($($arg)*)))
+    };
+}
+
 pub mod config;
 pub mod group;
 pub mod log;
@@ -160,7 +176,7 @@ async fn init(cli: &Cli) -> Result<()> {
             "master_key_file": data.resolved.master_key_file,
         }),
         || {
-            println!(
+            say!(
                 "Sesame data is ready in {} (database {}, master key {}: back it up).",
                 data.resolved.data_dir.display(),
                 data.resolved.database,

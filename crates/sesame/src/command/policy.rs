@@ -104,7 +104,7 @@ fn print_policy(policy: &MethodsPolicy, names: &HashMap<GroupId, String>) {
     let lines = policy::describe(policy, names);
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     for (k, v) in lines {
-        println!("{:<width$} {v}", format!("{k}:"), width = width);
+        say!("{:<width$} {v}", format!("{k}:"), width = width);
     }
 }
 
@@ -122,7 +122,7 @@ async fn show(cli: &Cli, data: &Data) -> Result<()> {
     output(cli.json, &shown(&p, version, &names, None), || {
         print_policy(&p, &names);
         if version == 0 {
-            println!("(the initial policy: nobody has changed it yet)");
+            say!("(the initial policy: nobody has changed it yet)");
         }
     })
 }
@@ -142,7 +142,7 @@ async fn set(cli: &Cli, data: &Data, args: &SetArgs) -> Result<()> {
     let preview = edit.apply(&old, &by_name)?;
     if preview == old {
         return output(cli.json, &shown(&old, version, &names, None), || {
-            println!("Nothing changed: the policy already says that.");
+            say!("Nothing changed: the policy already says that.");
             print_policy(&old, &names);
         });
     }
@@ -162,7 +162,7 @@ async fn set(cli: &Cli, data: &Data, args: &SetArgs) -> Result<()> {
         cli.json,
         &shown(&new, new_version, &names, Some(changes.clone())),
         || {
-            println!("Policy changed: {changes}.");
+            say!("Policy changed: {changes}.");
             print_policy(&new, &names);
         },
     )

@@ -126,7 +126,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             .await
             .map_err(refused)?;
             output(cli.json, &user, || {
-                println!(
+                say!(
                     "Created user {}{}.",
                     user.username,
                     if user.is_admin {
@@ -150,12 +150,16 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                 rows.push(UserRow { user: u, methods });
             }
             output(cli.json, &rows, || {
-                println!(
+                say!(
                     "{:<24} {:<24} {:<6} {:<8} {:<10} CREATED",
-                    "USERNAME", "DISPLAY NAME", "ADMIN", "BLOCKED", "METHODS"
+                    "USERNAME",
+                    "DISPLAY NAME",
+                    "ADMIN",
+                    "BLOCKED",
+                    "METHODS"
                 );
                 for r in &rows {
-                    println!(
+                    say!(
                         "{:<24} {:<24} {:<6} {:<8} {:<10} {}",
                         r.user.username,
                         r.user.display_name,
@@ -170,7 +174,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                     );
                 }
                 if rows.is_empty() {
-                    println!("(no users yet: add one with `sesame user add NAME`)");
+                    say!("(no users yet: add one with `sesame user add NAME`)");
                 }
             })?;
         }
@@ -233,7 +237,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             output(
                 cli.json,
                 &serde_json::json!({"username": user.username, "password_set": true}),
-                || println!("Password set for {}.", user.username),
+                || say!("Password set for {}.", user.username),
             )?;
         }
         UserCommand::Block { username } => {
@@ -250,7 +254,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                     "sessions_ended": ended,
                     "requests_cancelled": blocked.cancelled.len(),
                 }),
-                || println!("Blocked {}; ended {ended} session(s).", user.username),
+                || say!("Blocked {}; ended {ended} session(s).", user.username),
             )?;
         }
         UserCommand::Unblock { username } => {
@@ -261,7 +265,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             output(
                 cli.json,
                 &serde_json::json!({"username": user.username, "blocked": false}),
-                || println!("Unblocked {}.", user.username),
+                || say!("Unblocked {}.", user.username),
             )?;
         }
         UserCommand::Unlock { username } => {
@@ -272,7 +276,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             output(
                 cli.json,
                 &serde_json::json!({"username": user.username, "unlocked": true}),
-                || println!("Cleared failed attempts for {}.", user.username),
+                || say!("Cleared failed attempts for {}.", user.username),
             )?;
         }
         UserCommand::ResetMethods { username } => {
@@ -293,7 +297,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                     "devices_removed": devices,
                 }),
                 || {
-                    println!(
+                    say!(
                         "Removed {n} method(s) and {devices} device(s) of {}.",
                         user.username
                     )
@@ -308,7 +312,7 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             output(
                 cli.json,
                 &serde_json::json!({"username": user.username, "removed": true}),
-                || println!("Removed user {}.", user.username),
+                || say!("Removed user {}.", user.username),
             )?;
         }
     }
@@ -317,23 +321,23 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
 
 fn print_detail(d: &UserDetail) {
     let u = &d.user;
-    println!("Username:      {}", u.username);
-    println!("Display name:  {}", u.display_name);
-    println!("Administrator: {}", if u.is_admin { "yes" } else { "no" });
-    println!("Blocked:       {}", if u.is_blocked { "yes" } else { "no" });
+    say!("Username:      {}", u.username);
+    say!("Display name:  {}", u.display_name);
+    say!("Administrator: {}", if u.is_admin { "yes" } else { "no" });
+    say!("Blocked:       {}", if u.is_blocked { "yes" } else { "no" });
     if let Some(t) = u.push_blocked_at {
-        println!(
+        say!(
             "Phone requests: BLOCKED since {}: the user reported a sign-in request as not theirs (`sesame user unblock {}` lifts it)",
             fmt_time(t),
             u.username
         );
     }
-    println!(
+    say!(
         "Password:      {}",
         if u.has_password { "set" } else { "not set" }
     );
-    println!("Created:       {}", fmt_time(u.created_at));
-    println!(
+    say!("Created:       {}", fmt_time(u.created_at));
+    say!(
         "Groups:        {}",
         if d.groups.is_empty() {
             "-".into()
@@ -341,9 +345,9 @@ fn print_detail(d: &UserDetail) {
             d.groups.join(", ")
         }
     );
-    println!("Methods:");
+    say!("Methods:");
     if d.methods.is_empty() {
-        println!("  (none: signs in with the password only)");
+        say!("  (none: signs in with the password only)");
     }
     for m in &d.methods {
         let default = if u.default_method == Some(m.id) {
@@ -351,7 +355,7 @@ fn print_detail(d: &UserDetail) {
         } else {
             ""
         };
-        println!(
+        say!(
             "  {}: {}{default}, added {}, {}",
             m.kind.display_name(),
             m.label,
@@ -361,9 +365,9 @@ fn print_detail(d: &UserDetail) {
                 .unwrap_or_else(|| "not used yet".into())
         );
     }
-    println!("Devices:");
+    say!("Devices:");
     if d.devices.is_empty() {
-        println!("  (none registered)");
+        say!("  (none registered)");
     }
     for dev in &d.devices {
         let phone = if dev.pin_key_disabled_at.is_some() {
@@ -373,7 +377,7 @@ fn print_detail(d: &UserDetail) {
         } else {
             "phone sign-in off"
         };
-        println!(
+        say!(
             "  {} ({}): added {}, {}, {phone}",
             dev.name,
             dev.id,
@@ -384,9 +388,11 @@ fn print_detail(d: &UserDetail) {
         );
     }
     for l in d.locks.iter().filter(|l| l.failures > 0) {
-        println!(
+        say!(
             "Failed attempts ({}): {} (use `sesame user unlock {}` to clear)",
-            l.method, l.failures, u.username
+            l.method,
+            l.failures,
+            u.username
         );
     }
     let p = &d.passwords;
@@ -396,7 +402,7 @@ fn print_detail(d: &UserDetail) {
             ("waiting", Some(until)) => format!("waiting until {}", fmt_time(until)),
             _ => "not held".to_string(),
         };
-        println!(
+        say!(
             "Wrong passwords: {} in a row from browsers the user never signed in with ({state}); \
              {} known browser(s) with wrong passwords (use `sesame user unlock {}` to clear)",
             p.failures,
@@ -405,9 +411,9 @@ fn print_detail(d: &UserDetail) {
         );
     }
     if !d.recent.is_empty() {
-        println!("Recent activity:");
+        say!("Recent activity:");
         for e in &d.recent {
-            println!(
+            say!(
                 "  {}  {:<22} {:<8} {:<8} {}",
                 fmt_time(e.at),
                 e.event.as_str(),

@@ -92,6 +92,7 @@ async fn create_group(
             )))
         }
         Err(GroupError::BadName) => "Enter a group name (at most 256 characters).".to_string(),
+        Err(e @ GroupError::Hidden(_)) => crate::web::sentence(&e.to_string()),
         Err(GroupError::Exists(n)) => format!("A group named {n:?} already exists."),
         Err(GroupError::Store(e)) => return Err(e.into()),
     };

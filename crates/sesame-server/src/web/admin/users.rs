@@ -172,6 +172,9 @@ async fn create_user(
         Err(UserError::DisplayNameTooLong) => {
             "The display name can have at most 256 characters.".to_string()
         }
+        Err(
+            e @ (UserError::Username(_) | UserError::LooksLike(..) | UserError::DisplayName(_)),
+        ) => crate::web::sentence(&e.to_string()),
         Err(UserError::Password(e)) => e.to_string(),
         Err(UserError::Exists(name)) => format!("A user named {name:?} already exists."),
         Err(UserError::Store(e)) => return Err(e.into()),
