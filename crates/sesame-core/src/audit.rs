@@ -88,6 +88,7 @@ named_enum!(
         PinKeyReset = "pin_key_reset",
         PhoneSignInEnabled = "phone_sign_in_enabled",
         PhoneSignInRequested = "phone_sign_in_requested",
+        PasswordChanged = "password_changed",
         PhoneSignInDisabled = "phone_sign_in_disabled",
         DeviceAdded = "device_added",
         DeviceRemoved = "device_removed",

@@ -1055,6 +1055,33 @@ pub async fn blocking_ends_sessions_and_cancels_requests_at_once(b: &dyn Backend
     assert!(!s.find_user(u).await.unwrap().unwrap().is_blocked);
 }
 
+pub async fn a_password_change_ends_every_other_session_of_the_user(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let other = user(&*s, "b").await;
+    for id in [&b"here"[..], b"laptop", b"phone"] {
+        s.create_session(id, t, &password_sign_in(u), NOW, LIMITS)
+            .await
+            .unwrap();
+    }
+    s.create_session(b"theirs", t, &password_sign_in(other), NOW, LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.revoke_other_sessions(u, b"here", NOW + 1).await.unwrap(),
+        2
+    );
+    assert!(s.find_session(b"here", NOW + 2).await.unwrap().is_some());
+    assert!(s.find_session(b"laptop", NOW + 2).await.unwrap().is_none());
+    assert!(s.find_session(b"phone", NOW + 2).await.unwrap().is_none());
+    assert!(s.find_session(b"theirs", NOW + 2).await.unwrap().is_some());
+    assert_eq!(
+        s.revoke_other_sessions(u, b"here", NOW + 3).await.unwrap(),
+        0
+    );
+}
+
 pub async fn removing_a_device_cancels_its_users_requests(b: &dyn Backend) {
     let s = fresh(b).await;
     let t = s.default_tenant().await.unwrap();
@@ -1550,6 +1577,7 @@ cases!(
     the_push_budget_is_counted_per_kind_and_known_browser,
     a_fraud_report_blocks_and_cancels_in_the_same_write,
     blocking_ends_sessions_and_cancels_requests_at_once,
+    a_password_change_ends_every_other_session_of_the_user,
     removing_a_device_cancels_its_users_requests,
     device_nonces_are_single_use,
     pin_key_registers_once_and_rotates_only_from_the_current_key,

@@ -304,6 +304,9 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<()>;
     async fn revoke_session(&self, id_hash: &[u8], now: UnixTime) -> Result<()>;
     async fn revoke_user_sessions(&self, user: UserId, now: UnixTime) -> Result<u64>;
+    /// Ends every session of the user but the one of `keep` (the user changing their own
+    /// password stays signed in where they did it); returns how many ended.
+    async fn revoke_other_sessions(&self, user: UserId, keep: &[u8], now: UnixTime) -> Result<u64>;
 }
 
 /// First-administrator set-up links.

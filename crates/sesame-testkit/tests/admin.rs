@@ -1138,3 +1138,67 @@ async fn cross_site_admin_posts_are_refused() {
     .await;
     assert_eq!(p.status, 303, "{}", p.body);
 }
+
+/// An administrator sets a user's password (a reset): every session of the user ends; it
+/// needs a recent sign-in; a bad or mismatched password changes nothing.
+#[tokio::test]
+async fn setting_a_password_in_the_console_ends_the_users_sessions() {
+    let srv = TestServer::spawn().await;
+    let (_, mut a) = admin(&srv).await;
+    srv.create_user("bob", Some(PASSWORD)).await;
+    let mut bobs = sign_in(&srv, "bob").await;
+    let page = a.get("/admin/users/bob").await;
+    assert!(
+        page.body.contains("/admin/users/bob/password"),
+        "{}",
+        page.body
+    );
+    a.get("/admin/users/bob/password").await;
+    let p = a
+        .post(
+            "/admin/users/bob/password",
+            &[("new", "brand new pass"), ("confirm", "brand new pasS")],
+        )
+        .await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("do not match"));
+    let p = a
+        .post(
+            "/admin/users/bob/password",
+            &[("new", "short"), ("confirm", "short")],
+        )
+        .await;
+    assert_eq!(p.status, 400);
+    assert!(is_signed_in(&mut bobs).await, "nothing changed yet");
+    // A stale console session signs in again first.
+    srv.clock.advance(601);
+    let p = a
+        .post(
+            "/admin/users/bob/password",
+            &[("new", "brand new pass"), ("confirm", "brand new pass")],
+        )
+        .await;
+    assert_eq!(
+        p.location(),
+        Some("/login?reauth=1&next=%2Fadmin%2Fusers%2Fbob")
+    );
+    let mut a = sign_in(&srv, "root").await;
+    a.get("/admin/users/bob/password").await;
+    let p = a
+        .post(
+            "/admin/users/bob/password",
+            &[("new", "brand new pass"), ("confirm", "brand new pass")],
+        )
+        .await;
+    assert_eq!(p.location(), Some("/admin/users/bob?done=password_set"));
+    assert!(!is_signed_in(&mut bobs).await, "bob's session ended");
+    assert_eq!(
+        srv.browser()
+            .password_step("bob", "brand new pass")
+            .await
+            .location(),
+        Some("/account")
+    );
+    let set = events(&srv, "admin_password_set").await;
+    assert_eq!(set.len(), 1);
+}

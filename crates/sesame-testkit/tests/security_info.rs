@@ -419,3 +419,98 @@ async fn audit_records_method_added_and_removed() {
         assert_eq!(e.ip, "127.0.0.1");
     }
 }
+
+async fn is_signed_in(b: &mut Browser) -> bool {
+    b.get("/account").await.status == 200
+}
+
+async fn change(b: &mut Browser, current: &str, new: &str, confirm: &str) -> Page {
+    b.post(
+        "/security-info/password",
+        &[("current", current), ("new", new), ("confirm", confirm)],
+    )
+    .await
+}
+
+/// Changing one's own password needs the current one (counted like a sign-in), refuses a bad
+/// new one, ends every other session and keeps this one.
+#[tokio::test]
+async fn changing_the_password_ends_the_other_sessions_and_keeps_this_one() {
+    let srv = TestServer::spawn().await;
+    let (_, mut here) = password_only_session(&srv, "alice").await;
+    let mut elsewhere = srv.browser();
+    elsewhere.password_step("alice", PASSWORD).await;
+    assert!(is_signed_in(&mut elsewhere).await);
+    let page = here.get("/security-info").await;
+    assert!(
+        page.body.contains("/security-info/password"),
+        "{}",
+        page.body
+    );
+    here.get("/security-info/password").await;
+    let p = change(&mut here, "wrong", "new password 1", "new password 1").await;
+    assert_eq!(p.status, 401, "{}", p.body);
+    assert!(p.body.contains("current password is incorrect"));
+    let p = change(&mut here, PASSWORD, "new password 1", "other").await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("do not match"));
+    let p = change(&mut here, PASSWORD, "short", "short").await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("at least 8 characters"), "{}", p.body);
+    // Nothing changed so far: the other session lives.
+    assert!(is_signed_in(&mut elsewhere).await);
+    let p = change(&mut here, PASSWORD, "new password 1", "new password 1").await;
+    assert_eq!(p.location(), Some("/security-info?done=password_changed"));
+    assert!(is_signed_in(&mut here).await, "this session stays");
+    assert!(!is_signed_in(&mut elsewhere).await, "the other one ended");
+    assert_eq!(
+        srv.browser().password_step("alice", PASSWORD).await.status,
+        401
+    );
+    assert_eq!(
+        srv.browser()
+            .password_step("alice", "new password 1")
+            .await
+            .location(),
+        Some("/account")
+    );
+    let log = srv.store.list_audit(&AuditFilter::default()).await.unwrap();
+    let changes: Vec<&AuditEvent> = log
+        .iter()
+        .filter(|e| e.event == "password_changed")
+        .collect();
+    assert_eq!(
+        changes.len(),
+        2,
+        "the wrong current password and the change"
+    );
+    assert!(changes.iter().any(|e| e.result == AuditResult::Success
+        && e.reason.as_deref() == Some("ended 1 other session(s)")));
+}
+
+/// The current password on this page is guessed no faster than at sign-in: a stolen session
+/// is not a way around the counters.
+#[tokio::test]
+async fn the_current_password_is_counted_like_a_sign_in() {
+    let srv = TestServer::spawn().await;
+    let (_, mut b) = password_only_session(&srv, "alice").await;
+    b.get("/security-info/password").await;
+    let mut last = None;
+    for i in 0..6 {
+        let guess = format!("guess {i}");
+        let p = b
+            .post(
+                "/security-info/password",
+                &[
+                    ("current", guess.as_str()),
+                    ("new", "new password 1"),
+                    ("confirm", "new password 1"),
+                ],
+            )
+            .await;
+        last = Some(p);
+    }
+    let p = last.unwrap();
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.body.contains("Too many wrong passwords"));
+}

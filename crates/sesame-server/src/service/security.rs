@@ -42,3 +42,70 @@ pub async fn set_default_method(
         .await;
     Ok(())
 }
+
+/// What a user's change of their own password came to.
+#[derive(Debug)]
+pub enum PasswordChange {
+    /// Changed; this many of the user's other sessions ended.
+    Changed { ended: u64 },
+    /// The current password was wrong (counted like a wrong password at sign-in).
+    WrongCurrent,
+    /// Not checked: too many wrong passwords.
+    Held(super::guesses::Held),
+    /// The new password is not acceptable.
+    Refused(sesame_core::password::PasswordError),
+}
+
+/// The user changes their own password on My security info, proving the current one. The
+/// current password is counted like a sign-in (a stolen session must not become a way to guess
+/// it); on success every other session of the user ends and `session` stays.
+pub async fn change_password(
+    svc: &Services,
+    origin: &Origin,
+    session: &super::sessions::Session,
+    current: sesame_core::secret::SecretString,
+    new: sesame_core::secret::SecretString,
+) -> Result<PasswordChange, crate::error::Error> {
+    use sesame_core::password;
+    let user = &session.user;
+    if let Err(e) = password::validate_new(&new) {
+        return Ok(PasswordChange::Refused(e));
+    }
+    let counted = super::guesses::scopes(svc, origin, user.tenant, &user.username, Some(user));
+    if let Some(held) = counted.reserve(svc).await? {
+        return Ok(PasswordChange::Held(held));
+    }
+    let stored = user.password_hash.clone();
+    let client = sesame_core::guessing::address_key(&origin.ip);
+    let right = svc
+        .hasher
+        .run(&client, move || {
+            password::verify(stored.as_deref(), &current)
+        })
+        .await?;
+    let line = || Line::of(user, Event::PasswordChanged);
+    if !right {
+        counted.wrong(svc).await?;
+        svc.audit(origin, line().failed("wrong_password")).await;
+        return Ok(PasswordChange::WrongCurrent);
+    }
+    counted.right(svc).await?;
+    let hash = svc
+        .hasher
+        .run("new-password", move || {
+            password::hash(&new, &mut rand::rngs::OsRng)
+        })
+        .await?
+        .map_err(|e| crate::error::Error::internal(e.to_string()))?;
+    svc.store.update_user_password(user.id, Some(&hash)).await?;
+    let ended = svc
+        .store
+        .revoke_other_sessions(user.id, &session.id_hash, svc.now())
+        .await?;
+    svc.audit(
+        origin,
+        line().reason(format!("ended {ended} other session(s)")),
+    )
+    .await;
+    Ok(PasswordChange::Changed { ended })
+}

@@ -6,8 +6,8 @@
 
 use super::extract::{reauth_redirect, Checked, FreshSecondStep, Recent, SignedIn};
 use super::templates::{
-    device_rows, last_used, AddMethodPage, DefaultMethodPage, DefaultOption, MethodRow,
-    SecurityInfoPage,
+    device_rows, last_used, AddMethodPage, ChangePasswordPage, DefaultMethodPage, DefaultOption,
+    MethodRow, SecurityInfoPage,
 };
 use super::{device_done, fmt_time, page, see_other, CsrfForm, CsrfToken};
 use crate::error::Error;
@@ -27,6 +27,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/security-info", get(overview))
         .route("/security-info/add", get(add_choose))
+        .route(
+            "/security-info/password",
+            get(password_page).post(password_submit),
+        )
         .route("/security-info/methods/{id}/delete", post(delete_method))
         .route(
             "/security-info/default",
@@ -54,6 +58,7 @@ fn flash_text(done: Option<&str>) -> Option<&'static str> {
         "default" => Some("Default method changed."),
         "device_removed" => Some("Device removed. Its sign-in requests and codes no longer work."),
         "phone_sign_in_off" => Some("Phone sign-in turned off for that device."),
+        "password_changed" => Some("Password changed. Your other sessions have ended."),
         "phone_sign_in_on" => Some("Phone sign-in is on for that device: next time, type your username and approve in the app with your PIN."),
         "nothing_to_confirm" => Some("There was no request to confirm (requests wait 10 minutes). In the Authenticator app, turn on phone sign-in again, then confirm it here."),
         "allowed_again" => Some("Phone sign-in can be turned on again for that device: open the Authenticator app and turn on phone sign-in (you will set up the PIN key again)."),
@@ -230,4 +235,62 @@ async fn confirm_phone_sign_in(
         "nothing_to_confirm"
     };
     Ok(see_other(&format!("/security-info?done={done}")))
+}
+
+fn password_form(
+    csrf: &CsrfToken,
+    me: &SignedIn,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    page(
+        csrf,
+        status,
+        &ChangePasswordPage {
+            csrf: &csrf.token,
+            error,
+            username: &me.user.username,
+            min_length: sesame_core::password::MIN_LENGTH,
+        },
+    )
+}
+
+async fn password_page(me: SignedIn, csrf: CsrfToken) -> Response {
+    password_form(&csrf, &me, StatusCode::OK, None)
+}
+
+/// "Change password": the current one, then the new one twice.
+async fn password_submit(
+    State(state): State<AppState>,
+    me: SignedIn,
+    origin: Origin,
+    csrf: CsrfToken,
+    form: CsrfForm,
+) -> Result<Response, Error> {
+    use crate::service::security::PasswordChange;
+    use sesame_core::secret::SecretString;
+    let new = form.text("new").to_string();
+    if new != form.text("confirm") {
+        return Ok(password_form(
+            &csrf,
+            &me,
+            StatusCode::BAD_REQUEST,
+            Some("The new passwords do not match."),
+        ));
+    }
+    let current = SecretString::new(form.text("current").to_string());
+    let changed =
+        security::change_password(&state, &origin, &me, current, SecretString::new(new)).await?;
+    let refused = |status, text: &str| Ok(password_form(&csrf, &me, status, Some(text)));
+    match changed {
+        PasswordChange::Changed { .. } => Ok(see_other("/security-info?done=password_changed")),
+        PasswordChange::WrongCurrent => refused(
+            StatusCode::UNAUTHORIZED,
+            "Your current password is incorrect.",
+        ),
+        PasswordChange::Held(held) => {
+            refused(StatusCode::TOO_MANY_REQUESTS, &held.message(state.now()))
+        }
+        PasswordChange::Refused(e) => refused(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
 }

@@ -206,6 +206,15 @@ pub struct DefaultOption {
 }
 
 #[derive(Template)]
+#[template(path = "security/password.html")]
+pub struct ChangePasswordPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub username: &'a str,
+    pub min_length: usize,
+}
+
+#[derive(Template)]
 #[template(path = "security/default.html")]
 pub struct DefaultMethodPage<'a> {
     pub csrf: &'a str,
@@ -306,6 +315,12 @@ pub enum UserAction {
         label: &'static str,
         note: &'static str,
     },
+    /// A page of its own (a form with fields).
+    Link {
+        path: String,
+        label: &'static str,
+        note: &'static str,
+    },
     Note(&'static str),
 }
 
@@ -324,6 +339,17 @@ pub struct LogRow {
     pub result: &'static str,
     pub reason: String,
     pub ip: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/password.html")]
+pub struct AdminPasswordPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub username: &'a str,
+    pub action: &'a str,
+    pub back: &'a str,
+    pub min_length: usize,
 }
 
 #[derive(Template)]

@@ -245,6 +245,14 @@ impl SessionStore for SqliteStore {
         )
         .await
     }
+
+    async fn revoke_other_sessions(&self, user: UserId, keep: &[u8], now: UnixTime) -> Result<u64> {
+        self.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id_hash <> ?",
+            (now, user.0, keep.to_vec()),
+        )
+        .await
+    }
 }
 
 #[async_trait]

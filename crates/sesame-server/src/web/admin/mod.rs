@@ -67,6 +67,7 @@ impl Flash {
             "created" => "User created.",
             "blocked" => "User blocked: their sessions have ended and they cannot sign in.",
             "unblocked" => "User unblocked. Sign-in requests to their phone are allowed again.",
+            "password_set" => "Password set. Every session of the user has ended.",
             "unlocked" => "Unlocked: the user's wrong passwords, codes and numbers are forgotten.",
             "reset" => "Methods reset: every verification method and registered device of this user was removed. They sign in with their password and can set up methods again.",
             "device_removed" => "Device removed. Its sign-in requests and codes no longer work.",

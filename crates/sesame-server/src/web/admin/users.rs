@@ -8,7 +8,8 @@ use crate::service::users::{self, NewAccount, UserError};
 use crate::service::{Admin, Origin};
 use crate::web::extract::{Admin as AdminUser, Checked, RecentAdmin, SignedIn};
 use crate::web::templates::{
-    device_rows, last_used, AdminMethodRow, LogRow, UserAction, UserPage, UserRow, UsersPage,
+    device_rows, last_used, AdminMethodRow, AdminPasswordPage, LogRow, UserAction, UserPage,
+    UserRow, UsersPage,
 };
 use crate::web::{device_done, fmt_time, page, see_other, CsrfToken};
 use crate::AppState;
@@ -29,6 +30,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/users/{username}/block", post(block_user))
         .route("/admin/users/{username}/unblock", post(unblock_user))
         .route("/admin/users/{username}/unlock", post(unlock_user))
+        .route(
+            "/admin/users/{username}/password",
+            get(password_page).post(password_submit),
+        )
         .route("/admin/users/{username}/reset-methods", post(reset_methods))
         .route(
             "/admin/users/{username}/devices/{id}/{action}",
@@ -275,6 +280,11 @@ async fn user_page(
             ));
         }
     }
+    actions.push(UserAction::Link {
+        path: format!("{base}/password"),
+        label: "Set a new password",
+        note: "Ends every session of the user.",
+    });
     if locked_out {
         actions.push(action(
             format!("{base}/unlock"),
@@ -347,6 +357,71 @@ async fn unblock_user(
         "{}?done=unblocked",
         user_path(&user.username)
     )))
+}
+
+fn password_form(
+    csrf: &CsrfToken,
+    user: &User,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let back = user_path(&user.username);
+    page(
+        csrf,
+        status,
+        &AdminPasswordPage {
+            csrf: &csrf.token,
+            error,
+            username: &user.username,
+            action: &format!("{back}/password"),
+            back: &back,
+            min_length: sesame_core::password::MIN_LENGTH,
+        },
+    )
+}
+
+async fn password_page(
+    State(state): State<AppState>,
+    AdminUser(me): AdminUser,
+    csrf: CsrfToken,
+    Path(username): Path<String>,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    Ok(password_form(&csrf, &user, StatusCode::OK, None))
+}
+
+/// Sets a user's password (a reset for someone who forgot theirs): all their sessions end.
+async fn password_submit(
+    State(state): State<AppState>,
+    origin: Origin,
+    csrf: CsrfToken,
+    Path(username): Path<String>,
+    Checked { me, form, .. }: Checked<RecentAdmin>,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    let new = form.text("new").to_string();
+    if new != form.text("confirm") {
+        return Ok(password_form(
+            &csrf,
+            &user,
+            StatusCode::BAD_REQUEST,
+            Some("The new passwords do not match."),
+        ));
+    }
+    let admin = Admin::console(&me.user, origin);
+    match users::set_password(&state, &admin, &user, SecretString::new(new)).await {
+        Ok(_) => Ok(see_other(&format!(
+            "{}?done=password_set",
+            user_path(&user.username)
+        ))),
+        Err(UserError::Password(e)) => Ok(password_form(
+            &csrf,
+            &user,
+            StatusCode::BAD_REQUEST,
+            Some(&e.to_string()),
+        )),
+        Err(e) => Err(Error::internal(e.to_string())),
+    }
 }
 
 async fn unlock_user(
