@@ -650,3 +650,52 @@ async fn a_username_alone_withdraws_nothing_changes_nothing_and_spends_only_its_
         Some("/account")
     );
 }
+
+/// A page with the parts that differ between any two visits taken out: the form token and the
+/// username typed.
+fn same_page(body: &str, username: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(i) = rest.find("name=\"csrf\" value=\"") {
+        let start = i + "name=\"csrf\" value=\"".len();
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        rest = &rest[rest.find('"').unwrap_or(0)..];
+    }
+    out.push_str(rest);
+    out.replace(username, "USER")
+}
+
+/// Unknown usernames and users without phone sign-in get the same answers at every step that
+/// names a user without proving anything: the username, the password page, "Other ways to sign
+/// in" and "Use an app instead".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_users_and_users_without_phone_sign_in_look_the_same() {
+    let (srv, _dir, vault) = setup().await;
+    ok(&with_pin(&vault, PIN, &["pin", "set"]).await);
+    enable(&srv, &vault).await;
+    srv.create_user("bob", Some("correct horse")).await;
+    let mut answers = Vec::new();
+    for name in ["bob", "nobody"] {
+        let mut b = srv.browser();
+        b.get("/login").await;
+        let p = b.post("/login", &[("username", name)]).await;
+        let location = p.location().map(str::to_string);
+        let password = b.follow(p).await;
+        let options = b.get("/login/options").await;
+        let app = b.post("/login/app", &[]).await;
+        answers.push((
+            location,
+            (password.status, same_page(&password.body, name)),
+            (options.status, same_page(&options.body, name)),
+            (app.status, same_page(&app.body, name)),
+        ));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0.as_deref(), Some("/login/password"));
+    // Alice, who has phone sign-in, is sent to the phone: that much the flow reveals.
+    let mut b = srv.browser();
+    b.get("/login").await;
+    let p = b.post("/login", &[("username", "alice")]).await;
+    assert_eq!(p.location(), Some("/login/app"));
+}

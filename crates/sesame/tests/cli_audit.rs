@@ -314,6 +314,29 @@ fn user_remove_is_audited() {
     });
 }
 
+/// User ids are never handed out again: a user created after another was removed never shows
+/// the removed user's lines in `sesame log --user`.
+#[test]
+fn a_new_user_never_inherits_a_removed_users_log_lines() {
+    let dir = common::data_dir();
+    let d = dir.path();
+    add_user(d, "helper");
+    add_user(d, "gone");
+    sesame(d, &["user", "block", "gone"], None);
+    sesame(d, &["user", "remove", "gone"], None);
+    add_user(d, "newcomer");
+    let out = sesame(d, &["--json", "log", "--user", "newcomer"], None);
+    let log: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines = log.as_array().unwrap();
+    assert!(!lines.is_empty());
+    assert!(
+        lines.iter().all(|e| e["username"] == "newcomer"),
+        "{lines:?}"
+    );
+    let data = Data::open(d);
+    assert!(data.user("newcomer").id.0 > data.user("helper").id.0 + 1);
+}
+
 #[test]
 fn group_add_is_audited() {
     let dir = common::data_dir();
