@@ -100,6 +100,17 @@ impl CompletedSignIn {
 }
 
 impl SignInState {
+    /// The user this sign-in has found, if any.
+    pub fn user(&self) -> Option<UserId> {
+        match self {
+            SignInState::Identified { user } => *user,
+            SignInState::SecondFactor { user, .. }
+            | SignInState::PhoneSignIn { user }
+            | SignInState::Done { user, .. } => Some(*user),
+            SignInState::Failed => None,
+        }
+    }
+
     /// The single transition function: every request goes through here.
     pub fn next(&self, event: SignInEvent) -> Result<SignInState, InvalidTransition> {
         use SignInEvent as E;

@@ -400,8 +400,32 @@ pub async fn guess_counts_are_cleared_by_key_and_by_prefix_and_pruned_by_age(b: 
         s.find_guesses("browser:70:22dd").await.unwrap(),
         (3, Some(NOW))
     );
-    assert_eq!(s.prune_guesses(NOW - 500).await.unwrap(), 1);
+    // A lock that lasts until an administrator lifts it is never pruned.
+    assert!(s
+        .set_guesses_if("account:1:locked", 0, 100, NOW - 1000)
+        .await
+        .unwrap());
+    assert_eq!(s.prune_guesses(NOW - 500, 100).await.unwrap(), 1);
     assert_eq!(s.find_guesses("address:10.0.0.1").await.unwrap(), (0, None));
+    assert_eq!(
+        s.find_guesses("account:1:locked").await.unwrap(),
+        (100, Some(NOW - 1000))
+    );
+    // A count taken back keeps the moment of the last wrong password, and never goes below 0.
+    s.refund_guess("account:1:ab").await.unwrap();
+    assert_eq!(
+        s.find_guesses("account:1:ab").await.unwrap(),
+        (2, Some(NOW))
+    );
+    for _ in 0..5 {
+        s.refund_guess("account:1:ab").await.unwrap();
+    }
+    assert_eq!(
+        s.find_guesses("account:1:ab").await.unwrap(),
+        (0, Some(NOW))
+    );
+    s.refund_guess("account:1:nobody").await.unwrap();
+    assert_eq!(s.find_guesses("account:1:nobody").await.unwrap(), (0, None));
 }
 
 pub async fn parallel_attempts_never_evaluate_more_than_the_limit(b: &dyn Backend) {
@@ -517,6 +541,32 @@ pub async fn enrollment_is_taken_once_and_expires(b: &dyn Backend) {
         s.take_totp_enrollment(u, &id, NOW).await.unwrap().is_none(),
         "single use"
     );
+}
+
+/// A new password ends the sign-ins in progress that found the user, whatever step they are
+/// at, and no other.
+pub async fn a_new_password_ends_the_users_sign_ins_in_progress(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let other = user(&*s, "b").await;
+    s.create_signin(&signin(t, 1, Some(u))).await.unwrap();
+    s.create_signin(&signin(t, 2, None)).await.unwrap();
+    s.create_signin(&signin(t, 3, Some(other))).await.unwrap();
+    // One that named nobody at first, then passed the password (as a known user would).
+    s.create_signin(&signin(t, 4, None)).await.unwrap();
+    let second = SignInState::SecondFactor {
+        user: u,
+        method: MethodKind::Totp,
+        available: vec![MethodKind::Totp],
+        amr: vec![Amr::Pwd],
+    };
+    assert!(s.update_signin_state(&[4; 32], 0, &second).await.unwrap());
+    assert_eq!(s.end_user_signins(u).await.unwrap(), 2);
+    assert!(s.find_signin(&[1; 32], NOW).await.unwrap().is_none());
+    assert!(s.find_signin(&[4; 32], NOW).await.unwrap().is_none());
+    assert!(s.find_signin(&[2; 32], NOW).await.unwrap().is_some());
+    assert!(s.find_signin(&[3; 32], NOW).await.unwrap().is_some());
 }
 
 pub async fn signin_state_changes_are_compare_and_set(b: &dyn Backend) {
@@ -1565,6 +1615,7 @@ cases!(
     failure_counter_survives_a_restart,
     enrollment_is_taken_once_and_expires,
     signin_state_changes_are_compare_and_set,
+    a_new_password_ends_the_users_sign_ins_in_progress,
     sessions_expire_idle_absolute_and_on_revocation,
     setup_token_is_single_use,
     default_method_must_belong_to_the_user,

@@ -210,9 +210,13 @@ pub trait GuessStore: Send + Sync {
     async fn clear_guesses(&self, keys: &[String], prefixes: &[String]) -> Result<u64>;
     /// The counts under keys starting with `prefix`: (key, count, last wrong password).
     async fn list_guesses(&self, prefix: &str) -> Result<Vec<(String, u32, UnixTime)>>;
-    /// Forgets counts whose last wrong password is older than `before` (nothing else ever
-    /// removes the counts of names nobody has).
-    async fn prune_guesses(&self, before: UnixTime) -> Result<u64>;
+    /// Takes back one wrong password counted against `key` up front (the password turned out
+    /// right for a shared scope, or was never checked). The moment of the last one stays.
+    async fn refund_guess(&self, key: &str) -> Result<()>;
+    /// Forgets counts whose last wrong password is older than `before`, except those at or
+    /// past `keep_from` (a lock that lasts until an administrator lifts it). Nothing else ever
+    /// removes the counts of names nobody has.
+    async fn prune_guesses(&self, before: UnixTime, keep_from: u32) -> Result<u64>;
 
     /// Decides whether a password may be checked against `key` now and, if so, counts it as
     /// wrong up front (forgotten by [`GuessStore::clear_guesses`] when it was right), so that
@@ -268,6 +272,9 @@ pub trait SignInStore: Send + Sync {
         state: &SignInState,
     ) -> Result<bool>;
     async fn delete_signin(&self, id_hash: &[u8]) -> Result<()>;
+    /// Ends every sign-in in progress that has found the user (a new password: nobody who
+    /// passed the old one may finish); returns how many.
+    async fn end_user_signins(&self, user: UserId) -> Result<u64>;
 }
 
 #[async_trait]

@@ -8,8 +8,11 @@
 //! and by its client address, across usernames.
 
 use super::{Origin, Services};
+use crate::error::Error;
 use sesame_core::guessing::{Scope, Throttle};
 use sesame_core::lockout::AttemptGate;
+use sesame_core::password;
+use sesame_core::secret::SecretString;
 use sesame_core::{TenantId, UnixTime};
 use sesame_store::{StoreError, User};
 use std::sync::atomic::Ordering;
@@ -19,13 +22,23 @@ const KEEP_SECS: i64 = 30 * 24 * 3600;
 /// How often one process prunes old counts.
 const PRUNE_EVERY_SECS: i64 = 3600;
 
-/// Where one password attempt is counted: the account name (or the known browser), reserved
-/// before the check; and for unknown browsers the client address, checked before and counted
-/// after a wrong password only (an address is shared: right passwords and passwords still
-/// being checked are not held against it).
+/// Where one password attempt is counted: the account name (or the known browser) and, for
+/// unknown browsers, the client address. Both are counted up front, before the password is
+/// checked, so that parallel guesses never check more than allowed; the address gets its count
+/// back when the password was right (an address is shared, and right passwords are not held
+/// against it), and both do when the password was never checked.
 pub struct Counted {
     reserved: (Scope, Throttle),
     address: Option<(Scope, Throttle)>,
+}
+
+/// What checking a password came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Right,
+    Wrong,
+    /// Not checked: too many wrong passwords.
+    Held(Held),
 }
 /// Why a password was not checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,45 +129,124 @@ pub fn scopes(
 }
 
 impl Counted {
-    /// Whether the password may be checked now. If so, it is counted as wrong up front for
-    /// the account (or browser), so that parallel guesses never check more than allowed.
-    pub async fn reserve(&self, svc: &Services) -> Result<Option<Held>, StoreError> {
+    /// Counts the attempt up front in every scope, unless one of them holds it (then nothing
+    /// stays counted and the password must not be checked).
+    async fn reserve(&self, svc: &Services) -> Result<Option<Held>, StoreError> {
         let now = svc.now();
         prune(svc, now).await;
         if let Some((scope, throttle)) = &self.address {
-            let (failures, last) = svc.store.find_guesses(&scope.key()).await?;
             // (Never locked for good: see `scopes`.)
-            if let AttemptGate::SoftLocked { until } = throttle.gate(failures, last, now) {
+            if let AttemptGate::SoftLocked { until } =
+                svc.store.reserve_guess(&scope.key(), throttle, now).await?
+            {
                 return Ok(Some(Held::Address { until }));
             }
         }
         let (scope, throttle) = &self.reserved;
-        Ok(
-            match svc.store.reserve_guess(&scope.key(), throttle, now).await? {
-                AttemptGate::Open => None,
-                AttemptGate::SoftLocked { until } => Some(Held::Account { until }),
-                AttemptGate::HardLocked => Some(Held::Locked),
-            },
-        )
+        let held = match svc.store.reserve_guess(&scope.key(), throttle, now).await? {
+            AttemptGate::Open => return Ok(None),
+            AttemptGate::SoftLocked { until } => Held::Account { until },
+            AttemptGate::HardLocked => Held::Locked,
+        };
+        self.give_back_address(svc).await?;
+        Ok(Some(held))
     }
 
-    /// The password was wrong: the address counts it too.
-    pub async fn wrong(&self, svc: &Services) -> Result<(), StoreError> {
-        if let Some((scope, throttle)) = &self.address {
-            svc.store
-                .count_guess(&scope.key(), throttle, svc.now())
-                .await?;
+    async fn give_back_address(&self, svc: &Services) -> Result<(), StoreError> {
+        if let Some((scope, _)) = &self.address {
+            svc.store.refund_guess(&scope.key()).await?;
         }
         Ok(())
     }
 
-    /// The password was right: the account's (or the browser's) count starts over. The
-    /// address's does not: a guesser's own account must not buy more guesses at others.
-    pub async fn right(&self, svc: &Services) -> Result<(), StoreError> {
-        svc.store
-            .clear_guesses(&[self.reserved.0.key()], &[])
-            .await?;
-        Ok(())
+    /// Checks `typed` against `stored` (None: no such user, or no password: wrong, at the
+    /// same cost) on the hashing threads, counted: held attempts cost no hashing; a right
+    /// password starts the account's (or browser's) count over and gives the address its
+    /// count back; an attempt the hashing queue refused (busy, or the client hung up) is not
+    /// counted at all.
+    pub async fn check(
+        &self,
+        svc: &Services,
+        origin: &Origin,
+        stored: Option<String>,
+        typed: SecretString,
+    ) -> Result<Verdict, Error> {
+        if let Some(held) = self.reserve(svc).await? {
+            return Ok(Verdict::Held(held));
+        }
+        // Gives the counts back if this request is dropped before the answer (the client hung
+        // up while it waited for a hashing slot).
+        let mut pending = Refund::new(svc, self);
+        let client = sesame_core::guessing::address_key(&origin.ip);
+        let checked = svc
+            .hasher
+            .run(&client, move || password::verify(stored.as_deref(), &typed))
+            .await;
+        let right = match checked {
+            Ok(right) => right,
+            Err(e) => {
+                pending.now().await;
+                return Err(e);
+            }
+        };
+        pending.disarm();
+        if right {
+            svc.store
+                .clear_guesses(&[self.reserved.0.key()], &[])
+                .await?;
+            self.give_back_address(svc).await?;
+            Ok(Verdict::Right)
+        } else {
+            Ok(Verdict::Wrong)
+        }
+    }
+}
+
+/// The counts of an attempt that was not checked, to be given back: at once ([`Refund::now`]),
+/// or in the background if the request is dropped while it waits.
+struct Refund {
+    svc: Services,
+    keys: Vec<String>,
+    armed: bool,
+}
+
+impl Refund {
+    fn new(svc: &Services, counted: &Counted) -> Self {
+        let mut keys = vec![counted.reserved.0.key()];
+        keys.extend(counted.address.as_ref().map(|(s, _)| s.key()));
+        Self {
+            svc: svc.clone(),
+            keys,
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    async fn now(&mut self) {
+        self.armed = false;
+        refund_all(&self.svc, &self.keys).await;
+    }
+}
+
+impl Drop for Refund {
+    fn drop(&mut self) {
+        if self.armed {
+            let (svc, keys) = (self.svc.clone(), std::mem::take(&mut self.keys));
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { refund_all(&svc, &keys).await });
+            }
+        }
+    }
+}
+
+async fn refund_all(svc: &Services, keys: &[String]) {
+    for k in keys {
+        if let Err(e) = svc.store.refund_guess(k).await {
+            tracing::warn!(%e, "cannot give back a password guess count");
+        }
     }
 }
 
@@ -169,7 +261,12 @@ async fn prune(svc: &Services, now: UnixTime) {
     {
         return;
     }
-    if let Err(e) = svc.store.prune_guesses(now - KEEP_SECS).await {
+    // A lock that lasts until an administrator lifts it is kept however old.
+    let keep_from = match svc.config.guessing.account.hard_after {
+        0 => u32::MAX,
+        n => n,
+    };
+    if let Err(e) = svc.store.prune_guesses(now - KEEP_SECS, keep_from).await {
         tracing::warn!(%e, "cannot forget old password guess counts");
     }
 }

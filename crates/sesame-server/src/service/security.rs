@@ -72,27 +72,21 @@ pub async fn change_password(
         return Ok(PasswordChange::Refused(e));
     }
     let counted = super::guesses::scopes(svc, origin, user.tenant, &user.username, Some(user));
-    if let Some(held) = counted.reserve(svc).await? {
-        return Ok(PasswordChange::Held(held));
-    }
-    let stored = user.password_hash.clone();
-    let client = sesame_core::guessing::address_key(&origin.ip);
-    let right = svc
-        .hasher
-        .run(&client, move || {
-            password::verify(stored.as_deref(), &current)
-        })
-        .await?;
     let line = || Line::of(user, Event::PasswordChanged);
-    if !right {
-        counted.wrong(svc).await?;
-        svc.audit(origin, line().failed("wrong_password")).await;
-        return Ok(PasswordChange::WrongCurrent);
+    match counted
+        .check(svc, origin, user.password_hash.clone(), current)
+        .await?
+    {
+        super::guesses::Verdict::Held(held) => return Ok(PasswordChange::Held(held)),
+        super::guesses::Verdict::Wrong => {
+            svc.audit(origin, line().failed("wrong_password")).await;
+            return Ok(PasswordChange::WrongCurrent);
+        }
+        super::guesses::Verdict::Right => {}
     }
-    counted.right(svc).await?;
     let hash = svc
         .hasher
-        .run("new-password", move || {
+        .run(&format!("new-password:{}", user.id.0), move || {
             password::hash(&new, &mut rand::rngs::OsRng)
         })
         .await?
@@ -102,6 +96,10 @@ pub async fn change_password(
         .store
         .revoke_other_sessions(user.id, &session.id_hash, svc.now())
         .await?;
+    // Nobody who passed the old password may finish signing in, nor answer a request sent
+    // for such a sign-in.
+    svc.store.end_user_signins(user.id).await?;
+    super::approvals::cancel(svc, user).await?;
     svc.audit(
         origin,
         line().reason(format!("ended {ended} other session(s)")),

@@ -8,7 +8,6 @@ use super::{approvals, Line, Origin, Services};
 use crate::error::{Error, Kind};
 use sesame_core::audit::{AuditMethod, Event};
 use sesame_core::method::MethodKind;
-use sesame_core::password;
 use sesame_core::policy::Allowed;
 use sesame_core::push::{ChallengeKind, ChallengeState};
 use sesame_core::secret::SecretString;
@@ -162,18 +161,14 @@ pub async fn check_password(
         None => None,
     };
     // Counted before anything is hashed, so that a flood of guesses (in parallel too) costs
-    // the server no Argon2id work past the allowance; unknown names are counted the same way.
+    // the server no Argon2id work past the allowance; unknown names are counted the same way,
+    // and cost the same Argon2id check as a wrong password.
     let counted = super::guesses::scopes(svc, origin, rec.tenant, &rec.username, user.as_ref());
-    if let Some(held) = counted.reserve(svc).await? {
-        return Ok(PasswordOutcome::Held(held));
-    }
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-    // Unknown user, user without password and wrong password all cost one Argon2id check.
-    let client = sesame_core::guessing::address_key(&origin.ip);
-    let verified = svc
-        .hasher
-        .run(&client, move || password::verify(stored.as_deref(), &typed))
-        .await?;
+    let verified = match counted.check(svc, origin, stored, typed).await? {
+        super::guesses::Verdict::Held(held) => return Ok(PasswordOutcome::Held(held)),
+        verdict => verdict == super::guesses::Verdict::Right,
+    };
     let line = |reason: &str| {
         Line::named(
             rec.tenant,
@@ -185,12 +180,8 @@ pub async fn check_password(
         .failed(reason)
     };
     let user = match (verified, user.as_ref()) {
-        (true, Some(u)) => {
-            counted.right(svc).await?;
-            u.clone()
-        }
+        (true, Some(u)) => u.clone(),
         _ => {
-            counted.wrong(svc).await?;
             let reason = if user.is_none() {
                 "unknown_user"
             } else {

@@ -94,7 +94,8 @@ pub async fn hash_new_password(svc: &Services, pw: SecretString) -> Result<Strin
     password::validate_new(&pw)?;
     Ok(svc
         .hasher
-        // New passwords are set by administrators and signed-in users: one line for all.
+        // New passwords are set by administrators and signed-in users: a line of their own,
+        // apart from sign-ins.
         .run("new-password", move || {
             password::hash(&pw, &mut rand::rngs::OsRng)
         })
@@ -162,6 +163,10 @@ pub async fn set_password(
     let hash = hash_new_password(svc, pw).await?;
     svc.store.update_user_password(user.id, Some(&hash)).await?;
     let ended = svc.store.revoke_user_sessions(user.id, svc.now()).await?;
+    // Nobody who passed the old password may finish signing in, nor answer a request sent
+    // for such a sign-in.
+    svc.store.end_user_signins(user.id).await?;
+    super::approvals::cancel(svc, user).await?;
     let detail = format!("ended {ended} session(s)");
     svc.audit(
         &admin.origin,

@@ -88,10 +88,19 @@ impl GuessStore for SqliteStore {
         })
     }
 
-    async fn prune_guesses(&self, before: UnixTime) -> Result<u64> {
+    async fn refund_guess(&self, key: &str) -> Result<()> {
         self.execute(
-            "DELETE FROM password_guesses WHERE last_failure_at < ?",
-            [before],
+            "UPDATE password_guesses SET failures = failures - 1 WHERE scope = ? AND failures > 0",
+            (key.to_string(),),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn prune_guesses(&self, before: UnixTime, keep_from: u32) -> Result<u64> {
+        self.execute(
+            "DELETE FROM password_guesses WHERE last_failure_at < ? AND failures < ?",
+            (before, i64::from(keep_from)),
         )
         .await
     }

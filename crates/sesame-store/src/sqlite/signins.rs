@@ -48,6 +48,7 @@ impl SignInStore for SqliteStore {
     async fn create_signin(&self, rec: &SignInRecord) -> Result<()> {
         let rec = rec.clone();
         let state = serde_json::to_string(&rec.state).expect("state serialises");
+        let user = rec.state.user();
         self.group
             .write(move |c| {
                 // Opportunistic clean-up keeps the table small without a background job; about
@@ -61,8 +62,8 @@ impl SignInStore for SqliteStore {
                 }
                 changed(
                     c,
-                    "INSERT INTO signin_transactions (id_hash, tenant_id, username, state, version, next_path, created_at, expires_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO signin_transactions (id_hash, tenant_id, username, state, version, next_path, created_at, expires_at, user_id) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     params![
                         rec.id_hash,
                         rec.tenant.0,
@@ -71,7 +72,8 @@ impl SignInStore for SqliteStore {
                         rec.version,
                         rec.next_path,
                         rec.created_at,
-                        rec.expires_at
+                        rec.expires_at,
+                        user.map(|u| u.0)
                     ],
                 )?;
                 Ok(())
@@ -109,14 +111,24 @@ impl SignInStore for SqliteStore {
         expected_version: i64,
         state: &SignInState,
     ) -> Result<bool> {
+        let user = state.user().map(|u| u.0);
         let state = serde_json::to_string(state).expect("state serialises");
         Ok(self
             .execute(
-                "UPDATE signin_transactions SET state = ?, version = version + 1 WHERE id_hash = ? AND version = ?",
-                (state, id_hash.to_vec(), expected_version),
+                "UPDATE signin_transactions SET state = ?, user_id = ?, version = version + 1 \
+                 WHERE id_hash = ? AND version = ?",
+                (state, user, id_hash.to_vec(), expected_version),
             )
             .await?
             == 1)
+    }
+
+    async fn end_user_signins(&self, user: UserId) -> Result<u64> {
+        self.execute(
+            "DELETE FROM signin_transactions WHERE user_id = ?",
+            (user.0,),
+        )
+        .await
     }
 
     async fn delete_signin(&self, id_hash: &[u8]) -> Result<()> {
