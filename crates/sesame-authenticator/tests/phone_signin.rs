@@ -668,7 +668,7 @@ fn same_page(body: &str, username: &str) -> String {
 
 /// Unknown usernames and users without phone sign-in get the same answers at every step that
 /// names a user without proving anything: the username, the password page, "Other ways to sign
-/// in" and "Use an app instead".
+/// in", "Use an app instead" and "Use your password instead".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_users_and_users_without_phone_sign_in_look_the_same() {
     let (srv, _dir, vault) = setup().await;
@@ -684,15 +684,41 @@ async fn unknown_users_and_users_without_phone_sign_in_look_the_same() {
         let password = b.follow(p).await;
         let options = b.get("/login/options").await;
         let app = b.post("/login/app", &[]).await;
+        // "Use your password instead" sets a remembered choice for both: the same cookie, the
+        // same shape of value (a keyed tag either way).
+        let instead = b.post("/login/password-instead", &[]).await;
+        let cookies: Vec<(String, usize)> = instead
+            .set_cookies()
+            .iter()
+            .map(|c| {
+                let (name, rest) = c.split_once('=').unwrap();
+                let value = rest.split(';').next().unwrap();
+                (name.to_string(), value.len())
+            })
+            .collect();
         answers.push((
             location,
             (password.status, same_page(&password.body, name)),
             (options.status, same_page(&options.body, name)),
             (app.status, same_page(&app.body, name)),
+            (
+                instead.status,
+                instead.location().map(str::to_string),
+                cookies,
+            ),
         ));
     }
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0].0.as_deref(), Some("/login/password"));
+    assert!(
+        answers[0]
+            .4
+             .2
+            .iter()
+            .any(|(n, _)| n == "__Host-sesame-choice"),
+        "{:?}",
+        answers[0].4
+    );
     // Alice, who has phone sign-in, is sent to the phone: that much the flow reveals.
     let mut b = srv.browser();
     b.get("/login").await;

@@ -86,6 +86,21 @@ pub fn username_key(typed: &str) -> Result<String, NameError> {
         .map_err(|e| refused(e, s))
 }
 
+/// Checks a username typed at sign-in. Only names that could not be shown safely (empty, or
+/// with an invisible or reordering character) are refused: a name the profile refuses
+/// otherwise may still belong to a user stored before the profile applied ("john smith"),
+/// found by [`lookup_key`], and is otherwise simply nobody's.
+pub fn sign_in_name(typed: &str) -> Result<(), NameError> {
+    let s = typed.trim();
+    if s.is_empty() {
+        return Err(NameError::Empty);
+    }
+    match first_hidden(s) {
+        Some(c) => Err(NameError::Hidden(c)),
+        None => Ok(()),
+    }
+}
+
 /// A new username: refused unless the profile accepts it and it is written in one script.
 pub fn username(typed: &str) -> Result<Username, NameError> {
     let key = username_key(typed)?;
@@ -134,6 +149,21 @@ pub fn label(typed: &str) -> Result<&str, NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_in_refuses_only_what_cannot_be_shown() {
+        assert!(sign_in_name("john smith").is_ok());
+        assert!(sign_in_name("ａｌｉｃｅ").is_ok());
+        assert_eq!(sign_in_name("  "), Err(NameError::Empty));
+        assert_eq!(
+            sign_in_name("al\u{1b}[2Jice"),
+            Err(NameError::Hidden('\u{1b}'))
+        );
+        assert_eq!(
+            sign_in_name("al\u{202e}ice"),
+            Err(NameError::Hidden('\u{202e}'))
+        );
+    }
 
     #[test]
     fn full_width_and_case_are_the_same_username() {

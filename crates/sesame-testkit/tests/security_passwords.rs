@@ -217,3 +217,201 @@ async fn parallel_wrong_passwords_check_at_most_the_free_ones() {
     assert_eq!(checked, 5, "exactly the free guesses are checked");
     assert_eq!(hashed(&srv) - before, 5, "and only they are hashed");
 }
+
+/// One address spraying one guess at each of many names in parallel: the address's free
+/// guesses are reserved before any hashing, so no more than those are ever checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_across_names_check_at_most_the_address_allowance() {
+    let srv = TestServer::spawn().await;
+    let free = srv.state.config.guessing.address.free as usize;
+    let mut ready = Vec::new();
+    for i in 0..(free + 100) {
+        let mut b = srv.browser_from([127, 0, 0, 4]);
+        b.get("/login").await;
+        let p = b.post("/login", &[("username", &format!("user{i}"))]).await;
+        let csrf = b.follow(p).await.csrf().expect("a form");
+        ready.push((b, csrf));
+    }
+    let before = hashed(&srv);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (mut b, csrf) in ready {
+        let body = format!("csrf={csrf}&password=guess").into_bytes();
+        tasks.spawn(async move {
+            b.post_raw("/login/password", "application/x-www-form-urlencoded", body)
+                .await
+                .status
+        });
+    }
+    let statuses = tasks.join_all().await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, free, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 100);
+    assert_eq!(hashed(&srv) - before, free as u64);
+}
+
+/// Attempts the hashing queue refused (503: busy) were never checked, so they count against
+/// nobody: neither the name typed nor the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_the_hashing_queue_refused_are_not_counted() {
+    let srv = TestServer::spawn_with(sesame_server::config::ServerConfig {
+        hashing_concurrency: 1,
+        hashing_queue: 1,
+        hashing_per_client: 1,
+        ..Default::default()
+    })
+    .await;
+    let mut ready = Vec::new();
+    for i in 0..30 {
+        let mut b = srv.browser_from([127, 0, 0, 5]);
+        b.get("/login").await;
+        let p = b.post("/login", &[("username", &format!("user{i}"))]).await;
+        let csrf = b.follow(p).await.csrf().expect("a form");
+        ready.push((b, csrf));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (mut b, csrf)) in ready.into_iter().enumerate() {
+        let body = format!("csrf={csrf}&password=guess").into_bytes();
+        tasks.spawn(async move {
+            let status = b
+                .post_raw("/login/password", "application/x-www-form-urlencoded", body)
+                .await
+                .status;
+            (i, status)
+        });
+    }
+    let answers = tasks.join_all().await;
+    let busy = answers.iter().filter(|(_, s)| *s == 503).count();
+    let checked = answers.iter().filter(|(_, s)| *s == 401).count();
+    assert!(busy > 0, "the queue was never full: {answers:?}");
+    assert_eq!(busy + checked, 30, "{answers:?}");
+    for (i, status) in &answers {
+        let (n, _) = srv
+            .store
+            .find_guesses(&format!("account:1:user{i}"))
+            .await
+            .unwrap();
+        assert_eq!(n, u32::from(*status == 401), "user{i} answered {status}");
+    }
+    let (n, _) = srv.store.find_guesses("address:127.0.0.5").await.unwrap();
+    assert_eq!(n as usize, checked);
+}
+
+/// A lock that lasts until an administrator lifts it outlives the pruning of old counts;
+/// other old counts are forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_lock_survives_the_pruning_of_old_counts() {
+    use sesame_core::guessing::{GuessingPolicy, Throttle};
+    let srv = TestServer::spawn_with(sesame_server::config::ServerConfig {
+        guessing: GuessingPolicy {
+            account: Throttle {
+                free: 3,
+                first_delay_secs: 1,
+                max_delay_secs: 1,
+                hard_after: 3,
+                forget_after_secs: 0,
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    srv.create_user("alice", Some(PASSWORD)).await;
+    for i in 0..3 {
+        let p = try_password(&mut srv.browser(), "alice", &format!("guess{i}")).await;
+        assert_eq!(p.status, 401, "{}", p.body);
+    }
+    try_password(&mut srv.browser_from([127, 0, 0, 6]), "bob", "guess").await;
+    assert_eq!(srv.store.find_guesses("account:1:bob").await.unwrap().0, 1);
+    srv.clock.advance(31 * 24 * 3600);
+    // This attempt prunes (the first in over an hour) and is still refused.
+    let p = try_password(&mut srv.browser(), "alice", PASSWORD).await;
+    assert!(held(&p, "This account is locked"), "{}", p.body);
+    assert_eq!(
+        srv.store.find_guesses("account:1:bob").await.unwrap(),
+        (0, None),
+        "an old count is forgotten"
+    );
+    assert_eq!(
+        srv.store.find_guesses("account:1:alice").await.unwrap().0,
+        3
+    );
+}
+
+/// Somebody who passed the old password and waits at the code step cannot finish once the
+/// password changed: neither after an administrator set a new one nor after the user changed
+/// it themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_password_ends_half_finished_sign_ins() {
+    use sesame_core::secret::{SecretBytes, SecretString};
+    let srv = TestServer::spawn().await;
+    let alice = srv.create_user("alice", Some(PASSWORD)).await;
+    let secret = SecretBytes::new(b"0123456789abcdefghij".to_vec());
+    srv.add_totp(alice.id, &secret).await;
+    let at_code_step = || async {
+        let mut b = srv.browser();
+        let p = b.password_step("alice", PASSWORD).await;
+        assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+        b.follow(p).await;
+        b
+    };
+    let finish = |mut b: Browser, code: String| async move {
+        b.post("/login/verify", &[("code", &code)]).await
+    };
+
+    // The administrator sets a new password.
+    let attacker = at_code_step().await;
+    let admin = Admin {
+        user: None,
+        username: "test".into(),
+        by: "cli:test".into(),
+        origin: Origin::cli("test"),
+    };
+    users::set_password(
+        &srv.state,
+        &admin,
+        &alice,
+        SecretString::new("second password".into()),
+    )
+    .await
+    .unwrap();
+    let p = finish(attacker, srv.code(&secret)).await;
+    assert_ne!(p.location(), Some("/account"), "{}", p.body);
+    assert!(!p.set_cookies().iter().any(|c| c.contains("session=")));
+
+    // The user changes it on My security info.
+    srv.clock.advance(30);
+    let mut user = srv.browser();
+    user.password_step("alice", "second password").await;
+    let p = user
+        .post("/login/verify", &[("code", &srv.code(&secret))])
+        .await;
+    assert_eq!(p.location(), Some("/account"), "{}", p.body);
+    srv.clock.advance(30);
+    let attacker = {
+        let mut b = srv.browser();
+        let p = b.password_step("alice", "second password").await;
+        b.follow(p).await;
+        b
+    };
+    user.get("/security-info/password").await;
+    let p = user
+        .post(
+            "/security-info/password",
+            &[
+                ("current", "second password"),
+                ("new", "third password"),
+                ("confirm", "third password"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        p.location(),
+        Some("/security-info?done=password_changed"),
+        "{}",
+        p.body
+    );
+    srv.clock.advance(30);
+    let p = finish(attacker, srv.code(&secret)).await;
+    assert_ne!(p.location(), Some("/account"), "{}", p.body);
+    assert!(!p.set_cookies().iter().any(|c| c.contains("session=")));
+}

@@ -131,10 +131,10 @@ async fn use_password(
         SignInState::Identified { .. } => {}
         _ => return Ok(see_other(page_for(&rec.state))),
     }
-    let Some(user) = user else {
-        return Ok(see_other("/login/password"));
+    let cookie = match &user {
+        Some(user) => choice_cookie(&state, user, SignInChoice::Password),
+        None => flow::unknown_choice_cookie(&state, rec.tenant, &rec.username),
     };
-    let cookie = choice_cookie(&state, &user, SignInChoice::Password);
     Ok(with_cookies(see_other("/login/password"), &[cookie]))
 }
 

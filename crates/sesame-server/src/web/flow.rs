@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use sesame_core::audit::AuditMethod;
 use sesame_core::push::ChallengeKind;
 use sesame_core::signin::{SignInChoice, SignInState};
+use sesame_core::TenantId;
 use sesame_store::{SignInRecord, User};
 
 pub const CHOICE_COOKIE: &str = "__Host-sesame-choice";
@@ -45,10 +46,14 @@ pub fn step_refused(rec: &SignInRecord, e: StepError) -> Response {
 /// A short keyed tag of a user id: lets a browser cookie remember a choice for one user
 /// without naming the user.
 fn user_tag(state: &AppState, user: sesame_core::UserId) -> String {
+    tag(state, &user.0.to_string())
+}
+
+fn tag(state: &AppState, subject: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(state.web().choice_key.expose())
         .expect("HMAC takes any key length");
-    mac.update(user.0.to_string().as_bytes());
+    mac.update(subject.as_bytes());
     data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes()[..12])
 }
 
@@ -60,6 +65,19 @@ fn from_browser(state: &AppState, headers: &HeaderMap, user: &User) -> Option<Si
             .then(|| SignInChoice::parse(choice))
             .flatten()
     })
+}
+
+/// The cookie "use your password instead" sets for a username nobody has: the same name, the
+/// same length and shape as a user's (a keyed tag of the name instead of the id, which no user
+/// id tag can equal), so the answer does not tell whether the user exists.
+pub fn unknown_choice_cookie(state: &AppState, tenant: TenantId, typed: &str) -> String {
+    let subject = format!("unknown:{}:{}", tenant.0, sesame_store::name_key(typed));
+    let value = format!(
+        "{}.{}",
+        tag(state, &subject),
+        SignInChoice::Password.as_str()
+    );
+    host_cookie(CHOICE_COOKIE, &value, Some(CHOICE_MAX_AGE))
 }
 
 /// After a sign-in with the password completed: the browser's "use your password" becomes

@@ -120,10 +120,11 @@ async fn username_submit(
             Some(msg),
         ));
     }
-    // Refused before anything is stored or logged: a name the username rules refuse (control
-    // characters, zero-width or bidirectional ones, what RFC 8265 disallows) names nobody, and
-    // must not reach the transaction, the audit log or a terminal that prints it.
-    if let Err(e) = sesame_core::names::username_key(&username) {
+    // Refused before anything is stored or logged: a name with control characters, zero-width
+    // or bidirectional ones names nobody, and must not reach the transaction, the audit log
+    // or a terminal that prints it. (Other names RFC 8265 refuses are looked up: users
+    // stored before the profile applied keep signing in.)
+    if let Err(e) = sesame_core::names::sign_in_name(&username) {
         return Ok(username_form(
             https_needed,
             &csrf,
