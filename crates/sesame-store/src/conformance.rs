@@ -1577,6 +1577,286 @@ pub async fn audit_filters_select_exactly_the_matching_lines(b: &dyn Backend) {
     }
 }
 
+fn oidc_client(tenant: TenantId, id: &str) -> crate::Client {
+    crate::Client {
+        client_id: id.into(),
+        tenant,
+        name: format!("App {id}"),
+        secret_hash: Some(vec![1; 32]),
+        redirect_uris: vec!["https://app.example/cb".into()],
+        post_logout_redirect_uris: vec![],
+        first_party: false,
+        require_mfa: false,
+        id_token_alg: "RS256".into(),
+        client_credentials: false,
+        created_at: NOW,
+        secret_set_at: Some(NOW),
+    }
+}
+
+fn oidc_grant(tenant: TenantId, user: UserId, client: &str) -> crate::OidcGrant {
+    crate::OidcGrant {
+        tenant,
+        user,
+        client_id: client.into(),
+        scope: "openid".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        nonce: Some("n".into()),
+        code_challenge: Some("c".into()),
+        auth_time: NOW - 5,
+        amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+        acr: "mfa".into(),
+        sid: None,
+    }
+}
+
+fn family(id: &str) -> crate::NewFamily {
+    crate::NewFamily {
+        id: id.into(),
+        expires_at: NOW + 3600,
+    }
+}
+
+pub async fn oidc_signing_keys_are_sealed_and_retire(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let k = |kid: &str, alg: &str| crate::SigningKey {
+        kid: kid.into(),
+        alg: alg.into(),
+        private_key: SecretBytes::new(format!("pkcs8 of {kid}").into_bytes()),
+        public_jwk: format!("{{\"kid\":\"{kid}\"}}"),
+        created_at: NOW,
+        retired_at: None,
+    };
+    s.add_signing_key(&k("r1", "RS256")).await.unwrap();
+    s.add_signing_key(&k("e1", "ES256")).await.unwrap();
+    assert!(matches!(
+        s.add_signing_key(&k("r1", "RS256")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.add_signing_key(&k("r2", "RS256")).await.unwrap();
+    assert_eq!(
+        s.retire_signing_keys("RS256", "r2", NOW + 1).await.unwrap(),
+        1
+    );
+    let keys = s.list_signing_keys().await.unwrap();
+    let find = |kid: &str| keys.iter().find(|x| x.kid == kid).unwrap().clone();
+    assert_eq!(find("r1").retired_at, Some(NOW + 1));
+    assert_eq!(find("r2").retired_at, None);
+    assert_eq!(
+        find("e1").retired_at,
+        None,
+        "another algorithm's key is left alone"
+    );
+    assert_eq!(find("r2").private_key.expose(), b"pkcs8 of r2");
+    // Sealed: another master key cannot open them.
+    let other = b.open("main", MasterKey::from_bytes([8; 32])).await;
+    assert!(matches!(
+        other.list_signing_keys().await,
+        Err(StoreError::Decrypt)
+    ));
+    assert_eq!(
+        s.remove_signing_keys_retired_before(NOW + 2).await.unwrap(),
+        1
+    );
+    assert_eq!(s.list_signing_keys().await.unwrap().len(), 2);
+}
+
+pub async fn oidc_clients_round_trip_and_removal_takes_their_grants(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let mut c = oidc_client(t, "app1");
+    s.create_client(&c).await.unwrap();
+    assert!(matches!(
+        s.create_client(&c).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.find_client("app1").await.unwrap(), Some(c.clone()));
+    c.redirect_uris.push("http://127.0.0.1:9/cb".into());
+    c.secret_hash = None;
+    c.require_mfa = true;
+    assert!(s.update_client(&c).await.unwrap());
+    assert_eq!(s.find_client("app1").await.unwrap(), Some(c.clone()));
+    assert_eq!(s.list_clients(t).await.unwrap(), vec![c]);
+    s.create_code(&[1; 32], &oidc_grant(t, u, "app1"), NOW + 60)
+        .await
+        .unwrap();
+    s.save_consent(u, "app1", "openid", NOW).await.unwrap();
+    assert!(s.remove_client("app1").await.unwrap());
+    assert!(!s.remove_client("app1").await.unwrap());
+    assert_eq!(s.find_client("app1").await.unwrap(), None);
+    assert_eq!(s.find_consent(u, "app1").await.unwrap(), None);
+    s.create_client(&oidc_client(t, "app1")).await.unwrap();
+    assert_eq!(
+        s.redeem_code(&[1; 32], "app1", &family("f"), &[2; 32], NOW)
+            .await
+            .unwrap(),
+        crate::Redeemed::Unknown,
+        "a code of the removed client is gone with it"
+    );
+}
+
+pub async fn an_authorization_code_is_redeemed_once_and_a_replay_revokes_what_it_issued(
+    b: &dyn Backend,
+) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    s.create_client(&oidc_client(t, "app1")).await.unwrap();
+    s.create_client(&oidc_client(t, "app2")).await.unwrap();
+    let g = oidc_grant(t, u, "app1");
+    s.create_code(&[1; 32], &g, NOW + 60).await.unwrap();
+    // Another client cannot redeem it, and trying does not use it up.
+    assert_eq!(
+        s.redeem_code(&[1; 32], "app2", &family("x"), &[9; 32], NOW)
+            .await
+            .unwrap(),
+        crate::Redeemed::Unknown
+    );
+    // Fifty at once: one wins.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50u8 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            s.redeem_code(
+                &[1; 32],
+                "app1",
+                &family(&format!("f{i}")),
+                &[100 + i; 32],
+                NOW,
+            )
+            .await
+            .unwrap()
+        });
+    }
+    let outcomes = tasks.join_all().await;
+    let issued: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(o, crate::Redeemed::Issued(_)))
+        .collect();
+    assert_eq!(issued.len(), 1, "{outcomes:?}");
+    assert_eq!(issued[0], &crate::Redeemed::Issued(Box::new(g)));
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, crate::Redeemed::Issued(_) | crate::Redeemed::Replayed)));
+    // Every replay revoked the family the code issued: none is active.
+    let mut active = 0;
+    for i in 0..50u8 {
+        if s.family_active(&format!("f{i}"), NOW).await.unwrap() {
+            active += 1;
+        }
+    }
+    assert_eq!(active, 0, "the replays revoked the family the code started");
+    // Expired codes are not redeemed.
+    s.create_code(&[2; 32], &oidc_grant(t, u, "app1"), NOW + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.redeem_code(&[2; 32], "app1", &family("late"), &[3; 32], NOW + 60)
+            .await
+            .unwrap(),
+        crate::Redeemed::Unknown
+    );
+}
+
+pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    s.create_client(&oidc_client(t, "app1")).await.unwrap();
+    s.create_client(&oidc_client(t, "app2")).await.unwrap();
+    let g = oidc_grant(t, u, "app1");
+    s.create_code(&[1; 32], &g, NOW + 60).await.unwrap();
+    assert_eq!(
+        s.redeem_code(&[1; 32], "app1", &family("f"), &[10; 32], NOW)
+            .await
+            .unwrap(),
+        crate::Redeemed::Issued(Box::new(g.clone()))
+    );
+    assert!(s.family_active("f", NOW).await.unwrap());
+    // Another client's token is not this client's to use.
+    assert_eq!(
+        s.rotate_refresh(&[10; 32], "app2", &[11; 32], NOW)
+            .await
+            .unwrap(),
+        crate::Rotated::Unknown
+    );
+    assert_eq!(
+        s.rotate_refresh(&[10; 32], "app1", &[11; 32], NOW)
+            .await
+            .unwrap(),
+        crate::Rotated::Rotated {
+            grant: Box::new(g.clone()),
+            family: "f".into()
+        }
+    );
+    assert!(matches!(
+        s.rotate_refresh(&[11; 32], "app1", &[12; 32], NOW)
+            .await
+            .unwrap(),
+        crate::Rotated::Rotated { .. }
+    ));
+    // The first token again: reuse. The whole family ends, the newest token too.
+    assert_eq!(
+        s.rotate_refresh(&[10; 32], "app1", &[13; 32], NOW)
+            .await
+            .unwrap(),
+        crate::Rotated::Reused
+    );
+    assert!(!s.family_active("f", NOW).await.unwrap());
+    assert_eq!(
+        s.rotate_refresh(&[12; 32], "app1", &[14; 32], NOW)
+            .await
+            .unwrap(),
+        crate::Rotated::Unknown
+    );
+    // A family ends when it expires, and by revocation through any of its tokens.
+    s.create_code(&[2; 32], &g, NOW + 60).await.unwrap();
+    s.redeem_code(&[2; 32], "app1", &family("g"), &[20; 32], NOW)
+        .await
+        .unwrap();
+    assert!(!s.family_active("g", NOW + 3600).await.unwrap());
+    assert!(!s
+        .revoke_refresh_token(&[20; 32], "app2", NOW)
+        .await
+        .unwrap());
+    assert!(s
+        .revoke_refresh_token(&[20; 32], "app1", NOW)
+        .await
+        .unwrap());
+    assert!(!s.family_active("g", NOW).await.unwrap());
+    // A user's families all end at once.
+    s.create_code(&[3; 32], &g, NOW + 60).await.unwrap();
+    s.redeem_code(&[3; 32], "app1", &family("h"), &[30; 32], NOW)
+        .await
+        .unwrap();
+    assert_eq!(s.revoke_user_families(u, NOW).await.unwrap(), 1);
+    assert!(!s.family_active("h", NOW).await.unwrap());
+}
+
+pub async fn revoked_access_tokens_and_consent_are_remembered(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    s.create_client(&oidc_client(t, "app1")).await.unwrap();
+    assert!(!s.access_token_revoked("j1").await.unwrap());
+    s.revoke_access_token("j1", NOW + 60).await.unwrap();
+    s.revoke_access_token("j1", NOW + 60).await.unwrap();
+    assert!(s.access_token_revoked("j1").await.unwrap());
+    assert_eq!(s.find_consent(u, "app1").await.unwrap(), None);
+    s.save_consent(u, "app1", "openid", NOW).await.unwrap();
+    s.save_consent(u, "app1", "openid profile", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.find_consent(u, "app1").await.unwrap().as_deref(),
+        Some("openid profile")
+    );
+    // Pruning forgets what expired.
+    s.prune_oidc(NOW + 61).await.unwrap();
+    assert!(!s.access_token_revoked("j1").await.unwrap());
+}
+
 type Case = for<'a> fn(&'a dyn Backend) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 macro_rules! cases {
@@ -1638,6 +1918,11 @@ cases!(
     policy_for_user_reads_the_policy_only_when_its_version_moved,
     writes_committed_together_keep_their_own_outcomes,
     audit_filters_select_exactly_the_matching_lines,
+    oidc_signing_keys_are_sealed_and_retire,
+    oidc_clients_round_trip_and_removal_takes_their_grants,
+    an_authorization_code_is_redeemed_once_and_a_replay_revokes_what_it_issued,
+    refresh_tokens_rotate_and_reuse_revokes_the_family,
+    revoked_access_tokens_and_consent_are_remembered,
 );
 
 /// Runs every case against backends made by `make` (one each), one after another, and

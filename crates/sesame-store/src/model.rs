@@ -273,3 +273,92 @@ pub struct PolicyRead {
     /// The user's groups.
     pub groups: Vec<GroupId>,
 }
+
+/// A key that signs OpenID Connect tokens. The private half is sealed at rest (associated
+/// data: the kid); a retired key signs nothing more but stays published for a while.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    /// `RS256`, `ES256` or `EdDSA`.
+    pub alg: String,
+    /// PKCS#8 DER.
+    pub private_key: SecretBytes,
+    /// The public JWK, as published (JSON).
+    pub public_jwk: String,
+    pub created_at: UnixTime,
+    pub retired_at: Option<UnixTime>,
+}
+
+/// An application that signs its users in through Sesame (an OpenID Connect client).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub tenant: TenantId,
+    /// What people are shown: on the sign-in pages and on the phone ("the application asking").
+    pub name: String,
+    /// SHA-256 of the secret; None for a public client (which must use PKCE).
+    #[serde(skip)]
+    pub secret_hash: Option<Vec<u8>>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Skips the consent page.
+    pub first_party: bool,
+    /// Every sign-in for this application completes a second step.
+    pub require_mfa: bool,
+    pub id_token_alg: String,
+    /// May use the client credentials grant (needs a secret).
+    pub client_credentials: bool,
+    pub created_at: UnixTime,
+    pub secret_set_at: Option<UnixTime>,
+}
+
+/// What an authorization code or a refresh token grants: to which application, for whom, and
+/// how that person signed in. Written once, with the code; carried to each refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct OidcGrant {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub client_id: String,
+    pub scope: String,
+    pub redirect_uri: String,
+    pub nonce: Option<String>,
+    /// The PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    pub auth_time: UnixTime,
+    pub amr: Vec<String>,
+    pub acr: String,
+    /// The session the sign-in made (its public id), for logout.
+    pub sid: Option<String>,
+}
+
+/// A new refresh token family: what one authorization code issued.
+#[derive(Debug, Clone)]
+pub struct NewFamily {
+    pub id: String,
+    pub expires_at: UnixTime,
+}
+
+/// What redeeming an authorization code came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The code was good: its grant, and the family it now heads.
+    Issued(Box<OidcGrant>),
+    /// Already used: what it issued is revoked now.
+    Replayed,
+    /// No such code for this client, or expired.
+    Unknown,
+}
+
+/// What presenting a refresh token came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotated {
+    /// A new refresh token replaces it, in the same family.
+    Rotated {
+        grant: Box<OidcGrant>,
+        family: String,
+    },
+    /// Used before: the whole family is revoked now.
+    Reused,
+    /// No such token for this client, or its family ended.
+    Unknown,
+}

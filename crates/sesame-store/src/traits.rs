@@ -2,9 +2,10 @@
 //! trait; callers hold an `Arc<dyn Store>` and never know which backend they talk to.
 
 use crate::{
-    Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Device, DeviceRow, Group, Method,
-    NewChallenge, NewDevice, NewUser, PinOutcome, PolicyRead, Result, SessionLimits, SessionRecord,
-    SignInRecord, StoreError, User,
+    Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device, DeviceRow, Group,
+    Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, PinOutcome, PolicyRead,
+    Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord, SigningKey, StoreError,
+    User,
 };
 use async_trait::async_trait;
 use sesame_core::guessing::Throttle;
@@ -31,6 +32,7 @@ pub trait Store:
     + ApprovalStore
     + PolicyStore
     + AuditStore
+    + OidcStore
     + Send
     + Sync
     + 'static
@@ -51,6 +53,7 @@ impl<T> Store for T where
         + ApprovalStore
         + PolicyStore
         + AuditStore
+        + OidcStore
         + Send
         + Sync
         + 'static
@@ -492,4 +495,77 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     /// Newest first, at most `filter.limit` lines (100 when 0).
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+}
+
+/// OpenID Connect: signing keys, applications, codes, refresh token families, revoked access
+/// tokens and remembered consent. Single use is the database's: a code or a refresh token is
+/// taken by one conditional update, and a second use revokes what the first issued.
+#[async_trait]
+pub trait OidcStore: Send + Sync {
+    async fn add_signing_key(&self, key: &SigningKey) -> Result<()>;
+    /// Every key, retired ones too, oldest first.
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKey>>;
+    /// Retires every key of `alg` still signing, but `keep`; returns how many.
+    async fn retire_signing_keys(&self, alg: &str, keep: &str, now: UnixTime) -> Result<u64>;
+    /// Forgets keys retired before `before` (their overlap is over).
+    async fn remove_signing_keys_retired_before(&self, before: UnixTime) -> Result<u64>;
+
+    async fn create_client(&self, client: &Client) -> Result<()>;
+    async fn find_client(&self, client_id: &str) -> Result<Option<Client>>;
+    async fn list_clients(&self, tenant: TenantId) -> Result<Vec<Client>>;
+    /// Replaces what can change: name, URIs, flags, algorithm, secret.
+    async fn update_client(&self, client: &Client) -> Result<bool>;
+    /// Removes the client and everything issued to it.
+    async fn remove_client(&self, client_id: &str) -> Result<bool>;
+
+    async fn create_code(
+        &self,
+        code_hash: &[u8],
+        grant: &OidcGrant,
+        expires_at: UnixTime,
+    ) -> Result<()>;
+    /// Takes the code for `client_id` and, in the same transaction, starts `family` with its
+    /// first refresh token. A code used before revokes the family it issued.
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8],
+        client_id: &str,
+        family: &NewFamily,
+        refresh_hash: &[u8],
+        now: UnixTime,
+    ) -> Result<Redeemed>;
+    /// Takes the refresh token and stores `new_hash` in its family; a token used before
+    /// revokes its family.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &[u8],
+        client_id: &str,
+        new_hash: &[u8],
+        now: UnixTime,
+    ) -> Result<Rotated>;
+    /// Whether the family still stands (not revoked, not expired).
+    async fn family_active(&self, family: &str, now: UnixTime) -> Result<bool>;
+    async fn revoke_family(&self, family: &str, now: UnixTime) -> Result<bool>;
+    /// Revokes the family of a refresh token of `client_id` (RFC 7009); false if unknown.
+    async fn revoke_refresh_token(
+        &self,
+        hash: &[u8],
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// Revokes every family of the user (a sign-out, a blocked user, a new password).
+    async fn revoke_user_families(&self, user: UserId, now: UnixTime) -> Result<u64>;
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<()>;
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool>;
+
+    async fn find_consent(&self, user: UserId, client_id: &str) -> Result<Option<String>>;
+    async fn save_consent(
+        &self,
+        user: UserId,
+        client_id: &str,
+        scope: &str,
+        now: UnixTime,
+    ) -> Result<()>;
+    /// Forgets expired codes, families and revocations.
+    async fn prune_oidc(&self, now: UnixTime) -> Result<u64>;
 }

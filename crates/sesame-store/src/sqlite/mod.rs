@@ -21,6 +21,7 @@ mod groups;
 mod guesses;
 mod methods;
 mod migrate;
+mod oidc;
 mod policy;
 mod rekey;
 mod signins;
