@@ -112,6 +112,18 @@ named_enum!(
         AdminGroupCreated = "admin_group_created",
         AdminGroupMemberAdded = "admin_group_member_added",
         AdminGroupMemberRemoved = "admin_group_member_removed",
+        // Applications (OpenID Connect).
+        /// A signed-in user was sent back to an application with an authorization code.
+        AppSignIn = "app_sign_in",
+        /// The user let an application (not first-party) have what it asked for.
+        AppConsent = "app_consent",
+        /// An authorization code or a refresh token was used twice: what it issued is revoked.
+        TokenReplay = "token_replay",
+        AdminClientAdded = "admin_client_added",
+        AdminClientChanged = "admin_client_changed",
+        AdminClientRemoved = "admin_client_removed",
+        AdminClientSecretRotated = "admin_client_secret_rotated",
+        AdminKeyRotated = "admin_key_rotated",
     }
 );
 

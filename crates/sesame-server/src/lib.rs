@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod error;
 pub mod hashing;
 pub mod methods;
+pub mod oidc;
 pub mod serve;
 pub mod service;
 pub mod tls;
@@ -120,6 +121,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(web::routes())
         .merge(api::routes())
+        .merge(oidc::routes())
         .merge(methods)
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn(web::security_headers))

@@ -50,6 +50,12 @@ pub enum Command {
     /// Manage groups.
     #[command(subcommand)]
     Group(command::group::GroupCommand),
+    /// Manage applications that sign their users in through Sesame (OpenID Connect clients).
+    #[command(subcommand)]
+    Client(command::client::ClientCommand),
+    /// The keys that sign OpenID Connect tokens.
+    #[command(subcommand)]
+    Keys(command::keys::KeysCommand),
     /// Show or change the authentication methods policy.
     #[command(subcommand)]
     Policy(command::policy::PolicyCommand),

@@ -240,7 +240,10 @@ pub async fn start(
         kind,
         channel: ApprovalChannel::App,
         number: push::generate_number(policy.digits, &mut rand::rngs::OsRng),
-        app_name: svc.config.service_name.clone(),
+        // The application asking, when an application sent the person here; else Sesame.
+        app_name: crate::service::oidc::application_asking(svc, rec.next_path.as_deref())
+            .await
+            .unwrap_or_else(|| svc.config.service_name.clone()),
         ip: origin.ip.clone(),
         location: approximate_location(&origin.ip),
         user_agent: origin.user_agent.clone(),

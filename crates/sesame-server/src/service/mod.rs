@@ -12,6 +12,7 @@ pub mod browsers;
 pub mod devices;
 pub mod groups;
 pub mod guesses;
+pub mod oidc;
 pub mod policy;
 pub mod security;
 pub mod sessions;
@@ -47,6 +48,8 @@ pub struct Inner {
     pub browsers: browsers::KnownBrowsers,
     /// When this process last forgot old password guess counts.
     pub guesses_pruned_at: AtomicI64,
+    /// OpenID Connect: signing keys, the key that signs waiting authorization requests.
+    pub oidc: oidc::Oidc,
     policies: policy::PolicyCache,
 }
 
@@ -79,6 +82,7 @@ impl Services {
             default_tenant,
             browsers: browsers::KnownBrowsers::new(master_key.derive("device-cookie-v1")),
             guesses_pruned_at: AtomicI64::new(0),
+            oidc: oidc::Oidc::new(master_key.derive("oidc-request-v1")),
             policies: policy::PolicyCache::default(),
         })))
     }

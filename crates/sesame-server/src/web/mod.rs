@@ -113,7 +113,7 @@ pub fn safe_next(next: Option<&str>) -> Option<String> {
     let ok = n.starts_with('/')
         && !n.starts_with("//")
         && !n.starts_with("/\\")
-        && n.len() <= 512
+        && n.len() <= 4096
         && n.chars().all(|c| c.is_ascii_graphic());
     ok.then(|| n.to_string())
 }
@@ -306,27 +306,49 @@ impl FromRequest<AppState> for CsrfForm {
             }
         })?;
         let fields = parse_form(&body)?;
-        let forbidden = || {
-            Error::forbidden("This form has expired or came from another site. Go back, reload the page and try again.")
-        };
-        if !same_origin(&headers) {
-            return Err(forbidden());
-        }
-        let Some(cookie_value) = cookie(&headers, CSRF_COOKIE) else {
-            // Over plain HTTP at a real name the browser kept no cookie: say why.
-            return Err(if https_needed {
-                Error::https_required()
-            } else {
-                forbidden()
-            });
-        };
-        let expected = csrf_mac(state, &cookie_value);
-        let given = fields.get("csrf").map(String::as_str).unwrap_or("");
-        if !sesame_core::secret::ct_eq(expected.as_bytes(), given.as_bytes()) {
-            return Err(forbidden());
-        }
+        check_csrf(state, &headers, &fields, https_needed)?;
         Ok(CsrfForm { fields })
     }
+}
+
+impl CsrfForm {
+    /// Checks fields already parsed (an endpoint that takes posts from other sites too, and
+    /// from our own page with a token).
+    pub fn check_fields(
+        state: &AppState,
+        headers: &HeaderMap,
+        fields: &HashMap<String, String>,
+    ) -> Result<(), Error> {
+        check_csrf(state, headers, fields, false)
+    }
+}
+
+fn check_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    fields: &HashMap<String, String>,
+    https_needed: bool,
+) -> Result<(), Error> {
+    let forbidden = || {
+        Error::forbidden("This form has expired or came from another site. Go back, reload the page and try again.")
+    };
+    if !same_origin(headers) {
+        return Err(forbidden());
+    }
+    let Some(cookie_value) = cookie(headers, CSRF_COOKIE) else {
+        // Over plain HTTP at a real name the browser kept no cookie: say why.
+        return Err(if https_needed {
+            Error::https_required()
+        } else {
+            forbidden()
+        });
+    };
+    let expected = csrf_mac(state, &cookie_value);
+    let given = fields.get("csrf").map(String::as_str).unwrap_or("");
+    if !sesame_core::secret::ct_eq(expected.as_bytes(), given.as_bytes()) {
+        return Err(forbidden());
+    }
+    Ok(())
 }
 
 /// An error as people see it: a page.

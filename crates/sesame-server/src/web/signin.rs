@@ -48,15 +48,36 @@ async fn root(me: Result<SignedIn, Response>) -> Response {
 #[derive(Deserialize)]
 struct LoginQuery {
     next: Option<String>,
+    /// Filled in from an application's sign-in request.
+    login_hint: Option<String>,
     reauth: Option<String>,
     expired: Option<String>,
+}
+
+/// What the username page shows besides its form.
+struct UsernameContext<'a> {
+    next: Option<&'a str>,
+    /// The name to fill in (an application's `login_hint`).
+    username: &'a str,
+    application: Option<String>,
+}
+
+impl<'a> UsernameContext<'a> {
+    async fn new(state: &AppState, next: Option<&'a str>, username: &'a str) -> Self {
+        let application = crate::service::oidc::application_asking(state, next).await;
+        Self {
+            next,
+            username,
+            application,
+        }
+    }
 }
 
 fn username_form(
     HttpsNeeded(https_needed): HttpsNeeded,
     csrf: &CsrfToken,
     status: StatusCode,
-    next: Option<&str>,
+    ctx: &UsernameContext<'_>,
     error: Option<&str>,
 ) -> Response {
     page(
@@ -66,14 +87,16 @@ fn username_form(
             https_needed,
             csrf: &csrf.token,
             error,
-            next,
-            username: "",
+            next: ctx.next,
+            username: ctx.username,
             max_username: MAX_USERNAME,
+            application: ctx.application.as_deref(),
         },
     )
 }
 
 async fn username_page(
+    State(state): State<AppState>,
     q: Query<LoginQuery>,
     https_needed: HttpsNeeded,
     csrf: CsrfToken,
@@ -86,13 +109,15 @@ async fn username_page(
         None
     };
     let next = safe_next(q.next.as_deref());
-    username_form(
-        https_needed,
-        &csrf,
-        StatusCode::OK,
-        next.as_deref(),
-        message,
-    )
+    let hint = q
+        .login_hint
+        .as_deref()
+        .filter(|h| {
+            h.chars().count() <= MAX_USERNAME && sesame_core::names::sign_in_name(h).is_ok()
+        })
+        .unwrap_or("");
+    let ctx = UsernameContext::new(&state, next.as_deref(), hint).await;
+    username_form(https_needed, &csrf, StatusCode::OK, &ctx, message)
 }
 
 async fn username_submit(
@@ -112,11 +137,12 @@ async fn username_submit(
         } else {
             "That username is too long."
         };
+        let ctx = UsernameContext::new(&state, next.as_deref(), "").await;
         return Ok(username_form(
             https_needed,
             &csrf,
             StatusCode::BAD_REQUEST,
-            next.as_deref(),
+            &ctx,
             Some(msg),
         ));
     }
@@ -125,11 +151,12 @@ async fn username_submit(
     // or a terminal that prints it. (Other names RFC 8265 refuses are looked up: users
     // stored before the profile applied keep signing in.)
     if let Err(e) = sesame_core::names::sign_in_name(&username) {
+        let ctx = UsernameContext::new(&state, next.as_deref(), "").await;
         return Ok(username_form(
             https_needed,
             &csrf,
             StatusCode::BAD_REQUEST,
-            next.as_deref(),
+            &ctx,
             Some(&format!("That username cannot be used: {e}.")),
         ));
     }

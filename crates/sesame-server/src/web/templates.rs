@@ -68,6 +68,8 @@ pub struct UsernamePage<'a> {
     pub next: Option<&'a str>,
     pub username: &'a str,
     pub max_username: usize,
+    /// The application the person is signing in to, if one asked.
+    pub application: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -478,6 +480,7 @@ mod tests {
             next: Some("/a?b=1&c=\"2\""),
             username: "\"><img src=x onerror=alert(1)>",
             max_username: 256,
+            application: Some("<b>App</b>"),
         }
         .render()
         .unwrap();
@@ -502,4 +505,32 @@ mod tests {
         let wide = AddMethodPage { choices: vec![] }.render().unwrap();
         assert!(wide.contains("<main class=\"wide\">"));
     }
+}
+
+// ---- OpenID Connect ----
+
+#[derive(Template)]
+#[template(path = "oidc/consent.html")]
+pub struct ConsentPage<'a> {
+    pub csrf: &'a str,
+    pub username: &'a str,
+    pub app: &'a str,
+    pub asks: Vec<&'static str>,
+    pub request: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "oidc/notice.html")]
+pub struct NoticePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    pub link: Option<(&'a str, &'a str)>,
+}
+
+#[derive(Template)]
+#[template(path = "oidc/logout.html")]
+pub struct LogoutPage<'a> {
+    pub csrf: &'a str,
+    pub app: Option<&'a str>,
+    pub carry: Vec<(&'static str, String)>,
 }

@@ -16,8 +16,10 @@ macro_rules! say {
     };
 }
 
+pub mod client;
 pub mod config;
 pub mod group;
+pub mod keys;
 pub mod log;
 pub mod master_key;
 pub mod policy;
@@ -41,6 +43,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Init => init(&cli).await,
         Command::User(c) => user::run(&cli, c).await,
         Command::Group(c) => group::run(&cli, c).await,
+        Command::Client(c) => client::run(&cli, c).await,
+        Command::Keys(c) => keys::run(&cli, c).await,
         Command::Policy(c) => policy::run(&cli, c).await,
         Command::Log(args) => log::run(&cli, args).await,
         Command::Config(c) => config::run(c),

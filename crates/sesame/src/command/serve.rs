@@ -38,6 +38,14 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
     };
     // The services `open` made (one hub, one hashing pool, one policy cache), not a second set.
     let state = AppState::with_services(data.services.clone(), &data.key);
+    // OpenID Connect signing keys are made on the first start (the first RSA key takes a
+    // moment), not on the first sign-in to an application.
+    state
+        .oidc
+        .keys
+        .current(&*state.store, state.now())
+        .await
+        .context("cannot load or make the OpenID Connect signing keys")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (is another server running there?)"))?;
