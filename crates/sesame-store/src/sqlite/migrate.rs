@@ -51,6 +51,7 @@ const MIGRATIONS: &[Migration] = migrations![
     8 "0008_phone_sign_in_confirmation.sql" "phone sign in confirmation",
     9 "0009_precis_name_keys.sql" "precis name keys" => super::rekey::run,
     10 "0010_signins_by_user.sql" "signins by user",
+    11 "0011_phone_sign_in_code.sql" "phone sign in code",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {
