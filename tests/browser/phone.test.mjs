@@ -222,11 +222,13 @@ describe('passwordless phone sign-in with the authenticator app, in Chromium', {
     enabling.stderr.on('data', (d) => { out += d; });
     const exited = new Promise((resolve) => enabling.on('exit', resolve));
     const deadline = Date.now() + TIMEOUT;
-    while (!/confirm it on My security info/.test(out)) {
-      assert.ok(Date.now() < deadline, `the app says where to confirm:\n${out}`);
+    const codeLine = /only if it shows code (\d{4}-\d{4})/;
+    while (!/confirm it on My security info/.test(out) || !codeLine.test(out)) {
+      assert.ok(Date.now() < deadline, `the app says where to confirm, and the request's code:\n${out}`);
       await delay(100);
     }
     assert.match(out, new RegExp(`${server.url}/security-info`));
+    const requestCode = out.match(codeLine)[1];
 
     // Carol signs in with her password and the app, and confirms on My security info.
     const context = await freshContext();
@@ -240,6 +242,8 @@ describe('passwordless phone sign-in with the authenticator app, in Chromium', {
     await page.waitForURL(`${server.url}/account`);
     await page.goto(`${server.url}/security-info`);
     await page.getByRole('cell', { name: /waiting for your confirmation/ }).waitFor();
+    // The page shows the code the app printed: this is carol's own request.
+    await page.getByText(`Confirm only if your app shows code ${requestCode}`).waitFor();
     await page.getByRole('button', { name: 'Turn on phone sign-in' }).click();
     await page.getByText('Phone sign-in is on for that device').waitFor();
     await page.getByRole('cell', { name: 'On', exact: true }).waitFor();

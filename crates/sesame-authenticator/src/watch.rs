@@ -443,9 +443,14 @@ async fn enable_first(vault: &mut crate::vault::Vault, pin: &str) -> String {
     let page = format!("{}/security-info", link.server.trim_end_matches('/'));
     match crate::phone::enable(link, pin).await {
         Ok(status) => match vault.save() {
-            Ok(()) if status.phone_sign_in_awaiting_confirmation => format!(
-                "Phone sign-in asked for {label}: confirm it on My security info ({page}) within 10 minutes."
-            ),
+            Ok(()) if status.phone_sign_in_awaiting_confirmation => match &status.phone_sign_in_code {
+                Some(code) => format!(
+                    "Phone sign-in asked for {label}: confirm it on My security info ({page}) within 10 minutes, only if it shows code {code}."
+                ),
+                None => format!(
+                    "Phone sign-in asked for {label}: confirm it on My security info ({page}) within 10 minutes."
+                ),
+            },
             Ok(()) => format!("Phone sign-in is on for {label}."),
             Err(e) => format!("Phone sign-in is on, but the vault could not be saved: {e}"),
         },

@@ -745,7 +745,7 @@ async fn a_copied_device_key_alone_cannot_turn_on_phone_sign_in() {
         .unwrap()
         .unwrap();
     srv.store
-        .request_phone_sign_in(d.row_id, now - 601)
+        .request_phone_sign_in(d.row_id, now - 601, "0000-0000")
         .await
         .unwrap();
     let mut me = fresh_session(&srv, &phone, "alice").await;

@@ -197,6 +197,12 @@ pub struct DeviceStatus {
     /// The app asked to turn phone sign-in on; the person must confirm it on My security info.
     #[serde(default)]
     pub phone_sign_in_awaiting_confirmation: bool,
+    /// In the answer to the app's request to turn phone sign-in on: the request's random code
+    /// (`XXXX-XXXX`), which My security info shows beside "Turn on phone sign-in"; the person
+    /// confirms only if the two match. Random, so it reveals nothing about the PIN or its key.
+    /// Absent otherwise (and from servers that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_sign_in_code: Option<String>,
     /// What to tell the person (why phone sign-in is not available, what to do).
     pub message: String,
 }

@@ -3,13 +3,16 @@
 //!
 //! - a request's headers must arrive within `header_read_secs`, which also closes a
 //!   keep-alive connection idle that long; a request body must arrive within `body_read_secs`;
-//! - past `per_client` connections from one client address (a reverse proxy in
-//!   `trusted_proxies` is exempt: it carries everyone), every request on its further
-//!   connections is answered 429 after a second's wait (a flood's connections wait instead of
-//!   spinning);
+//! - past `per_client` connections from one client (an IPv4 address or an IPv6 /64, as
+//!   [`address_key`] counts them; a reverse proxy in `trusted_proxies` is exempt: it carries
+//!   everyone), every request on its further connections is answered 429 after a second's
+//!   wait (a flood's connections wait instead of spinning); those connections are its own
+//!   problem and do not count toward `max`, so one greedy client cannot push everyone else
+//!   past the cap; past twice `per_client`, its new connections are closed at once;
 //!   past `max` connections in all, new ones get 503 and are closed; either way `/healthz`
 //!   and `/readyz` are answered, so health checks keep working through a flood; past twice
-//!   `max`, new connections are closed at once (the file descriptors must last);
+//!   `max` (now counting every connection: the file descriptors must last), new connections
+//!   are closed at once;
 //! - on shutdown the listener closes, every connection finishes its request in flight and
 //!   closes, device event streams end with a hint to reconnect, and whatever is still open
 //!   after `shutdown_secs` is dropped.
@@ -22,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
+use sesame_core::guessing::address_key;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -69,64 +73,93 @@ enum Mode {
     OverCap,
 }
 
-/// Open connections, in all and per client address.
+/// Open connections, per client (keyed by [`address_key`]) and in all.
 #[derive(Default)]
 struct Open {
+    /// Every open connection: what the file descriptors must cover.
     total: usize,
-    by_client: HashMap<IpAddr, usize>,
+    /// The connections within their client's share: what `max` bounds.
+    within_share: usize,
+    by_client: HashMap<String, usize>,
 }
 
 /// One open connection's place in [`Open`], given back on drop.
 struct Place {
     open: Arc<Mutex<Open>>,
-    client: Option<IpAddr>,
+    client: Option<String>,
+    within_share: bool,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.total -= 1;
-        if let Some(ip) = self.client {
-            if let Some(n) = open.by_client.get_mut(&ip) {
+        if self.within_share {
+            open.within_share -= 1;
+        }
+        if let Some(key) = &self.client {
+            if let Some(n) = open.by_client.get_mut(key) {
                 *n -= 1;
                 if *n == 0 {
-                    open.by_client.remove(&ip);
+                    open.by_client.remove(key);
                 }
             }
         }
     }
 }
 
-/// Takes a place for a connection from `peer` and says how to serve it; None past twice the
-/// cap (closed at once).
+/// Why a connection is closed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// Twice `max` connections are open in all.
+    Full,
+    /// Its client already holds twice its share.
+    ClientFull,
+}
+
+/// Takes a place for a connection from `peer` and says how to serve it, or why it is closed
+/// at once.
 fn enter(
     open: &Arc<Mutex<Open>>,
     limits: &ConnectionLimits,
     peer: IpAddr,
-    proxy: bool,
-) -> Option<(Place, Mode)> {
+    proxies: &[IpAddr],
+) -> Result<(Place, Mode), Refused> {
+    // A dual-stack listener sees an IPv4 client as ::ffff:a.b.c.d: without this, a v4 proxy
+    // would lose its exemption and count as one client.
+    let peer = peer.to_canonical();
+    let proxy = proxies.iter().any(|p| p.to_canonical() == peer);
     let mut o = open.lock().unwrap_or_else(PoisonError::into_inner);
     let max = limits.max.max(1);
     if o.total >= max.saturating_mul(2) {
-        return None;
+        return Err(Refused::Full);
     }
-    let client = (!proxy).then_some(peer);
+    let share = limits.per_client.max(1);
+    let client = (!proxy).then(|| address_key(&peer.to_string()));
     let mut mode = Mode::Normal;
-    if let Some(ip) = client {
-        let n = o.by_client.entry(ip).or_insert(0);
-        *n += 1;
-        if *n > limits.per_client.max(1) {
+    if let Some(key) = &client {
+        let n = o.by_client.get(key).copied().unwrap_or(0) + 1;
+        if n > share.saturating_mul(2) {
+            return Err(Refused::ClientFull);
+        }
+        o.by_client.insert(key.clone(), n);
+        if n > share {
             mode = Mode::OverShare;
         }
     }
     o.total += 1;
-    if mode == Mode::Normal && o.total > max {
-        mode = Mode::OverCap;
+    let within_share = mode == Mode::Normal;
+    if within_share {
+        o.within_share += 1;
+        if o.within_share > max {
+            mode = Mode::OverCap;
+        }
     }
-    Some((
+    Ok((
         Place {
             open: open.clone(),
             client,
+            within_share,
         },
         mode,
     ))
@@ -213,17 +246,25 @@ where
                 continue;
             }
         };
-        let proxy = proxies.contains(&peer.ip());
-        let Some((place, mode)) = enter(&open, &limits, peer.ip(), proxy) else {
-            if !refused_logged {
-                tracing::warn!(
-                    max = limits.max,
-                    "twice the connection cap is open: closing new connections at once"
-                );
-                refused_logged = true;
+        // Handlers compare the peer with `trusted_proxies` and log it: give them the IPv4
+        // address a dual-stack listener reports as ::ffff:a.b.c.d.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let (place, mode) = match enter(&open, &limits, peer.ip(), &proxies) {
+            Ok(entered) => entered,
+            Err(refused) => {
+                if refused == Refused::ClientFull {
+                    // Per connection and at debug: a flood would otherwise flood the log too.
+                    tracing::debug!(client = %peer.ip(), "a client holds twice its share: closing its new connection");
+                } else if !refused_logged {
+                    tracing::warn!(
+                        max = limits.max,
+                        "twice the connection cap is open: closing new connections at once"
+                    );
+                    refused_logged = true;
+                }
+                drop(stream);
+                continue;
             }
-            drop(stream);
-            continue;
         };
         if mode != Mode::Normal {
             tracing::debug!(client = %peer.ip(), ?mode, "a connection past its limit");
@@ -397,6 +438,14 @@ fn fit_to_file_limit(limits: &mut ConnectionLimits) {
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn mode(r: Result<(Place, Mode), Refused>) -> Result<Mode, Refused> {
+        r.map(|(_, m)| m)
+    }
+
     #[test]
     fn a_client_past_its_share_or_the_cap_is_served_apart_and_places_come_back() {
         let open = Arc::new(Mutex::new(Open::default()));
@@ -405,35 +454,100 @@ mod tests {
             per_client: 2,
             ..ConnectionLimits::default()
         };
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        let proxy: IpAddr = [10, 0, 0, 9].into();
-        let (p1, m1) = enter(&open, &limits, a, false).unwrap();
-        let (_p2, m2) = enter(&open, &limits, a, false).unwrap();
+        let (a, b, proxy) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.9"));
+        let proxies = [proxy];
+        let (p1, m1) = enter(&open, &limits, a, &proxies).unwrap();
+        let (_p2, m2) = enter(&open, &limits, a, &proxies).unwrap();
         assert_eq!((m1, m2), (Mode::Normal, Mode::Normal));
-        let (p3, m3) = enter(&open, &limits, a, false).unwrap();
+        let (p3, m3) = enter(&open, &limits, a, &proxies).unwrap();
         assert_eq!(m3, Mode::OverShare, "a's share is full");
         drop(p3);
-        let (pb, mb) = enter(&open, &limits, b, false).unwrap();
+        let (pb, mb) = enter(&open, &limits, b, &proxies).unwrap();
         assert_eq!(mb, Mode::Normal);
         // A fourth connection in all is past the cap; a trusted proxy has no share to fill.
-        let (_p4, m4) = enter(&open, &limits, proxy, true).unwrap();
+        let (_p4, m4) = enter(&open, &limits, proxy, &proxies).unwrap();
         assert_eq!(m4, Mode::OverCap);
-        let (_p5, _) = enter(&open, &limits, proxy, true).unwrap();
-        let (_p6, _) = enter(&open, &limits, proxy, true).unwrap();
-        assert!(
-            enter(&open, &limits, proxy, true).is_none(),
+        let (_p5, _) = enter(&open, &limits, proxy, &proxies).unwrap();
+        let (_p6, _) = enter(&open, &limits, proxy, &proxies).unwrap();
+        assert_eq!(
+            mode(enter(&open, &limits, proxy, &proxies)),
+            Err(Refused::Full),
             "twice the cap: closed at once"
         );
         drop(p1);
-        assert_eq!(
-            enter(&open, &limits, a, false).map(|p| p.1),
-            Some(Mode::OverCap)
-        );
+        assert_eq!(mode(enter(&open, &limits, a, &proxies)), Ok(Mode::OverCap));
         drop(pb);
         assert!(
-            !open.lock().unwrap().by_client.contains_key(&b),
+            !open.lock().unwrap().by_client.contains_key("10.0.0.2"),
             "b's entry went with its last connection"
         );
+    }
+
+    #[test]
+    fn connections_past_a_clients_share_leave_the_cap_to_others_and_twice_the_share_is_closed() {
+        let open = Arc::new(Mutex::new(Open::default()));
+        let limits = ConnectionLimits {
+            max: 4,
+            per_client: 2,
+            ..ConnectionLimits::default()
+        };
+        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        let mut held = Vec::new();
+        for want in [Mode::Normal, Mode::Normal, Mode::OverShare, Mode::OverShare] {
+            let (p, m) = enter(&open, &limits, a, &[]).unwrap();
+            assert_eq!(m, want);
+            held.push(p);
+        }
+        assert_eq!(
+            mode(enter(&open, &limits, a, &[])),
+            Err(Refused::ClientFull),
+            "twice a's share: closed at once"
+        );
+        // a holds four connections, the cap is four, yet b is served: a's two extra
+        // connections are not b's problem.
+        let (_pb1, mb1) = enter(&open, &limits, b, &[]).unwrap();
+        let (_pb2, mb2) = enter(&open, &limits, b, &[]).unwrap();
+        assert_eq!((mb1, mb2), (Mode::Normal, Mode::Normal));
+        // A place given back lets a in again, over its share still.
+        held.pop();
+        assert_eq!(mode(enter(&open, &limits, a, &[])), Ok(Mode::OverShare));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_one_client_per_64_and_a_mapped_ipv4_address_is_the_ipv4_address() {
+        let open = Arc::new(Mutex::new(Open::default()));
+        let limits = ConnectionLimits {
+            per_client: 1,
+            ..ConnectionLimits::default()
+        };
+        let (_p1, m1) = enter(&open, &limits, ip("2001:db8:1:2::1"), &[]).unwrap();
+        let (_p2, m2) = enter(&open, &limits, ip("2001:db8:1:2:ffff::9"), &[]).unwrap();
+        assert_eq!(
+            (m1, m2),
+            (Mode::Normal, Mode::OverShare),
+            "one /64, one share"
+        );
+        assert_eq!(
+            mode(enter(&open, &limits, ip("2001:db8:1:2::3"), &[])),
+            Err(Refused::ClientFull)
+        );
+        let (_p3, m3) = enter(&open, &limits, ip("2001:db8:1:3::1"), &[]).unwrap();
+        assert_eq!(m3, Mode::Normal, "another /64 is another client");
+
+        let (_p4, m4) = enter(&open, &limits, ip("192.0.2.7"), &[]).unwrap();
+        let (_p5, m5) = enter(&open, &limits, ip("::ffff:192.0.2.7"), &[]).unwrap();
+        assert_eq!((m4, m5), (Mode::Normal, Mode::OverShare));
+        // A v4 proxy seen through a dual-stack listener, or listed in its mapped form, is
+        // still a proxy: exempt from the share.
+        let proxy = ip("192.0.2.1");
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let (p, m) = enter(&open, &limits, ip("::ffff:192.0.2.1"), &[proxy]).unwrap();
+            assert_eq!(m, Mode::Normal);
+            held.push(p);
+            let (p, m) = enter(&open, &limits, proxy, &[ip("::ffff:192.0.2.1")]).unwrap();
+            assert_eq!(m, Mode::Normal);
+            held.push(p);
+        }
     }
 }

@@ -1229,7 +1229,9 @@ pub async fn phone_sign_in_goes_on_only_when_a_fresh_request_is_confirmed(b: &dy
         .confirm_phone_sign_in(d.row_id, NOW - 600, NOW)
         .await
         .unwrap());
-    s.request_phone_sign_in(d.row_id, NOW).await.unwrap();
+    s.request_phone_sign_in(d.row_id, NOW, "1111-1111")
+        .await
+        .unwrap();
     // No PIN key yet: still nothing to turn on.
     assert!(!s
         .confirm_phone_sign_in(d.row_id, NOW - 600, NOW)
@@ -1243,7 +1245,19 @@ pub async fn phone_sign_in_goes_on_only_when_a_fresh_request_is_confirmed(b: &dy
         .unwrap());
     let asked = s.find_device(&d.id).await.unwrap().unwrap();
     assert_eq!(asked.phone_sign_in_requested_at, Some(NOW));
+    assert_eq!(asked.phone_sign_in_code.as_deref(), Some("1111-1111"));
     assert!(!asked.phone_sign_in_ready());
+    // The app asks again: the new request, with its own code, replaces the first.
+    s.request_phone_sign_in(d.row_id, NOW, "2222-2222")
+        .await
+        .unwrap();
+    let asked = s.find_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(asked.phone_sign_in_requested_at, Some(NOW));
+    assert_eq!(
+        asked.phone_sign_in_code.as_deref(),
+        Some("2222-2222"),
+        "a new request replaces the code"
+    );
     assert!(s
         .confirm_phone_sign_in(d.row_id, NOW - 600, NOW + 5)
         .await
@@ -1255,13 +1269,16 @@ pub async fn phone_sign_in_goes_on_only_when_a_fresh_request_is_confirmed(b: &dy
         on.phone_sign_in_requested_at, None,
         "a request is confirmed once"
     );
+    assert_eq!(on.phone_sign_in_code, None, "its code goes with it");
     assert!(!s
         .confirm_phone_sign_in(d.row_id, NOW - 600, NOW + 6)
         .await
         .unwrap());
     // A request for a disabled PIN key is not confirmed either.
     s.set_phone_sign_in(d.row_id, None).await.unwrap();
-    s.request_phone_sign_in(d.row_id, NOW + 10).await.unwrap();
+    s.request_phone_sign_in(d.row_id, NOW + 10, "3333-3333")
+        .await
+        .unwrap();
     assert!(s.disable_pin_key(d.row_id, NOW + 11).await.unwrap());
     assert!(!s
         .confirm_phone_sign_in(d.row_id, NOW, NOW + 12)
@@ -1271,10 +1288,14 @@ pub async fn phone_sign_in_goes_on_only_when_a_fresh_request_is_confirmed(b: &dy
     assert!(s.clear_pin_key(u, &d.id).await.unwrap());
     let cleared = s.find_device(&d.id).await.unwrap().unwrap();
     assert_eq!(cleared.phone_sign_in_requested_at, None);
-    s.request_phone_sign_in(d.row_id, NOW + 20).await.unwrap();
+    assert_eq!(cleared.phone_sign_in_code, None);
+    s.request_phone_sign_in(d.row_id, NOW + 20, "4444-4444")
+        .await
+        .unwrap();
     s.set_phone_sign_in(d.row_id, None).await.unwrap();
     let off = s.find_device(&d.id).await.unwrap().unwrap();
     assert_eq!(off.phone_sign_in_requested_at, None);
+    assert_eq!(off.phone_sign_in_code, None);
 }
 
 pub async fn parallel_pin_guesses_count_at_most_ten_in_a_row(b: &dyn Backend) {

@@ -91,6 +91,10 @@ pub struct Device {
     pub phone_sign_in_at: Option<UnixTime>,
     /// When the app asked to turn phone sign-in on; it waits for the person to confirm.
     pub phone_sign_in_requested_at: Option<UnixTime>,
+    /// The random code of that request (`XXXX-XXXX`), which the app and My security info
+    /// show; only the owner sees it, on My security info while the request waits.
+    #[serde(skip)]
+    pub phone_sign_in_code: Option<String>,
 }
 
 impl Device {

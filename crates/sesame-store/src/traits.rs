@@ -395,10 +395,12 @@ pub trait DeviceStore: Send + Sync {
     /// administrator resets it); the app registers a new one.
     async fn clear_pin_key(&self, user: UserId, id: &DeviceId) -> Result<bool>;
     /// Turns phone sign-in on (`Some(now)`) or off for a device; either way a request to turn
-    /// it on is forgotten.
+    /// it on is forgotten, with its code.
     async fn set_phone_sign_in(&self, row: DeviceRow, at: Option<UnixTime>) -> Result<()>;
-    /// Records that the app asked to turn phone sign-in on (it waits for the person).
-    async fn request_phone_sign_in(&self, row: DeviceRow, now: UnixTime) -> Result<()>;
+    /// Records that the app asked to turn phone sign-in on (it waits for the person), with
+    /// the random `code` the app and My security info show for this request; a new request
+    /// replaces the code of the one before.
+    async fn request_phone_sign_in(&self, row: DeviceRow, now: UnixTime, code: &str) -> Result<()>;
     /// The person confirmed: phone sign-in goes on, if the app asked at or after
     /// `requested_since` and the PIN key is registered and working. False: nothing to confirm.
     async fn confirm_phone_sign_in(

@@ -1,6 +1,7 @@
 //! Connections against the real server on raw sockets (SECURITY.md, "Bad input and faults"):
-//! half-sent and idle connections are closed, one client holds a bounded share, a flood past
-//! the cap still gets health checks answered, and a shutdown is bounded.
+//! half-sent and idle connections are closed, one client holds a bounded share (past twice
+//! it, it is closed at once) that does not crowd out other clients, a flood past the cap still
+//! gets health checks answered, and a shutdown is bounded.
 
 use sesame_server::ServerConfig;
 use sesame_testkit::TestServer;
@@ -135,6 +136,62 @@ async fn one_client_holds_a_bounded_share_and_health_checks_survive_a_flood() {
     assert!(get(srv.addr, [127, 0, 0, 7], "/login")
         .await
         .starts_with("HTTP/1.1 200"));
+}
+
+/// Opens `n` half-sent connections from `from` and waits until the server has taken them.
+async fn hold(to: SocketAddr, from: [u8; 4], n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut s = connect(to, from).await;
+        s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_share_does_not_push_others_into_overflow() {
+    let srv = TestServer::spawn_with(config(|c| {
+        c.per_client = 4;
+        c.max = 8;
+        c.header_read_secs = 30;
+    }))
+    .await;
+    // One client holds twice its share: as many connections as the whole cap.
+    let _greedy = hold(srv.addr, [127, 0, 0, 2], 8).await;
+    // Only its own share counts toward the cap, so the others are served normally.
+    let page = get(srv.addr, [127, 0, 0, 3], "/login").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    // Four more clients fill the cap with their own connections: only then is it full.
+    let _others = hold(srv.addr, [127, 0, 0, 3], 4).await;
+    let page = get(srv.addr, [127, 0, 0, 4], "/login").await;
+    assert!(page.starts_with("HTTP/1.1 503"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_twice_its_share_is_closed_at_once() {
+    let srv = TestServer::spawn_with(config(|c| {
+        c.per_client = 4;
+        c.max = 8;
+        c.header_read_secs = 30;
+    }))
+    .await;
+    let mut greedy = hold(srv.addr, [127, 0, 0, 2], 8).await;
+    // A ninth connection is closed before it can send anything (a request sent on it could
+    // only race the close).
+    let mut ninth = connect(srv.addr, [127, 0, 0, 2]).await;
+    let (answer, closed) = read_until_closed(&mut ninth, Duration::from_secs(3)).await;
+    assert!(closed, "a connection past twice the share stays open");
+    assert_eq!(answer, "", "closed without an answer");
+    // Others are not affected.
+    let page = get(srv.addr, [127, 0, 0, 3], "/login").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    // A place given back lets the client in again (over its share, so health checks only).
+    drop(greedy.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let health = get(srv.addr, [127, 0, 0, 2], "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! Security regression tests for "My security info" (SECURITY.md: a fresh second factor to
-//! remove a method; the enrolment code is single use), driven through the real HTTP server.
+//! remove a method; the enrolment code is single use; a phone sign-in request shows its
+//! random code), driven through the real HTTP server.
 //! Each test is named after the property it guards.
 
 use sesame_core::secret::SecretBytes;
@@ -513,4 +514,124 @@ async fn the_current_password_is_counted_like_a_sign_in() {
     let p = last.unwrap();
     assert_eq!(p.status, 429, "{}", p.body);
     assert!(p.body.contains("Too many wrong passwords"));
+}
+
+/// A fresh confirmation code, as the server makes one for each phone sign-in request.
+fn new_code() -> String {
+    sesame_server::service::devices::confirmation_code(&mut rand::rngs::OsRng)
+}
+
+/// A registered app of `user` with a PIN key that asked to turn phone sign-in on: what the
+/// device API stores for `sesame-authenticator phone-sign-in enable`, with the request's
+/// `code`.
+async fn app_asking_for_phone_sign_in(
+    srv: &TestServer,
+    user: UserId,
+    name: &str,
+    code: &str,
+) -> sesame_store::Device {
+    let tenant = srv.store.default_tenant().await.unwrap();
+    let activation = format!("code-{name}").into_bytes();
+    srv.store
+        .create_activation(user, &activation, now(srv) + 600)
+        .await
+        .unwrap();
+    srv.store
+        .consume_activation(&activation, now(srv))
+        .await
+        .unwrap();
+    let new = sesame_store::NewDevice {
+        tenant,
+        user,
+        name: name.into(),
+        alg: "ES256".into(),
+        public_key: format!("device-key-{name}").into_bytes(),
+    };
+    let d = srv
+        .store
+        .create_device(new, &activation, &SecretBytes::new(vec![7; 20]), now(srv))
+        .await
+        .unwrap();
+    let pin_key = format!("pin-key-{name}").into_bytes();
+    assert!(srv
+        .store
+        .set_pin_key(d.row_id, &pin_key, None)
+        .await
+        .unwrap());
+    srv.store
+        .request_phone_sign_in(d.row_id, now(srv), code)
+        .await
+        .unwrap();
+    d
+}
+
+/// The row of the devices table that names `device`.
+fn device_row<'a>(body: &'a str, device: &str) -> &'a str {
+    let table = &body[body.find("id=\"devices\"").expect("a devices table")..];
+    table
+        .split("<tr>")
+        .find(|row| row.contains(&format!("<td>{device}</td>")))
+        .unwrap_or_else(|| panic!("no row for {device} in {body}"))
+}
+
+/// Someone with a copy of the device key could ask for phone sign-in too: beside the
+/// confirmation, the page shows the random code of the request it would confirm, for the
+/// person to compare with the one their app printed. A new request shows its new code, each
+/// device its own; only the owner sees it, and only while the request waits.
+#[tokio::test]
+async fn a_phone_sign_in_request_shows_its_code() {
+    let srv = TestServer::spawn().await;
+    let (user, mut b) = mfa_session(&srv, "alice").await;
+    let first = new_code();
+    let phone = app_asking_for_phone_sign_in(&srv, user, "phone", &first).await;
+
+    let page = b.get("/security-info").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let row = device_row(&page.body, "phone");
+    assert!(row.contains("Turn on phone sign-in"), "{row}");
+    assert!(
+        row.contains(&format!("Confirm only if your app shows code {first}")),
+        "{row}"
+    );
+
+    // The app asks again: the new request's code replaces the first on the page.
+    let second = new_code();
+    assert_ne!(second, first);
+    srv.store
+        .request_phone_sign_in(phone.row_id, now(&srv), &second)
+        .await
+        .unwrap();
+    let page = b.get("/security-info").await;
+    let row = device_row(&page.body, "phone");
+    assert!(
+        row.contains(&format!("Confirm only if your app shows code {second}")),
+        "{row}"
+    );
+    assert!(!row.contains(&first), "{row}");
+
+    // Another device's request shows its own code, in its own row.
+    let tablet = new_code();
+    assert_ne!(tablet, second);
+    app_asking_for_phone_sign_in(&srv, user, "tablet", &tablet).await;
+    let page = b.get("/security-info").await;
+    assert!(device_row(&page.body, "tablet").contains(&tablet));
+    assert!(!device_row(&page.body, "phone").contains(&tablet));
+    assert!(device_row(&page.body, "phone").contains(&second));
+
+    // The administrator's view of the same devices: no confirmation, so no code.
+    srv.create_admin("root", Some(PASSWORD)).await;
+    let mut admin = srv.browser();
+    admin.password_step("root", PASSWORD).await;
+    let page = admin.get("/admin/users/alice").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("shows code"), "{}", page.body);
+    assert!(!page.body.contains(&second), "{}", page.body);
+    assert!(!page.body.contains(&tablet), "{}", page.body);
+
+    // Once the requests are past their 10 minutes there is nothing to confirm, nor to compare.
+    srv.clock.advance(601);
+    let page = b.get("/security-info").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("shows code"), "{}", page.body);
+    assert!(!page.body.contains(&second), "{}", page.body);
 }

@@ -254,8 +254,10 @@ forget_after_secs = 3600
 
 # Connections. A request's headers must arrive within header_read_secs (which also closes a
 # kept-alive connection idle that long), its body within body_read_secs. One client address
-# holds at most per_client connections (trusted_proxies are exempt); past max in all, new
-# connections get only /healthz and /readyz answered (503 for the rest). A shutdown (SIGTERM)
+# (an IPv4 address, or an IPv6 /64) holds at most per_client connections (trusted_proxies are
+# exempt): the ones beyond are answered slowly with 429 and do not count toward max, and past
+# twice per_client they are closed at once. Past max in all, new connections get only
+# /healthz and /readyz answered (503 for the rest). A shutdown (SIGTERM)
 # waits at most shutdown_secs for requests in flight; device event streams end at once with
 # a hint to reconnect.
 [server.connections]

@@ -9,7 +9,8 @@ use sesame_authenticator::Vault;
 #[derive(Subcommand)]
 pub enum PhoneCommand {
     /// Turn on phone sign-in for a Sesame account (asks for the app PIN, or asks you to set one).
-    /// You then confirm it on My security info; this waits for that (up to 10 minutes).
+    /// You then confirm it on My security info, if it shows the code this prints; this waits
+    /// for that (up to 10 minutes).
     Enable {
         account: String,
         /// Ask, and return without waiting for the confirmation on My security info.
@@ -72,13 +73,27 @@ pub fn enable(vault: &mut Vault, account: &str, no_wait: bool, json: bool) -> Re
     let mut status = result?;
     if status.phone_sign_in_awaiting_confirmation {
         let page = format!("{}/security-info", server.trim_end_matches('/'));
+        // Someone with a copy of this device's key could ask too: the page shows the random
+        // code of the request it would confirm, to compare with this one. (A server that
+        // predates the code sends none.)
+        let check = status
+            .phone_sign_in_code
+            .as_deref()
+            .map(check_line)
+            .unwrap_or_default();
         if no_wait || json {
             return super::output(json, &status, || {
                 println!("Asked. Now confirm it on My security info: {page}");
                 println!("(sign in there, then choose \"Turn on phone sign-in\" for this device within 10 minutes)");
+                if !check.is_empty() {
+                    println!("{check}");
+                }
             });
         }
         println!("Almost done: confirm it on My security info: {page}");
+        if !check.is_empty() {
+            println!("{check}");
+        }
         println!("Sign in there, then choose \"Turn on phone sign-in\" for this device. Waiting up to 10 minutes (Ctrl-C stops waiting)...");
         let link = vault.data.accounts[i]
             .sesame
@@ -99,6 +114,11 @@ pub fn enable(vault: &mut Vault, account: &str, no_wait: bool, json: bool) -> Re
     super::output(json, &status, || {
         say!("Phone sign-in is on for {label}. Next time, type your username and approve here with your PIN.");
     })
+}
+
+/// What the person checks on My security info before confirming the request with `code`.
+fn check_line(code: &str) -> String {
+    format!("Confirm on My security info only if it shows code {code}")
 }
 
 fn disable(vault: &mut Vault, account: &str, json: bool) -> Result<()> {

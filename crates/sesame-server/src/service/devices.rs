@@ -429,17 +429,35 @@ pub async fn set_phone_sign_in(
     }
     let msg = api::phone_sign_in_message(device.id.as_str(), nonce);
     check_pin(svc, origin, user, device, &msg, r.proof.as_deref()).await?;
-    if device.phone_sign_in_at.is_none() {
-        svc.store
-            .request_phone_sign_in(device.row_id, svc.now())
-            .await?;
-        svc.audit(
-            origin,
-            line(Event::PhoneSignInRequested).reason(device.name.clone()),
-        )
-        .await;
+    if device.phone_sign_in_at.is_some() {
+        return status(svc, user, &device.id).await;
     }
-    status(svc, user, &device.id).await
+    let code = confirmation_code(&mut rand::rngs::OsRng);
+    svc.store
+        .request_phone_sign_in(device.row_id, svc.now(), &code)
+        .await?;
+    svc.audit(
+        origin,
+        line(Event::PhoneSignInRequested).reason(device.name.clone()),
+    )
+    .await;
+    let mut status = status(svc, user, &device.id).await?;
+    // Only the app that asked is told (My security info shows it to the signed-in owner).
+    if status.phone_sign_in_awaiting_confirmation {
+        status.phone_sign_in_code = Some(code);
+    }
+    Ok(status)
+}
+
+/// A fresh random code for a request to turn phone sign-in on, `XXXX-XXXX` (8 digits): the
+/// app that asked and My security info both show it, and the person confirms only if they
+/// match, so a request made with a copy of the device key (and a PIN key of the copier's)
+/// cannot pass for their own app's. It is random, not derived from any key, so seeing it
+/// tells nothing about the PIN or the PIN key (a fingerprint of the PIN key would let whoever
+/// holds a copy of the vault test PIN guesses offline).
+pub fn confirmation_code(rng: &mut impl rand::Rng) -> String {
+    let n: u32 = rng.gen_range(0..100_000_000);
+    format!("{:04}-{:04}", n / 10_000, n % 10_000)
 }
 
 /// The person confirms, on My security info after a fresh sign-in, the app's request to turn
@@ -501,6 +519,8 @@ pub async fn status(svc: &Services, user: &User, id: &DeviceId) -> Result<Device
         pin_key_registered: d.pin_key.is_some(),
         pin_key_disabled: d.pin_key_disabled_at.is_some(),
         phone_sign_in_awaiting_confirmation: awaiting,
+        // Given only in the answer to the request itself (see `set_phone_sign_in`).
+        phone_sign_in_code: None,
         message,
     })
 }
@@ -653,6 +673,28 @@ mod tests {
     use super::*;
     use p256::ecdsa::signature::{Signer, Verifier};
     use p256::ecdsa::{Signature, SigningKey};
+
+    #[test]
+    fn confirmation_codes_are_eight_random_digits() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let codes: Vec<String> = (0..2000).map(|_| confirmation_code(&mut rng)).collect();
+        for c in &codes {
+            assert_eq!(c.len(), 9, "{c}");
+            assert_eq!(&c[4..5], "-", "{c}");
+            assert!(
+                c.chars()
+                    .filter(|ch| *ch != '-')
+                    .all(|ch| ch.is_ascii_digit()),
+                "{c}"
+            );
+        }
+        let distinct: std::collections::HashSet<&String> = codes.iter().collect();
+        assert_eq!(distinct.len(), codes.len(), "no repeats among 2000 of 10^8");
+        // Leading zeros are kept: both halves always have 4 digits.
+        assert!(codes.iter().any(|c| c.starts_with('0')));
+        assert!(codes.iter().any(|c| c[5..].starts_with('0')));
+    }
 
     /// The check as it was before ring: `None` when the key itself is refused.
     fn p256_verdict(sec1: &[u8], message: &[u8], signature_b64: &str) -> Option<bool> {

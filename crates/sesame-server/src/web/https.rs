@@ -56,7 +56,11 @@ pub fn https_needed(
     if scheme == Scheme::Https {
         return false;
     }
-    let from_proxy = peer.is_some_and(|p| config.trusted_proxies.contains(&p));
+    // Compared in canonical form: a dual-stack listener sees a v4 proxy as ::ffff:a.b.c.d.
+    let from_proxy = peer.is_some_and(|p| {
+        let p = p.to_canonical();
+        config.trusted_proxies.iter().any(|t| t.to_canonical() == p)
+    });
     let mut host = first_value(headers, header::HOST.as_str());
     if from_proxy {
         match first_value(headers, "x-forwarded-proto") {

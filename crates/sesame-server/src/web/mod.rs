@@ -50,7 +50,6 @@ pub const SESSION_COOKIE: &str = "__Host-sesame-session";
 pub const SIGNIN_COOKIE: &str = "__Host-sesame-signin";
 pub const CSRF_COOKIE: &str = "__Host-sesame-csrf";
 
-/// A 303 redirect (the browser follows with GET).
 /// A service's lower-case error message as a sentence for a page: "That username cannot be
 /// used: ...".
 pub fn sentence(message: &str) -> String {
@@ -65,6 +64,7 @@ pub fn sentence(message: &str) -> String {
     out
 }
 
+/// A 303 redirect (the browser follows with GET).
 pub fn see_other(location: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
@@ -154,8 +154,14 @@ impl FromRequestParts<AppState> for Origin {
 
 /// `X-Forwarded-For` is believed only when the peer is a trusted proxy, and then only up to the
 /// first address (from the right) that is not itself a trusted proxy.
+///
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) count as the IPv4 address, wherever they
+/// appear: a dual-stack listener reports an IPv4 proxy that way, and the address is logged and
+/// counted for guessing limits, where one client must not get two names.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|t| t.to_canonical() == ip);
+    let peer = peer.to_canonical();
+    if !is_trusted(peer) {
         return peer;
     }
     let mut ip = peer;
@@ -164,11 +170,12 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|hop| hop.to_canonical())
         .collect();
     for hop in hops.into_iter().rev() {
         ip = hop;
-        if !trusted.contains(&hop) {
+        if !is_trusted(hop) {
             break;
         }
     }
@@ -467,6 +474,33 @@ mod tests {
             client_ip(peer, &h, &[peer, proxy2]),
             "203.0.113.9".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_the_ipv4_address_for_proxies_and_clients() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "::ffff:203.0.113.9, ::ffff:10.0.0.2".parse().unwrap(),
+        );
+        let proxies = [ip("10.0.0.1"), ip("10.0.0.2")];
+        // A v4 proxy as a dual-stack listener reports it.
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), &h, &proxies),
+            ip("203.0.113.9")
+        );
+        // A mapped address in the list matches the plain peer, too.
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &h, &[ip("::ffff:10.0.0.1"), ip("10.0.0.2")]),
+            ip("203.0.113.9")
+        );
+        // Without a proxy, the peer itself, in one form.
+        assert_eq!(
+            client_ip(ip("::ffff:198.51.100.4"), &h, &[]),
+            ip("198.51.100.4")
+        );
+        assert_eq!(client_ip(ip("2001:db8::1"), &h, &[]), ip("2001:db8::1"));
     }
 
     #[test]

@@ -167,8 +167,25 @@ pub struct DeviceRow {
     pub added: String,
     pub last_used: String,
     pub phone_sign_in: &'static str,
-    /// (path segment, button label)
-    pub actions: Vec<(&'static str, &'static str)>,
+    pub actions: Vec<DeviceAction>,
+}
+
+/// A button in a device row, posting to `{base}/{id}/{path}`.
+pub struct DeviceAction {
+    pub path: &'static str,
+    pub label: &'static str,
+    /// Shown beside the button: what to check before pressing it.
+    pub note: Option<String>,
+}
+
+impl DeviceAction {
+    fn new(path: &'static str, label: &'static str) -> Self {
+        DeviceAction {
+            path,
+            label,
+            note: None,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -258,14 +275,28 @@ pub fn device_rows(devices: &[Device], base: &str, now: UnixTime, owner: bool) -
         .map(|d| {
             let mut actions = Vec::new();
             if owner && crate::service::devices::awaiting_confirmation(d, now) {
-                actions.push(("confirm-phone-sign-in", "Turn on phone sign-in"));
+                // The request may come from a copy of the device key: the person confirms
+                // only if the request's random code is the one their app shows.
+                actions.push(DeviceAction {
+                    note: d
+                        .phone_sign_in_code
+                        .as_ref()
+                        .map(|code| format!("Confirm only if your app shows code {code}")),
+                    ..DeviceAction::new("confirm-phone-sign-in", "Turn on phone sign-in")
+                });
             }
             if d.pin_key_disabled_at.is_some() {
-                actions.push(("allow-again", "Allow phone sign-in again"));
+                actions.push(DeviceAction::new(
+                    "allow-again",
+                    "Allow phone sign-in again",
+                ));
             } else if d.phone_sign_in_at.is_some() {
-                actions.push(("phone-sign-in-off", "Turn off phone sign-in"));
+                actions.push(DeviceAction::new(
+                    "phone-sign-in-off",
+                    "Turn off phone sign-in",
+                ));
             }
-            actions.push(("remove", "Remove"));
+            actions.push(DeviceAction::new("remove", "Remove"));
             DeviceRow {
                 base: base.to_string(),
                 id: d.id.0.clone(),

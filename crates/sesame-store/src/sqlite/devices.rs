@@ -10,7 +10,8 @@ use sesame_core::{ChallengeId, DeviceId, TenantId, UnixTime, UserId};
 
 const DEVICE_COLUMNS: &str =
     "id, public_id, tenant_id, user_id, name, alg, public_key, created_at, last_used_at, \
-     pin_key, pin_key_failures, pin_key_disabled_at, phone_sign_in_at, phone_sign_in_requested_at";
+     pin_key, pin_key_failures, pin_key_disabled_at, phone_sign_in_at, phone_sign_in_requested_at, \
+     phone_sign_in_code";
 
 fn device_from_row(r: &Row) -> Result<Device> {
     Ok(Device {
@@ -28,6 +29,7 @@ fn device_from_row(r: &Row) -> Result<Device> {
         pin_key_disabled_at: r.get("pin_key_disabled_at")?,
         phone_sign_in_at: r.get("phone_sign_in_at")?,
         phone_sign_in_requested_at: r.get("phone_sign_in_requested_at")?,
+        phone_sign_in_code: r.get("phone_sign_in_code")?,
     })
 }
 
@@ -304,7 +306,7 @@ impl DeviceStore for SqliteStore {
         Ok(self
             .execute(
                 "UPDATE devices SET pin_key = NULL, pin_key_failures = 0, pin_key_disabled_at = NULL, \
-                 phone_sign_in_at = NULL, phone_sign_in_requested_at = NULL \
+                 phone_sign_in_at = NULL, phone_sign_in_requested_at = NULL, phone_sign_in_code = NULL \
                  WHERE user_id = ? AND public_id = ?",
                 (user.0, id.0.clone()),
             )
@@ -314,17 +316,18 @@ impl DeviceStore for SqliteStore {
 
     async fn set_phone_sign_in(&self, row: DeviceRow, at: Option<UnixTime>) -> Result<()> {
         self.execute(
-            "UPDATE devices SET phone_sign_in_at = ?, phone_sign_in_requested_at = NULL WHERE id = ?",
+            "UPDATE devices SET phone_sign_in_at = ?, phone_sign_in_requested_at = NULL, \
+             phone_sign_in_code = NULL WHERE id = ?",
             (at, row.0),
         )
         .await?;
         Ok(())
     }
 
-    async fn request_phone_sign_in(&self, row: DeviceRow, now: UnixTime) -> Result<()> {
+    async fn request_phone_sign_in(&self, row: DeviceRow, now: UnixTime, code: &str) -> Result<()> {
         self.execute(
-            "UPDATE devices SET phone_sign_in_requested_at = ? WHERE id = ?",
-            (now, row.0),
+            "UPDATE devices SET phone_sign_in_requested_at = ?, phone_sign_in_code = ? WHERE id = ?",
+            (now, code.to_owned(), row.0),
         )
         .await?;
         Ok(())
@@ -338,7 +341,8 @@ impl DeviceStore for SqliteStore {
     ) -> Result<bool> {
         Ok(self
             .execute(
-                "UPDATE devices SET phone_sign_in_at = ?, phone_sign_in_requested_at = NULL \
+                "UPDATE devices SET phone_sign_in_at = ?, phone_sign_in_requested_at = NULL, \
+                 phone_sign_in_code = NULL \
                  WHERE id = ? AND phone_sign_in_requested_at >= ? \
                  AND pin_key IS NOT NULL AND pin_key_disabled_at IS NULL",
                 (now, row.0, requested_since),

@@ -51,7 +51,8 @@ const MIGRATIONS: &[Migration] = migrations![
     8 "0008_phone_sign_in_confirmation.sql" "phone sign in confirmation",
     9 "0009_precis_name_keys.sql" "precis name keys" => super::rekey::run,
     10 "0010_signins_by_user.sql" "signins by user",
-    11 "0011_openid_connect.sql" "openid connect",
+    11 "0011_phone_sign_in_code.sql" "phone sign in code",
+    12 "0012_openid_connect.sql" "openid connect",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {

@@ -50,9 +50,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (is another server running there?)"))?;
     let shutdown = shutdown_signal()?;
-    if let Some(certs) = &certs {
-        reload_on_sighup(certs.clone())?;
-    }
+    reload_on_sighup(certs.clone())?;
     let local = listener.local_addr()?;
     let scheme = if certs.is_some() { "https" } else { "http" };
     let base = config
@@ -105,13 +103,18 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 }
 
 /// Re-reads the certificate and key on each SIGHUP (certbot and the like renew them in place).
-/// Installed before the server says it is running: SIGHUP's default action ends the process.
-/// A reload that fails is logged and the current certificate stays.
-fn reload_on_sighup(certs: Arc<CertStore>) -> Result<()> {
+/// Installed before the server says it is running, and without TLS too: SIGHUP's default
+/// action ends the process, and a renewal hook or a `reload` sent to every service must not
+/// stop a plain-HTTP server. A reload that fails is logged and the current certificate stays.
+fn reload_on_sighup(certs: Option<Arc<CertStore>>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            let Some(certs) = &certs else {
+                tracing::info!("SIGHUP: no [tls] configured, so there is no certificate to reload");
+                continue;
+            };
             let files = certs.files().clone();
             // File reads and a key check: small, but blocking work all the same.
             let store = certs.clone();
