@@ -88,11 +88,28 @@ fn authorize_path(app: &App, extra: &[(&str, &str)]) -> String {
     format!("/oauth/authorize?{}", query(&pairs))
 }
 
+/// Where a page sends the browser on to: its redirect, or the target of the page that
+/// navigates by itself after a form post (a meta refresh: `form-action 'self'` keeps a form
+/// post's redirects on Sesame).
+fn onward(p: &Page) -> Option<String> {
+    if let Some(l) = p.location() {
+        return Some(l.to_string());
+    }
+    let marker = "http-equiv=\"refresh\" content=\"0;url=";
+    let start = p.body.find(marker)? + marker.len();
+    let rest = &p.body[start..];
+    Some(
+        rest[..rest.find('"')?]
+            .replace("&amp;", "&")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'"),
+    )
+}
+
 /// The query of a redirect to the application, as a map.
 fn returned(p: &Page) -> std::collections::HashMap<String, String> {
-    let loc = p
-        .location()
-        .unwrap_or_else(|| panic!("no redirect: {} {}", p.status, p.body));
+    let loc = onward(p).unwrap_or_else(|| panic!("no redirect: {} {}", p.status, p.body));
+    let loc = loc.as_str();
     assert!(loc.starts_with(CB), "{loc}");
     url::Url::parse(loc)
         .unwrap()

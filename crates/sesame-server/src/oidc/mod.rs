@@ -15,7 +15,7 @@ use crate::service::oidc::request::{self, AuthRequest};
 use crate::service::oidc::{issuer, tokens, SCOPES};
 use crate::service::sessions::{self, Session};
 use crate::service::Origin;
-use crate::web::templates::{ConsentPage, LogoutPage, NoticePage};
+use crate::web::templates::{ConsentPage, LogoutPage, NoticePage, ReturningPage};
 use crate::web::{
     clear_cookie, cookie, page, parse_form, see_other, with_cookies, CsrfForm, CsrfToken,
     SESSION_COOKIE,
@@ -154,8 +154,39 @@ async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Option<Sess
     }
 }
 
+/// How the browser goes back to an application.
+#[derive(Clone, Copy)]
+enum Back<'a> {
+    /// A 303: the request came straight from the application.
+    Redirect,
+    /// A page that navigates on by itself (named for the application): the request is the end
+    /// of a form post on Sesame's pages, whose redirects `form-action 'self'` keeps on Sesame
+    /// (browsers apply it to every redirect after a form post).
+    Page(&'a str),
+}
+
+fn go_back(back: Back<'_>, url: &str) -> Response {
+    match back {
+        Back::Redirect => no_store(see_other(url)),
+        Back::Page(app) => match crate::web::templates::render(&ReturningPage { app, url }) {
+            Ok(html) => no_store((StatusCode::OK, html).into_response()),
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
 /// Sends the person back to the application with an error (RFC 6749 §4.1.2.1).
 fn error_to_client(issuer: &str, req: &AuthRequest, error: &str, description: &str) -> Response {
+    error_back(Back::Redirect, issuer, req, error, description)
+}
+
+fn error_back(
+    back: Back<'_>,
+    issuer: &str,
+    req: &AuthRequest,
+    error: &str,
+    description: &str,
+) -> Response {
     let mut url = url::Url::parse(&req.redirect_uri).expect("registered URIs parse");
     {
         let mut q = url.query_pairs_mut();
@@ -166,7 +197,7 @@ fn error_to_client(issuer: &str, req: &AuthRequest, error: &str, description: &s
         }
         q.append_pair("iss", issuer);
     }
-    no_store(see_other(url.as_str()))
+    go_back(back, url.as_str())
 }
 
 /// An error page for the person: the request cannot be trusted to say where to go back to.
@@ -359,7 +390,10 @@ async fn authorize(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    decide(&state, &csrf, &origin, &issuer, &client, req, session, none).await
+    decide(
+        &state, &csrf, &origin, &issuer, &client, req, session, none, false,
+    )
+    .await
 }
 
 /// What to do with a checked request and the browser's session: sign in first, step up, ask
@@ -374,13 +408,19 @@ async fn decide(
     req: AuthRequest,
     session: Option<Session>,
     none: bool,
+    after_form: bool,
 ) -> Response {
+    let back = if after_form {
+        Back::Page(&client.name)
+    } else {
+        Back::Redirect
+    };
     let sealed = request::seal(&state.oidc.request_key, &req);
-    let back = format!("{CONTINUE_PATH}?r={sealed}");
+    let resume = format!("{CONTINUE_PATH}?r={sealed}");
     let to_login = |reauth: bool| {
         let mut url = format!(
             "/login?next={}",
-            percent_encoding::utf8_percent_encode(&back, percent_encoding::NON_ALPHANUMERIC)
+            percent_encoding::utf8_percent_encode(&resume, percent_encoding::NON_ALPHANUMERIC)
         );
         if let Some(h) = &req.login_hint {
             url.push_str("&login_hint=");
@@ -396,7 +436,7 @@ async fn decide(
     };
     let Some(session) = session else {
         if none {
-            return error_to_client(issuer, &req, "login_required", "nobody is signed in");
+            return error_back(back, issuer, &req, "login_required", "nobody is signed in");
         }
         return to_login(false);
     };
@@ -414,7 +454,7 @@ async fn decide(
             } else {
                 "login_required"
             };
-            return error_to_client(issuer, &req, e, "a new sign-in is needed");
+            return error_back(back, issuer, &req, e, "a new sign-in is needed");
         }
         if needs_mfa && (signed_in_since_asked || !has_methods(state, &session).await) {
             // Signed in again and still one factor: this user has nothing to verify with.
@@ -442,7 +482,8 @@ async fn decide(
         let covered = agreed.is_some_and(|a| req.scopes().all(|s| a.split(' ').any(|x| x == s)));
         if !covered || req.consent {
             if none {
-                return error_to_client(
+                return error_back(
+                    back,
                     issuer,
                     &req,
                     "consent_required",
@@ -452,7 +493,7 @@ async fn decide(
             return consent_page(state, csrf, &session, client, &req, &sealed);
         }
     }
-    finish(state, origin, issuer, client, &req, &session).await
+    finish(state, origin, issuer, client, &req, &session, back).await
 }
 
 async fn has_methods(state: &AppState, session: &Session) -> bool {
@@ -483,10 +524,11 @@ async fn finish(
     client: &Client,
     req: &AuthRequest,
     session: &Session,
+    back: Back<'_>,
 ) -> Response {
     let code = match tokens::issue_code(state, origin, session, client, req).await {
         Ok(c) => c,
-        Err(e) => return error_to_client(issuer, req, "server_error", e.message.as_ref()),
+        Err(e) => return error_back(back, issuer, req, "server_error", e.message.as_ref()),
     };
     let mut url = url::Url::parse(&req.redirect_uri).expect("registered URIs parse");
     {
@@ -497,7 +539,7 @@ async fn finish(
         }
         q.append_pair("iss", issuer);
     }
-    no_store(see_other(url.as_str()))
+    go_back(back, url.as_str())
 }
 
 /// `/oauth/authorize/continue`: back from the sign-in pages.
@@ -534,8 +576,9 @@ async fn resume(
         Err(e) => return e.into_response(),
     };
     let issuer = iss(&state, &headers);
+    // Reached at the end of the sign-in pages' form posts.
     decide(
-        &state, &csrf, &origin, &issuer, &client, req, session, false,
+        &state, &csrf, &origin, &issuer, &client, req, session, false, true,
     )
     .await
 }
@@ -605,7 +648,13 @@ async fn consent(
         Err(e) => return e.into_response(),
     };
     if form.get("answer") != Some("allow") {
-        return error_to_client(&issuer, &req, "access_denied", "the user did not allow it");
+        return error_back(
+            Back::Page(&client.name),
+            &issuer,
+            &req,
+            "access_denied",
+            "the user did not allow it",
+        );
     }
     if let Err(e) = state
         .store
@@ -635,6 +684,7 @@ async fn consent(
         req,
         Some(session),
         false,
+        true,
     )
     .await
 }
@@ -965,6 +1015,15 @@ async fn logout(
         }
     }
     let resp = match back {
+        // After our own confirmation form, a page that navigates on (see `Back`).
+        Some(url) if confirmed => go_back(
+            Back::Page(
+                client
+                    .as_ref()
+                    .map_or("the application", |c| c.name.as_str()),
+            ),
+            &url,
+        ),
         Some(url) => see_other(&url),
         None => notice(
             StatusCode::OK,

@@ -565,3 +565,12 @@ pub struct LogoutPage<'a> {
     pub app: Option<&'a str>,
     pub carry: Vec<(&'static str, String)>,
 }
+
+/// Sends the browser on to an application after a form post: a page that navigates by itself,
+/// because a form post's redirects must stay on Sesame (`form-action 'self'`).
+#[derive(Template)]
+#[template(path = "oidc/returning.html")]
+pub struct ReturningPage<'a> {
+    pub app: &'a str,
+    pub url: &'a str,
+}
