@@ -867,3 +867,62 @@ async fn the_sign_in_page_and_the_phone_name_the_application_asking() {
         "login_hint fills the name"
     );
 }
+
+/// A rotated key signs from the next reload on; the key it replaced stays published for a
+/// day, so tokens it signed still verify, then it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_signs_next_and_the_old_one_stays_published_for_its_overlap() {
+    use sesame_server::service::oidc::keys::{self, OVERLAP_SECS};
+    let srv = TestServer::spawn().await;
+    let app = register(&srv, new_client("App")).await;
+    srv.create_user("alice", Some(PASSWORD)).await;
+    let mut b = srv.browser();
+    b.password_step("alice", PASSWORD).await;
+    let kid_of = |jwt: &str| -> String {
+        let h = jwt.split('.').next().unwrap();
+        let v: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap();
+        v["kid"].as_str().unwrap().to_string()
+    };
+    let published = |srv: &TestServer| {
+        let url = format!("{}/oauth/jwks", srv.base);
+        async move {
+            let v: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            v["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let code = returned(&b.get(&authorize_path(&app, &[])).await)["code"].clone();
+    let old_token = exchange(&srv, &app, &code).await.json["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old_kid = kid_of(&old_token);
+    let new_kid = keys::rotate(&*srv.store, Alg::Rs256, srv.state.now())
+        .await
+        .unwrap();
+    // Picked up at the next reload (a minute at most), as `sesame keys rotate` is.
+    srv.clock.advance(61);
+    let code = returned(&b.get(&authorize_path(&app, &[])).await)["code"].clone();
+    let new_token = exchange(&srv, &app, &code).await.json["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(kid_of(&new_token), new_kid);
+    let kids = published(&srv).await;
+    assert!(
+        kids.contains(&old_kid) && kids.contains(&new_kid),
+        "{kids:?}"
+    );
+    verified_claims(&srv, &old_token).await;
+    // After the overlap the old key is no longer published.
+    srv.clock.advance(OVERLAP_SECS);
+    let kids = published(&srv).await;
+    assert!(
+        !kids.contains(&old_kid) && kids.contains(&new_kid),
+        "{kids:?}"
+    );
+}
