@@ -833,6 +833,23 @@ async fn logout_returns_only_to_a_registered_address() {
     assert_eq!(p.status, 200);
     assert!(p.body.contains("Sign out of Sesame?"));
     assert_eq!(b.get("/account").await.status, 200);
+    // Someone else's ID token (bob's) asks first too: it is not about who is signed in here.
+    srv.create_user("bob", Some(PASSWORD)).await;
+    let mut other = srv.browser();
+    let back = sign_in_for(&mut other, &authorize_path(&app, &[]), "bob", None).await;
+    let bobs = exchange(&srv, &app, &returned(&back)["code"]).await.json["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = b
+        .get(&format!(
+            "/oauth/logout?{}",
+            query(&[("id_token_hint", &bobs)])
+        ))
+        .await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("Sign out of Sesame?"), "{}", p.body);
+    assert_eq!(b.get("/account").await.status, 200);
     // With the ID token: signed out and sent back with the state.
     let p = b
         .get(&format!(

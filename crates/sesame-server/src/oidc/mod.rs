@@ -111,10 +111,14 @@ async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Respons
         "authorization_response_iss_parameter_supported": true,
     });
     let mut resp = Json(doc).into_response();
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    // Cacheable only when the issuer is configured: otherwise it comes from the request's Host.
+    let cache = if state.config.public_base_url.is_some() {
+        "public, max-age=300"
+    } else {
+        "no-store"
+    };
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     resp
 }
 
@@ -992,9 +996,25 @@ async fn logout(
             return e.into_response();
         }
     }
-    if hinted.is_none() && !confirmed {
+    // A hint about someone else than who is signed in here (an old or a leaked token) does
+    // not sign anyone out without asking.
+    let session = match session_of(&state, &headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let hint_matches = match (&hinted, &session) {
+        (Some(h), Some(s)) => h["sub"].as_str() == Some(s.user.id.0.to_string().as_str()),
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if !hint_matches && !confirmed {
         let mut carry: Vec<(&'static str, String)> = Vec::new();
-        for k in ["client_id", "post_logout_redirect_uri", "state"] {
+        for k in [
+            "client_id",
+            "post_logout_redirect_uri",
+            "state",
+            "id_token_hint",
+        ] {
             if let Some(v) = p.get(k) {
                 carry.push((k, v.clone()));
             }
