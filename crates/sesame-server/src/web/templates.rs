@@ -437,6 +437,89 @@ pub struct GroupPage<'a> {
     pub typed: &'a str,
 }
 
+pub struct ApplicationRow {
+    pub path: String,
+    pub name: String,
+    pub client_id: String,
+    pub kind: &'static str,
+    pub require_mfa: &'static str,
+    pub first_party: &'static str,
+}
+
+/// The application form's values: what is registered, or what was typed when it was refused
+/// (kept as typed, so nothing has to be typed again).
+pub struct ApplicationForm {
+    pub name: String,
+    /// One URI a line, as in the textarea.
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub public: bool,
+    pub first_party: bool,
+    pub require_mfa: bool,
+    pub client_credentials: bool,
+    pub id_token_alg: String,
+}
+
+impl ApplicationForm {
+    /// The ID token algorithms to choose from, and whether each is the chosen one.
+    pub fn algs(&self) -> Vec<(&'static str, bool)> {
+        crate::service::oidc::keys::Alg::ALL
+            .into_iter()
+            .map(|a| (a.as_str(), a.as_str() == self.id_token_alg))
+            .collect()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/applications.html")]
+pub struct ApplicationsPage<'a> {
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub flash_error: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub applications: Vec<ApplicationRow>,
+    pub form: &'a ApplicationForm,
+    /// The form registers a new application (public or confidential is chosen only then).
+    pub adding: bool,
+    pub max_name: usize,
+}
+
+#[derive(Template)]
+#[template(path = "admin/application.html")]
+pub struct ApplicationPage<'a> {
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub flash_error: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// The registered name (the form may hold a refused one).
+    pub name: &'a str,
+    pub base: &'a str,
+    pub public: bool,
+    /// The client secret, only on the response that made it (adding, rotating): Sesame keeps
+    /// a hash alone, so it can never be shown again.
+    pub secret: Option<&'a str>,
+    /// (what, its values: one a line)
+    pub details: Vec<(&'static str, Vec<String>)>,
+    pub form: &'a ApplicationForm,
+    pub adding: bool,
+    pub max_name: usize,
+}
+
+/// A step between a link and a change that breaks a running application (a new secret,
+/// removing it): the change itself is the form post on this page.
+#[derive(Template)]
+#[template(path = "admin/application_confirm.html")]
+pub struct ApplicationConfirmPage<'a> {
+    pub csrf: &'a str,
+    pub title: &'static str,
+    pub name: &'a str,
+    pub client_id: &'a str,
+    pub explain: &'static str,
+    pub action: &'a str,
+    pub button: &'static str,
+    pub back: &'a str,
+}
+
 /// Who must pass two-step verification, as the policy form's radio buttons say it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum MfaChoice {

@@ -1,11 +1,12 @@
-//! The admin web console under `/admin` (users, groups, the authentication methods policy,
-//! the sign-in log). Administrators only; everyone else gets 403.
+//! The admin web console under `/admin` (users, groups, applications, the authentication
+//! methods policy, the sign-in log). Administrators only; everyone else gets 403.
 //!
 //! Every change is a CSRF-checked form post made through the same service as its `sesame`
 //! command twin, and leaves an audit line naming the administrator. Changes that take access
 //! away or hand it out (block, unblock, reset methods, device actions, creating an
-//! administrator, the policy) also need a recent sign-in.
+//! administrator, the policy, every change to an application) also need a recent sign-in.
 
+mod applications;
 mod groups;
 mod log;
 mod policy;
@@ -29,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin", get(overview))
         .merge(users::routes())
         .merge(groups::routes())
+        .merge(applications::routes())
         .merge(policy::routes())
         .merge(log::routes())
 }
@@ -78,6 +80,8 @@ impl Flash {
             "member_already" => "That user already is a member.",
             "member_removed" => "Member removed.",
             "member_not" => "That user was not a member.",
+            "application_saved" => "Changes saved. They apply from the application's next request.",
+            "application_removed" => "Application removed: its codes and tokens no longer work.",
             "saved" => "Policy saved. It applies from the next request.",
             "unchanged" => "Nothing changed: the policy already said that.",
             _ => return None,
