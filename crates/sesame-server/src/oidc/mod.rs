@@ -699,7 +699,7 @@ async fn calling_client(
     state: &AppState,
     headers: &HeaderMap,
     p: &HashMap<String, String>,
-) -> Result<Client, Error> {
+) -> Result<std::sync::Arc<Client>, Error> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -7,6 +7,9 @@ use sesame_core::audit::Event;
 use sesame_core::TenantId;
 use sesame_store::{Client, StoreError};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 /// Longest application name, in characters.
@@ -176,6 +179,7 @@ pub async fn remove(
 ) -> Result<Client, ClientError> {
     let client = find(svc, tenant, client_id).await?;
     svc.store.remove_client(client_id).await?;
+    svc.oidc.clients.forget(client_id);
     let detail = format!("{} ({})", client.name, client.client_id);
     svc.audit(
         &admin.origin,
@@ -203,6 +207,7 @@ pub async fn rotate_secret(
     client.secret_hash = Some(secret_hash(&secret));
     client.secret_set_at = Some(svc.now());
     svc.store.update_client(&client).await?;
+    svc.oidc.clients.forget(client_id);
     let detail = format!("{} ({})", client.name, client.client_id);
     svc.audit(
         &admin.origin,
@@ -238,6 +243,7 @@ pub async fn update(
         ..old
     };
     svc.store.update_client(&client).await?;
+    svc.oidc.clients.forget(client_id);
     let detail = format!("{} ({})", client.name, client.client_id);
     svc.audit(
         &admin.origin,
@@ -247,6 +253,60 @@ pub async fn update(
     Ok(client)
 }
 
+/// Clients as the token endpoint last read them, for at most [`CACHE_SECS`]: most token
+/// requests come from a few applications, and a database read per request is most of what
+/// client credentials cost after the signature. Changes made in this process are seen at
+/// once (the entry is dropped); changes made elsewhere (`sesame client` in another process,
+/// another node) within a second.
+#[derive(Default)]
+pub struct ClientCache {
+    entries: std::sync::RwLock<HashMap<String, (Arc<Client>, Instant)>>,
+}
+
+/// How long a cached client is trusted.
+pub const CACHE_SECS: u64 = 1;
+/// Entries kept at most (ids are typed by anyone; a flood of them must not grow memory).
+const CACHE_MAX: usize = 4096;
+
+impl ClientCache {
+    async fn get(
+        &self,
+        svc: &Services,
+        client_id: &str,
+    ) -> Result<Option<Arc<Client>>, StoreError> {
+        let fresh = |(c, at): &(Arc<Client>, Instant)| {
+            (at.elapsed() < Duration::from_secs(CACHE_SECS)).then(|| c.clone())
+        };
+        if let Some(c) = self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(client_id)
+            .and_then(fresh)
+        {
+            return Ok(Some(c));
+        }
+        let Some(client) = svc.store.find_client(client_id).await? else {
+            return Ok(None);
+        };
+        let client = Arc::new(client);
+        let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= CACHE_MAX {
+            map.clear();
+        }
+        map.insert(client_id.to_string(), (client.clone(), Instant::now()));
+        Ok(Some(client))
+    }
+
+    /// Drops what this process knows of `client_id` (it was just changed).
+    pub fn forget(&self, client_id: &str) {
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(client_id);
+    }
+}
+
 /// The client calling the token endpoint (and revocation, introspection): a confidential
 /// client must present its secret; a public one presents none. None when it does not check
 /// out: unknown id, wrong or missing secret, a secret for a public client.
@@ -254,8 +314,8 @@ pub async fn authenticate(
     svc: &Services,
     client_id: &str,
     secret: Option<&str>,
-) -> Result<Option<Client>, StoreError> {
-    let Some(client) = svc.store.find_client(client_id).await? else {
+) -> Result<Option<Arc<Client>>, StoreError> {
+    let Some(client) = svc.oidc.clients.get(svc, client_id).await? else {
         return Ok(None);
     };
     let ok = match (&client.secret_hash, secret) {

@@ -27,6 +27,8 @@ pub const SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 /// What OpenID Connect keeps in memory.
 pub struct Oidc {
     pub keys: keys::Keyring,
+    /// Clients as the token endpoint last read them (see [`clients::ClientCache`]).
+    pub clients: clients::ClientCache,
     /// Signs authorization requests while the person signs in.
     pub request_key: SecretBytes,
 }
@@ -35,6 +37,7 @@ impl Oidc {
     pub fn new(request_key: SecretBytes) -> Self {
         Self {
             keys: keys::Keyring::default(),
+            clients: clients::ClientCache::default(),
             request_key,
         }
     }
