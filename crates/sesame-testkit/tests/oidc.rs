@@ -943,3 +943,76 @@ async fn a_rotated_key_signs_next_and_the_old_one_stays_published_for_its_overla
         "{kids:?}"
     );
 }
+
+/// Signs `username` in to `app` and exchanges the code: (access token, refresh token).
+async fn app_tokens(srv: &TestServer, app: &App, username: &str) -> (String, String) {
+    let mut b = srv.browser();
+    let back = sign_in_for(&mut b, &authorize_path(app, &[]), username, None).await;
+    let t = exchange(srv, app, &returned(&back)["code"]).await;
+    (
+        t.json["access_token"].as_str().unwrap().to_string(),
+        t.json["refresh_token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn active(srv: &TestServer, app: &App, token: &str) -> bool {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/oauth/introspect", srv.base))
+        .basic_auth(&app.id, app.secret.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(query(&[("token", token)]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["active"].as_bool().unwrap()
+}
+
+async fn refresh_ended(srv: &TestServer, app: &App, refresh: &str) -> bool {
+    token_request(
+        srv,
+        app,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+    )
+    .await
+    .json["error"]
+        == "invalid_grant"
+}
+
+/// What an application holds ends with the user's standing: a new password, a block, a removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_password_a_block_or_a_removal_ends_what_applications_hold() {
+    use sesame_core::secret::SecretString;
+    use sesame_server::service::users;
+    let srv = TestServer::spawn().await;
+    let app = register(&srv, new_client("App")).await;
+    let alice = srv.create_user("alice", Some(PASSWORD)).await;
+    let bob = srv.create_user("bob", Some(PASSWORD)).await;
+    let carol = srv.create_user("carol", Some(PASSWORD)).await;
+
+    let (access, refresh) = app_tokens(&srv, &app, "alice").await;
+    assert!(active(&srv, &app, &access).await);
+    let new = SecretString::new("second password 1".into());
+    users::set_password(&srv.state, &admin(), &alice, new)
+        .await
+        .unwrap();
+    assert!(
+        refresh_ended(&srv, &app, &refresh).await,
+        "after a new password"
+    );
+    assert!(!active(&srv, &app, &access).await);
+    assert_eq!(userinfo(&srv, &access).await.0, 401);
+
+    let (access, refresh) = app_tokens(&srv, &app, "bob").await;
+    users::block(&srv.state, &admin(), &bob).await.unwrap();
+    assert!(!active(&srv, &app, &access).await, "after a block");
+    assert_eq!(userinfo(&srv, &access).await.0, 401);
+    assert!(refresh_ended(&srv, &app, &refresh).await);
+
+    let (access, refresh) = app_tokens(&srv, &app, "carol").await;
+    users::remove(&srv.state, &admin(), &carol).await.unwrap();
+    assert!(!active(&srv, &app, &access).await, "after a removal");
+    assert!(refresh_ended(&srv, &app, &refresh).await);
+}

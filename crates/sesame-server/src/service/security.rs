@@ -96,6 +96,8 @@ pub async fn change_password(
         .store
         .revoke_other_sessions(user.id, &session.id_hash, svc.now())
         .await?;
+    // Applications signed in with the old password must sign in again, as other sessions do.
+    svc.store.revoke_user_families(user.id, svc.now()).await?;
     // Nobody who passed the old password may finish signing in, nor answer a request sent
     // for such a sign-in.
     svc.store.end_user_signins(user.id).await?;

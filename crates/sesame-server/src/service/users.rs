@@ -163,6 +163,8 @@ pub async fn set_password(
     let hash = hash_new_password(svc, pw).await?;
     svc.store.update_user_password(user.id, Some(&hash)).await?;
     let ended = svc.store.revoke_user_sessions(user.id, svc.now()).await?;
+    // Applications signed in with the old password stop being able to refresh.
+    svc.store.revoke_user_families(user.id, svc.now()).await?;
     // Nobody who passed the old password may finish signing in, nor answer a request sent
     // for such a sign-in.
     svc.store.end_user_signins(user.id).await?;
@@ -197,6 +199,8 @@ pub async fn block(svc: &Services, admin: &Admin, user: &User) -> Result<Blocked
     for id in &blocked.cancelled {
         svc.hub.closed(user.id, id.clone(), "cancelled");
     }
+    // Applications' refresh tokens (and the access tokens they issued) end too.
+    svc.store.revoke_user_families(user.id, svc.now()).await?;
     let detail = format!("ended {} session(s)", blocked.sessions_ended);
     svc.audit(
         &admin.origin,
@@ -282,6 +286,7 @@ pub async fn remove(svc: &Services, admin: &Admin, user: &User) -> Result<(), Us
     for id in svc.store.cancel_pending_challenges(user.id).await? {
         svc.hub.closed(user.id, id, "cancelled");
     }
+    svc.store.revoke_user_families(user.id, svc.now()).await?;
     svc.store.delete_user(user.id).await?;
     svc.audit(
         &admin.origin,

@@ -443,8 +443,10 @@ pub async fn introspect(svc: &Services, issuer: &str, token: &str) -> Result<Val
         "jti": c["jti"],
     });
     if let Some(user) = a.user {
-        if let Some(u) = svc.store.find_user(user).await? {
-            out["username"] = json!(u.username);
+        // A removed or blocked user's tokens are no longer active, whatever their expiry.
+        match svc.store.find_user(user).await? {
+            Some(u) if !u.is_blocked => out["username"] = json!(u.username),
+            _ => return Ok(json!({ "active": false })),
         }
     }
     Ok(out)
