@@ -222,7 +222,7 @@ async fn admin_adds_an_application_and_its_secret_is_shown_only_once() {
     let p = a.get(LIST).await;
     assert!(
         p.body.contains(&format!(
-            "<a href=\"/admin/applications/{id}\">Hello app</a></td><td><code>{id}</code></td><td>Confidential</td><td>Yes</td><td>No</td>"
+            "<a href=\"/admin/applications/{id}\">Hello app</a></td><td data-label=\"Client ID\"><code>{id}</code></td><td data-label=\"Type\">Confidential</td><td data-label=\"Two-step required\">Yes</td><td data-label=\"First-party\">No</td>"
         )),
         "{}",
         p.body
@@ -265,7 +265,9 @@ async fn a_public_application_has_no_secret_to_show_or_rotate() {
     assert_eq!(c.id_token_alg, "EdDSA");
     let list = a.get(LIST).await;
     assert!(
-        list.body.contains("<td>Public</td><td>No</td><td>Yes</td>"),
+        list.body.contains(
+            "<td data-label=\"Type\">Public</td><td data-label=\"Two-step required\">No</td><td data-label=\"First-party\">Yes</td>"
+        ),
         "{}",
         list.body
     );
