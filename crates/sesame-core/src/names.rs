@@ -30,6 +30,11 @@ pub enum NameError {
     MixedScripts,
     #[error("a username cannot be written like that (RFC 8265)")]
     Invalid,
+    /// A character allowed by RFC 8265 but not in Sesame's usernames.
+    #[error("a username can contain letters, digits and . _ - @ + ' only, not {}", shown(*.0))]
+    Punctuation(char),
+    #[error("a group name can contain letters, digits, spaces and . _ - ' ( ) & only, not {}", shown(*.0))]
+    GroupPunctuation(char),
 }
 
 fn codepoint(c: char) -> String {
@@ -38,7 +43,9 @@ fn codepoint(c: char) -> String {
 
 /// A refused character as the message names it: itself when it is visible, else its number.
 fn shown(c: char) -> String {
-    if is_hidden(c) || c.is_whitespace() {
+    if c == ' ' {
+        "spaces".into()
+    } else if is_hidden(c) || c.is_whitespace() {
         format!("the character {}", codepoint(c))
     } else {
         format!("\"{c}\" ({})", codepoint(c))
@@ -101,9 +108,17 @@ pub fn sign_in_name(typed: &str) -> Result<(), NameError> {
     }
 }
 
-/// A new username: refused unless the profile accepts it and it is written in one script.
+/// A new username: refused unless the profile accepts it, it is written in one script, and
+/// its symbols are the few that names and e-mail-like logins use (RFC 8265 alone allows `!`,
+/// `#`, `$`, `%`, quotes... which only make a name hard to tell or to type).
 pub fn username(typed: &str) -> Result<Username, NameError> {
     let key = username_key(typed)?;
+    if let Some(c) = key
+        .chars()
+        .find(|&c| !(c.is_alphanumeric() || is_mark(c) || ".-_@+'".contains(c)))
+    {
+        return Err(NameError::Punctuation(c));
+    }
     if !key.as_str().is_single_script() {
         return Err(NameError::MixedScripts);
     }
@@ -132,6 +147,25 @@ pub fn looks_alike(a: &str, b: &str) -> bool {
     skeleton(a) == skeleton(b)
 }
 
+/// A new group name: a label of letters, digits, spaces and a few symbols (it is typed in
+/// commands and read in lists).
+pub fn group_name(typed: &str) -> Result<&str, NameError> {
+    let s = label(typed)?;
+    match s
+        .chars()
+        .find(|&c| !(c.is_alphanumeric() || is_mark(c) || " ._-'()&".contains(c)))
+    {
+        Some(c) => Err(NameError::GroupPunctuation(c)),
+        None => Ok(s),
+    }
+}
+
+/// Combining marks belong to letters in many scripts (Devanagari vowel signs, accents).
+fn is_mark(c: char) -> bool {
+    use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
+    c.general_category_group() == GeneralCategoryGroup::Mark
+}
+
 /// A display, group or device name: trimmed, not empty, and with no character that is
 /// invisible or reorders the text (controls, bidirectional overrides and isolates,
 /// zero-width characters, the byte order mark).
@@ -149,6 +183,28 @@ pub fn label(typed: &str) -> Result<&str, NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_names_refuse_punctuation_with_a_clear_message() {
+        assert!(username("alice.smith@example.com").is_ok());
+        assert!(username("o'brien").is_ok());
+        assert!(username("नमस्ते").is_ok(), "marks belong to letters");
+        let e = username("bad!").unwrap_err();
+        assert_eq!(e, NameError::Punctuation('!'));
+        assert!(e.to_string().contains("not \"!\""), "{e}");
+        assert!(username("bad name")
+            .unwrap_err()
+            .to_string()
+            .contains("cannot contain spaces"));
+        assert_eq!(
+            group_name("Pilot users (EU) & co"),
+            Ok("Pilot users (EU) & co")
+        );
+        assert_eq!(
+            group_name("bad group!"),
+            Err(NameError::GroupPunctuation('!'))
+        );
+    }
 
     #[test]
     fn sign_in_refuses_only_what_cannot_be_shown() {
@@ -213,7 +269,7 @@ mod tests {
         assert!(username("john smith")
             .unwrap_err()
             .to_string()
-            .contains("U+0020"));
+            .contains("cannot contain spaces"));
         assert_eq!(username(""), Err(NameError::Empty));
         assert_eq!(username("   "), Err(NameError::Empty));
         assert!(username("alice@example.com").is_ok());

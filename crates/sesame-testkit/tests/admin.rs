@@ -660,10 +660,21 @@ async fn html_in_a_display_name_is_escaped() {
     let (_, mut a) = admin(&srv).await;
     a.get("/admin/users").await;
     let evil = "<script>alert('x')</script><b>Bold</b>";
+    // Markup in a new username is refused, and said so escaped.
     let p = a
         .post(
             "/admin/users",
             &[("username", "<i>mallory</i>"), ("display_name", evil)],
+        )
+        .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(p.body.contains("not &quot;&lt;&quot;"), "{}", p.body);
+    // A username stored before the rules (the store takes any) is shown escaped.
+    srv.create_user("<i>mallory</i>", None).await;
+    let p = a
+        .post(
+            "/admin/users",
+            &[("username", "mallory2"), ("display_name", evil)],
         )
         .await;
     assert_eq!(p.status, 303, "{}", p.body);

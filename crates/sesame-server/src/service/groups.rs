@@ -27,7 +27,7 @@ pub async fn create(
     if name.is_empty() || name.len() > super::users::MAX_NAME {
         return Err(GroupError::BadName);
     }
-    let name = sesame_core::names::label(name).map_err(GroupError::Hidden)?;
+    let name = sesame_core::names::group_name(name).map_err(GroupError::Hidden)?;
     let group = match svc.store.create_group(tenant, name, svc.now()).await {
         Ok(g) => g,
         Err(StoreError::Conflict(_)) => return Err(GroupError::Exists(name.to_string())),

@@ -9,7 +9,7 @@ pub enum ConfigCommand {
 
 pub fn run(c: &ConfigCommand) -> Result<()> {
     match c {
-        ConfigCommand::Example => print!("{}", crate::config::EXAMPLE),
+        ConfigCommand::Example => super::emit(crate::config::EXAMPLE.trim_end_matches('\n')),
     }
     Ok(())
 }

@@ -9,10 +9,10 @@
 /// command modules, which use it by textual scope.
 macro_rules! say {
     () => {
-        println!()
+        $crate::command::emit("")
     };
     ($($arg:tt)*) => {
-        println!("{}", sesame_proto::text::printable(&format!($($arg)*)))
+        $crate::command::emit(&sesame_proto::text::printable(&format!($($arg)*)))
     };
 }
 
@@ -230,9 +230,24 @@ pub fn read_secret(from_stdin: bool, prompt: &str, confirm: bool) -> Result<Secr
 }
 
 /// Prints `value` as JSON, or runs `text` to print for people.
+/// Writes one line to standard output. When the reader went away (`sesame log | head -1`)
+/// the command has nothing left to do: it ends quietly, as Unix tools do, instead of
+/// panicking on the broken pipe.
+pub fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
 pub fn output<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce()) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        emit(&serde_json::to_string_pretty(value)?);
     } else {
         text();
     }
