@@ -674,3 +674,32 @@ fn a_named_shared_key_may_come_before_the_database() {
     assert!(data.join("sesame.db").exists());
     assert!(!data.join("master.key").exists(), "the shared key is used");
 }
+
+/// The server's log has colours only on a terminal: piped into a file or a journal it is plain.
+#[test]
+fn the_log_has_no_colour_codes_when_not_on_a_terminal() {
+    let dir = common::data_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("SESAME_DATA_DIR")
+        .env("SESAME_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The first log line (the signing keys made on the first start, or the listener).
+    let first = lines.next().unwrap().unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(first.contains("INFO"), "{first}");
+    assert!(!first.contains('\u{1b}'), "{first:?}");
+}

@@ -22,6 +22,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: a journal or a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let data = super::open(cli, args.listen, super::Create::Allowed).await?;
     let listen = data.resolved.listen;
