@@ -102,6 +102,7 @@ mod tests {
             device_key: key.to_secret().to_string(),
             pin_key,
             phone_sign_in: false,
+            removed_on_server: false,
         }
     }
 

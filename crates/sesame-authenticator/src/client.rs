@@ -21,6 +21,16 @@ pub enum ClientError {
     Protocol(String),
 }
 
+impl ClientError {
+    /// Whether the server refused because it does not know this device: it was removed (on My
+    /// security info, by an administrator, or unregistered from a copy of this vault). The
+    /// server answers every signed request of such a device, the event stream included, with
+    /// 401 `unknown_device`.
+    pub fn is_unknown_device(&self) -> bool {
+        matches!(self, ClientError::Refused(e, 401) if e.error == "unknown_device")
+    }
+}
+
 fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("sesame-authenticator/", env!("CARGO_PKG_VERSION")))

@@ -174,6 +174,7 @@ mod tests {
                 device_key: device.to_secret().to_string(),
                 pin_key: Some(SealedKey::seal(&pin, "482913")),
                 phone_sign_in: true,
+                removed_on_server: false,
             }),
         });
         v.save().unwrap();

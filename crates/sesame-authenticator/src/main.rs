@@ -62,7 +62,10 @@ fn main() -> ExitCode {
         Err(e) => {
             // An error may quote text from a link or a server: shown escaped, like all output.
             let message = format!("{e:#}");
-            eprintln!("error: {}", sesame_proto::text::printable_lines(&message));
+            command::warn(&format!(
+                "error: {}",
+                sesame_proto::text::printable_lines(&message)
+            ));
             ExitCode::FAILURE
         }
     }

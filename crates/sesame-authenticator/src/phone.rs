@@ -10,7 +10,10 @@ use sesame_proto::device::{self as api, DeviceStatus, PinKeyRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PhoneError {
-    #[error("{0}")]
+    /// Transparent: the server's reason is the whole message. `#[error("{0}")]` with `#[from]`
+    /// also made the client error this one's source, so `{:#}` printed the reason twice
+    /// ("...if you need it.: Your organisation's policy ...").
+    #[error(transparent)]
     Client(#[from] ClientError),
     #[error("{0}")]
     Local(String),

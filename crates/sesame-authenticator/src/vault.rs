@@ -65,6 +65,12 @@ pub struct SesameLink {
     /// Whether phone sign-in is turned on for this account (as last confirmed by the server).
     #[serde(default)]
     pub phone_sign_in: bool,
+    /// Set once the server answered that this device is not registered (removed on My
+    /// security info or by an administrator): its codes and requests no longer work, and
+    /// commands that do not ask the server (`list`) can still say so. A removed device never
+    /// comes back (adding the account again makes a new one), so this is never cleared.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed_on_server: bool,
 }
 
 impl std::fmt::Debug for SesameLink {
@@ -90,6 +96,15 @@ pub struct Vault {
     path: PathBuf,
     key: Zeroizing<[u8; 32]>,
     pub data: VaultData,
+    /// Digest of the file as this process last read or wrote it (None: not on disk yet), so
+    /// a long-running `watch` can tell when another command changed the vault. The content,
+    /// not the modification time: two saves within the clock's granularity, or a new file
+    /// that reuses the old one's inode, would look unchanged by metadata.
+    seen: Option<ring::digest::Digest>,
+}
+
+fn digest(raw: &[u8]) -> ring::digest::Digest {
+    ring::digest::digest(&ring::digest::SHA256, raw)
 }
 
 /// `<vault>.key`
@@ -119,6 +134,21 @@ fn read_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, VaultError> {
     Ok(k)
 }
 
+/// The data of a vault file's bytes `raw`, under `key`.
+fn decrypt(path: &Path, key: &[u8; 32], raw: &[u8]) -> Result<VaultData, VaultError> {
+    if raw.len() < MAGIC.len() + NONCE_LEN || &raw[..8] != MAGIC {
+        return Err(VaultError::Foreign(path.to_path_buf()));
+    }
+    let (nonce, ct) = raw[8..].split_at(NONCE_LEN);
+    let damaged = || VaultError::Damaged(path.to_path_buf(), key_path(path));
+    let plain = Zeroizing::new(
+        XChaCha20Poly1305::new(key.into())
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: AAD })
+            .map_err(|_| damaged())?,
+    );
+    serde_json::from_slice(&plain).map_err(|_| damaged())
+}
+
 impl Vault {
     /// Opens the vault at `path`, or starts an empty one (written on the first save).
     pub fn open_or_create(path: &Path) -> Result<Self, VaultError> {
@@ -129,21 +159,12 @@ impl Vault {
             }
             let key = read_key(&kpath)?;
             let raw = std::fs::read(path).map_err(io(path))?;
-            if raw.len() < MAGIC.len() + NONCE_LEN || &raw[..8] != MAGIC {
-                return Err(VaultError::Foreign(path.to_path_buf()));
-            }
-            let (nonce, ct) = raw[8..].split_at(NONCE_LEN);
-            let damaged = || VaultError::Damaged(path.to_path_buf(), kpath.clone());
-            let plain = Zeroizing::new(
-                XChaCha20Poly1305::new((&*key).into())
-                    .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: AAD })
-                    .map_err(|_| damaged())?,
-            );
-            let data: VaultData = serde_json::from_slice(&plain).map_err(|_| damaged())?;
+            let data = decrypt(path, &key, &raw)?;
             return Ok(Vault {
                 path: path.to_path_buf(),
                 key,
                 data,
+                seen: Some(digest(&raw)),
             });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -167,7 +188,27 @@ impl Vault {
                 accounts: Vec::new(),
                 pin_set: false,
             },
+            seen: None,
         })
+    }
+
+    /// Reads the vault again if another command changed the file since this process last read
+    /// or wrote it; true if it did. A file that is gone, or no longer reads as this vault, is
+    /// reported and the data in memory kept (it is never overwritten from here).
+    pub fn reload_if_changed(&mut self) -> Result<bool, VaultError> {
+        let raw = match std::fs::read(&self.path) {
+            Ok(raw) => raw,
+            // Not written yet (an empty vault), or deleted: nothing newer to read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(VaultError::Io(self.path.clone(), e)),
+        };
+        let d = digest(&raw);
+        if self.seen.as_ref().map(|s| s.as_ref()) == Some(d.as_ref()) {
+            return Ok(false);
+        }
+        self.data = decrypt(&self.path, &self.key, &raw)?;
+        self.seen = Some(d);
+        Ok(true)
     }
 
     pub fn path(&self) -> &Path {
@@ -175,7 +216,7 @@ impl Vault {
     }
 
     /// Encrypts and replaces the file atomically: a crash leaves the old or the new vault.
-    pub fn save(&self) -> Result<(), VaultError> {
+    pub fn save(&mut self) -> Result<(), VaultError> {
         let plain = Zeroizing::new(serde_json::to_vec(&self.data).expect("vault data serialises"));
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -201,6 +242,8 @@ impl Vault {
             let _ = std::fs::remove_file(&tmp);
             return Err(VaultError::Io(self.path.clone(), e));
         }
+        // What is on disk now is what this process wrote: not a change to reload.
+        self.seen = Some(digest(&out));
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
@@ -332,6 +375,33 @@ mod tests {
             Vault::open_or_create(&stolen),
             Err(VaultError::MissingKey(..))
         ));
+    }
+
+    #[test]
+    fn reloads_only_what_another_process_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault");
+        let mut mine = Vault::open_or_create(&path).unwrap();
+        assert!(!mine.reload_if_changed().unwrap(), "nothing on disk yet");
+        mine.data.accounts.push(account("a"));
+        mine.save().unwrap();
+        assert!(
+            !mine.reload_if_changed().unwrap(),
+            "its own save is no change"
+        );
+        let mut other = Vault::open_or_create(&path).unwrap();
+        other.data.accounts.push(account("b"));
+        other.save().unwrap();
+        assert!(mine.reload_if_changed().unwrap());
+        assert_eq!(mine.data.accounts.len(), 2);
+        assert!(!mine.reload_if_changed().unwrap());
+        // A damaged file is reported and what was read before kept.
+        std::fs::write(&path, b"SSMVLT01 not a vault at all, not even close").unwrap();
+        assert!(matches!(
+            mine.reload_if_changed(),
+            Err(VaultError::Damaged(..))
+        ));
+        assert_eq!(mine.data.accounts.len(), 2);
     }
 
     #[test]

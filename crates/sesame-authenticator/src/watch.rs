@@ -1,11 +1,17 @@
 //! `watch`: the full-screen app. State plus a key handler that returns an [`Action`] plus draw
 //! functions, so key handling is tested without a terminal; [`run`] wires them to the terminal,
-//! the event streams and the clock.
+//! the event streams, the clock and the vault file.
+//!
+//! Other commands change the vault while `watch` runs (`add`, `phone-sign-in enable`,
+//! `remove`...): `watch` re-reads it when the file changed, every second and before acting on
+//! it, so it never answers with a stale copy. And the server may forget this device (removed on
+//! My security info or by an administrator) while nothing is waiting for it: each account asks
+//! the server now and then, and says so when it happened.
 
 use crate::approval::{self, TypedPin};
 use crate::client::DeviceClient;
 use crate::device::DeviceKey;
-use crate::vault::Account;
+use crate::vault::{Account, Vault};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
@@ -14,6 +20,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 use sesame_proto::device::{Challenge, ChallengeKind, Decision, DeviceEvent};
 use sesame_proto::text::printable;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
@@ -56,8 +63,18 @@ pub enum Action {
     },
 }
 
+/// One account's line in the codes box.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRow {
+    pub label: String,
+    pub code: String,
+    pub seconds_left: u64,
+    /// The server no longer knows this device: its code no longer works, so none is shown.
+    pub removed: bool,
+}
+
 pub struct WatchState {
-    pub codes: Vec<(String, String, u64)>,
+    pub codes: Vec<CodeRow>,
     pub requests: Vec<Request>,
     pub selected: usize,
     pub mode: Mode,
@@ -114,14 +131,29 @@ impl WatchState {
         }
     }
 
+    /// The server said this account's device is no longer registered: its requests can no
+    /// longer be answered.
+    pub fn on_removed(&mut self, account_id: &str, account: &str) {
+        self.drop_requests(|r| r.account_id == account_id);
+        self.message = format!(
+            "{account} was removed from the server: its codes and sign-in requests no longer work here."
+        );
+    }
+
+    /// Drops the requests of accounts not in `account_ids` (gone from the vault).
+    pub fn keep_accounts(&mut self, account_ids: &HashSet<String>) {
+        self.drop_requests(|r| !account_ids.contains(&r.account_id));
+    }
+
     fn remove(&mut self, id: &str) -> bool {
+        self.drop_requests(|r| r.challenge.id == id)
+    }
+
+    /// Drops the requests `gone` picks; whether there were any.
+    fn drop_requests(&mut self, gone: impl Fn(&Request) -> bool) -> bool {
         let before = self.requests.len();
-        let was_selected = self
-            .requests
-            .get(self.selected)
-            .map(|r| r.challenge.id == id)
-            .unwrap_or(false);
-        self.requests.retain(|r| r.challenge.id != id);
+        let was_selected = self.requests.get(self.selected).is_some_and(&gone);
+        self.requests.retain(|r| !gone(r));
         if was_selected {
             self.mode = Mode::Browse;
         }
@@ -289,10 +321,15 @@ pub fn draw(f: &mut Frame, s: &WatchState) {
     } else {
         s.codes
             .iter()
-            .map(|(label, code, left)| {
+            .map(|row| {
+                let label = Span::raw(format!("{:<40} ", printable(&row.label)));
+                if row.removed {
+                    return Line::from(vec![label, Span::raw("removed from the server")]);
+                }
+                let (code, left) = (&row.code, row.seconds_left);
                 let mid = code.len() / 2;
                 Line::from(vec![
-                    Span::raw(format!("{:<40} ", printable(label))),
+                    label,
                     Span::styled(
                         format!("{} {}", &code[..mid], &code[mid..]),
                         Style::default().add_modifier(Modifier::BOLD),
@@ -381,6 +418,8 @@ enum Input {
     Key(KeyCode),
     Event(String, String, Box<DeviceEvent>),
     Note(String),
+    /// The server no longer knows this account's (id) device.
+    Removed(String),
 }
 
 fn unix_now() -> i64 {
@@ -390,8 +429,20 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Keeps one account's event stream open, reconnecting after failures.
-async fn stream_account(account: Account, tx: mpsc::Sender<Input>) {
+/// How often each account asks whether the server still knows its device (see
+/// [`stream_account`]). `SESAME_AUTHENTICATOR_SERVER_CHECK_SECS` changes it (tests use 1 s).
+fn server_check_interval() -> Duration {
+    std::env::var("SESAME_AUTHENTICATOR_SERVER_CHECK_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&secs| secs > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(30))
+}
+
+/// Keeps one account's event stream open, reconnecting after failures, until the server says
+/// it no longer knows the device (then sends [`Input::Removed`] and ends).
+async fn stream_account(account: Account, check_every: Duration, tx: mpsc::Sender<Input>) {
     let Some(link) = account.sesame.clone() else {
         return;
     };
@@ -399,20 +450,48 @@ async fn stream_account(account: Account, tx: mpsc::Sender<Input>) {
         return;
     };
     let label = account.otp.label();
+    let removed = || Input::Removed(account.id.clone());
     loop {
         let client = DeviceClient::new(&link.server, &link.device_id, &key);
         let mut wait = Duration::from_secs(2);
         match client.events().await {
             Ok(mut stream) => {
+                // The server ends the stream of a removed device only when an event comes for
+                // it; with nothing waiting it stays open, kept alive, for ever. So ask now and
+                // then whether the device is still registered.
+                let mut check = tokio::time::interval_at(
+                    tokio::time::Instant::now() + check_every,
+                    check_every,
+                );
+                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 // Until the stream ends or fails; then reconnect (the server re-sends pending),
                 // after the wait the server asked for, if it did (a restart says when).
-                while let Ok(Some(ev)) = stream.next().await {
-                    let event = Input::Event(account.id.clone(), label.clone(), Box::new(ev));
-                    if tx.send(event).await.is_err() {
-                        return;
+                loop {
+                    tokio::select! {
+                        // Cancel-safe: an event is taken from the buffer only once complete.
+                        next = stream.next() => {
+                            let Ok(Some(ev)) = next else { break };
+                            let event =
+                                Input::Event(account.id.clone(), label.clone(), Box::new(ev));
+                            if tx.send(event).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = check.tick() => {
+                            // Other failures (unreachable) change nothing: the stream says.
+                            if client.status().await.is_err_and(|e| e.is_unknown_device()) {
+                                let _ = tx.send(removed()).await;
+                                return;
+                            }
+                        }
                     }
                 }
                 wait = stream.retry_after().unwrap_or(wait);
+            }
+            // Removed: reconnecting would be refused for ever.
+            Err(e) if e.is_unknown_device() => {
+                let _ = tx.send(removed()).await;
+                return;
             }
             Err(e) => {
                 if tx.send(Input::Note(format!("{label}: {e}"))).await.is_err() {
@@ -430,12 +509,11 @@ async fn enable_first(vault: &mut crate::vault::Vault, pin: &str) -> String {
         return "Set an app PIN first (sesame-authenticator pin set), then turn on phone sign-in."
             .into();
     }
-    let Some(account) = vault
-        .data
-        .accounts
-        .iter_mut()
-        .find(|a| a.sesame.as_ref().is_some_and(|l| !l.phone_sign_in))
-    else {
+    let Some(account) = vault.data.accounts.iter_mut().find(|a| {
+        a.sesame
+            .as_ref()
+            .is_some_and(|l| !l.phone_sign_in && !l.removed_on_server)
+    }) else {
         return "Phone sign-in is already on for every Sesame account here.".into();
     };
     let label = account.otp.label();
@@ -463,27 +541,134 @@ async fn enable_first(vault: &mut crate::vault::Vault, pin: &str) -> String {
 }
 
 /// Runs the full-screen app until the user quits.
-pub fn run(mut vault: crate::vault::Vault) -> anyhow::Result<()> {
-    let accounts = vault.data.accounts.clone();
+pub fn run(vault: Vault) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let mut terminal = ratatui::init();
-    let result = rt.block_on(event_loop(&mut terminal, accounts, &mut vault));
+    let result = rt.block_on(event_loop(&mut terminal, vault));
     ratatui::restore();
     result
 }
 
-async fn event_loop(
-    terminal: &mut ratatui::DefaultTerminal,
-    accounts: Vec<Account>,
-    vault: &mut crate::vault::Vault,
-) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<Input>(64);
-    for a in accounts.iter().filter(|a| a.sesame.is_some()) {
-        tokio::spawn(stream_account(a.clone(), tx.clone()));
+/// The vault as it is on disk, and one event stream per Sesame account in it.
+struct Live {
+    vault: Vault,
+    /// Accounts whose device the server no longer knows, learned in this run (recorded in the
+    /// vault too, unless it could not be saved).
+    removed: HashSet<String>,
+    streams: HashMap<String, tokio::task::JoinHandle<()>>,
+    check_every: Duration,
+    tx: mpsc::Sender<Input>,
+    /// The last failure to read the vault again: said once, not every second.
+    reload_error: Option<String>,
+}
+
+impl Live {
+    fn is_removed(&self, a: &Account) -> bool {
+        self.removed.contains(&a.id) || a.sesame.as_ref().is_some_and(|l| l.removed_on_server)
     }
+
+    /// Reads the vault again if another command changed it, and follows it: streams for new
+    /// accounts, none for accounts gone, and their requests dropped.
+    fn refresh(&mut self, state: &mut WatchState) {
+        match self.vault.reload_if_changed() {
+            Ok(false) => {}
+            Ok(true) => {
+                self.reload_error = None;
+                self.follow_vault(state);
+            }
+            Err(e) => {
+                let m = format!("The vault could not be read again ({e}); showing it as before.");
+                if self.reload_error.as_ref() != Some(&m) {
+                    state.message = m.clone();
+                    self.reload_error = Some(m);
+                }
+            }
+        }
+    }
+
+    /// One stream per Sesame account the server still knows; requests only of those.
+    fn follow_vault(&mut self, state: &mut WatchState) {
+        let wanted: HashSet<String> = self
+            .vault
+            .data
+            .accounts
+            .iter()
+            .filter(|a| a.sesame.is_some() && !self.is_removed(a))
+            .map(|a| a.id.clone())
+            .collect();
+        self.streams.retain(|id, task| {
+            let keep = wanted.contains(id);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for a in &self.vault.data.accounts {
+            if wanted.contains(&a.id) && !self.streams.contains_key(&a.id) {
+                let task =
+                    tokio::spawn(stream_account(a.clone(), self.check_every, self.tx.clone()));
+                self.streams.insert(a.id.clone(), task);
+            }
+        }
+        state.keep_accounts(&wanted);
+    }
+
+    /// The server no longer knows account `id`'s device: recorded in the vault (so `list`
+    /// shows it too) and on screen.
+    fn mark_removed(&mut self, id: &str, state: &mut WatchState) {
+        // Read first, so the mark goes onto what other commands last wrote, not over it.
+        self.refresh(state);
+        self.removed.insert(id.to_string());
+        let Some(account) = self.vault.data.accounts.iter_mut().find(|a| a.id == id) else {
+            return;
+        };
+        let label = account.otp.label();
+        let mut saved = Ok(());
+        if let Some(link) = account.sesame.as_mut().filter(|l| !l.removed_on_server) {
+            link.removed_on_server = true;
+            saved = self.vault.save();
+        }
+        self.follow_vault(state);
+        state.on_removed(id, &label);
+        if let Err(e) = saved {
+            state.message =
+                format!("{label} was removed from the server; the vault could not be saved: {e}");
+        }
+    }
+
+    fn codes(&self, now: u64) -> Vec<CodeRow> {
+        self.vault
+            .data
+            .accounts
+            .iter()
+            .map(|a| {
+                let (code, seconds_left) = a.otp.code_at(now);
+                CodeRow {
+                    label: a.otp.label(),
+                    code,
+                    seconds_left,
+                    removed: self.is_removed(a),
+                }
+            })
+            .collect()
+    }
+}
+
+async fn event_loop(terminal: &mut ratatui::DefaultTerminal, vault: Vault) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<Input>(64);
+    let mut state = WatchState::default();
+    let mut live = Live {
+        vault,
+        removed: HashSet::new(),
+        streams: HashMap::new(),
+        check_every: server_check_interval(),
+        tx: tx.clone(),
+        reload_error: None,
+    };
+    live.follow_vault(&mut state);
     let keys = tx.clone();
     std::thread::spawn(move || loop {
         if event::poll(Duration::from_millis(250)).unwrap_or(false) {
@@ -497,23 +682,20 @@ async fn event_loop(
             return;
         }
     });
-    let mut state = WatchState::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let now = unix_now();
-        state.codes = accounts
-            .iter()
-            .map(|a| {
-                let (code, left) = a.otp.code_at(now as u64);
-                (a.otp.label(), code, left)
-            })
-            .collect();
+        // Every second at least (the tick), and before any input is acted on.
+        live.refresh(&mut state);
+        state.codes = live.codes(now as u64);
         state.tick(now);
         terminal.draw(|f| draw(f, &state))?;
         let input = tokio::select! {
             i = rx.recv() => i,
             _ = tick.tick() => continue,
         };
+        // Input may have waited up to a second: act on the vault as it is now.
+        live.refresh(&mut state);
         match input {
             Some(Input::Key(k)) => match state.on_key(k) {
                 Action::Quit => return Ok(()),
@@ -524,7 +706,10 @@ async fn event_loop(
                     number,
                     pin,
                 } => {
-                    let link = accounts
+                    let link = live
+                        .vault
+                        .data
+                        .accounts
                         .iter()
                         .find(|a| a.id == account_id)
                         .and_then(|a| a.sesame.clone());
@@ -566,6 +751,11 @@ async fn event_loop(
                                 let _ = tx.send(Input::Note(e.message)).await;
                                 return;
                             }
+                            // Removed since the request came: that says it all.
+                            Err(e) if e.is_unknown_device() => {
+                                let _ = tx.send(Input::Removed(account_id)).await;
+                                return;
+                            }
                             Err(e) => e.to_string(),
                         };
                         let closed = DeviceEvent::Closed {
@@ -579,12 +769,19 @@ async fn event_loop(
                     });
                 }
                 Action::EnablePhoneSignIn { pin } => {
-                    state.message = enable_first(vault, &pin).await;
+                    state.message = enable_first(&mut live.vault, &pin).await;
                 }
                 Action::None => {}
             },
-            Some(Input::Event(id, label, ev)) => state.on_event(&id, &label, *ev),
+            // Not from a stream stopped meanwhile (its account left the vault or the server);
+            // an empty id is this app's own note that a request it answered is over.
+            Some(Input::Event(id, label, ev)) => {
+                if id.is_empty() || live.streams.contains_key(&id) {
+                    state.on_event(&id, &label, *ev);
+                }
+            }
             Some(Input::Note(n)) => state.message = n,
+            Some(Input::Removed(id)) => live.mark_removed(&id, &mut state),
             None => return Ok(()),
         }
     }
@@ -594,6 +791,15 @@ async fn event_loop(
 mod tests {
     use super::*;
     use sesame_proto::device::ChallengeKind;
+
+    fn row(label: &str, removed: bool) -> CodeRow {
+        CodeRow {
+            label: label.into(),
+            code: "123456".into(),
+            seconds_left: 17,
+            removed,
+        }
+    }
 
     fn challenge(id: &str, expires_at: i64) -> Challenge {
         Challenge {
@@ -751,11 +957,57 @@ mod tests {
     }
 
     #[test]
+    fn a_device_removed_on_the_server_loses_its_requests_and_code() {
+        let mut s = WatchState {
+            codes: vec![row("Sesame: alice", true), row("Site: bob", false)],
+            ..Default::default()
+        };
+        s.on_event(
+            "acc",
+            "Sesame: alice",
+            DeviceEvent::Challenge(challenge("c1", 100)),
+        );
+        s.on_event(
+            "other",
+            "Sesame: bob",
+            DeviceEvent::Challenge(challenge("c2", 100)),
+        );
+        s.on_key(KeyCode::Enter);
+        s.on_removed("acc", "Sesame: alice");
+        assert_eq!(s.requests.len(), 1);
+        assert_eq!(s.requests[0].challenge.id, "c2");
+        assert_eq!(s.mode, Mode::Browse, "typing stops for a request gone");
+        assert!(s
+            .message
+            .contains("Sesame: alice was removed from the server"));
+        s.keep_accounts(&HashSet::new());
+        assert!(
+            s.requests.is_empty(),
+            "accounts gone from the vault lose theirs"
+        );
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 24)).unwrap();
+        t.draw(|f| draw(f, &s)).unwrap();
+        let screen: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(screen.contains("removed from the server"), "{screen}");
+        assert_eq!(
+            screen.matches("123 456").count(),
+            1,
+            "no code for the removed account: {screen}"
+        );
+    }
+
+    #[test]
     fn draws_on_an_80_by_24_terminal() {
         let backend = ratatui::backend::TestBackend::new(80, 24);
         let mut t = ratatui::Terminal::new(backend).unwrap();
         let mut s = WatchState {
-            codes: vec![("Sesame: alice".into(), "123456".into(), 17)],
+            codes: vec![row("Sesame: alice", false)],
             ..Default::default()
         };
         s.on_event(
@@ -794,7 +1046,7 @@ mod tests {
         let mut t = ratatui::Terminal::new(backend).unwrap();
         let label = "Evil:\u{1b}]0;x\u{7}bob";
         let mut s = WatchState {
-            codes: vec![(label.into(), "123456".into(), 17)],
+            codes: vec![row(label, false)],
             ..Default::default()
         };
         let mut c = challenge("c1", 100);

@@ -62,6 +62,7 @@ fn add_sesame(vault: &mut Vault, link: &str, name: Option<String>, json: bool) -
         device_key: key.to_secret().to_string(),
         pin_key: None,
         phone_sign_in: false,
+        removed_on_server: false,
     };
     // With an app PIN set, the new account gets its PIN key now, so PIN approvals work.
     let mut pin_note = None;
@@ -75,9 +76,11 @@ fn add_sesame(vault: &mut Vault, link: &str, name: Option<String>, json: bool) -
             }
         }
     }
-    let line = code_line(save_new(vault, otp, Some(link))?, now());
+    let added = save_new(vault, otp, Some(link))?.clone();
+    let line = code_line(&added, now());
+    let selector = super::account_arg(vault, &added);
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"account": line.account, "device_id": resp.device_id, "code": line.code, "phone_sign_in_allowed": resp.phone_sign_in_allowed})
@@ -99,12 +102,11 @@ fn add_sesame(vault: &mut Vault, link: &str, name: Option<String>, json: bool) -
         if std::io::IsTerminal::is_terminal(&std::io::stdin())
             && confirm("Turn on phone sign-in now? [y/N] ")?
         {
-            super::phone_sign_in::enable(vault, &line.account, false, json)?;
+            // By id: the label may not be unique.
+            super::phone_sign_in::enable(vault, &added.id, false, json)?;
         } else {
-            say!(
-                "Turn it on with: sesame-authenticator phone-sign-in enable {}",
-                line.account
-            );
+            // Pasted into a shell as printed, this must select exactly this account.
+            say!("Turn it on with: sesame-authenticator phone-sign-in enable {selector}");
         }
     }
     Ok(())
@@ -157,9 +159,7 @@ fn device_name() -> String {
 }
 
 fn confirm(question: &str) -> Result<bool> {
-    use std::io::Write;
-    print!("{}", sesame_proto::text::printable(question));
-    std::io::stdout().flush()?;
+    super::write_out(format_args!("{}", sesame_proto::text::printable(question)));
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))

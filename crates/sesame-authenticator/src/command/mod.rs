@@ -9,10 +9,21 @@
 /// modules, which use it by textual scope.
 macro_rules! say {
     () => {
-        println!()
+        $crate::command::write_out(format_args!("\n"))
     };
     ($($arg:tt)*) => {
-        println!("{}", sesame_proto::text::printable(&format!($($arg)*)))
+        $crate::command::write_out(format_args!(
+            "{}\n",
+            sesame_proto::text::printable(&format!($($arg)*))
+        ))
+    };
+}
+
+/// Prints a line exactly as given, for what must stay exact (JSON) or is already made
+/// printable; like `println!`, but through [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::command::write_out(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -49,8 +60,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Remove(args) => remove::run(&mut vault, args, json),
         Command::Pin(c) => pin::run(&mut vault, c),
         Command::Watch => watch::run(vault),
-        Command::Pending => pending::run(&vault, json),
-        Command::Respond(args) => respond::run(&vault, args, json),
+        Command::Pending => pending::run(&mut vault, json),
+        Command::Respond(args) => respond::run(&mut vault, args, json),
         Command::Unregister(args) => unregister::run(&mut vault, args, json),
         Command::PhoneSignIn(c) => phone_sign_in::run(&mut vault, c, json),
     }
@@ -82,10 +93,36 @@ pub fn read_pin(prompt: &str, env: &str, confirm: bool) -> Result<zeroize::Zeroi
     Ok(first)
 }
 
+/// Writes to standard output; all output goes through here (`say!`, `out!`). When the reader
+/// has gone (`sesame-authenticator pending | head -3`), nobody wants the rest: the program ends
+/// at once, quietly and successfully, as a program killed by SIGPIPE would, but with status 0.
+/// Rust ignores SIGPIPE, so `println!` would panic (status 101) instead; restoring the signal's
+/// default needs `unsafe`, which this workspace forbids, so the error is handled here.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    // Flushed each time: a prompt (no line end) must show before the program waits.
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        // Any other failure (a full disk): the output is incomplete, so say so and fail.
+        warn(&format!("error: cannot write the output: {e}"));
+        std::process::exit(1);
+    }
+}
+
+/// Writes one line to standard error, ignoring failure: with standard error gone too (`2>&1 |
+/// head`) there is nowhere left to report to, and `eprintln!` would panic.
+pub fn warn(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Prints `value` as JSON, or runs `text` to print for people.
 pub fn output<T: Serialize + ?Sized>(json: bool, value: &T, text: impl FnOnce()) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        out!("{}", serde_json::to_string_pretty(value)?);
     } else {
         text();
     }
@@ -120,6 +157,55 @@ pub fn sesame_accounts(vault: &Vault) -> Result<Vec<(&Account, &SesameLink, Devi
         .collect()
 }
 
+/// Asks the server for one account's waiting requests. A refusal because the server no longer
+/// knows the device is recorded in the vault first (see [`record_removed`]).
+pub fn pending_of(
+    vault: &mut Vault,
+    rt: &tokio::runtime::Runtime,
+    account_id: &str,
+) -> Result<sesame_proto::device::PendingResponse> {
+    let (label, result) = {
+        let (a, l, key) = sesame_accounts(vault)?
+            .into_iter()
+            .find(|(a, ..)| a.id == account_id)
+            .context("no such Sesame account")?;
+        let c = sesame_authenticator::client::DeviceClient::new(&l.server, &l.device_id, &key);
+        (a.otp.label(), rt.block_on(c.pending()))
+    };
+    match result {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            if e.is_unknown_device() {
+                record_removed(vault, account_id);
+            }
+            Err(e).context(label)
+        }
+    }
+}
+
+/// Records that the server no longer knows the device of account `id`, so `list` (which does
+/// not ask the server) and `watch` can say so. Best effort: the command that learned it
+/// reports the refusal either way.
+pub fn record_removed(vault: &mut Vault, id: &str) {
+    let Some(link) = vault
+        .data
+        .accounts
+        .iter_mut()
+        .find(|a| a.id == id)
+        .and_then(|a| a.sesame.as_mut())
+        .filter(|l| !l.removed_on_server)
+    else {
+        return;
+    };
+    link.removed_on_server = true;
+    if let Err(e) = vault.save() {
+        warn(&format!(
+            "warning: {}",
+            sesame_proto::text::printable(&e.to_string())
+        ));
+    }
+}
+
 /// One account's current code, as `list`, `code` and `add` show it.
 #[derive(Serialize)]
 pub struct CodeLine {
@@ -130,6 +216,9 @@ pub struct CodeLine {
     pub code: String,
     pub seconds_left: u64,
     period: u64,
+    /// The server said this device was removed (as the vault recorded it; see
+    /// `SesameLink::removed_on_server`): the code no longer works there.
+    removed_on_server: bool,
 }
 
 pub fn code_line(a: &Account, t: u64) -> CodeLine {
@@ -142,6 +231,7 @@ pub fn code_line(a: &Account, t: u64) -> CodeLine {
         code,
         seconds_left: left,
         period: a.otp.period,
+        removed_on_server: a.sesame.as_ref().is_some_and(|l| l.removed_on_server),
     }
 }
 
@@ -152,6 +242,35 @@ pub fn all_codes(vault: &Vault, t: u64) -> Vec<CodeLine> {
         .iter()
         .map(|a| code_line(a, t))
         .collect()
+}
+
+/// `s` as one word of a POSIX shell command: as it is when no shell treats any of its
+/// characters specially, else in single quotes (a quote inside written `'\''`).
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// How to name `account` in a command printed for the person to paste: its label, quoted for
+/// the shell, when the label selects exactly this account (labels need not be unique: two
+/// servers may both call it "Sesame: alice"); else its id, which always does.
+pub fn account_arg(vault: &Vault, account: &Account) -> String {
+    let label = account.otp.label();
+    let selects = vault.find(&label).is_ok_and(|a| a.id == account.id);
+    // A hidden character is printed escaped, so could not be pasted back; a leading dash
+    // would be read as an option.
+    let pastable = !label.starts_with('-') && !label.chars().any(sesame_proto::text::is_hidden);
+    if selects && pastable {
+        shell_word(&label)
+    } else {
+        account.id.clone()
+    }
 }
 
 pub fn spaced(code: &str) -> String {
@@ -170,6 +289,13 @@ pub fn print_codes(json: bool, lines: &[CodeLine]) -> Result<()> {
             .max()
             .unwrap_or(0);
         for l in lines {
+            if l.removed_on_server {
+                say!(
+                    "{:<width$}  removed on the server: its codes and sign-in requests no longer work",
+                    l.account
+                );
+                continue;
+            }
             say!(
                 "{:<width$}  {}  ({:>2} s left)",
                 l.account,

@@ -1,10 +1,9 @@
 //! `sesame-authenticator pending`: sign-in requests waiting for an answer, for every Sesame
 //! account.
 
-use super::{now, runtime, sesame_accounts};
-use anyhow::{Context, Result};
+use super::{now, pending_of, runtime, sesame_accounts};
+use anyhow::Result;
 use serde::Serialize;
-use sesame_authenticator::client::DeviceClient;
 use sesame_authenticator::Vault;
 use sesame_proto::device::ChallengeKind;
 
@@ -21,17 +20,20 @@ struct PendingLine {
     expires_in: i64,
 }
 
-pub fn run(vault: &Vault, json: bool) -> Result<()> {
+pub fn run(vault: &mut Vault, json: bool) -> Result<()> {
     let rt = runtime()?;
     let t = now() as i64;
     let mut lines = Vec::new();
-    for (a, l, key) in sesame_accounts(vault)? {
-        let c = DeviceClient::new(&l.server, &l.device_id, &key);
-        let pending = rt.block_on(c.pending()).with_context(|| a.otp.label())?;
+    let accounts: Vec<(String, String)> = sesame_accounts(vault)?
+        .iter()
+        .map(|(a, ..)| (a.id.clone(), a.otp.label()))
+        .collect();
+    for (id, label) in accounts {
+        let pending = pending_of(vault, &rt, &id)?;
         for ch in pending.challenges {
             lines.push(PendingLine {
                 request: ch.id,
-                account: a.otp.label(),
+                account: label.clone(),
                 kind: if ch.kind == ChallengeKind::PhoneSignIn {
                     "phone sign-in"
                 } else {

@@ -83,18 +83,18 @@ pub fn enable(vault: &mut Vault, account: &str, no_wait: bool, json: bool) -> Re
             .unwrap_or_default();
         if no_wait || json {
             return super::output(json, &status, || {
-                println!("Asked. Now confirm it on My security info: {page}");
-                println!("(sign in there, then choose \"Turn on phone sign-in\" for this device within 10 minutes)");
+                out!("Asked. Now confirm it on My security info: {page}");
+                out!("(sign in there, then choose \"Turn on phone sign-in\" for this device within 10 minutes)");
                 if !check.is_empty() {
-                    println!("{check}");
+                    out!("{check}");
                 }
             });
         }
-        println!("Almost done: confirm it on My security info: {page}");
+        out!("Almost done: confirm it on My security info: {page}");
         if !check.is_empty() {
-            println!("{check}");
+            out!("{check}");
         }
-        println!("Sign in there, then choose \"Turn on phone sign-in\" for this device. Waiting up to 10 minutes (Ctrl-C stops waiting)...");
+        out!("Sign in there, then choose \"Turn on phone sign-in\" for this device. Waiting up to 10 minutes (Ctrl-C stops waiting)...");
         let link = vault.data.accounts[i]
             .sesame
             .as_mut()

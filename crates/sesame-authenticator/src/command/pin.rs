@@ -46,10 +46,10 @@ pub fn set_pin(vault: &mut Vault, pin: &str) -> Result<()> {
             continue;
         };
         if let Err(e) = rt.block_on(phone::register_pin_key(link, pin)) {
-            eprintln!(
+            super::warn(&format!(
                 "warning: {}",
                 sesame_proto::text::printable(&format!("{label}: {e}"))
-            );
+            ));
         }
     }
     vault.data.pin_set = true;

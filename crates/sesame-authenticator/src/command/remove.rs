@@ -14,7 +14,7 @@ pub fn run(vault: &mut Vault, args: &Args, json: bool) -> Result<()> {
     vault.data.accounts.retain(|a| a.id != id);
     vault.save()?;
     if json {
-        println!("{}", serde_json::json!({"removed": label}));
+        out!("{}", serde_json::json!({"removed": label}));
     } else {
         say!("Removed {label} from this app. (If it was protecting a sign-in, add another method there first.)");
     }

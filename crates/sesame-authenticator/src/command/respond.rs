@@ -1,6 +1,6 @@
 //! `sesame-authenticator respond`: approve, deny or report one sign-in request.
 
-use super::{read_pin, runtime, sesame_accounts};
+use super::{pending_of, read_pin, runtime, sesame_accounts};
 use anyhow::{bail, Context, Result};
 use sesame_authenticator::approval::{self, UserPresence};
 use sesame_authenticator::client::DeviceClient;
@@ -41,7 +41,7 @@ impl UserPresence for PromptPresence {
     }
 }
 
-pub fn run(vault: &Vault, args: &Args, json: bool) -> Result<()> {
+pub fn run(vault: &mut Vault, args: &Args, json: bool) -> Result<()> {
     let request = &args.request;
     let decision = match (args.approve, args.deny, args.report) {
         (true, _, _) => Decision::Approve,
@@ -55,9 +55,19 @@ pub fn run(vault: &Vault, args: &Args, json: bool) -> Result<()> {
     }
     let rt = runtime()?;
     let mut found = None;
-    for (a, l, key) in sesame_accounts(vault)? {
-        let c = DeviceClient::new(&l.server, &l.device_id, &key);
-        let pending = rt.block_on(c.pending()).with_context(|| a.otp.label())?;
+    let ids: Vec<String> = sesame_accounts(vault)?
+        .iter()
+        .map(|(a, ..)| a.id.clone())
+        .collect();
+    for id in ids {
+        let pending = pending_of(vault, &rt, &id)?;
+        let l = vault
+            .data
+            .accounts
+            .iter()
+            .find(|a| a.id == id)
+            .and_then(|a| a.sesame.as_ref())
+            .context("no such Sesame account")?;
         for ch in pending
             .challenges
             .into_iter()
@@ -67,19 +77,29 @@ pub fn run(vault: &Vault, args: &Args, json: bool) -> Result<()> {
                 bail!("{request:?} matches more than one request; give more of its id");
             }
             found = Some((
+                id.clone(),
                 l.clone(),
                 DeviceKey::from_secret(&l.device_key).context("damaged device key")?,
                 ch,
             ));
         }
     }
-    let Some((l, key, ch)) = found else {
+    let Some((id, l, key, ch)) = found else {
         bail!("no waiting sign-in request matches {request:?}: it may have expired, been answered, or been replaced by a newer one");
     };
     let c = DeviceClient::new(&l.server, &l.device_id, &key);
     let req = approval::answer(&l, &key, &ch, decision, number, &mut PromptPresence)
         .map_err(anyhow::Error::msg)?;
-    let resp = rt.block_on(c.respond(&req))?;
+    let resp = match rt.block_on(c.respond(&req)) {
+        Ok(resp) => resp,
+        Err(e) => {
+            // Removed on the server since the request was listed.
+            if e.is_unknown_device() {
+                super::record_removed(vault, &id);
+            }
+            return Err(e.into());
+        }
+    };
     super::output(json, &resp, || say!("{}", resp.message))?;
     if resp.outcome == "wrong_number" {
         return Err(anyhow::anyhow!("the number did not match"));

@@ -3,7 +3,7 @@
 
 use super::runtime;
 use anyhow::{Context, Result};
-use sesame_authenticator::client::{self, DeviceClient};
+use sesame_authenticator::client::DeviceClient;
 use sesame_authenticator::device::DeviceKey;
 use sesame_authenticator::Vault;
 
@@ -26,13 +26,13 @@ pub fn run(vault: &mut Vault, args: &Args, json: bool) -> Result<()> {
     match runtime()?.block_on(c.unregister()) {
         Ok(_) => {}
         // Already removed on the server (e.g. from My security info): forget it here too.
-        Err(client::ClientError::Refused(e, 401)) if e.error == "unknown_device" => {}
+        Err(e) if e.is_unknown_device() => {}
         Err(e) => return Err(e).context("the server could not be told; the account was kept"),
     }
     vault.data.accounts.retain(|x| x.id != a.id);
     vault.save()?;
     if json {
-        println!("{}", serde_json::json!({"unregistered": a.otp.label()}));
+        out!("{}", serde_json::json!({"unregistered": a.otp.label()}));
     } else {
         say!(
             "Unregistered this device from {} and removed the account from this app.",

@@ -74,6 +74,13 @@ pub fn element_text(body: &str, id: &str) -> String {
 /// A server on the real clock (the app signs requests with the real time), a user with a
 /// password, and the app activated for that user through My security info.
 pub async fn setup() -> (TestServer, tempfile::TempDir, std::path::PathBuf) {
+    let (srv, dir, vault, _) = setup_with_add_output().await;
+    (srv, dir, vault)
+}
+
+/// [`setup`], and what `add` printed.
+pub async fn setup_with_add_output() -> (TestServer, tempfile::TempDir, std::path::PathBuf, String)
+{
     let srv = TestServer::spawn().await;
     srv.clock.set(real_now());
     srv.create_user("alice", Some("correct horse")).await;
@@ -128,9 +135,90 @@ pub async fn setup() -> (TestServer, tempfile::TempDir, std::path::PathBuf) {
         "{}",
         info.body
     );
-    (srv, dir, vault)
+    (srv, dir, vault, out)
 }
 
 pub async fn pending(vault: &Path) -> serde_json::Value {
     serde_json::from_str(&ok(&app(vault, &["--json", "pending"]).await)).unwrap()
+}
+
+/// The full-screen app (or any command) in a real terminal: a detached tmux session, killed
+/// when dropped, so a failing test leaves no session behind.
+pub struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    /// Runs `command` (a shell command line) in a new `width`x`height` terminal.
+    pub fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+        let session = format!("sesame-{name}-{}", std::process::id());
+        let t = Tmux { session };
+        let out = t.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &t.session,
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux is needed (scripts/test.sh installs it)")
+    }
+
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .tmux(&["capture-pane", "-p", "-t", &self.session])
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    /// Types `keys` (tmux key names: "Enter", "Escape", or text).
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// The screen once it shows `text`; fails the test after `seconds`.
+    pub async fn wait_for(&self, text: &str, seconds: u64) -> String {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            if std::time::Instant::now() > until {
+                panic!("{text:?} never appeared on:\n{s}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.tmux(&["has-session", "-t", &self.session])
+            .status
+            .success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-session", "-t", &self.session]);
+    }
 }
