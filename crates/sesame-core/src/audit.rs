@@ -110,6 +110,7 @@ named_enum!(
         AdminPhoneSignInDisabled = "admin_phone_sign_in_disabled",
         AdminPinKeyReset = "admin_pin_key_reset",
         AdminGroupCreated = "admin_group_created",
+        AdminGroupRemoved = "admin_group_removed",
         AdminGroupMemberAdded = "admin_group_member_added",
         AdminGroupMemberRemoved = "admin_group_member_removed",
         // Applications (OpenID Connect).

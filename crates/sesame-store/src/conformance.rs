@@ -238,6 +238,13 @@ pub async fn groups_and_membership(b: &dyn Backend) {
     assert_eq!(s.list_group_members(g.id).await.unwrap()[0].id, a);
     assert!(s.remove_group_member(g.id, a).await.unwrap());
     assert!(!s.remove_group_member(g.id, a).await.unwrap());
+    // A removed group takes its memberships with it.
+    assert!(s.add_group_member(g.id, a).await.unwrap());
+    assert!(s.delete_group(g.id).await.unwrap());
+    assert!(!s.delete_group(g.id).await.unwrap());
+    assert!(s.list_groups(t).await.unwrap().is_empty());
+    assert!(s.list_user_groups(a).await.unwrap().is_empty());
+    assert!(s.find_group_by_name(t, "Pilot").await.unwrap().is_none());
 }
 
 pub async fn totp_secret_opens_only_with_its_master_key(b: &dyn Backend) {

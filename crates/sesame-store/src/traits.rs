@@ -109,6 +109,8 @@ pub trait GroupStore: Send + Sync {
     async fn add_group_member(&self, group: GroupId, user: UserId) -> Result<bool>;
     /// False when the user was not a member.
     async fn remove_group_member(&self, group: GroupId, user: UserId) -> Result<bool>;
+    /// Removes the group and its memberships; false if there was no such group.
+    async fn delete_group(&self, group: GroupId) -> Result<bool>;
 }
 
 #[async_trait]
@@ -293,7 +295,8 @@ pub trait SessionStore: Send + Sync {
     /// Ends a finished sign-in in one transaction: creates the session, deletes the sign-in
     /// transaction, records the user's last sign-in and appends the audit line.
     /// With `approval`, the approved challenge is consumed (approved -> consumed) in the same
-    /// transaction, and nothing is written unless that succeeds: then the result is false.
+    /// transaction, and nothing is written unless that succeeds: then the result is false. The
+    /// notification method of the device that approved it is then last used `now`.
     #[allow(clippy::too_many_arguments)]
     async fn complete_signin(
         &self,

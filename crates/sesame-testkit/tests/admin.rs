@@ -1213,3 +1213,115 @@ async fn setting_a_password_in_the_console_ends_the_users_sessions() {
     let set = events(&srv, "admin_password_set").await;
     assert_eq!(set.len(), 1);
 }
+
+/// Deleting a group asks first, keeps its members as users, is audited, and is refused while
+/// the methods policy names the group.
+#[tokio::test]
+async fn admin_deletes_a_group_after_confirming_unless_the_policy_names_it() {
+    use sesame_server::service::policy::PolicyEdit;
+    let srv = TestServer::spawn().await;
+    let (_, mut a) = admin(&srv).await;
+    let bob = srv.create_user("bob", Some(PASSWORD)).await;
+    let tenant = srv.state.default_tenant;
+    let pilot = srv
+        .store
+        .create_group(tenant, "Pilot", START)
+        .await
+        .unwrap();
+    srv.store.add_group_member(pilot.id, bob.id).await.unwrap();
+    let page = a.get("/admin/groups/Pilot").await;
+    assert!(
+        page.body.contains("/admin/groups/Pilot/remove"),
+        "{}",
+        page.body
+    );
+    let confirm = a.get("/admin/groups/Pilot/remove").await;
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("Its one member keeps their account"),
+        "{}",
+        confirm.body
+    );
+    // A post without the page's token does nothing.
+    let forged = a
+        .post("/admin/groups/Pilot/remove", &[("csrf", "forged")])
+        .await;
+    assert_eq!(forged.status, 403);
+    assert!(srv
+        .store
+        .find_group_by_name(tenant, "Pilot")
+        .await
+        .unwrap()
+        .is_some());
+    // Named by the policy: refused, with the reason.
+    srv.set_policy(PolicyEdit {
+        targets: Some("Pilot".into()),
+        ..Default::default()
+    })
+    .await;
+    a.get("/admin/groups/Pilot/remove").await;
+    let p = a.post("/admin/groups/Pilot/remove", &[]).await;
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(p.body.contains("change the policy first"), "{}", p.body);
+    srv.set_policy(PolicyEdit {
+        targets: Some("all".into()),
+        ..Default::default()
+    })
+    .await;
+    a.get("/admin/groups/Pilot/remove").await;
+    let p = a.post("/admin/groups/Pilot/remove", &[]).await;
+    assert_eq!(
+        p.location(),
+        Some("/admin/groups?done=group_removed"),
+        "{}",
+        p.body
+    );
+    let list = a.follow(p).await;
+    assert!(list.body.contains("Group deleted"), "{}", list.body);
+    assert!(srv
+        .store
+        .find_group_by_name(tenant, "Pilot")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        srv.store.find_user(bob.id).await.unwrap().is_some(),
+        "bob stays"
+    );
+    let log = srv.store.list_audit(&AuditFilter::default()).await.unwrap();
+    assert!(log.iter().any(|e| e.event == "admin_group_removed"
+        && e.reason.as_deref().is_some_and(|r| r.contains("Pilot"))));
+}
+
+/// "Deny and report" says the administrator was told: the users page shows open fraud reports
+/// in a banner, newest first, each linking to the user; unblocking ends it.
+#[tokio::test]
+async fn open_fraud_reports_are_shown_on_the_users_page() {
+    let srv = TestServer::spawn().await;
+    let (_, mut a) = admin(&srv).await;
+    let page = a.get("/admin/users").await;
+    assert!(!page.body.contains("fraud-reports"), "{}", page.body);
+    let bob = srv.create_user("bob", Some(PASSWORD)).await;
+    let eve = srv.create_user("<b>eve</b>", Some(PASSWORD)).await;
+    srv.store
+        .update_user_push_blocked(bob.id, Some(START + 10))
+        .await
+        .unwrap();
+    srv.store
+        .update_user_push_blocked(eve.id, Some(START + 20))
+        .await
+        .unwrap();
+    let page = a.get("/admin/users").await;
+    let banner = &page.body[page.body.find("id=\"fraud-reports\"").expect("a banner")..];
+    assert!(banner.contains("2 open fraud reports"), "{banner}");
+    let (e, b) = (
+        banner.find("&lt;b&gt;eve&lt;/b&gt;").expect("escaped"),
+        banner.find(">bob</a>").expect("bob"),
+    );
+    assert!(e < b, "newest first");
+    assert!(banner.contains("href=\"/admin/users/bob\""));
+    srv.store.unblock_user(bob.id).await.unwrap();
+    srv.store.unblock_user(eve.id).await.unwrap();
+    let page = a.get("/admin/users").await;
+    assert!(!page.body.contains("fraud-reports"), "{}", page.body);
+}

@@ -105,3 +105,51 @@ async fn methods_the_policy_turns_off_are_not_offered_after_the_password() {
         Some("/security-info?setup=required")
     );
 }
+
+/// "Use an app instead" when the policy of everyone rules phone sign-in out says so (push mode,
+/// or the app turned off), the same for known and unknown usernames; otherwise it says phone
+/// sign-in is not turned on.
+#[tokio::test]
+async fn use_an_app_instead_gives_the_policys_reason() {
+    use sesame_core::policy::AuthenticatorMode;
+    let srv = TestServer::spawn().await;
+    srv.create_user("alice", Some("pw-alice-123")).await;
+    let answer = |name: &'static str| {
+        let mut b = srv.browser();
+        async move {
+            b.get("/login").await;
+            let p = b.post("/login", &[("username", name)]).await;
+            b.follow(p).await;
+            b.post("/login/app", &[]).await.body
+        }
+    };
+    for name in ["alice", "nobody"] {
+        let body = answer(name).await;
+        assert!(
+            body.contains("isn&#39;t turned on for this account"),
+            "{body}"
+        );
+    }
+    srv.set_policy(PolicyEdit {
+        mode: Some(AuthenticatorMode::Push),
+        ..Default::default()
+    })
+    .await;
+    for name in ["alice", "nobody"] {
+        let body = answer(name).await;
+        assert!(body.contains("not for signing in without one"), "{body}");
+        assert!(!body.contains("turn on phone sign-in"), "{body}");
+    }
+    srv.set_policy(PolicyEdit {
+        enabled: Some(false),
+        ..Default::default()
+    })
+    .await;
+    for name in ["alice", "nobody"] {
+        let body = answer(name).await;
+        assert!(
+            body.contains("does not allow the Sesame Authenticator app"),
+            "{body}"
+        );
+    }
+}

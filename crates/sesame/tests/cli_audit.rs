@@ -347,6 +347,58 @@ fn group_add_is_audited() {
 }
 
 #[test]
+fn user_list_names_open_fraud_reports() {
+    let dir = common::data_dir();
+    let d = dir.path();
+    add_user(d, "hal");
+    add_user(d, "ivy");
+    let listed = String::from_utf8(sesame(d, &["user", "list"], None).stdout).unwrap();
+    assert!(!listed.contains("Fraud report"), "{listed}");
+    let data = Data::open(d);
+    let hal = data.user("hal");
+    data.rt
+        .block_on(
+            data.store
+                .update_user_push_blocked(hal.id, Some(1_750_000_000)),
+        )
+        .unwrap();
+    let listed = String::from_utf8(sesame(d, &["user", "list"], None).stdout).unwrap();
+    assert!(
+        listed.contains("Fraud report: hal said a sign-in request was not theirs")
+            && listed.contains("sesame user unblock hal")
+            && !listed.contains("Fraud report: ivy"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn group_remove_is_audited_keeps_members_and_waits_for_the_policy() {
+    let dir = common::data_dir();
+    let d = dir.path();
+    add_user(d, "hal");
+    sesame(d, &["group", "add", "Pilot"], None);
+    sesame(d, &["group", "add-member", "Pilot", "hal"], None);
+    sesame(d, &["policy", "set", "--targets", "Pilot"], None);
+    let out = common::run(d, &["group", "remove", "Pilot"], None, &[("USER", OS_USER)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("change the policy first"), "{err}");
+    sesame(d, &["policy", "set", "--targets", "all"], None);
+    sesame(d, &["group", "remove", "Pilot"], None);
+    let e = one_line(
+        d,
+        "admin_group_removed",
+        "cli:tester",
+        "sesame group remove",
+    );
+    assert_eq!(e["reason"], "cli:tester; group Pilot");
+    let groups = sesame(d, &["--json", "group", "list"], None);
+    assert_eq!(String::from_utf8_lossy(&groups.stdout).trim(), "[]");
+    let users = sesame(d, &["--json", "user", "list"], None);
+    assert!(String::from_utf8_lossy(&users.stdout).contains("hal"));
+}
+
+#[test]
 fn group_membership_changes_are_audited_once_each() {
     let dir = common::data_dir();
     let d = dir.path();

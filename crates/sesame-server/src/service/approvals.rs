@@ -132,6 +132,11 @@ pub enum Shown {
     Reported,
     Superseded,
     Cancelled,
+    /// A phone sign-in request no device can approve any more: phone sign-in was turned off
+    /// (see [`shown`]). Still pending in the store, but over for the page.
+    PhoneSignInOff,
+    /// The same, turned off by 10 wrong PINs.
+    TooManyWrongPins,
     /// Consumed (signed in already) and anything else that is over.
     Over,
 }
@@ -162,6 +167,7 @@ impl Shown {
             Shown::Reported => "reported",
             Shown::Superseded => "superseded",
             Shown::Cancelled => "cancelled",
+            Shown::PhoneSignInOff | Shown::TooManyWrongPins => "phone_sign_in_off",
             Shown::Over => "consumed",
         }
     }
@@ -175,9 +181,46 @@ impl Shown {
             Shown::Reported => "You reported this sign-in as not you. Requests to your phone are now blocked; your administrator has been told.",
             Shown::Superseded => "A newer request was sent to your phone.",
             Shown::Cancelled => "The request was cancelled.",
+            Shown::PhoneSignInOff => "Phone sign-in was turned off. Use your password instead.",
+            Shown::TooManyWrongPins => "Phone sign-in was turned off after too many wrong PINs. Use your password instead.",
             _ => "The request is no longer valid.",
         }
     }
+}
+
+/// What the page shows of `c`, judged also by the user's devices: a pending phone sign-in
+/// request is over once no device can approve it (phone sign-in turned off, by 10 wrong PINs
+/// or in the app). The lockout leaves the request pending in the store (it is not this
+/// request's doing, and another device could approve it, were one ready), but the page must
+/// not wait for an approval that cannot come.
+pub async fn shown(svc: &Services, c: &ChallengeRecord) -> Result<Shown, StoreError> {
+    let shown = Shown::of(c, svc.now());
+    if shown != Shown::Pending || c.kind != ChallengeKind::PhoneSignIn {
+        return Ok(shown);
+    }
+    let devices = svc.store.list_devices(c.user).await?;
+    Ok(if devices.iter().any(|d| d.phone_sign_in_ready()) {
+        Shown::Pending
+    } else if devices.iter().any(|d| d.pin_key_disabled_at.is_some()) {
+        Shown::TooManyWrongPins
+    } else {
+        Shown::PhoneSignInOff
+    })
+}
+
+/// Wakes the pages waiting on the user's pending phone sign-in requests: phone sign-in was
+/// just turned off on a device, which may end them (see [`shown`]).
+pub async fn phone_sign_in_changed(svc: &Services, user: &User) -> Result<(), StoreError> {
+    for c in svc
+        .store
+        .list_pending_challenges(user.id, svc.now())
+        .await?
+    {
+        if c.kind == ChallengeKind::PhoneSignIn {
+            svc.hub.challenge_changed(&c.id);
+        }
+    }
+    Ok(())
 }
 
 /// Why no request of `kind` may be sent to the user from `origin` now, if so. The budget is
@@ -298,32 +341,38 @@ pub async fn latest(
 }
 
 /// Waits (at most `longest`, and not past the request's expiry) until the sign-in's latest
-/// request is no longer pending, and returns what it is then.
+/// request is over for the page ([`shown`]), and returns what the page shows then.
 pub async fn wait(
     svc: &Services,
     rec: &SignInRecord,
     current: ChallengeRecord,
     longest: Duration,
-) -> ChallengeRecord {
-    let reread = |c: ChallengeRecord| async move {
-        match latest(svc, rec).await {
+) -> Shown {
+    let judge = |c: ChallengeRecord| async move {
+        let c = match latest(svc, rec).await {
             Ok(Some(now)) => now,
             _ => c,
-        }
+        };
+        let s = match shown(svc, &c).await {
+            Ok(s) => s,
+            Err(_) => Shown::of(&c, svc.now()),
+        };
+        (c, s)
     };
-    // Register the waiter first, then re-read, then sleep: no change can slip in between.
+    // Register the waiter first, then re-read (the devices too), then sleep: no change can
+    // slip in between.
     let waiter = svc.hub.waiter(&current.id);
     let woken = waiter.notify().notified();
     tokio::pin!(woken);
     woken.as_mut().enable();
-    let c = reread(current).await;
-    if Shown::of(&c, svc.now()) == Shown::Pending {
-        let until_expiry = Duration::from_secs(
-            (c.expires_at - svc.now()).clamp(0, longest.as_secs() as i64) as u64,
-        );
-        let _ = tokio::time::timeout(until_expiry.min(longest), woken).await;
+    let (c, s) = judge(current).await;
+    if s != Shown::Pending {
+        return s;
     }
-    reread(c).await
+    let until_expiry =
+        Duration::from_secs((c.expires_at - svc.now()).clamp(0, longest.as_secs() as i64) as u64);
+    let _ = tokio::time::timeout(until_expiry.min(longest), woken).await;
+    judge(c).await.1
 }
 
 /// Re-judges an approved request just before it becomes a session: the policy must still

@@ -310,6 +310,8 @@ pub async fn check_pin(
                     line(Event::PhoneSignInDisabled, "too_many_wrong_pins"),
                 )
                 .await;
+                // A sign-in page waiting for this phone must say so now, not at expiry.
+                super::approvals::phone_sign_in_changed(svc, user).await?;
                 return Err(pin_disabled());
             }
             consecutive
@@ -413,6 +415,7 @@ pub async fn set_phone_sign_in(
             line(Event::PhoneSignInDisabled).reason(device.name.clone()),
         )
         .await;
+        super::approvals::phone_sign_in_changed(svc, user).await?;
         return status(svc, user, &device.id).await;
     }
     if !svc.user_policy(user).await?.allowed.phone_sign_in {

@@ -13,6 +13,8 @@ pub enum GroupError {
     Hidden(sesame_core::names::NameError),
     #[error("a group named {0:?} already exists")]
     Exists(String),
+    #[error("the authentication methods policy names the group {0:?}: change the policy first")]
+    InPolicy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,6 +42,25 @@ pub async fn create(
     )
     .await;
     Ok(group)
+}
+
+/// Removes a group and its memberships. A group the methods policy names is refused: its
+/// members' sign-in options would change without anyone deciding it.
+pub async fn remove(svc: &Services, admin: &Admin, group: &Group) -> Result<(), GroupError> {
+    let (policy, _) = svc.current_policy(group.tenant).await?;
+    if policy.groups().contains(&group.id) {
+        return Err(GroupError::InPolicy(group.name.clone()));
+    }
+    if !svc.store.delete_group(group.id).await? {
+        return Err(StoreError::NotFound(format!("group {}", group.name)).into());
+    }
+    let detail = format!("group {}", group.name);
+    svc.audit(
+        &admin.origin,
+        admin.line(group.tenant, None, Event::AdminGroupRemoved, Some(&detail)),
+    )
+    .await;
+    Ok(())
 }
 
 /// Adds `user` to `group`; false (and no audit line) if they already were a member.

@@ -24,6 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use sesame_core::method::MethodKind;
+use sesame_core::policy::{AuthenticatorMode, MethodsPolicy, Targets};
 use sesame_core::push::ChallengeKind;
 use sesame_core::signin::{SignInChoice, SignInEvent, SignInState};
 use sesame_core::UserId;
@@ -45,6 +46,15 @@ pub fn routes() -> Router<AppState> {
 const LONG_POLL: Duration = Duration::from_secs(25);
 
 const NOT_SET_UP: &str = "Phone sign-in isn't turned on for this account. Sign in with your password, or turn on phone sign-in in the Sesame Authenticator app.";
+
+/// Why "Use an app instead" cannot go to the phone, as far as the policy of everyone says.
+fn not_offered(policy: &MethodsPolicy) -> &'static str {
+    match &policy.authenticator {
+        a if !a.enabled => "Your organisation's policy does not allow the Sesame Authenticator app. Sign in with your password.",
+        a if a.targets == (Targets::All { mode: AuthenticatorMode::Push }) => "Your organisation's policy allows the Sesame Authenticator app for notifications and codes after your password, not for signing in without one. Sign in with your password.",
+        _ => NOT_SET_UP,
+    }
+}
 
 async fn waiting(
     State(state): State<AppState>,
@@ -98,13 +108,18 @@ async fn use_app(
             approvals::start(&state, &origin, &rec, &user, ChallengeKind::PhoneSignIn).await?;
             Ok(with_cookies(see_other("/login/app"), &[cookie]))
         }
-        // Unknown users and users without phone sign-in are told the same thing.
-        _ => Ok(password_form(
-            &csrf,
-            StatusCode::OK,
-            &rec.username,
-            Some(NOT_SET_UP),
-        )),
+        // Unknown users and users without phone sign-in are told the same thing: the reason
+        // when the policy of everyone rules phone sign-in out, else that it is not turned on.
+        // (A group's policy is never the reason given: it would tell who is in the group.)
+        _ => {
+            let (policy, _) = state.current_policy(rec.tenant).await?;
+            Ok(password_form(
+                &csrf,
+                StatusCode::OK,
+                &rec.username,
+                Some(not_offered(&policy)),
+            ))
+        }
     }
 }
 
@@ -203,11 +218,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
         })
         .into_response();
     };
-    if Shown::of(&c, state.now()) != Shown::Pending {
-        return status_of(Shown::of(&c, state.now())).into_response();
-    }
-    let c = approvals::wait(&state, &rec, c, LONG_POLL).await;
-    status_of(Shown::of(&c, state.now())).into_response()
+    status_of(approvals::wait(&state, &rec, c, LONG_POLL).await).into_response()
 }
 
 async fn complete(

@@ -183,11 +183,21 @@ pub async fn waiting_page(
         .ok_or_else(Error::not_found)?;
     let now = state.now();
     let latest = approvals::latest(state, rec).await?;
-    let shown = latest.as_ref().map(|c| Shown::of(c, now));
+    let shown = match &latest {
+        Some(c) => Some(approvals::shown(state, c).await?),
+        None => None,
+    };
     // When the sign-in has no live request, a new one may be refused (the budget, a report
     // block): the page says so rather than offering "Send another request" that cannot work.
+    // With phone sign-in turned off, the page says that (and a new request could not work).
     let refusal = match shown {
-        Some(Shown::Pending | Shown::Approved | Shown::Reported) => None,
+        Some(
+            Shown::Pending
+            | Shown::Approved
+            | Shown::Reported
+            | Shown::PhoneSignInOff
+            | Shown::TooManyWrongPins,
+        ) => None,
         _ => {
             let push = state.user_policy(&user).await?.push;
             approvals::refusal(state, origin, &user, &push, kind).await?
@@ -202,7 +212,10 @@ pub async fn waiting_page(
         (_, _, Some(reason)) => Waiting::Refused { reason },
         (_, Some(shown), None) => Waiting::NotApproved {
             message: shown.message(),
-            may_resend: shown != Shown::Reported,
+            may_resend: !matches!(
+                shown,
+                Shown::Reported | Shown::PhoneSignInOff | Shown::TooManyWrongPins
+            ),
         },
         (_, None, None) => Waiting::NoRequest,
     };

@@ -336,10 +336,19 @@ pub struct UsersPage<'a> {
     pub notice: Option<&'a str>,
     pub flash_error: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// Open fraud reports, newest first.
+    pub reports: Vec<FraudReport>,
     pub users: Vec<UserRow>,
     pub typed_username: &'a str,
     pub typed_display_name: &'a str,
     pub typed_admin: bool,
+}
+
+/// A user who said a sign-in request was not theirs ("Deny and report").
+pub struct FraudReport {
+    pub path: String,
+    pub username: String,
+    pub at: String,
 }
 
 pub enum UserAction {
@@ -435,6 +444,16 @@ pub struct GroupPage<'a> {
     pub in_policy: bool,
     pub members: Vec<MemberRow>,
     pub typed: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "admin/group_remove.html")]
+pub struct GroupRemovePage<'a> {
+    pub csrf: &'a str,
+    pub name: &'a str,
+    pub base: &'a str,
+    pub members: usize,
+    pub in_policy: bool,
 }
 
 pub struct ApplicationRow {

@@ -89,4 +89,12 @@ impl GroupStore for SqliteStore {
             .await?
             == 1)
     }
+
+    async fn delete_group(&self, group: GroupId) -> Result<bool> {
+        // Memberships go with it (ON DELETE CASCADE).
+        Ok(self
+            .execute("DELETE FROM groups WHERE id = ?", (group.0,))
+            .await?
+            == 1)
+    }
 }

@@ -177,14 +177,24 @@ impl SessionStore for SqliteStore {
         self.group
             .write(move |c| {
                 if let Some(id) = &approval {
-                    let n = changed(
+                    let approved_by: Option<Option<i64>> = one(
                         c,
-                        "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved'",
+                        "UPDATE challenges SET state = 'consumed' WHERE public_id = ? AND state = 'approved' \
+                         RETURNING answered_by_device",
                         [id.as_str()],
+                        first,
                     )?;
-                    if n != 1 {
+                    let Some(approved_by) = approved_by else {
                         return Ok(false);
-                    }
+                    };
+                    // The approving device's notification method was used for this sign-in
+                    // (phone sign-in too: the device has no method of its own for it). Recorded
+                    // here, so "Last used" changes exactly when a sign-in completes.
+                    changed(
+                        c,
+                        "UPDATE methods SET last_used_at = ? WHERE device_id = ? AND kind = 'push'",
+                        params![now, approved_by],
+                    )?;
                 }
                 insert_session(c, &session_id_hash, audit.tenant, &signin, now, limits)?;
                 changed(

@@ -18,6 +18,8 @@ pub enum GroupCommand {
     AddMember { group: String, username: String },
     /// Remove a user from a group.
     RemoveMember { group: String, username: String },
+    /// Delete a group (its members stay; a group the methods policy names is refused).
+    Remove { name: String },
 }
 
 pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
@@ -80,6 +82,13 @@ pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
                     }
                 },
             )?;
+        }
+        GroupCommand::Remove { name } => {
+            let g = group(name.clone()).await?;
+            groups::remove(&data.services, &data.admin("sesame group remove"), &g).await?;
+            output(cli.json, &serde_json::json!({"removed": g.name}), || {
+                say!("Deleted group {}.", g.name)
+            })?;
         }
         GroupCommand::AddMember {
             group: gname,

@@ -176,6 +176,22 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                 if rows.is_empty() {
                     say!("(no users yet: add one with `sesame user add NAME`)");
                 }
+                // Open fraud reports, as the console's banner says them.
+                let reported: Vec<&User> = users
+                    .iter()
+                    .filter(|u| u.push_blocked_at.is_some())
+                    .collect();
+                if !reported.is_empty() {
+                    say!();
+                    for u in reported {
+                        say!(
+                            "Fraud report: {} said a sign-in request was not theirs ({}); requests to their phone are blocked until `sesame user unblock {}`.",
+                            u.username,
+                            fmt_time(u.push_blocked_at.unwrap_or_default()),
+                            u.username
+                        );
+                    }
+                }
             })?;
         }
         UserCommand::Show { username } => {

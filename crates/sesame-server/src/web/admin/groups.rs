@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::service::groups::{self, GroupError};
 use crate::service::{Admin, Origin};
 use crate::web::extract::{Admin as AdminUser, Checked, RecentAdmin, SignedIn};
-use crate::web::templates::{GroupPage, GroupsPage, MemberRow};
+use crate::web::templates::{GroupPage, GroupRemovePage, GroupsPage, MemberRow};
 use crate::web::{page, see_other, CsrfToken};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -21,6 +21,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/groups", get(groups_page).post(create_group))
         .route("/admin/groups/{name}", get(group_page))
         .route("/admin/groups/{name}/members", post(add_member))
+        .route(
+            "/admin/groups/{name}/remove",
+            get(remove_page).post(remove_group),
+        )
         .route(
             "/admin/groups/{name}/members/{username}/remove",
             post(remove_member),
@@ -94,6 +98,7 @@ async fn create_group(
         Err(GroupError::BadName) => "Enter a group name (at most 256 characters).".to_string(),
         Err(e @ GroupError::Hidden(_)) => crate::web::sentence(&e.to_string()),
         Err(GroupError::Exists(n)) => format!("A group named {n:?} already exists."),
+        Err(e @ GroupError::InPolicy(_)) => crate::web::sentence(&e.to_string()),
         Err(GroupError::Store(e)) => return Err(e.into()),
     };
     groups_view(
@@ -220,4 +225,56 @@ async fn remove_member(
         "{}?done={done}",
         group_path(&group.name)
     )))
+}
+
+/// "Delete group": a page that asks first (it works without JavaScript), and the deletion.
+async fn remove_page(
+    State(state): State<AppState>,
+    AdminUser(me): AdminUser,
+    csrf: CsrfToken,
+    Path(name): Path<String>,
+) -> Result<Response, Error> {
+    let group = find_group(&state, &me, &name).await?;
+    let members = state.store.list_group_members(group.id).await?.len();
+    let (policy, _) = state.current_policy(group.tenant).await?;
+    Ok(page(
+        &csrf,
+        StatusCode::OK,
+        &GroupRemovePage {
+            csrf: &csrf.token,
+            name: &group.name,
+            base: &group_path(&group.name),
+            members,
+            in_policy: policy.groups().contains(&group.id),
+        },
+    ))
+}
+
+async fn remove_group(
+    State(state): State<AppState>,
+    origin: Origin,
+    csrf: CsrfToken,
+    Path(name): Path<String>,
+    Checked { me, .. }: Checked<RecentAdmin>,
+) -> Result<Response, Error> {
+    let group = find_group(&state, &me, &name).await?;
+    let admin = Admin::console(&me.user, origin);
+    match groups::remove(&state, &admin, &group).await {
+        Ok(()) => Ok(see_other("/admin/groups?done=group_removed")),
+        Err(e @ GroupError::InPolicy(_)) => {
+            let message = crate::web::sentence(&e.to_string());
+            group_view(
+                &state,
+                &csrf,
+                StatusCode::CONFLICT,
+                &group,
+                &Flash::default(),
+                "",
+                Some(&message),
+            )
+            .await
+        }
+        Err(GroupError::Store(e)) => Err(e.into()),
+        Err(e) => Err(Error::internal(e.to_string())),
+    }
 }

@@ -76,6 +76,7 @@ impl Flash {
             "phone_sign_in_off" => "Phone sign-in turned off for that device.",
             "allowed_again" => "Phone sign-in can be turned on again for that device: the user sets up the PIN key again in the Authenticator app.",
             "group_created" => "Group created.",
+            "group_removed" => "Group deleted. Its members are still users.",
             "member_added" => "Member added.",
             "member_already" => "That user already is a member.",
             "member_removed" => "Member removed.",

@@ -8,8 +8,8 @@ use crate::service::users::{self, NewAccount, UserError};
 use crate::service::{Admin, Origin};
 use crate::web::extract::{Admin as AdminUser, Checked, RecentAdmin, SignedIn};
 use crate::web::templates::{
-    device_rows, last_used, AdminMethodRow, AdminPasswordPage, LogRow, UserAction, UserPage,
-    UserRow, UsersPage,
+    device_rows, last_used, AdminMethodRow, AdminPasswordPage, FraudReport, LogRow, UserAction,
+    UserPage, UserRow, UsersPage,
 };
 use crate::web::{device_done, fmt_time, page, see_other, CsrfToken};
 use crate::AppState;
@@ -109,6 +109,23 @@ async fn users_view(
                 .unwrap_or_else(|| "Never".into()),
         })
         .collect();
+    // Open fraud reports come first: "Deny and report" tells the user their administrator was
+    // told, and this is where they are told.
+    let mut reports: Vec<(String, String, sesame_core::UnixTime)> = Vec::new();
+    for u in state.store.list_users(me.user.tenant).await? {
+        if let Some(at) = u.push_blocked_at {
+            reports.push((user_path(&u.username), u.username, at));
+        }
+    }
+    reports.sort_by_key(|r| std::cmp::Reverse(r.2));
+    let reports = reports
+        .into_iter()
+        .map(|(path, username, at)| FraudReport {
+            path,
+            username,
+            at: fmt_time(at),
+        })
+        .collect();
     Ok(page(
         csrf,
         status,
@@ -117,6 +134,7 @@ async fn users_view(
             notice: flash.notice(),
             flash_error: flash.error(),
             error,
+            reports,
             users,
             typed_username: &typed.username,
             typed_display_name: &typed.display_name,
