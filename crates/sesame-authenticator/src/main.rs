@@ -37,7 +37,11 @@ pub enum Command {
     List,
     /// Show the current code of one account, or of all.
     Code(command::code::Args),
-    /// Remove an account from this app (a Sesame account stays registered: see `unregister`).
+    /// Remove an account from this app only (a Sesame device stays registered: see `unregister`).
+    ///
+    /// The account's codes and sign-in requests are no longer shown here. For a Sesame account
+    /// the server is not told: the device stays registered there and My security info still
+    /// lists it. To remove it there too, use `unregister`.
     Remove(command::remove::Args),
     /// Set or change the app PIN (at least 6 digits). It never leaves this device and is
     /// stored nowhere: it unlocks the key that phone sign-in and PIN approvals sign with.
@@ -47,9 +51,15 @@ pub enum Command {
     Watch,
     /// List sign-in requests waiting for an answer, for every Sesame account.
     Pending,
-    /// Answer a sign-in request: type the number shown on the sign-in page and approve, or deny.
+    /// Answer a sign-in request: approve it with the number shown on the sign-in page, deny it,
+    /// or deny and report it (this wasn't me).
     Respond(command::respond::Args),
-    /// Unregister this device from a Sesame account (tells the server), then forget the account.
+    /// Unregister this device from a Sesame account, then remove the account from this app.
+    ///
+    /// The server forgets the device: its sign-in requests, its verification codes and phone
+    /// sign-in stop working, and it leaves the Devices list on My security info. If the server
+    /// cannot be reached, nothing changes. `remove`, by contrast, only forgets the account in
+    /// this app and leaves the device registered on the server.
     Unregister(command::unregister::Args),
     /// Sign in with this app instead of a password (needs an app PIN).
     #[command(subcommand)]

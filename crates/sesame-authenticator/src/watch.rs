@@ -307,17 +307,21 @@ impl WatchState {
     }
 }
 
+/// What the Codes box says with no accounts: both kinds of link `add` takes, in 80 columns.
+const NO_ACCOUNTS: [&str; 2] = [
+    "No accounts yet. Add one with: sesame-authenticator add LINK",
+    "LINK: sesame://activate?... from My security info, or otpauth://totp/...",
+];
+
 pub fn draw(f: &mut Frame, s: &WatchState) {
     let [codes_area, req_area, help_area] = Layout::vertical([
-        Constraint::Length(s.codes.len().clamp(1, 8) as u16 + 2),
+        Constraint::Length(s.codes.len().clamp(NO_ACCOUNTS.len(), 8) as u16 + 2),
         Constraint::Min(6),
         Constraint::Length(4),
     ])
     .areas(f.area());
     let codes: Vec<Line> = if s.codes.is_empty() {
-        vec![Line::from(
-            "No accounts. Add one with `sesame-authenticator add LINK`.",
-        )]
+        NO_ACCOUNTS.iter().map(|l| Line::from(*l)).collect()
     } else {
         s.codes
             .iter()
@@ -1038,6 +1042,23 @@ mod tests {
         ] {
             assert!(screen.contains(want), "{want:?} not on screen");
         }
+    }
+
+    #[test]
+    fn an_empty_app_says_which_links_add_takes() {
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 24)).unwrap();
+        t.draw(|f| draw(f, &WatchState::default())).unwrap();
+        let screen: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        for want in NO_ACCOUNTS {
+            assert!(screen.contains(want), "{want:?} not on screen: {screen}");
+        }
+        assert!(screen.contains("sesame://activate?"), "{screen}");
     }
 
     #[test]

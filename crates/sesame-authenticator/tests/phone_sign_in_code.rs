@@ -120,7 +120,7 @@ async fn the_app_prints_the_code_my_security_info_shows() {
     assert!(!page.body.contains(&first), "{}", page.body);
 
     // A PIN change registers a new PIN key; the code does not follow keys, only requests.
-    ok(&app_env(
+    let changed = ok(&app_env(
         &vault,
         &["pin", "change"],
         &[
@@ -129,6 +129,7 @@ async fn the_app_prints_the_code_my_security_info_shows() {
         ],
     )
     .await);
+    assert_eq!(changed, "App PIN changed (1 account key updated).\n");
 
     // Waiting for the confirmation: the app says the new request's code while it waits;
     // Alice compares it with the page and confirms.

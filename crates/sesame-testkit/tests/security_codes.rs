@@ -291,10 +291,11 @@ async fn soft_lock_ends_after_its_time_and_then_doubles() {
     );
     // ...and only one: the next attempt is locked for twice as long.
     let p = submit_code(&mut b, &srv.code(&secret())).await;
-    assert_refused(&b, &p, 429, "Try again in 2 minute(s)");
+    assert_refused(&b, &p, 429, "Try again in 2 minutes");
     srv.clock.advance(60);
     let p = submit_code(&mut b, &srv.code(&secret())).await;
-    assert_refused(&b, &p, 429, "Too many");
+    // One minute left: said in the singular.
+    assert_refused(&b, &p, 429, "Try again in 1 minute,");
     srv.clock.advance(60);
     let p = submit_code(&mut b, &srv.code(&secret())).await;
     assert_signed_in(&b, &p);

@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use rand::RngCore;
 use sesame_authenticator::client;
 use sesame_authenticator::device::DeviceKey;
+use sesame_authenticator::otp::OtpauthError;
 use sesame_authenticator::phone;
 use sesame_authenticator::vault::{Account, SesameLink};
 use sesame_authenticator::{OtpAccount, Vault};
@@ -13,7 +14,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The link (omit it with --qr).
+    /// The link: sesame://activate?... from My security info, or otpauth://totp/... (omit it
+    /// with --qr).
     #[arg(required_unless_present = "qr")]
     pub link: Option<String>,
     /// Read the link from a QR code in this image (PNG), e.g. a screenshot of the set-up page.
@@ -31,10 +33,12 @@ pub fn run(vault: &mut Vault, args: &Args, json: bool) -> Result<()> {
         (None, Some(link)) => link.clone(),
         (None, None) => bail!("give a link, or --qr IMAGE"),
     };
+    // Pasted links often come with a space or a line end around them.
+    let link = link.trim();
     if link.starts_with("sesame://") {
-        add_sesame(vault, &link, args.device_name.clone(), json)
+        add_sesame(vault, link, args.device_name.clone(), json)
     } else {
-        add_otpauth(vault, &link, json)
+        add_otpauth(vault, link, json)
     }
 }
 
@@ -113,7 +117,14 @@ fn add_sesame(vault: &mut Vault, link: &str, name: Option<String>, json: bool) -
 }
 
 fn add_otpauth(vault: &mut Vault, link: &str, json: bool) -> Result<()> {
-    let otp = OtpAccount::from_uri(link).context("cannot add this link")?;
+    let otp = OtpAccount::from_uri(link).map_err(|e| match e {
+        // Neither kind: say both, since either may be what the person meant to paste.
+        OtpauthError::NotOtpauth => anyhow::anyhow!(
+            "cannot add this link: it is neither a Sesame activation link (sesame://activate?..., \
+             from My security info) nor an otpauth:// link (any site's verification codes)"
+        ),
+        e => anyhow::Error::new(e).context("cannot add this link"),
+    })?;
     if vault
         .data
         .accounts

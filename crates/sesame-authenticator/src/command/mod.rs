@@ -278,10 +278,21 @@ pub fn spaced(code: &str) -> String {
     format!("{} {}", &code[..mid], &code[mid..])
 }
 
+/// What `list` and `code` say to an empty vault: both kinds of link `add` takes.
+pub const NO_ACCOUNTS: &str =
+    "No accounts yet. Add your Sesame account with the activation link from My \
+     security info: `sesame-authenticator add 'sesame://activate?...'` (or `--qr IMAGE`); or any \
+     site's codes with `sesame-authenticator add 'otpauth://totp/...'`.";
+
+/// "1 account key", "2 account keys", "0 account keys": a count and its noun.
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 pub fn print_codes(json: bool, lines: &[CodeLine]) -> Result<()> {
     output(json, lines, || {
         if lines.is_empty() {
-            say!("No accounts yet. Add one with `sesame-authenticator add 'otpauth://totp/...'`.");
+            say!("{NO_ACCOUNTS}");
         }
         let width = lines
             .iter()

@@ -81,6 +81,9 @@ fn change_pin(vault: &mut Vault) -> Result<()> {
         vault.save()?;
         changed += 1;
     }
-    say!("App PIN changed ({changed} account key(s) updated).");
+    say!(
+        "App PIN changed ({} updated).",
+        super::counted(changed, "account key", "account keys")
+    );
     Ok(())
 }

@@ -5,6 +5,7 @@ use sesame_authenticator::Vault;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The account: its name as `list` shows it, a unique part of it, or its id.
     pub account: String,
 }
 

@@ -12,14 +12,20 @@ use sesame_proto::device::{Challenge, Decision};
 pub struct Args {
     /// The request id (or a unique prefix of it) from `pending`.
     pub request: String,
-    /// The number shown on the sign-in page.
+    /// The number shown on the sign-in page (needed with --approve).
     #[arg(long, required_if_eq("approve", "true"))]
     pub number: Option<String>,
+    /// Approve: this is me. The browser showing the number signs in (the app PIN is asked
+    /// for if the sign-in needs it).
     #[arg(long, group = "decision")]
     pub approve: bool,
+    /// Deny: the sign-in fails, and nothing else happens. For a sign-in of your own that you
+    /// do not want to finish; if it wasn't you, use --report.
     #[arg(long, group = "decision")]
     pub deny: bool,
-    /// Deny and report: "this wasn't me". Blocks further requests until an admin looks.
+    /// Deny and report: this wasn't me. The sign-in fails, requests to your phone are blocked
+    /// until an administrator unblocks them, and your administrator is told (the report shows
+    /// in the admin console and in `sesame user list`).
     #[arg(long, group = "decision")]
     pub report: bool,
 }

@@ -90,9 +90,10 @@ impl SecondStep for Codes {
             AttemptGate::Open => {}
             AttemptGate::SoftLocked { until } => {
                 svc.audit(origin, fail("locked")).await;
+                let m = minutes_until(now, until);
                 let msg = format!(
-                    "Too many wrong codes. Try again in {} minute(s), or use a different verification option.",
-                    minutes_until(now, until)
+                    "Too many wrong codes. Try again in {m} minute{}, or use a different verification option.",
+                    if m == 1 { "" } else { "s" }
                 );
                 return Ok(refused(StatusCode::TOO_MANY_REQUESTS, &msg));
             }

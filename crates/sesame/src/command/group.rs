@@ -76,7 +76,11 @@ pub async fn run(cli: &Cli, cmd: &GroupCommand) -> Result<()> {
                 cli.json,
                 &serde_json::json!({"group": g, "members": names}),
                 || {
-                    say!("Group {} ({} members)", g.name, names.len());
+                    say!(
+                        "Group {} ({})",
+                        g.name,
+                        super::counted(names.len() as u64, "member", "members")
+                    );
                     for n in &names {
                         say!("  {n}");
                     }

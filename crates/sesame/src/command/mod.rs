@@ -253,3 +253,18 @@ pub fn output<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce()) -
     }
     Ok(())
 }
+
+/// "1 member", "2 members", "0 members": a count and its noun, as people read them.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(super::counted(0, "member", "members"), "0 members");
+        assert_eq!(super::counted(1, "member", "members"), "1 member");
+        assert_eq!(super::counted(2, "member", "members"), "2 members");
+    }
+}

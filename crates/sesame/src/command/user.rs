@@ -270,7 +270,13 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                     "sessions_ended": ended,
                     "requests_cancelled": blocked.cancelled.len(),
                 }),
-                || say!("Blocked {}; ended {ended} session(s).", user.username),
+                || {
+                    say!(
+                        "Blocked {}; ended {}.",
+                        user.username,
+                        super::counted(ended, "session", "sessions")
+                    )
+                },
             )?;
         }
         UserCommand::Unblock { username } => {
@@ -314,7 +320,9 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                 }),
                 || {
                     say!(
-                        "Removed {n} method(s) and {devices} device(s) of {}.",
+                        "Removed {} and {} of {}.",
+                        super::counted(n, "method", "methods"),
+                        super::counted(devices, "device", "devices"),
                         user.username
                     )
                 },
@@ -420,9 +428,9 @@ fn print_detail(d: &UserDetail) {
         };
         say!(
             "Wrong passwords: {} in a row from browsers the user never signed in with ({state}); \
-             {} known browser(s) with wrong passwords (use `sesame user unlock {}` to clear)",
+             {} with wrong passwords (use `sesame user unlock {}` to clear)",
             p.failures,
-            p.browsers.len(),
+            super::counted(p.browsers.len() as u64, "known browser", "known browsers"),
             u.username
         );
     }
