@@ -466,7 +466,12 @@ async fn removing_the_device_stops_its_requests_and_phone_sign_in() {
     ok(&approve(&vault, &number, PIN).await);
     me.post("/login/push/complete", &[]).await;
     let info = me.get("/security-info").await;
-    assert!(info.body.contains("<td>On</td>"), "{}", info.body);
+    assert!(
+        info.body
+            .contains("<td data-label=\"Phone sign-in\">On</td>"),
+        "{}",
+        info.body
+    );
     let mut thief = srv.browser();
     let page = username(&mut thief, "alice").await;
     let number = element_text(&page.body, "push-number");

@@ -174,13 +174,13 @@ fn log_rows(body: &str) -> Vec<Vec<String>> {
     let tbody = table.split("<tbody>").nth(1).unwrap_or("");
     tbody
         .split("<tr>")
-        .filter(|r| r.starts_with("<td>"))
+        .filter(|r| r.starts_with("<td"))
         .map(|r| {
-            r.trim_start_matches("<td>")
-                .trim_end_matches("</tr>")
-                .trim_end_matches("</td>")
-                .split("</td><td>")
-                .map(str::to_string)
+            r.trim_end_matches("</tr>")
+                .split("</td>")
+                .filter(|cell| cell.starts_with("<td"))
+                // A cell's text follows its opening tag (which may carry a class and a label).
+                .map(|cell| cell[cell.find('>').unwrap() + 1..].to_string())
                 .collect()
         })
         .collect()
@@ -730,7 +730,8 @@ async fn admin_creates_a_group_and_manages_its_members() {
     assert_eq!(members.iter().map(|u| u.id).collect::<Vec<_>>(), [bob.id]);
     let page = a.get("/admin/groups").await;
     assert!(
-        page.body.contains("Pilot team</a></td><td>1</td>"),
+        page.body
+            .contains("Pilot team</a></td><td data-label=\"Members\">1</td>"),
         "{}",
         page.body
     );
