@@ -142,6 +142,59 @@ named_enum!(
     }
 );
 
+impl Event {
+    /// What people read in the console's log ("Notification sent", not `push_sent`). A name a
+    /// newer version wrote is shown as stored.
+    pub fn describe(&self) -> &str {
+        match self {
+            Event::SignIn => "Sign-in",
+            Event::SignOut => "Sign-out",
+            Event::PushSent => "Notification sent",
+            Event::PushNotSent => "Notification not sent",
+            Event::PushAnswer => "Notification answered",
+            Event::FraudReported => "Reported as fraud",
+            Event::PinCheck => "App PIN checked",
+            Event::PinKeyRegistered => "App PIN set",
+            Event::PinKeyReplaced => "App PIN changed",
+            Event::PinKeyReset => "App PIN reset",
+            Event::PhoneSignInEnabled => "Phone sign-in turned on",
+            Event::PhoneSignInRequested => "Phone sign-in requested",
+            Event::PasswordChanged => "Password changed",
+            Event::PhoneSignInDisabled => "Phone sign-in turned off",
+            Event::DeviceAdded => "Device added",
+            Event::DeviceRemoved => "Device removed",
+            Event::MethodAdded => "Method added",
+            Event::MethodRemoved => "Method removed",
+            Event::DefaultMethodChanged => "Default method changed",
+            Event::AdminCreated => "First administrator created",
+            Event::PolicyChanged => "Policy changed",
+            Event::AdminUserCreated => "User created",
+            Event::AdminPasswordSet => "Password set by an administrator",
+            Event::AdminUserBlocked => "User blocked",
+            Event::AdminUserUnblocked => "User unblocked",
+            Event::AdminUserUnlocked => "User unlocked",
+            Event::AdminUserRemoved => "User removed",
+            Event::AdminMethodsReset => "Methods reset",
+            Event::AdminDeviceRemoved => "Device removed by an administrator",
+            Event::AdminPhoneSignInDisabled => "Phone sign-in turned off by an administrator",
+            Event::AdminPinKeyReset => "App PIN reset by an administrator",
+            Event::AdminGroupCreated => "Group created",
+            Event::AdminGroupRemoved => "Group deleted",
+            Event::AdminGroupMemberAdded => "Added to a group",
+            Event::AdminGroupMemberRemoved => "Removed from a group",
+            Event::AppSignIn => "Signed in to an application",
+            Event::AppConsent => "Application allowed",
+            Event::TokenReplay => "Token used twice",
+            Event::AdminClientAdded => "Application registered",
+            Event::AdminClientChanged => "Application changed",
+            Event::AdminClientRemoved => "Application removed",
+            Event::AdminClientSecretRotated => "Application secret replaced",
+            Event::AdminKeyRotated => "Signing key rotated",
+            Event::Other(s) => s,
+        }
+    }
+}
+
 impl AuditMethod {
     /// What people call it (the admin console's log filter).
     pub fn display_name(&self) -> &str {
@@ -168,6 +221,23 @@ impl From<crate::method::MethodKind> for AuditMethod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_event_has_words_for_people() {
+        for e in Event::ALL {
+            let words = e.describe();
+            assert_ne!(words, e.as_str(), "{e}");
+            assert!(
+                words.chars().next().is_some_and(char::is_uppercase),
+                "{e}: {words}"
+            );
+        }
+        assert_eq!(Event::PushSent.describe(), "Notification sent");
+        assert_eq!(
+            Event::from_stored("made_by_a_newer_version").describe(),
+            "made_by_a_newer_version"
+        );
+    }
 
     #[test]
     fn names_round_trip_and_are_unique() {

@@ -1022,6 +1022,8 @@ async fn log_filters_return_the_right_rows() {
     );
     assert_eq!(rows[1][4], "success");
     assert_eq!(rows[0][6], "127.0.0.1");
+    // The browser as a short label, never its own text (the test client is no browser).
+    assert_eq!(rows[0][7], "Unknown browser", "{rows:?}");
 
     let rows = log_rows(&a.get("/admin/log?result=failure").await.body);
     let users: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
@@ -1040,7 +1042,7 @@ async fn log_filters_return_the_right_rows() {
             rows[0][2].as_str(),
             rows[0][3].as_str()
         ),
-        ("bob", "sign_in", "password")
+        ("bob", "Sign-in", "Password")
     );
 
     // Time: all of the above happened at START; two hours later, the last hour is empty.

@@ -381,6 +381,7 @@ pub struct LogRow {
     pub result: &'static str,
     pub reason: String,
     pub ip: String,
+    pub browser: String,
 }
 
 #[derive(Template)]

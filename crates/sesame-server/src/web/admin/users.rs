@@ -59,14 +59,23 @@ pub(super) fn log_rows(entries: &[AuditEvent]) -> Vec<LogRow> {
         .map(|e| LogRow {
             time: fmt_time(e.at),
             username: e.username.clone(),
-            event: e.event.to_string(),
+            event: e.event.describe().to_string(),
             method: e
                 .method
                 .as_ref()
-                .map_or_else(|| "-".to_string(), |m| m.to_string()),
+                .map_or_else(|| "-".to_string(), |m| m.display_name().to_string()),
             result: e.result.as_str(),
             reason: e.reason.clone().unwrap_or_else(|| "-".into()),
             ip: e.ip.clone(),
+            // A short label, never the browser's own text; lines written by the command line
+            // name the command instead.
+            browser: if e.ip == "local" {
+                format!("Command line ({})", e.user_agent)
+            } else if e.user_agent.is_empty() {
+                "-".into()
+            } else {
+                crate::service::approvals::browser_label(&e.user_agent)
+            },
         })
         .collect()
 }
