@@ -170,7 +170,7 @@ async fn a_client_over_its_share_does_not_push_others_into_overflow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_past_twice_its_share_is_closed_at_once() {
+async fn a_client_past_twice_its_share_is_closed_without_an_answer() {
     let srv = TestServer::spawn_with(config(|c| {
         c.per_client = 4;
         c.max = 8;
@@ -178,8 +178,8 @@ async fn a_client_past_twice_its_share_is_closed_at_once() {
     }))
     .await;
     let mut greedy = hold(srv.addr, [127, 0, 0, 2], 8).await;
-    // A ninth connection is closed before it can send anything (a request sent on it could
-    // only race the close).
+    // A ninth connection is closed without an answer, after a pause (a request sent on it
+    // could only race the close).
     let mut ninth = connect(srv.addr, [127, 0, 0, 2]).await;
     let (answer, closed) = read_until_closed(&mut ninth, Duration::from_secs(3)).await;
     assert!(closed, "a connection past twice the share stays open");
