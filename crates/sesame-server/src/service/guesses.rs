@@ -23,10 +23,10 @@ const KEEP_SECS: i64 = 30 * 24 * 3600;
 const PRUNE_EVERY_SECS: i64 = 3600;
 
 /// Where one password attempt is counted: the account name (or the known browser) and, for
-/// unknown browsers, the client address. Both are counted up front, before the password is
-/// checked, so that parallel guesses never check more than allowed; the address gets its count
-/// back when the password was right (an address is shared, and right passwords are not held
-/// against it), and both do when the password was never checked.
+/// unknown browsers, the client address. The account's count is taken up front, before the
+/// password is checked, so that parallel guesses at one account never check more than allowed,
+/// and given back when the password was never checked; the address is held when its count
+/// says so and counted after a wrong password (see `Counted::reserve`).
 pub struct Counted {
     reserved: (Scope, Throttle),
     address: Option<(Scope, Throttle)>,
@@ -129,16 +129,22 @@ pub fn scopes(
 }
 
 impl Counted {
-    /// Counts the attempt up front in every scope, unless one of them holds it (then nothing
-    /// stays counted and the password must not be checked).
+    /// Counts the attempt up front for the account (or known browser), unless a scope holds
+    /// it (then nothing stays counted and the password must not be checked).
+    ///
+    /// The address is only looked at here, and counted after a wrong password: counting it up
+    /// front would hold the right passwords of an office behind one address whenever more of
+    /// its people sign in at once than the address's free allowance (measured: 10% of 64
+    /// parallel sign-ins refused). Parallel guesses sprayed over many names from one address
+    /// can therefore pass its allowance by what is in flight at once, which the hashing
+    /// queue's share per client bounds.
     async fn reserve(&self, svc: &Services) -> Result<Option<Held>, StoreError> {
         let now = svc.now();
         prune(svc, now).await;
         if let Some((scope, throttle)) = &self.address {
+            let (failures, last) = svc.store.find_guesses(&scope.key()).await?;
             // (Never locked for good: see `scopes`.)
-            if let AttemptGate::SoftLocked { until } =
-                svc.store.reserve_guess(&scope.key(), throttle, now).await?
-            {
+            if let AttemptGate::SoftLocked { until } = throttle.gate(failures, last, now) {
                 return Ok(Some(Held::Address { until }));
             }
         }
@@ -148,13 +154,15 @@ impl Counted {
             AttemptGate::SoftLocked { until } => Held::Account { until },
             AttemptGate::HardLocked => Held::Locked,
         };
-        self.give_back_address(svc).await?;
         Ok(Some(held))
     }
 
-    async fn give_back_address(&self, svc: &Services) -> Result<(), StoreError> {
-        if let Some((scope, _)) = &self.address {
-            svc.store.refund_guess(&scope.key()).await?;
+    /// A wrong password counts against the address too.
+    async fn count_address(&self, svc: &Services) -> Result<(), StoreError> {
+        if let Some((scope, throttle)) = &self.address {
+            svc.store
+                .reserve_guess(&scope.key(), throttle, svc.now())
+                .await?;
         }
         Ok(())
     }
@@ -194,9 +202,9 @@ impl Counted {
             svc.store
                 .clear_guesses(&[self.reserved.0.key()], &[])
                 .await?;
-            self.give_back_address(svc).await?;
             Ok(Verdict::Right)
         } else {
+            self.count_address(svc).await?;
             Ok(Verdict::Wrong)
         }
     }
@@ -212,8 +220,8 @@ struct Refund {
 
 impl Refund {
     fn new(svc: &Services, counted: &Counted) -> Self {
-        let mut keys = vec![counted.reserved.0.key()];
-        keys.extend(counted.address.as_ref().map(|(s, _)| s.key()));
+        // Only the account's count was taken up front (see `Counted::reserve`).
+        let keys = vec![counted.reserved.0.key()];
         Self {
             svc: svc.clone(),
             keys,
