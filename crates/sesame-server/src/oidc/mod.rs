@@ -558,22 +558,9 @@ async fn resume(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let now = state.now();
-    let Some(req) = p
-        .get("r")
-        .and_then(|r| request::open(&state.oidc.request_key, r, now))
-    else {
-        return notice(
-            StatusCode::BAD_REQUEST,
-            "This sign-in link has expired",
-            "Go back to the application and sign in again.",
-            None,
-        );
-    };
-    let client = match state.store.find_client(&req.client_id).await {
-        Ok(Some(c)) if c.redirect_uris.contains(&req.redirect_uri) => c,
-        Ok(_) => return refuse("The application is no longer registered with Sesame.".into()),
-        Err(e) => return Error::from(e).into_response(),
+    let (req, client) = match waiting_request(&state, p.get("r").map(String::as_str)).await {
+        Ok(found) => found,
+        Err(resp) => return *resp,
     };
     let session = match session_of(&state, &headers).await {
         Ok(s) => s,
@@ -585,6 +572,29 @@ async fn resume(
         &state, &csrf, &origin, &issuer, &client, req, session, false, true,
     )
     .await
+}
+
+/// The sealed authorization request `r` carries, and its application (still registered,
+/// with the same redirect URI), or the page that says why not.
+async fn waiting_request(
+    state: &AppState,
+    r: Option<&str>,
+) -> Result<(AuthRequest, Client), Box<Response>> {
+    let Some(req) = r.and_then(|r| request::open(&state.oidc.request_key, r, state.now())) else {
+        return Err(Box::new(notice(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link has expired",
+            "Go back to the application and sign in again.",
+            None,
+        )));
+    };
+    match state.store.find_client(&req.client_id).await {
+        Ok(Some(c)) if c.redirect_uris.contains(&req.redirect_uri) => Ok((req, c)),
+        Ok(_) => Err(Box::new(refuse(
+            "The application is no longer registered with Sesame.".into(),
+        ))),
+        Err(e) => Err(Box::new(Error::from(e).into_response())),
+    }
 }
 
 fn asks(req: &AuthRequest) -> Vec<&'static str> {
@@ -629,21 +639,9 @@ async fn consent(
     form: CsrfForm,
 ) -> Response {
     let now = state.now();
-    let Some(req) = form
-        .get("r")
-        .and_then(|r| request::open(&state.oidc.request_key, r, now))
-    else {
-        return notice(
-            StatusCode::BAD_REQUEST,
-            "This sign-in link has expired",
-            "Go back to the application and sign in again.",
-            None,
-        );
-    };
-    let client = match state.store.find_client(&req.client_id).await {
-        Ok(Some(c)) if c.redirect_uris.contains(&req.redirect_uri) => c,
-        Ok(_) => return refuse("The application is no longer registered with Sesame.".into()),
-        Err(e) => return Error::from(e).into_response(),
+    let (req, client) = match waiting_request(&state, form.get("r")).await {
+        Ok(found) => found,
+        Err(resp) => return *resp,
     };
     let issuer = iss(&state, &headers);
     let session = match session_of(&state, &headers).await {

@@ -97,10 +97,8 @@ async fn users_view(
     typed: &Typed,
     error: Option<&str>,
 ) -> Result<Response, Error> {
-    let users = state
-        .store
-        .list_users(me.user.tenant)
-        .await?
+    let all = state.store.list_users(me.user.tenant).await?;
+    let users = all
         .iter()
         .map(|u| UserRow {
             path: user_path(&u.username),
@@ -120,19 +118,15 @@ async fn users_view(
         .collect();
     // Open fraud reports come first: "Deny and report" tells the user their administrator was
     // told, and this is where they are told.
-    let mut reports: Vec<(String, String, sesame_core::UnixTime)> = Vec::new();
-    for u in state.store.list_users(me.user.tenant).await? {
-        if let Some(at) = u.push_blocked_at {
-            reports.push((user_path(&u.username), u.username, at));
-        }
-    }
-    reports.sort_by_key(|r| std::cmp::Reverse(r.2));
-    let reports = reports
+    let mut reported: Vec<&sesame_store::User> =
+        all.iter().filter(|u| u.push_blocked_at.is_some()).collect();
+    reported.sort_by_key(|u| std::cmp::Reverse(u.push_blocked_at));
+    let reports = reported
         .into_iter()
-        .map(|(path, username, at)| FraudReport {
-            path,
-            username,
-            at: fmt_time(at),
+        .map(|u| FraudReport {
+            path: user_path(&u.username),
+            username: u.username.clone(),
+            at: u.push_blocked_at.map(fmt_time).unwrap_or_default(),
         })
         .collect();
     Ok(page(
