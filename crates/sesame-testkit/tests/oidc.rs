@@ -567,6 +567,19 @@ async fn duplicate_parameters_are_refused() {
     assert_eq!(t.headers["cache-control"], "no-store");
 }
 
+/// Signs alice in again through an authorization request with `extra`; the new ID token's
+/// `auth_time`.
+async fn auth_time_of_sign_in(
+    srv: &TestServer,
+    b: &mut Browser,
+    app: &App,
+    extra: (&str, &str),
+) -> Value {
+    let back = sign_in_for(b, &authorize_path(app, &[extra]), "alice", None).await;
+    let t = exchange(srv, app, &returned(&back)["code"]).await;
+    verified_claims(srv, t.json["id_token"].as_str().unwrap()).await["auth_time"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_none_max_age_and_prompt_login() {
     let srv = TestServer::spawn().await;
@@ -593,29 +606,11 @@ async fn prompt_none_max_age_and_prompt_login() {
         .await,
     );
     assert_eq!(q["error"], "login_required");
-    let back = sign_in_for(
-        &mut b,
-        &authorize_path(&app, &[("max_age", "60")]),
-        "alice",
-        None,
-    )
-    .await;
-    let t = exchange(&srv, &app, &returned(&back)["code"]).await;
-    let again =
-        verified_claims(&srv, t.json["id_token"].as_str().unwrap()).await["auth_time"].clone();
+    let again = auth_time_of_sign_in(&srv, &mut b, &app, ("max_age", "60")).await;
     assert_eq!(again.as_i64().unwrap(), first_time.as_i64().unwrap() + 120);
     // prompt=login: a new sign-in even with a fresh session.
     srv.clock.advance(5);
-    let back = sign_in_for(
-        &mut b,
-        &authorize_path(&app, &[("prompt", "login")]),
-        "alice",
-        None,
-    )
-    .await;
-    let t = exchange(&srv, &app, &returned(&back)["code"]).await;
-    let latest =
-        verified_claims(&srv, t.json["id_token"].as_str().unwrap()).await["auth_time"].clone();
+    let latest = auth_time_of_sign_in(&srv, &mut b, &app, ("prompt", "login")).await;
     assert_eq!(latest.as_i64().unwrap(), again.as_i64().unwrap() + 5);
 }
 
