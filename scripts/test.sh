@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Sesame's whole test suite on a fresh Debian machine: installs what is missing
-# (Chromium, zbar, oathtool, tmux; npm packages), then formatting, lints, the Rust tests
-# (core, store, HTTP, CLI) and the browser test in headless Chromium.
+# (Chromium, zbar, oathtool, tmux; Kannel and baresip for the real SMS and SIP gateway tests;
+# npm packages), then formatting, lints, the Rust tests (core, store, HTTP, CLI, gateways)
+# and the browser test in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,12 +13,28 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v zbarimg  >/dev/null 2>&1 || need+=(zbar-tools)
 command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
 command -v tmux     >/dev/null 2>&1 || need+=(tmux)
+# The SMS gateway (Kannel, with its fake SMS centre) and the SIP phone (baresip, with the
+# prompt's speech synthesis) that the gateway tests run for real on loopback.
+[ -x /usr/sbin/bearerbox ] || need+=(kannel)
+[ -x /usr/lib/kannel/test/fakesmsc ] || need+=(kannel-extras)
+command -v baresip  >/dev/null 2>&1 || need+=(baresip-core)
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v sox      >/dev/null 2>&1 || need+=(sox)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  # Kannel's package would start a system-wide bearerbox on its default ports: keep apt from
+  # starting services while installing (only if no policy is in place already).
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ $made_policy = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
 step "cargo fmt --check"

@@ -125,6 +125,20 @@ named_enum!(
         AdminClientRemoved = "admin_client_removed",
         AdminClientSecretRotated = "admin_client_secret_rotated",
         AdminKeyRotated = "admin_key_rotated",
+        // Text messages and calls.
+        /// A code was sent by text message (to add a number, or to sign in).
+        SmsSent = "sms_sent",
+        /// A text was not sent: rate limit, country not allowed, or the gateway failed.
+        SmsNotSent = "sms_not_sent",
+        /// A call was placed to the user's phone.
+        CallPlaced = "call_placed",
+        /// A call was not placed: rate limit, a fraud report's block, or the gateway failed.
+        CallNotPlaced = "call_not_placed",
+        /// How a call ended: approved with #, or not (no answer, rejected, no key, failed).
+        CallAnswer = "call_answer",
+        PhoneAdded = "phone_added",
+        PhoneChanged = "phone_changed",
+        PhoneRemoved = "phone_removed",
     }
 );
 
@@ -139,6 +153,12 @@ named_enum!(
         PhoneSignIn = "phone_sign_in",
         /// The app PIN (PIN-key signatures).
         Pin = "pin",
+        /// Codes by text message.
+        Sms = "sms",
+        /// Calls to the mobile phone.
+        Voice = "voice",
+        /// Calls to the office phone.
+        OfficeVoice = "office_voice",
     }
 );
 
@@ -190,6 +210,14 @@ impl Event {
             Event::AdminClientRemoved => "Application removed",
             Event::AdminClientSecretRotated => "Application secret replaced",
             Event::AdminKeyRotated => "Signing key rotated",
+            Event::SmsSent => "Text message sent",
+            Event::SmsNotSent => "Text message not sent",
+            Event::CallPlaced => "Call placed",
+            Event::CallNotPlaced => "Call not placed",
+            Event::CallAnswer => "Call answered",
+            Event::PhoneAdded => "Phone number added",
+            Event::PhoneChanged => "Phone number changed",
+            Event::PhoneRemoved => "Phone number removed",
             Event::Other(s) => s,
         }
     }
@@ -204,6 +232,9 @@ impl AuditMethod {
             AuditMethod::Push => "Authenticator notification",
             AuditMethod::PhoneSignIn => "Phone sign-in",
             AuditMethod::Pin => "App PIN",
+            AuditMethod::Sms => "Text message",
+            AuditMethod::Voice => "Phone call",
+            AuditMethod::OfficeVoice => "Office phone call",
             AuditMethod::Other(name) => name,
         }
     }
@@ -214,6 +245,9 @@ impl From<crate::method::MethodKind> for AuditMethod {
         match k {
             crate::method::MethodKind::Totp => AuditMethod::Totp,
             crate::method::MethodKind::Push => AuditMethod::Push,
+            crate::method::MethodKind::Sms => AuditMethod::Sms,
+            crate::method::MethodKind::Voice => AuditMethod::Voice,
+            crate::method::MethodKind::OfficeVoice => AuditMethod::OfficeVoice,
         }
     }
 }

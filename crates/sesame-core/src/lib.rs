@@ -10,6 +10,7 @@ pub mod lockout;
 pub mod method;
 pub mod names;
 pub mod password;
+pub mod phone;
 pub mod policy;
 pub mod push;
 pub mod secret;

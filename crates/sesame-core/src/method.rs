@@ -13,16 +13,40 @@ pub enum MethodKind {
     Totp,
     /// A notification to the Sesame Authenticator app, approved with number matching.
     Push,
+    /// A 6-digit code in a text message to the user's mobile phone.
+    Sms,
+    /// A call to the user's mobile phone, answered with #.
+    Voice,
+    /// A call to the user's office phone (with an extension), answered with #.
+    OfficeVoice,
 }
 
 impl MethodKind {
-    pub const ALL: [MethodKind; 2] = [MethodKind::Totp, MethodKind::Push];
+    pub const ALL: [MethodKind; 5] = [
+        MethodKind::Totp,
+        MethodKind::Push,
+        MethodKind::Sms,
+        MethodKind::Voice,
+        MethodKind::OfficeVoice,
+    ];
+
+    /// The phone a method reaches, for the methods that are a phone number.
+    pub fn phone_slot(self) -> Option<PhoneSlot> {
+        match self {
+            MethodKind::Sms | MethodKind::Voice => Some(PhoneSlot::Mobile),
+            MethodKind::OfficeVoice => Some(PhoneSlot::Office),
+            MethodKind::Totp | MethodKind::Push => None,
+        }
+    }
 
     /// Stable name used in the database, the audit log and URLs.
     pub fn as_str(self) -> &'static str {
         match self {
             MethodKind::Totp => "totp",
             MethodKind::Push => "push",
+            MethodKind::Sms => "sms",
+            MethodKind::Voice => "voice",
+            MethodKind::OfficeVoice => "office_voice",
         }
     }
 
@@ -31,6 +55,9 @@ impl MethodKind {
         match self {
             MethodKind::Totp => "Authenticator app (verification code)",
             MethodKind::Push => "Authenticator app (notification)",
+            MethodKind::Sms => "Phone (text message)",
+            MethodKind::Voice => "Phone (call)",
+            MethodKind::OfficeVoice => "Office phone (call)",
         }
     }
 
@@ -40,6 +67,42 @@ impl MethodKind {
             MethodKind::Totp => Amr::Otp,
             // Approval signed by a key held on the device: software-secured key (RFC 8176).
             MethodKind::Push => Amr::Swk,
+            MethodKind::Sms => Amr::Sms,
+            MethodKind::Voice | MethodKind::OfficeVoice => Amr::Tel,
+        }
+    }
+}
+
+/// Which of a user's phones a number is: a mobile takes texts and calls, an office phone
+/// calls (with an extension dialled after answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneSlot {
+    Mobile,
+    Office,
+}
+
+impl PhoneSlot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhoneSlot::Mobile => "mobile",
+            PhoneSlot::Office => "office",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "mobile" => Some(PhoneSlot::Mobile),
+            "office" => Some(PhoneSlot::Office),
+            _ => None,
+        }
+    }
+
+    /// The methods a number in this slot gives.
+    pub fn methods(self) -> &'static [MethodKind] {
+        match self {
+            PhoneSlot::Mobile => &[MethodKind::Sms, MethodKind::Voice],
+            PhoneSlot::Office => &[MethodKind::OfficeVoice],
         }
     }
 }
@@ -74,6 +137,10 @@ pub enum Amr {
     Swk,
     /// A PIN unlocked the key that signed (phone sign-in).
     Pin,
+    /// A code sent in a text message (RFC 8176 `sms`).
+    Sms,
+    /// A phone call answered (RFC 8176 `tel`).
+    Tel,
     Mfa,
 }
 
@@ -84,6 +151,8 @@ impl Amr {
             Amr::Otp => "otp",
             Amr::Swk => "swk",
             Amr::Pin => "pin",
+            Amr::Sms => "sms",
+            Amr::Tel => "tel",
             Amr::Mfa => "mfa",
         }
     }

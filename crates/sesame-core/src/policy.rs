@@ -44,16 +44,19 @@ impl AuthenticatorMode {
                 push: true,
                 codes: true,
                 phone_sign_in: true,
+                ..Allowed::default()
             },
             AuthenticatorMode::Push => Allowed {
                 push: true,
                 codes: true,
                 phone_sign_in: false,
+                ..Allowed::default()
             },
             AuthenticatorMode::Passwordless => Allowed {
                 push: false,
                 codes: false,
                 phone_sign_in: true,
+                ..Allowed::default()
             },
         }
     }
@@ -142,27 +145,78 @@ pub struct AuthenticatorPolicy {
     pub show_location: bool,
 }
 
+/// Text message or phone call verification: on or off, for everyone or for groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneMethodPolicy {
+    pub enabled: bool,
+    /// `None`: all users; else members of these groups.
+    pub groups: Option<Vec<GroupId>>,
+}
+
+impl Default for PhoneMethodPolicy {
+    /// On for all users: a number still has to be added (and proved) by its owner.
+    fn default() -> Self {
+        PhoneMethodPolicy {
+            enabled: true,
+            groups: None,
+        }
+    }
+}
+
+impl PhoneMethodPolicy {
+    fn applies(&self, groups: &[GroupId]) -> bool {
+        self.enabled
+            && match &self.groups {
+                None => true,
+                Some(g) => g.iter().any(|x| groups.contains(x)),
+            }
+    }
+
+    fn describe(&self, name: &dyn Fn(GroupId) -> String) -> String {
+        match (&self.enabled, &self.groups) {
+            (false, _) => "off".into(),
+            (true, None) => "all users".into(),
+            (true, Some(g)) => {
+                let list: Vec<String> = g.iter().map(|g| name(*g)).collect();
+                format!("groups [{}]", list.join(", "))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodsPolicy {
     pub authenticator: AuthenticatorPolicy,
     pub mfa_required: MfaRequirement,
+    /// Codes by text message (absent in policies saved before it existed: on for all).
+    #[serde(default)]
+    pub sms: PhoneMethodPolicy,
+    /// Phone calls, to mobile and office phones.
+    #[serde(default)]
+    pub voice: PhoneMethodPolicy,
 }
 
-/// What a user may do with the authenticator app under the policy.
+/// What a user may do with the authenticator app (and phones) under the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Allowed {
     pub push: bool,
     pub codes: bool,
     pub phone_sign_in: bool,
+    pub sms: bool,
+    pub voice: bool,
 }
 
 impl Allowed {
     /// Whether a second step of this kind may be used.
     pub fn permits(&self, kind: crate::method::MethodKind) -> bool {
+        use crate::method::MethodKind as K;
         match kind {
-            crate::method::MethodKind::Push => self.push,
-            crate::method::MethodKind::Totp => self.codes,
+            K::Push => self.push,
+            K::Totp => self.codes,
+            K::Sms => self.sms,
+            K::Voice | K::OfficeVoice => self.voice,
         }
     }
 
@@ -171,6 +225,8 @@ impl Allowed {
             push: self.push || o.push,
             codes: self.codes || o.codes,
             phone_sign_in: self.phone_sign_in || o.phone_sign_in,
+            sms: self.sms || o.sms,
+            voice: self.voice || o.voice,
         }
     }
 }
@@ -193,23 +249,31 @@ impl MethodsPolicy {
                 show_location: true,
             },
             mfa_required: MfaRequirement::Nobody,
+            sms: PhoneMethodPolicy::default(),
+            voice: PhoneMethodPolicy::default(),
         }
     }
 
     /// What a member of `groups` may do. A user in several targeted groups gets every feature
     /// any of their groups allows.
     pub fn allowed(&self, groups: &[GroupId]) -> Allowed {
+        let phones = Allowed {
+            sms: self.sms.applies(groups),
+            voice: self.voice.applies(groups),
+            ..Allowed::default()
+        };
         let a = &self.authenticator;
         if !a.enabled {
-            return Allowed::default();
+            return phones;
         }
-        match &a.targets {
+        let app = match &a.targets {
             Targets::All { mode } => mode.allowed(),
             Targets::Groups { groups: targets } => targets
                 .iter()
                 .filter(|t| groups.contains(&t.group))
                 .fold(Allowed::default(), |acc, t| acc.union(t.mode.allowed())),
-        }
+        };
+        app.union(phones)
     }
 
     /// Whether a member of `groups` must pass a second step after a password.
@@ -239,6 +303,11 @@ impl MethodsPolicy {
         }
         if let MfaRequirement::Groups { groups } = &self.mfa_required {
             out.extend(groups.iter().copied());
+        }
+        for p in [&self.sms, &self.voice] {
+            if let Some(g) = &p.groups {
+                out.extend(g.iter().copied());
+            }
         }
         out.sort_by_key(|g| g.0);
         out.dedup();
@@ -313,6 +382,8 @@ impl MethodsPolicy {
             mfa(&self.mfa_required),
             mfa(&new.mfa_required),
         );
+        diff("sms", self.sms.describe(name), new.sms.describe(name));
+        diff("voice", self.voice.describe(name), new.voice.describe(name));
         if out.is_empty() {
             "no change".into()
         } else {
@@ -335,6 +406,11 @@ impl MethodsPolicy {
                 }
             }
         }
+        for p in [&self.sms, &self.voice] {
+            if p.groups.as_ref().is_some_and(|g| g.is_empty()) {
+                return Err(PolicyError::NoTargetGroups);
+            }
+        }
         Ok(())
     }
 }
@@ -354,11 +430,14 @@ mod tests {
         p
     }
 
+    /// What the app allows, with texts and calls on for all (the initial policy's).
     fn allowed(push: bool, codes: bool, phone_sign_in: bool) -> Allowed {
         Allowed {
             push,
             codes,
             phone_sign_in,
+            sms: true,
+            voice: true,
         }
     }
 
@@ -417,6 +496,43 @@ mod tests {
         assert_eq!(p.allowed(&[G1, G2]), allowed(true, true, true));
         assert_eq!(p.allowed(&[]), allowed(false, false, false));
         assert_eq!(p.groups(), vec![G1, G2]);
+    }
+
+    #[test]
+    fn texts_and_calls_follow_their_own_switches() {
+        use crate::method::MethodKind as K;
+        let mut p = policy(false, Targets::All { mode: Any });
+        assert_eq!(p.allowed(&[]), allowed(false, false, false));
+        p.sms = PhoneMethodPolicy {
+            enabled: true,
+            groups: Some(vec![G1]),
+        };
+        p.voice.enabled = false;
+        assert!(p.allowed(&[G1]).permits(K::Sms));
+        assert!(!p.allowed(&[G2]).permits(K::Sms));
+        for g in [&[][..], &[G1][..]] {
+            let a = p.allowed(g);
+            assert!(!a.permits(K::Voice) && !a.permits(K::OfficeVoice));
+        }
+        assert_eq!(p.groups(), vec![G1]);
+        let name = |g: GroupId| format!("group{g}");
+        let old = policy(false, Targets::All { mode: Any });
+        assert_eq!(
+            old.describe_changes(&p, &name),
+            "sms: all users -> groups [group1]; voice: all users -> off"
+        );
+        p.sms.groups = Some(vec![]);
+        assert_eq!(p.validate(), Err(PolicyError::NoTargetGroups));
+    }
+
+    #[test]
+    fn policies_saved_before_phones_existed_allow_them_for_all() {
+        let mut v = serde_json::to_value(MethodsPolicy::initial(&PushPolicy::default())).unwrap();
+        v.as_object_mut().unwrap().remove("sms");
+        v.as_object_mut().unwrap().remove("voice");
+        let p: MethodsPolicy = serde_json::from_value(v).unwrap();
+        assert_eq!(p.sms, PhoneMethodPolicy::default());
+        assert!(p.allowed(&[]).sms && p.allowed(&[]).voice);
     }
 
     #[test]

@@ -98,18 +98,22 @@ pub fn replaces(kind: ChallengeKind) -> Replaces {
 pub enum ApprovalChannel {
     /// A request to the Sesame Authenticator app, answered with a signed approval.
     App,
+    /// A phone call, answered by pressing # (the gateway reports the key).
+    Voice,
 }
 
 impl ApprovalChannel {
     pub fn as_str(self) -> &'static str {
         match self {
             ApprovalChannel::App => "app",
+            ApprovalChannel::Voice => "voice",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "app" => Some(ApprovalChannel::App),
+            "voice" => Some(ApprovalChannel::Voice),
             _ => None,
         }
     }
@@ -131,6 +135,14 @@ pub enum ChallengeState {
     Cancelled,
     /// Approved and turned into a session.
     Consumed,
+    /// A call nobody answered (or a busy line).
+    NotAnswered,
+    /// A call rejected, or hung up before a key was pressed.
+    Rejected,
+    /// A call answered, but # was not pressed in time.
+    NoKey,
+    /// The gateway could not place or keep the call.
+    CallFailed,
 }
 
 impl ChallengeState {
@@ -144,6 +156,10 @@ impl ChallengeState {
             ChallengeState::Superseded => "superseded",
             ChallengeState::Cancelled => "cancelled",
             ChallengeState::Consumed => "consumed",
+            ChallengeState::NotAnswered => "not_answered",
+            ChallengeState::Rejected => "rejected",
+            ChallengeState::NoKey => "no_key",
+            ChallengeState::CallFailed => "call_failed",
         }
     }
 
@@ -158,6 +174,10 @@ impl ChallengeState {
             Superseded,
             Cancelled,
             Consumed,
+            NotAnswered,
+            Rejected,
+            NoKey,
+            CallFailed,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub push: PushPolicy,
     /// Timeouts and caps on connections, and how long a shutdown may take.
     pub connections: crate::serve::ConnectionLimits,
+    /// Texts and calls: gateways, send limits, allowed countries.
+    pub telephony: crate::delivery::telephony::TelephonyConfig,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +63,7 @@ impl Default for ServerConfig {
             guessing: GuessingPolicy::default(),
             push: PushPolicy::default(),
             connections: crate::serve::ConnectionLimits::default(),
+            telephony: Default::default(),
         }
     }
 }

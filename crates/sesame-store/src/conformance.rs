@@ -840,7 +840,7 @@ pub async fn an_approval_makes_at_most_one_session(b: &dyn Backend) {
                 ChallengeState::Denied
             };
             tokio::spawn(async move {
-                s.answer_challenge(&id, to, d.row_id, NOW + 1, &answer)
+                s.answer_challenge(&id, to, Some(d.row_id), NOW + 1, &answer)
                     .await
                     .unwrap()
                     .answered
@@ -885,7 +885,7 @@ pub async fn an_approval_makes_at_most_one_session(b: &dyn Backend) {
         !s.answer_challenge(
             &late.id,
             ChallengeState::Approved,
-            d.row_id,
+            Some(d.row_id),
             NOW + 120,
             &answer
         )
@@ -1063,7 +1063,13 @@ pub async fn a_fraud_report_blocks_and_cancels_in_the_same_write(b: &dyn Backend
         ..audit_line(t, Some(u), Event::FraudReported)
     };
     let answered = s
-        .answer_challenge(&c.id, ChallengeState::Reported, d.row_id, NOW + 1, &report)
+        .answer_challenge(
+            &c.id,
+            ChallengeState::Reported,
+            Some(d.row_id),
+            NOW + 1,
+            &report,
+        )
         .await
         .unwrap();
     assert!(answered.answered);
@@ -1077,7 +1083,13 @@ pub async fn a_fraud_report_blocks_and_cancels_in_the_same_write(b: &dyn Backend
         .await
         .unwrap();
     let denied = s
-        .answer_challenge(&c2.id, ChallengeState::Denied, d.row_id, NOW + 3, &report)
+        .answer_challenge(
+            &c2.id,
+            ChallengeState::Denied,
+            Some(d.row_id),
+            NOW + 3,
+            &report,
+        )
         .await
         .unwrap();
     assert!(denied.answered && denied.cancelled.is_empty());

@@ -60,6 +60,30 @@ pub struct Method {
     pub last_used_at: Option<UnixTime>,
     /// The device a method belongs to (the authenticator app's push and codes).
     pub device: Option<DeviceId>,
+    /// The number (E.164) of a text or call method; personal data, never serialised.
+    #[serde(skip)]
+    pub phone: Option<String>,
+    /// Digits dialled after an office phone answers.
+    #[serde(skip)]
+    pub extension: Option<String>,
+}
+
+/// A text or call kept by the embedded outbox instead of being sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    /// `sms` or `call`.
+    pub kind: String,
+    pub reference: String,
+    pub to: String,
+    pub extension: Option<String>,
+    /// The text of a message, or the words a call says.
+    pub body: String,
+    /// A message: `delivered`. A call: `ringing`, then how it ended (`approved`, `fraud`,
+    /// `not_answered`, `rejected`, `no_key`).
+    pub state: String,
+    pub created_at: UnixTime,
+    pub answered_at: Option<UnixTime>,
 }
 
 /// A device's row in its backend: what the device API's hot path works with, once the

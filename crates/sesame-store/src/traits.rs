@@ -3,14 +3,14 @@
 
 use crate::{
     Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device, DeviceRow, Group,
-    Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, PinOutcome, PolicyRead,
-    Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord, SigningKey, StoreError,
-    User,
+    Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem, PinOutcome,
+    PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord, SigningKey,
+    StoreError, User,
 };
 use async_trait::async_trait;
 use sesame_core::guessing::Throttle;
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
-use sesame_core::method::MethodKind;
+use sesame_core::method::{MethodKind, PhoneSlot};
 use sesame_core::policy::MethodsPolicy;
 use sesame_core::push::{ChallengeKind, ChallengeState};
 use sesame_core::secret::SecretBytes;
@@ -33,6 +33,7 @@ pub trait Store:
     + PolicyStore
     + AuditStore
     + OidcStore
+    + PhoneStore
     + Send
     + Sync
     + 'static
@@ -54,6 +55,7 @@ impl<T> Store for T where
         + PolicyStore
         + AuditStore
         + OidcStore
+        + PhoneStore
         + Send
         + Sync
         + 'static
@@ -456,7 +458,7 @@ pub trait ApprovalStore: Send + Sync {
         &self,
         id: &ChallengeId,
         to: ChallengeState,
-        device: DeviceRow,
+        device: Option<DeviceRow>,
         now: UnixTime,
         audit: &AuditEvent,
     ) -> Result<Answered>;
@@ -573,4 +575,89 @@ pub trait OidcStore: Send + Sync {
     ) -> Result<()>;
     /// Forgets expired codes, families and revocations.
     async fn prune_oidc(&self, now: UnixTime) -> Result<u64>;
+}
+
+/// Phone numbers (as methods), the codes texted to them, the send limits, delivery reports,
+/// and the embedded outbox.
+#[async_trait]
+pub trait PhoneStore: Send + Sync {
+    /// Sets the user's number in `slot` (E.164) in one write: the slot's methods are replaced
+    /// by one of each kind the slot gives, and a default method that was one of them becomes
+    /// the new method of the same kind. Returns the new methods.
+    async fn save_phone(
+        &self,
+        user: UserId,
+        slot: PhoneSlot,
+        number: &str,
+        extension: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Vec<Method>>;
+    /// Removes the number in `slot` and its methods; false if there was none.
+    async fn delete_phone(&self, user: UserId, slot: PhoneSlot) -> Result<bool>;
+    /// Records that a method was used to sign in.
+    async fn touch_method(&self, method: MethodId, now: UnixTime) -> Result<()>;
+
+    /// Stores the one live code of (user, purpose), replacing an earlier one (a resend makes
+    /// the old code useless).
+    async fn put_phone_code(
+        &self,
+        user: UserId,
+        purpose: &str,
+        number_tag: &[u8],
+        code_hash: &[u8],
+        now: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<()>;
+    /// Takes the code if it is the live one of (user, purpose), for this number, unexpired:
+    /// true once, then never again.
+    async fn take_phone_code(
+        &self,
+        user: UserId,
+        purpose: &str,
+        number_tag: &[u8],
+        code_hash: &[u8],
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// Forgets the live code of (user, purpose), if any.
+    async fn drop_phone_code(&self, user: UserId, purpose: &str) -> Result<()>;
+
+    /// Counts one send against every key in one write, unless a key already has `limit`
+    /// sends since `since`; then nothing is counted and that key is returned.
+    async fn reserve_phone_send(
+        &self,
+        keys: &[String],
+        limit: u32,
+        since: UnixTime,
+        now: UnixTime,
+    ) -> Result<Option<String>>;
+
+    /// Records a text handed to a gateway (`status` is what the gateway said first).
+    async fn record_message(
+        &self,
+        reference: &str,
+        user: Option<UserId>,
+        status: &str,
+        now: UnixTime,
+    ) -> Result<()>;
+    /// A delivery report; false for a reference Sesame never sent.
+    async fn update_message_status(
+        &self,
+        reference: &str,
+        status: &str,
+        detail: Option<&str>,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// The last status of a message (status, detail).
+    async fn find_message_status(
+        &self,
+        reference: &str,
+    ) -> Result<Option<(String, Option<String>)>>;
+
+    async fn outbox_add(&self, item: &OutboxItem) -> Result<i64>;
+    /// The newest first, at most `limit`.
+    async fn outbox_list(&self, limit: u32) -> Result<Vec<OutboxItem>>;
+    async fn outbox_find(&self, id: i64) -> Result<Option<OutboxItem>>;
+    async fn outbox_find_reference(&self, reference: &str) -> Result<Option<OutboxItem>>;
+    /// A ringing call ends as `state`; false if it had ended already (answered once).
+    async fn outbox_answer(&self, id: i64, state: &str, now: UnixTime) -> Result<bool>;
 }

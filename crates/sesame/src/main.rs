@@ -61,6 +61,9 @@ pub enum Command {
     Policy(command::policy::PolicyCommand),
     /// Show the audit log: sign-ins and security-info changes, newest first.
     Log(command::log::Args),
+    /// The development outbox: texts and calls kept instead of sent (no gateway configured).
+    #[command(subcommand)]
+    Outbox(command::outbox::OutboxCommand),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(command::config::ConfigCommand),

@@ -17,6 +17,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use sesame_core::push::ApprovalChannel;
 use sesame_core::totp;
 use sesame_proto::device::{
     self as api, ActivateRequest, ActivateResponse, DeviceEvent, DeviceStatus, PendingResponse,
@@ -155,6 +156,7 @@ async fn pending(
         challenges: list
             .iter()
             .rev()
+            .filter(|c| c.channel == ApprovalChannel::App)
             .map(|c| approvals::challenge_view(c, &signed.user.username, &policy.authenticator))
             .collect(),
     }))
@@ -173,6 +175,8 @@ async fn events(
         .list_pending_challenges(user.id, state.now())
         .await?
         .iter()
+        // A call is answered on the phone line, never in the app.
+        .filter(|c| c.channel == ApprovalChannel::App)
         .map(|c| {
             DeviceEvent::Challenge(approvals::challenge_view(
                 c,

@@ -9,7 +9,9 @@
 //! status poll and completion they share.
 
 pub mod push;
+pub mod sms;
 pub mod totp;
+pub mod voice;
 
 use crate::error::Error;
 use crate::service::{Origin, Services};
@@ -53,14 +55,22 @@ pub trait SecondStep: Send + Sync {
     fn enrolment(&self) -> Option<(&'static str, &'static str)>;
 
     /// The sign-in moved to this method (first, or by "Use a different verification
-    /// option"): send what must be sent.
+    /// option"): send what must be sent. `Some(message)`: nothing could be sent (a limit, a
+    /// block, the gateway), and the page says why.
     async fn begin(
         &self,
         svc: &Services,
         origin: &Origin,
         rec: &SignInRecord,
         user: &User,
-    ) -> Result<(), Error>;
+    ) -> Result<Option<String>, Error>;
+
+    /// What "Use a different verification option" calls this method for this user
+    /// ("Text ••78"); the kind's name by default.
+    fn option_label(&self, methods: &[sesame_store::Method]) -> String {
+        let _ = methods;
+        self.kind().display_name().to_string()
+    }
 
     /// Why what was typed cannot be an answer at all (a code of the wrong shape), judged before
     /// anything is looked up: such input is refused the same way for everyone.
@@ -93,7 +103,13 @@ pub struct Registry(Vec<Arc<dyn SecondStep>>);
 impl Registry {
     /// Every method Sesame has, in the order "Add method" lists them.
     pub fn standard() -> Self {
-        Registry(vec![Arc::new(push::Notification), Arc::new(totp::Codes)])
+        Registry(vec![
+            Arc::new(push::Notification),
+            Arc::new(totp::Codes),
+            Arc::new(sms::Texts),
+            Arc::new(voice::Calls(MethodKind::Voice)),
+            Arc::new(voice::Calls(MethodKind::OfficeVoice)),
+        ])
     }
 
     pub fn get(&self, kind: MethodKind) -> Option<&dyn SecondStep> {

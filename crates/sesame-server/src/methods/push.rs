@@ -46,8 +46,9 @@ impl SecondStep for Notification {
         origin: &Origin,
         rec: &SignInRecord,
         user: &User,
-    ) -> Result<(), Error> {
-        approvals::start(svc, origin, rec, user, ChallengeKind::Mfa).await
+    ) -> Result<Option<String>, Error> {
+        approvals::start(svc, origin, rec, user, ChallengeKind::Mfa).await?;
+        Ok(None)
     }
 
     async fn verify(&self, _: &Services, _: &Origin, _: &User, _: &str) -> Result<Verdict, Error> {

@@ -54,9 +54,9 @@ impl SecondStep for Codes {
         _: &Origin,
         _: &SignInRecord,
         _: &User,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<String>, Error> {
         // The code is on the phone already: nothing to send.
-        Ok(())
+        Ok(None)
     }
 
     async fn verify(

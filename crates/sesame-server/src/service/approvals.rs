@@ -137,6 +137,11 @@ pub enum Shown {
     PhoneSignInOff,
     /// The same, turned off by 10 wrong PINs.
     TooManyWrongPins,
+    /// Calls: nobody answered; rejected or hung up; no key in time; the gateway failed.
+    NotAnswered,
+    Rejected,
+    NoKey,
+    CallFailed,
     /// Consumed (signed in already) and anything else that is over.
     Over,
 }
@@ -153,6 +158,10 @@ impl Shown {
             ChallengeState::Superseded => Shown::Superseded,
             ChallengeState::Cancelled => Shown::Cancelled,
             ChallengeState::Consumed => Shown::Over,
+            ChallengeState::NotAnswered => Shown::NotAnswered,
+            ChallengeState::Rejected => Shown::Rejected,
+            ChallengeState::NoKey => Shown::NoKey,
+            ChallengeState::CallFailed => Shown::CallFailed,
         }
     }
 
@@ -168,6 +177,10 @@ impl Shown {
             Shown::Superseded => "superseded",
             Shown::Cancelled => "cancelled",
             Shown::PhoneSignInOff | Shown::TooManyWrongPins => "phone_sign_in_off",
+            Shown::NotAnswered => "not_answered",
+            Shown::Rejected => "rejected",
+            Shown::NoKey => "no_key",
+            Shown::CallFailed => "call_failed",
             Shown::Over => "consumed",
         }
     }
@@ -183,6 +196,10 @@ impl Shown {
             Shown::Cancelled => "The request was cancelled.",
             Shown::PhoneSignInOff => "Phone sign-in was turned off. Use your password instead.",
             Shown::TooManyWrongPins => "Phone sign-in was turned off after too many wrong PINs. Use your password instead.",
+            Shown::NotAnswered => "The call was not answered. Call again, or use a different verification option.",
+            Shown::Rejected => "The call was rejected or ended before # was pressed. Call again, or use a different verification option.",
+            Shown::NoKey => "No key was pressed in time on the call. Call again and press #, or use a different verification option.",
+            Shown::CallFailed => "We couldn't call your phone just now. Use a different verification option, or try again later.",
             _ => "The request is no longer valid.",
         }
     }
@@ -340,6 +357,9 @@ pub async fn latest(
         .await
 }
 
+/// How often a page waiting on a call looks at the store.
+const CALL_POLL: Duration = Duration::from_millis(500);
+
 /// Waits (at most `longest`, and not past the request's expiry) until the sign-in's latest
 /// request is over for the page ([`shown`]), and returns what the page shows then.
 pub async fn wait(
@@ -371,7 +391,30 @@ pub async fn wait(
     }
     let until_expiry =
         Duration::from_secs((c.expires_at - svc.now()).clamp(0, longest.as_secs() as i64) as u64);
-    let _ = tokio::time::timeout(until_expiry.min(longest), woken).await;
+    let wait = until_expiry.min(longest);
+    if c.channel == ApprovalChannel::Voice {
+        // A call's outcome may be written by another process (`sesame outbox answer`, a
+        // gateway webhook on another node), which cannot wake this one: look again often.
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let step = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if step.is_zero() {
+                break;
+            }
+            if tokio::time::timeout(step.min(CALL_POLL), woken.as_mut())
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            let (_, s) = judge(c.clone()).await;
+            if s != Shown::Pending {
+                return s;
+            }
+        }
+        return judge(c).await.1;
+    }
+    let _ = tokio::time::timeout(wait, woken).await;
     judge(c).await.1
 }
 
@@ -384,6 +427,17 @@ pub async fn still_valid(
     c: &ChallengeRecord,
 ) -> Result<bool, StoreError> {
     let up = svc.user_policy(user).await?;
+    if c.channel == ApprovalChannel::Voice {
+        // A call approved with #: the policy must still allow calls, and the user still have
+        // the phone that was called.
+        return Ok(up.allowed.voice
+            && svc
+                .store
+                .list_methods(user.id)
+                .await?
+                .iter()
+                .any(|m| matches!(m.kind, MethodKind::Voice | MethodKind::OfficeVoice)));
+    }
     if !kind_allowed(&up.allowed, c.kind) {
         return Ok(false);
     }
@@ -425,7 +479,8 @@ pub async fn answer(
         .store
         .find_challenge(&a.challenge_id.into())
         .await?
-        .filter(|c| c.user == user.id)
+        // A call's request is answered by the key pressed on the call, never by the app.
+        .filter(|c| c.user == user.id && c.channel == ApprovalChannel::App)
         .ok_or_else(not_found)?;
     let key = super::devices::verifying_key(a.device).ok_or_else(not_found)?;
     let message = api::approval_message(
@@ -540,7 +595,7 @@ pub async fn answer(
     // the block and the cancellation of the other requests (report): one write.
     let answered = svc
         .store
-        .answer_challenge(&c.id, to, a.device.row_id, now, &audit)
+        .answer_challenge(&c.id, to, Some(a.device.row_id), now, &audit)
         .await?;
     if !answered.answered {
         return Err(Error::new(

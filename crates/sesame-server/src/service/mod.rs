@@ -13,6 +13,7 @@ pub mod devices;
 pub mod groups;
 pub mod guesses;
 pub mod oidc;
+pub mod phones;
 pub mod policy;
 pub mod security;
 pub mod sessions;
@@ -50,6 +51,9 @@ pub struct Inner {
     pub guesses_pruned_at: AtomicI64,
     /// OpenID Connect: signing keys, the key that signs waiting authorization requests.
     pub oidc: oidc::Oidc,
+    /// Gateways for texts and calls, and the keys that hash numbers and texted codes.
+    pub telephony: crate::delivery::telephony::Telephony,
+    pub phone_keys: phones::Keys,
     policies: policy::PolicyCache,
 }
 
@@ -73,7 +77,14 @@ impl Services {
             config.hashing_queue,
             config.hashing_per_client,
         );
+        let telephony = crate::delivery::telephony::Telephony::new(
+            &config.telephony,
+            store.clone(),
+            clock.clone(),
+        );
         Ok(Services(Arc::new(Inner {
+            telephony,
+            phone_keys: phones::Keys::new(master_key),
             store,
             clock,
             config,

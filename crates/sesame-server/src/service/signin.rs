@@ -9,7 +9,7 @@ use crate::error::{Error, Kind};
 use sesame_core::audit::{AuditMethod, Event};
 use sesame_core::method::MethodKind;
 use sesame_core::policy::Allowed;
-use sesame_core::push::{ChallengeKind, ChallengeState};
+use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState};
 use sesame_core::secret::SecretString;
 use sesame_core::signin::{SignInChoice, SignInEvent, SignInState};
 use sesame_core::{ChallengeId, TenantId, UserId};
@@ -72,6 +72,14 @@ pub async fn load(svc: &Services, token: &str) -> Result<Option<SignInRecord>, S
             Ok(None)
         }
     }
+}
+
+/// The transaction as stored now (after a step moved it on).
+pub async fn reload(
+    svc: &Services,
+    rec: &SignInRecord,
+) -> Result<Option<SignInRecord>, StoreError> {
+    svc.store.find_signin(&rec.id_hash, svc.now()).await
 }
 
 /// Why a step could not be applied.
@@ -366,24 +374,36 @@ pub async fn complete_approval(
     rec: &SignInRecord,
     previous_session: Option<&str>,
 ) -> Result<Completion, Error> {
-    let (user_id, event, kind) = match rec.state {
+    let (user_id, event, kind, channel, method) = match rec.state {
         SignInState::SecondFactor {
             user,
-            method: MethodKind::Push,
+            method: m @ (MethodKind::Push | MethodKind::Voice | MethodKind::OfficeVoice),
             ..
         } => (
             user,
-            SignInEvent::SecondFactorAccepted(MethodKind::Push),
+            SignInEvent::SecondFactorAccepted(m),
             ChallengeKind::Mfa,
+            if m == MethodKind::Push {
+                ApprovalChannel::App
+            } else {
+                ApprovalChannel::Voice
+            },
+            AuditMethod::from(m),
         ),
         SignInState::PhoneSignIn { user } => (
             user,
             SignInEvent::PhoneSignInApproved,
             ChallengeKind::PhoneSignIn,
+            ApprovalChannel::App,
+            AuditMethod::PhoneSignIn,
         ),
         _ => return Ok(Completion::NotApproved),
     };
-    let Some(c) = approvals::latest(svc, rec).await? else {
+    // Only an answer on the channel the sign-in is at counts.
+    let Some(c) = approvals::latest(svc, rec)
+        .await?
+        .filter(|c| c.channel == channel)
+    else {
         return Ok(Completion::NotApproved);
     };
     let Some(user) = svc
@@ -400,7 +420,6 @@ pub async fn complete_approval(
     if c.state != ChallengeState::Approved {
         return Ok(Completion::NotApproved);
     }
-    let method = approvals::audit_method(kind);
     if !approvals::still_valid(svc, &user, &c).await? {
         svc.audit(
             origin,

@@ -65,7 +65,7 @@ async fn waiting(
     if !matches!(rec.state, SignInState::PhoneSignIn { .. }) {
         return Ok(see_other(page_for(&rec.state)));
     }
-    flow::waiting_page(&state, &origin, &rec, &csrf).await
+    flow::waiting_page(&state, &origin, &rec, &csrf, None).await
 }
 
 /// The user of an identified sign-in (None for unknown usernames), and whether phone sign-in
@@ -249,6 +249,7 @@ async fn resend(
     State(state): State<AppState>,
     Transaction(rec): Transaction,
     origin: Origin,
+    csrf: CsrfToken,
     _form: CsrfForm,
 ) -> Result<Response, Error> {
     let (user, kind) = match rec.state {
@@ -257,6 +258,24 @@ async fn resend(
             method: MethodKind::Push,
             ..
         } => (user, ChallengeKind::Mfa),
+        SignInState::SecondFactor {
+            user,
+            method: m @ (MethodKind::Voice | MethodKind::OfficeVoice),
+            ..
+        } => {
+            // "Call again".
+            let Some(user) = state.store.find_user(user).await? else {
+                return Ok(see_other("/login"));
+            };
+            let notice = match state.methods().get(m) {
+                Some(method) => method.begin(&state, &origin, &rec, &user).await?,
+                None => None,
+            };
+            if let Some(notice) = notice {
+                return flow::waiting_page(&state, &origin, &rec, &csrf, Some(&notice)).await;
+            }
+            return Ok(see_other(page_for(&rec.state)));
+        }
         SignInState::PhoneSignIn { user } => (user, ChallengeKind::PhoneSignIn),
         _ => return Ok(see_other(page_for(&rec.state))),
     };

@@ -15,7 +15,8 @@ use crate::AppState;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sesame_core::audit::AuditMethod;
-use sesame_core::push::ChallengeKind;
+use sesame_core::method::MethodKind;
+use sesame_core::push::{ApprovalChannel, ChallengeKind};
 use sesame_core::signin::{SignInChoice, SignInState};
 use sesame_core::TenantId;
 use sesame_store::{SignInRecord, User};
@@ -170,10 +171,13 @@ pub async fn waiting_page(
     origin: &Origin,
     rec: &SignInRecord,
     csrf: &CsrfToken,
+    notice: Option<&str>,
 ) -> Result<Response, Error> {
-    let (user, phone_sign_in, kind) = match rec.state {
-        SignInState::SecondFactor { user, .. } => (user, false, ChallengeKind::Mfa),
-        SignInState::PhoneSignIn { user } => (user, true, ChallengeKind::PhoneSignIn),
+    let (user, phone_sign_in, kind, method) = match rec.state {
+        SignInState::SecondFactor { user, method, .. } => {
+            (user, false, ChallengeKind::Mfa, Some(method))
+        }
+        SignInState::PhoneSignIn { user } => (user, true, ChallengeKind::PhoneSignIn, None),
         _ => return Ok(see_other(page_for(&rec.state))),
     };
     let user = state
@@ -182,7 +186,26 @@ pub async fn waiting_page(
         .await?
         .ok_or_else(Error::not_found)?;
     let now = state.now();
-    let latest = approvals::latest(state, rec).await?;
+    // A call: the page names the phone, and shows only the call's requests.
+    let call_to = match method {
+        Some(k @ (MethodKind::Voice | MethodKind::OfficeVoice)) => Some(
+            crate::service::phones::method_of(state, &user, k)
+                .await?
+                .as_ref()
+                .and_then(crate::service::phones::number_of)
+                .map(|n| n.short())
+                .unwrap_or_else(|| "phone".into()),
+        ),
+        _ => None,
+    };
+    let channel = if call_to.is_some() {
+        ApprovalChannel::Voice
+    } else {
+        ApprovalChannel::App
+    };
+    let latest = approvals::latest(state, rec)
+        .await?
+        .filter(|c| c.channel == channel);
     let shown = match &latest {
         Some(c) => Some(approvals::shown(state, c).await?),
         None => None,
@@ -198,12 +221,16 @@ pub async fn waiting_page(
             | Shown::PhoneSignInOff
             | Shown::TooManyWrongPins,
         ) => None,
+        // Calls have their own limits, checked when one is placed (`notice`).
+        _ if call_to.is_some() => None,
         _ => {
             let push = state.user_policy(&user).await?.push;
             approvals::refusal(state, origin, &user, &push, kind).await?
         }
     };
+    let refusal = notice.or(refusal);
     let view = match (&latest, shown, refusal) {
+        (_, _, Some(reason)) if notice.is_some() => Waiting::Refused { reason },
         (Some(c), Some(Shown::Pending), _) => Waiting::Pending {
             number: &c.number,
             expires_in: (c.expires_at - now).max(0),
@@ -225,6 +252,7 @@ pub async fn waiting_page(
         &WaitingPage {
             csrf: &csrf.token,
             username: &user.username,
+            call_to: call_to.as_deref(),
             phone_sign_in,
             view,
         },

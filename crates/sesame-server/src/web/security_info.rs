@@ -55,6 +55,7 @@ fn flash_text(done: Option<&str>) -> Option<&'static str> {
             "Authenticator app added. From now on you will be asked for a code when you sign in.",
         ),
         "deleted" => Some("Method deleted."),
+        "phone_added" => Some("Phone number saved. You can now verify with a text message or a call to it."),
         "default" => Some("Default method changed."),
         "device_removed" => Some("Device removed. Its sign-in requests and codes no longer work."),
         "phone_sign_in_off" => Some("Phone sign-in turned off for that device."),
@@ -67,7 +68,10 @@ fn flash_text(done: Option<&str>) -> Option<&'static str> {
 }
 
 fn method_name(m: &Method) -> String {
-    format!("{} — {}", m.kind.display_name(), m.label)
+    match crate::service::phones::number_of(m) {
+        Some(n) => format!("{} — {}", m.kind.display_name(), n.masked()),
+        None => format!("{} — {}", m.kind.display_name(), m.label),
+    }
 }
 
 async fn overview(

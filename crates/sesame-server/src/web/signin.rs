@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login/password", get(password_page).post(password_submit))
         .route("/login/verify", get(verify_page).post(verify_submit))
         .route("/login/methods", get(methods_page).post(methods_submit))
+        .route("/login/verify/resend", axum::routing::post(resend_code))
 }
 
 const INCORRECT: &str = "Your account or password is incorrect. If you don't remember your password, ask your administrator to reset it.";
@@ -245,10 +246,7 @@ async fn password_submit(
             Some("Your organisation requires you to sign in with the Authenticator app. Choose \"Use an app instead\"."),
         )),
         PasswordOutcome::SecondStep { user, method } => {
-            if let Some(m) = state.methods().get(method) {
-                m.begin(&state, &origin, &rec, &user).await?;
-            }
-            Ok(see_other("/login/verify"))
+            begun(&state, &origin, &rec, &user, method, &csrf).await
         }
         PasswordOutcome::Done {
             user,
@@ -280,7 +278,39 @@ async fn verify_page(
     };
     match state.methods().get(method).map(|m| m.prompt()) {
         Some(Prompt::Code(prompt)) => Ok(code_form(&csrf, StatusCode::OK, prompt, None)),
-        _ => flow::waiting_page(&state, &origin, &rec, &csrf).await,
+        _ => flow::waiting_page(&state, &origin, &rec, &csrf, None).await,
+    }
+}
+
+/// Starts `method` for the sign-in (sends the text, places the call, sends the request) and
+/// goes to its page; when nothing could be sent, that page says why at once.
+async fn begun(
+    state: &AppState,
+    origin: &Origin,
+    rec: &SignInRecord,
+    user: &sesame_store::User,
+    method: MethodKind,
+    csrf: &CsrfToken,
+) -> Result<Response, Error> {
+    let Some(m) = state.methods().get(method) else {
+        return Ok(see_other("/login/verify"));
+    };
+    let Some(notice) = m.begin(state, origin, rec, user).await? else {
+        return Ok(see_other("/login/verify"));
+    };
+    // The record as it is now (the method may just have changed).
+    let rec = match signin::reload(state, rec).await? {
+        Some(r) => r,
+        None => return Ok(see_other("/login")),
+    };
+    match m.prompt() {
+        Prompt::Code(prompt) => Ok(code_form(
+            csrf,
+            StatusCode::SERVICE_UNAVAILABLE,
+            prompt,
+            Some(&notice),
+        )),
+        Prompt::Approval => flow::waiting_page(state, origin, &rec, csrf, Some(&notice)).await,
     }
 }
 
@@ -292,6 +322,8 @@ fn code_form(csrf: &CsrfToken, status: StatusCode, prompt: &str, error: Option<&
             csrf: &csrf.token,
             error,
             prompt,
+            // Only a code that was sent can be sent again (a text, not an app's code).
+            resend: prompt.contains("texted"),
         },
     )
 }
@@ -350,28 +382,39 @@ async fn verify_submit(
     flow::finish(&state, &origin, &headers, &rec, &done, &user, method.into()).await
 }
 
-async fn methods_page(Transaction(rec): Transaction, csrf: CsrfToken) -> Response {
-    let SignInState::SecondFactor { available, .. } = &rec.state else {
-        return see_other(page_for(&rec.state));
+async fn methods_page(
+    State(state): State<AppState>,
+    Transaction(rec): Transaction,
+    csrf: CsrfToken,
+) -> Result<Response, Error> {
+    let SignInState::SecondFactor {
+        user, available, ..
+    } = &rec.state
+    else {
+        return Ok(see_other(page_for(&rec.state)));
     };
+    // Named as the person knows them: "Text ••78", "Call ••78", default first.
+    let methods = state.store.list_methods(*user).await?;
     let options = available
         .iter()
-        .map(|k| (k.as_str(), k.display_name()))
+        .filter_map(|k| state.methods().get(*k))
+        .map(|m| (m.kind().as_str(), m.option_label(&methods)))
         .collect();
-    page(
+    Ok(page(
         &csrf,
         StatusCode::OK,
         &MethodsPage {
             csrf: &csrf.token,
             options,
         },
-    )
+    ))
 }
 
 async fn methods_submit(
     State(state): State<AppState>,
     Transaction(rec): Transaction,
     origin: Origin,
+    csrf: CsrfToken,
     form: CsrfForm,
 ) -> Result<Response, Error> {
     let kind: MethodKind = form
@@ -390,9 +433,28 @@ async fn methods_submit(
         for m in state.methods().iter().filter(|m| m.kind() != method) {
             m.cancel(&state, &rec, &user).await?;
         }
-        if let Some(m) = state.methods().get(method) {
-            m.begin(&state, &origin, &rec, &user).await?;
-        }
+        return begun(&state, &origin, &rec, &user, method, &csrf).await;
     }
     Ok(see_other("/login/verify"))
+}
+
+/// "Send a new code": the method sends again (a text method replaces its code; the count of
+/// wrong codes stays).
+async fn resend_code(
+    State(state): State<AppState>,
+    Transaction(rec): Transaction,
+    origin: Origin,
+    csrf: CsrfToken,
+    _form: CsrfForm,
+) -> Result<Response, Error> {
+    let SignInState::SecondFactor { user, method, .. } = rec.state else {
+        return Ok(see_other(page_for(&rec.state)));
+    };
+    let Some(user) = state.store.find_user(user).await? else {
+        return Ok(see_other("/login"));
+    };
+    if user.is_blocked {
+        return Err(signin::refuse_blocked(&state, &origin, &rec, &user, method.into()).await);
+    }
+    begun(&state, &origin, &rec, &user, method, &csrf).await
 }

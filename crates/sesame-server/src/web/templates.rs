@@ -86,6 +86,8 @@ pub struct CodePage<'a> {
     pub csrf: &'a str,
     pub error: Option<&'a str>,
     pub prompt: &'a str,
+    /// The code was sent (a text): offer "Send a new code".
+    pub resend: bool,
 }
 
 #[derive(Template)]
@@ -93,7 +95,26 @@ pub struct CodePage<'a> {
 pub struct MethodsPage<'a> {
     pub csrf: &'a str,
     /// (form value, what people read)
-    pub options: Vec<(&'static str, &'static str)>,
+    pub options: Vec<(&'static str, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "security/phone.html")]
+pub struct PhoneAddPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub number: &'a str,
+    pub changing: bool,
+}
+
+#[derive(Template)]
+#[template(path = "security/phone_verify.html")]
+pub struct PhoneVerifyPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    /// E.164, carried to the confirmation (the code is bound to it).
+    pub number: &'a str,
+    pub masked: &'a str,
 }
 
 /// What the waiting page shows of the sign-in's latest request.
@@ -110,6 +131,8 @@ pub enum Waiting<'a> {
 pub struct WaitingPage<'a> {
     pub csrf: &'a str,
     pub username: &'a str,
+    /// A call (to this phone, `••78`), not a notification.
+    pub call_to: Option<&'a str>,
     /// Passwordless phone sign-in (else the second step after a password).
     pub phone_sign_in: bool,
     pub view: Waiting<'a>,

@@ -159,7 +159,7 @@ impl ApprovalStore for SqliteStore {
         &self,
         id: &ChallengeId,
         to: ChallengeState,
-        device: DeviceRow,
+        device: Option<DeviceRow>,
         now: UnixTime,
         audit: &AuditEvent,
     ) -> Result<Answered> {
@@ -171,7 +171,7 @@ impl ApprovalStore for SqliteStore {
                     c,
                     "UPDATE challenges SET state = ?1, answered_at = ?2, answered_by_device = ?3 \
                      WHERE public_id = ?4 AND state = 'pending' AND expires_at > ?2 RETURNING user_id",
-                    params![to.as_str(), now, device.0, public_id],
+                    params![to.as_str(), now, device.map(|d| d.0), public_id],
                     first,
                 )?;
                 let Some(user) = user else {

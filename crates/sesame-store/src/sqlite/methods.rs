@@ -16,24 +16,33 @@ fn enrollment_aad(id: &str, user: UserId) -> String {
     format!("sesame:totp-enrollment:{id}:user:{user}")
 }
 
-const METHOD_COLUMNS: &str =
-    "id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, \
+pub(super) const METHOD_COLUMNS: &str =
+    "id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, phone_slot, extension, \
      (SELECT d.public_id FROM devices d WHERE d.id = methods.device_id) AS device_public_id";
 
 impl SqliteStore {
-    fn open_method(&self, r: &Row) -> Result<Method> {
+    pub(super) fn open_method(&self, r: &Row) -> Result<Method> {
         let user = UserId(r.get("user_id")?);
         let public_id: String = r.get("public_id")?;
         let kind: String = r.get("kind")?;
         let kind: MethodKind = kind.parse().map_err(|_| unknown("method kind", &kind))?;
         let sealed: Option<Vec<u8>> = r.get("secret_enc")?;
-        let totp_secret = match sealed {
+        let secret = match sealed {
             Some(s) => Some(
                 self.key
                     .open(&method_aad(&public_id, user), &s)
                     .ok_or(StoreError::Decrypt)?,
             ),
             None => None,
+        };
+        // A phone method's sealed secret is its number.
+        let slot: Option<String> = r.get("phone_slot")?;
+        let (totp_secret, phone) = match (slot, secret) {
+            (Some(_), Some(s)) => (
+                None,
+                Some(String::from_utf8(s.expose().to_vec()).map_err(|_| StoreError::Decrypt)?),
+            ),
+            (_, s) => (s, None),
         };
         Ok(Method {
             id: MethodId(r.get("id")?),
@@ -46,6 +55,8 @@ impl SqliteStore {
             device: r
                 .get::<_, Option<String>>("device_public_id")?
                 .map(DeviceId),
+            phone,
+            extension: r.get("extension")?,
         })
     }
 }
@@ -162,6 +173,8 @@ impl MethodStore for SqliteStore {
             created_at: now,
             last_used_at: None,
             device: None,
+            phone: None,
+            extension: None,
         })
     }
 

@@ -53,6 +53,7 @@ const MIGRATIONS: &[Migration] = migrations![
     10 "0010_signins_by_user.sql" "signins by user",
     11 "0011_phone_sign_in_code.sql" "phone sign in code",
     12 "0012_openid_connect.sql" "openid connect",
+    13 "0013_phones_and_texts.sql" "phones and texts",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {

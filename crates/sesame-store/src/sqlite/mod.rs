@@ -22,6 +22,7 @@ mod guesses;
 mod methods;
 mod migrate;
 mod oidc;
+mod phones;
 mod policy;
 mod rekey;
 mod signins;

@@ -22,6 +22,7 @@ pub mod group;
 pub mod keys;
 pub mod log;
 pub mod master_key;
+pub mod outbox;
 pub mod policy;
 pub mod serve;
 pub mod user;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Keys(c) => keys::run(&cli, c).await,
         Command::Policy(c) => policy::run(&cli, c).await,
         Command::Log(args) => log::run(&cli, args).await,
+        Command::Outbox(c) => outbox::run(&cli, c).await,
         Command::Config(c) => config::run(c),
         Command::MasterKey(c) => master_key::run(c),
     }

@@ -67,6 +67,15 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
              server.public_base_url to its https:// address"
         );
     }
+    if state.telephony.uses_outbox() {
+        tracing::warn!(
+            sms = state.telephony.sms.name(),
+            voice = state.telephony.voice.name(),
+            "development only: texts and calls go to the outbox, not to phones. Read them with \
+             `sesame outbox list`; configure [server.telephony.sms] and [server.telephony.voice] \
+             gateways for real phones"
+        );
+    }
     println!(
         "Sesame is running at {base}  (data: {})",
         data.resolved.data_dir.display()

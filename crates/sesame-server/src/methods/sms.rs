@@ -1,0 +1,326 @@
+//! Codes by text message to the user's mobile phone: 6 digits, 10 minutes, once
+//! (`service::phones`). Set up on My security info by typing the number and the code texted
+//! to it, which proves the phone is the person's; the same number then also takes calls
+//! (`voice`).
+
+use super::{Prompt, SecondStep, Verdict};
+use crate::error::Error;
+use crate::service::phones::{self, CodeCheck};
+use crate::service::{Line, Origin, Services};
+use crate::web::extract::{reauth_redirect, Checked, Recent};
+use crate::web::templates::{PhoneAddPage, PhoneVerifyPage};
+use crate::web::{page, see_other, CsrfToken};
+use crate::AppState;
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use sesame_core::audit::Event;
+use sesame_core::method::{MethodKind, PhoneSlot};
+use sesame_core::phone::PhoneNumber;
+use sesame_store::{Method, SignInRecord, User};
+use sesame_telephony::TextMessage;
+
+pub struct Texts;
+
+#[async_trait]
+impl SecondStep for Texts {
+    fn kind(&self) -> MethodKind {
+        MethodKind::Sms
+    }
+
+    fn prompt(&self) -> Prompt {
+        Prompt::Code("We texted a 6-digit code to your phone. Enter it here.")
+    }
+
+    fn enrolment(&self) -> Option<(&'static str, &'static str)> {
+        Some(("/security-info/add/phone", "Phone (text message or call)"))
+    }
+
+    fn option_label(&self, methods: &[Method]) -> String {
+        match methods
+            .iter()
+            .find(|m| m.kind == MethodKind::Sms)
+            .and_then(phones::number_of)
+        {
+            Some(n) => format!("Text {}", n.short()),
+            None => "Text message".into(),
+        }
+    }
+
+    async fn begin(
+        &self,
+        svc: &Services,
+        origin: &Origin,
+        _: &SignInRecord,
+        user: &User,
+    ) -> Result<Option<String>, Error> {
+        let Some(number) = phones::method_of(svc, user, MethodKind::Sms)
+            .await?
+            .as_ref()
+            .and_then(phones::number_of)
+        else {
+            return Ok(Some("There is no mobile phone number on your account any more. Use a different verification option.".into()));
+        };
+        Ok(
+            phones::send_code(svc, origin, user, &number, phones::SIGN_IN)
+                .await?
+                .err(),
+        )
+    }
+
+    fn malformed(&self, input: &str) -> Option<String> {
+        sesame_core::phone::parse_code(input)
+            .err()
+            .map(str::to_string)
+    }
+
+    async fn verify(
+        &self,
+        svc: &Services,
+        origin: &Origin,
+        user: &User,
+        input: &str,
+    ) -> Result<Verdict, Error> {
+        let Some(method) = phones::method_of(svc, user, MethodKind::Sms).await? else {
+            return Ok(Verdict::Refused {
+                status: StatusCode::BAD_REQUEST,
+                message: "There is no mobile phone number on your account any more. Use a different verification option.".into(),
+            });
+        };
+        let Some(number) = phones::number_of(&method) else {
+            return Err(Error::internal("a stored phone number does not parse"));
+        };
+        match phones::check_code(svc, origin, user, &number, phones::SIGN_IN, input).await? {
+            CodeCheck::Accepted => {
+                svc.store.touch_method(method.id, svc.now()).await?;
+                Ok(Verdict::Accepted)
+            }
+            CodeCheck::Refused { message, locked } => Ok(Verdict::Refused {
+                status: if locked {
+                    StatusCode::TOO_MANY_REQUESTS
+                } else {
+                    StatusCode::UNAUTHORIZED
+                },
+                message,
+            }),
+        }
+    }
+
+    async fn cancel(&self, svc: &Services, _: &SignInRecord, user: &User) -> Result<(), Error> {
+        // Moving to another method: the texted code stops working.
+        Ok(svc.store.drop_phone_code(user.id, phones::SIGN_IN).await?)
+    }
+
+    fn routes(&self) -> Router<AppState> {
+        Router::new()
+            .route("/security-info/add/phone", get(add_page).post(add_submit))
+            .route("/security-info/add/phone/verify", post(verify_submit))
+    }
+}
+
+/// The user's mobile number now, if any.
+async fn current_mobile(state: &AppState, user: &User) -> Result<Option<PhoneNumber>, Error> {
+    Ok(state
+        .store
+        .list_methods(user.id)
+        .await?
+        .iter()
+        .find(|m| m.kind.phone_slot() == Some(PhoneSlot::Mobile))
+        .and_then(phones::number_of))
+}
+
+/// Adding a number to an account that has a method already needs a second step in the last
+/// few minutes: an idle session alone cannot redirect the codes to another phone.
+async fn needs_second_step(
+    state: &AppState,
+    me: &crate::web::extract::SignedIn,
+) -> Result<bool, Error> {
+    Ok(!me.has_fresh_second_factor(state)
+        && !state.store.list_methods(me.user.id).await?.is_empty())
+}
+
+/// Whether the policy lets the user have a phone method at all.
+async fn refused_by_policy(state: &AppState, user: &User) -> Result<Option<Error>, Error> {
+    let allowed = state.user_policy(user).await?.allowed;
+    Ok((!allowed.sms && !allowed.voice).then(|| {
+        Error::forbidden(
+            "Your organisation's policy does not allow text message or phone call verification.",
+        )
+    }))
+}
+
+fn number_form(
+    csrf: &CsrfToken,
+    status: StatusCode,
+    number: &str,
+    changing: bool,
+    error: Option<&str>,
+) -> Response {
+    page(
+        csrf,
+        status,
+        &PhoneAddPage {
+            csrf: &csrf.token,
+            error,
+            number,
+            changing,
+        },
+    )
+}
+
+async fn add_page(
+    State(state): State<AppState>,
+    Recent(me): Recent,
+    csrf: CsrfToken,
+) -> Result<Response, Error> {
+    if needs_second_step(&state, &me).await? {
+        return Ok(reauth_redirect("/security-info/add/phone", true));
+    }
+    if let Some(e) = refused_by_policy(&state, &me.user).await? {
+        return Err(e);
+    }
+    let changing = current_mobile(&state, &me.user).await?.is_some();
+    Ok(number_form(&csrf, StatusCode::OK, "", changing, None))
+}
+
+/// Sends (or sends again) the code that proves the number.
+async fn add_submit(
+    State(state): State<AppState>,
+    origin: Origin,
+    csrf: CsrfToken,
+    Checked { me, form, .. }: Checked<Recent>,
+) -> Result<Response, Error> {
+    if needs_second_step(&state, &me).await? {
+        return Ok(reauth_redirect("/security-info/add/phone", true));
+    }
+    if let Some(e) = refused_by_policy(&state, &me.user).await? {
+        return Err(e);
+    }
+    let typed = form.text("number");
+    let changing = current_mobile(&state, &me.user).await?.is_some();
+    let number = match PhoneNumber::parse(typed).and_then(|n| {
+        n.country_allowed(&state.config.telephony.allowed_country_codes)
+            .map(|_| n)
+    }) {
+        Ok(n) => n,
+        Err(e) => {
+            return Ok(number_form(
+                &csrf,
+                StatusCode::BAD_REQUEST,
+                typed,
+                changing,
+                Some(&e.to_string()),
+            ))
+        }
+    };
+    let purpose = phones::enrol_purpose(PhoneSlot::Mobile);
+    if let Err(message) = phones::send_code(&state, &origin, &me.user, &number, &purpose).await? {
+        return Ok(number_form(
+            &csrf,
+            StatusCode::TOO_MANY_REQUESTS,
+            typed,
+            changing,
+            Some(&message),
+        ));
+    }
+    Ok(verify_form(&csrf, StatusCode::OK, &number, None))
+}
+
+fn verify_form(
+    csrf: &CsrfToken,
+    status: StatusCode,
+    number: &PhoneNumber,
+    error: Option<&str>,
+) -> Response {
+    page(
+        csrf,
+        status,
+        &PhoneVerifyPage {
+            csrf: &csrf.token,
+            error,
+            number: number.e164(),
+            masked: &number.masked(),
+        },
+    )
+}
+
+async fn verify_submit(
+    State(state): State<AppState>,
+    origin: Origin,
+    csrf: CsrfToken,
+    Checked { me, form, .. }: Checked<Recent>,
+) -> Result<Response, Error> {
+    if needs_second_step(&state, &me).await? {
+        return Ok(reauth_redirect("/security-info/add/phone", true));
+    }
+    // The number comes back from the page; the code is bound to the number it was texted to,
+    // so a number changed in between finds no code.
+    let number = PhoneNumber::from_e164(form.text("number"))
+        .map_err(|_| Error::bad_request("Start again from My security info."))?;
+    let purpose = phones::enrol_purpose(PhoneSlot::Mobile);
+    match phones::check_code(
+        &state,
+        &origin,
+        &me.user,
+        &number,
+        &purpose,
+        form.text("code"),
+    )
+    .await?
+    {
+        CodeCheck::Accepted => {}
+        CodeCheck::Refused { message, locked } => {
+            let status = if locked {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return Ok(verify_form(&csrf, status, &number, Some(&message)));
+        }
+    }
+    let old = current_mobile(&state, &me.user).await?;
+    let methods = state
+        .store
+        .save_phone(
+            me.user.id,
+            PhoneSlot::Mobile,
+            number.e164(),
+            None,
+            state.now(),
+        )
+        .await?;
+    if me.user.default_method.is_none() {
+        if let Some(m) = methods.iter().find(|m| m.kind == MethodKind::Sms) {
+            state
+                .store
+                .update_default_method(me.user.id, Some(m.id))
+                .await?;
+        }
+    }
+    let event = if old.is_some() {
+        Event::PhoneChanged
+    } else {
+        Event::PhoneAdded
+    };
+    state
+        .audit(&origin, Line::of(&me.user, event).method(MethodKind::Sms))
+        .await;
+    // The old number is told, so that a change made by someone else does not go unnoticed.
+    if let Some(old) = old.filter(|o| *o != number) {
+        let note = TextMessage {
+            to: old.e164().to_string(),
+            body: format!(
+                "The mobile phone number for your {} account was changed. If you didn't do this, contact your administrator.",
+                state.config.service_name
+            ),
+            reference: crate::token::random(),
+        };
+        if let Err(e) = state.telephony.sms.send(&note).await {
+            tracing::warn!(error = %e, "could not tell the old number of the change");
+        }
+    }
+    Ok(see_other("/security-info?done=phone_added"))
+}

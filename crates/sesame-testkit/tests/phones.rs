@@ -1,0 +1,420 @@
+//! Texts and calls through the real HTTP server, with the embedded outbox as the gateway
+//! (issue 13; SECURITY.md "Codes"): adding a number with the texted code, signing in with a
+//! text or a call, # and 0#, resends, limits, countries, switching methods.
+
+use sesame_core::audit::{AuditMethod, Event};
+use sesame_core::method::{MethodKind, PhoneSlot};
+use sesame_core::{ChallengeId, UserId};
+use sesame_server::service::phones;
+use sesame_store::{AuditFilter, AuditResult, OutboxItem};
+use sesame_telephony::CallOutcome;
+use sesame_testkit::{Browser, TestServer};
+
+const PASSWORD: &str = "correct horse";
+const MOBILE: &str = "+31612345678";
+
+async fn outbox(srv: &TestServer) -> Vec<OutboxItem> {
+    srv.store.outbox_list(100).await.unwrap()
+}
+
+/// The code in the newest text to `to`.
+async fn last_code(srv: &TestServer, to: &str) -> String {
+    let item = outbox(srv)
+        .await
+        .into_iter()
+        .find(|i| i.kind == "sms" && i.to == to)
+        .expect("a text in the outbox");
+    item.body.chars().take(6).collect()
+}
+
+async fn user_with_mobile(srv: &TestServer, name: &str, default: MethodKind) -> UserId {
+    let u = srv.create_user(name, Some(PASSWORD)).await;
+    let methods = srv
+        .store
+        .save_phone(u.id, PhoneSlot::Mobile, MOBILE, None, 0)
+        .await
+        .unwrap();
+    let d = methods.iter().find(|m| m.kind == default).unwrap();
+    srv.store
+        .update_default_method(u.id, Some(d.id))
+        .await
+        .unwrap();
+    u.id
+}
+
+async fn log(srv: &TestServer, user: UserId) -> Vec<sesame_store::AuditEvent> {
+    srv.store
+        .list_audit(&AuditFilter {
+            user: Some(user),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// Signs in with the password and lands on the second-step page.
+async fn at_second_step(srv: &TestServer, name: &str) -> (Browser, String) {
+    let mut b = srv.browser();
+    let p = b.password_step(name, PASSWORD).await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    let page = b.follow(p).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    (b, page.body)
+}
+
+#[tokio::test]
+async fn a_mobile_number_is_proved_by_its_code_and_then_signs_in_by_text() {
+    let srv = TestServer::spawn().await;
+    let u = srv.create_user("carol", Some(PASSWORD)).await;
+    let mut b = srv.browser();
+    let p = b.password_step("carol", PASSWORD).await;
+    assert!(b.has_session(), "{}", p.body);
+    let form = b.get("/security-info/add/phone").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    // A number without its country code is refused with a reason; nothing is sent.
+    let bad = b
+        .post("/security-info/add/phone", &[("number", "06 12345678")])
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("country code"), "{}", bad.body);
+    assert!(outbox(&srv).await.is_empty());
+    let sent = b
+        .post("/security-info/add/phone", &[("number", "+31 6 1234 5678")])
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert!(sent.body.contains("+31 6 ••••••78"), "{}", sent.body);
+    let text = outbox(&srv).await.remove(0);
+    assert_eq!(text.to, MOBILE);
+    // The message names the service and nothing more.
+    assert_eq!(text.body[6..], *" is your Sesame verification code.");
+    // A wrong code keeps the number unsaved.
+    let wrong = b
+        .post(
+            "/security-info/add/phone/verify",
+            &[("number", MOBILE), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(wrong.status, 400);
+    assert!(srv.store.list_methods(u.id).await.unwrap().is_empty());
+    // The code is bound to the number it went to: another number finds no code.
+    let code = last_code(&srv, MOBILE).await;
+    let other = b
+        .post(
+            "/security-info/add/phone/verify",
+            &[("number", "+31612345679"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(other.status, 400, "{}", other.body);
+    let ok = b
+        .post(
+            "/security-info/add/phone/verify",
+            &[("number", MOBILE), ("code", &code)],
+        )
+        .await;
+    assert_eq!(
+        ok.location(),
+        Some("/security-info?done=phone_added"),
+        "{}",
+        ok.body
+    );
+    let kinds: Vec<MethodKind> = srv
+        .store
+        .list_methods(u.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(kinds, vec![MethodKind::Sms, MethodKind::Voice]);
+    let info = b.get("/security-info").await;
+    assert!(
+        info.body.contains("Phone (text message) — +31 6 ••••••78"),
+        "{}",
+        info.body
+    );
+    assert!(!info.body.contains(MOBILE));
+
+    // Next sign-in: the text is the default method.
+    let (mut b, page) = at_second_step(&srv, "carol").await;
+    assert!(page.contains("texted"), "{page}");
+    let code = last_code(&srv, MOBILE).await;
+    let done = b.post("/login/verify", &[("code", &code)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(b.has_session());
+    let lines = log(&srv, u.id).await;
+    assert!(lines.iter().any(|l| l.event == Event::SignIn
+        && l.method == Some(AuditMethod::Sms)
+        && l.result == AuditResult::Success));
+    assert!(lines.iter().any(|l| l.event == Event::PhoneAdded));
+}
+
+#[tokio::test]
+async fn a_texted_code_works_once_and_a_resend_replaces_it_but_keeps_the_count() {
+    let srv = TestServer::spawn().await;
+    let u = user_with_mobile(&srv, "dave", MethodKind::Sms).await;
+    let (mut b, _) = at_second_step(&srv, "dave").await;
+    let first = last_code(&srv, MOBILE).await;
+    let wrong = if first == "111111" {
+        "222222"
+    } else {
+        "111111"
+    };
+    let p = b.post("/login/verify", &[("code", wrong)]).await;
+    assert_eq!(p.status, 401);
+    // Malformed input is refused before anything is counted.
+    let p = b.post("/login/verify", &[("code", "12ab56")]).await;
+    assert_eq!(p.status, 400);
+    let (failures, _) = srv.store.find_failures(u, MethodKind::Sms).await.unwrap();
+    assert_eq!(failures, 1);
+    let p = b.post("/login/verify/resend", &[]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let second = last_code(&srv, MOBILE).await;
+    // The count of wrong codes survives the resend.
+    let (failures, _) = srv.store.find_failures(u, MethodKind::Sms).await.unwrap();
+    assert_eq!(failures, 1);
+    if first != second {
+        let p = b.post("/login/verify", &[("code", &first)]).await;
+        assert_eq!(p.status, 401, "the replaced code must not work");
+    }
+    let p = b.post("/login/verify", &[("code", &second)]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(b.has_session());
+    // Used once: the same code cannot finish another sign-in.
+    let (mut other, _) = at_second_step(&srv, "dave").await;
+    let p = other.post("/login/verify", &[("code", &second)]).await;
+    assert_eq!(p.status, 401);
+}
+
+#[tokio::test]
+async fn texts_are_limited_per_user_number_and_address() {
+    let srv = TestServer::spawn().await;
+    user_with_mobile(&srv, "erin", MethodKind::Sms).await;
+    // Three sends in the window (the sign-in's own text, then two resends)...
+    let (mut b, _) = at_second_step(&srv, "erin").await;
+    for _ in 0..2 {
+        let p = b.post("/login/verify/resend", &[]).await;
+        assert_eq!(p.status, 303, "{}", p.body);
+    }
+    assert_eq!(outbox(&srv).await.len(), 3);
+    // ...and the fourth is refused, with words that say what to do.
+    let p = b.post("/login/verify/resend", &[]).await;
+    assert_eq!(p.status, 503);
+    assert!(p.body.contains("Too many texts"), "{}", p.body);
+    assert_eq!(outbox(&srv).await.len(), 3);
+    // Another user on the same number is held by the number's count.
+    let f = srv.create_user("frank", Some(PASSWORD)).await;
+    srv.store
+        .save_phone(f.id, PhoneSlot::Mobile, MOBILE, None, 0)
+        .await
+        .unwrap();
+    let mut fb = srv.browser_from([127, 0, 0, 9]);
+    let p = fb.password_step("frank", PASSWORD).await;
+    assert_eq!(p.status, 503, "{}", p.body);
+    assert_eq!(outbox(&srv).await.len(), 3);
+}
+
+#[tokio::test]
+async fn numbers_outside_the_allowed_countries_get_nothing() {
+    let mut config = sesame_server::ServerConfig::default();
+    config.telephony.allowed_country_codes = vec![32];
+    let srv = TestServer::spawn_with(config).await;
+    srv.create_user("gina", Some(PASSWORD)).await;
+    let mut b = srv.browser();
+    b.password_step("gina", PASSWORD).await;
+    let p = b
+        .post("/security-info/add/phone", &[("number", MOBILE)])
+        .await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("(+31) cannot be used"), "{}", p.body);
+    assert!(outbox(&srv).await.is_empty());
+}
+
+/// The request the outbox's newest call stands for.
+async fn last_call(srv: &TestServer) -> OutboxItem {
+    outbox(srv)
+        .await
+        .into_iter()
+        .find(|i| i.kind == "call")
+        .expect("a call in the outbox")
+}
+
+#[tokio::test]
+async fn a_call_answered_with_pound_signs_in() {
+    let srv = TestServer::spawn().await;
+    let u = user_with_mobile(&srv, "hank", MethodKind::Voice).await;
+    let (mut b, page) = at_second_step(&srv, "hank").await;
+    assert!(page.contains("calling your phone"), "{page}");
+    assert!(page.contains("••78"), "{page}");
+    let call = last_call(&srv).await;
+    assert_eq!(call.state, "ringing");
+    assert!(call.body.contains("This is Sesame"), "{}", call.body);
+    // Not yet answered: completing does nothing.
+    let p = b.post("/login/push/complete", &[]).await;
+    assert_eq!(p.location(), Some("/login/verify"));
+    assert!(!b.has_session());
+    // The app can neither see nor answer a call's request.
+    let answered = phones::call_ended(
+        &srv.state,
+        &ChallengeId(call.reference.clone()),
+        CallOutcome::Approved,
+    )
+    .await
+    .unwrap();
+    assert!(answered);
+    // Answered once: a second report changes nothing.
+    assert!(!phones::call_ended(
+        &srv.state,
+        &ChallengeId(call.reference.clone()),
+        CallOutcome::Fraud
+    )
+    .await
+    .unwrap());
+    let status = b.get("/login/push/status").await;
+    assert!(status.body.contains("approved"), "{}", status.body);
+    let p = b.post("/login/push/complete", &[]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(b.has_session());
+    assert!(srv
+        .store
+        .find_user(u)
+        .await
+        .unwrap()
+        .unwrap()
+        .push_blocked_at
+        .is_none());
+    let lines = log(&srv, u).await;
+    assert!(
+        lines.iter().any(|l| l.event == Event::SignIn
+            && l.method == Some(AuditMethod::Voice)
+            && l.result == AuditResult::Success),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn zero_pound_reports_fraud_blocks_calls_and_shows_in_the_log() {
+    let srv = TestServer::spawn().await;
+    let u = user_with_mobile(&srv, "ivan", MethodKind::Voice).await;
+    let (mut b, _) = at_second_step(&srv, "ivan").await;
+    let call = last_call(&srv).await;
+    assert!(
+        phones::call_ended(&srv.state, &ChallengeId(call.reference), CallOutcome::Fraud)
+            .await
+            .unwrap()
+    );
+    let p = b.post("/login/push/complete", &[]).await;
+    assert!(!b.has_session(), "{}", p.body);
+    let page = b.get("/login/verify").await;
+    assert!(
+        page.body.contains("reported this sign-in as not you"),
+        "{}",
+        page.body
+    );
+    assert!(srv
+        .store
+        .find_user(u)
+        .await
+        .unwrap()
+        .unwrap()
+        .push_blocked_at
+        .is_some());
+    assert!(log(&srv, u)
+        .await
+        .iter()
+        .any(|l| l.event == Event::FraudReported && l.method == Some(AuditMethod::Voice)));
+    // The next sign-in places no call.
+    let calls = outbox(&srv).await.len();
+    let mut again = srv.browser();
+    let page = again.password_step("ivan", PASSWORD).await;
+    assert!(
+        page.body.contains("Calls to your phone are blocked"),
+        "{}",
+        page.body
+    );
+    assert!(!again.has_session());
+    assert_eq!(outbox(&srv).await.len(), calls);
+}
+
+#[tokio::test]
+async fn unanswered_and_failed_calls_say_so() {
+    let srv = TestServer::spawn().await;
+    user_with_mobile(&srv, "judy", MethodKind::Voice).await;
+    for (outcome, words) in [
+        (CallOutcome::NotAnswered, "was not answered"),
+        (CallOutcome::Rejected, "rejected"),
+        (CallOutcome::NoKey, "No key was pressed"),
+        (
+            CallOutcome::Failed("503".into()),
+            "couldn&#39;t call your phone",
+        ),
+    ] {
+        let (mut b, _) = at_second_step(&srv, "judy").await;
+        let call = last_call(&srv).await;
+        assert!(
+            phones::call_ended(&srv.state, &ChallengeId(call.reference), outcome.clone())
+                .await
+                .unwrap()
+        );
+        let page = b.get("/login/verify").await;
+        assert!(page.body.contains(words), "{outcome:?}: {}", page.body);
+        assert!(page.body.contains("Call again"), "{}", page.body);
+        srv.clock.advance(1000);
+    }
+}
+
+#[tokio::test]
+async fn every_method_is_offered_and_switching_withdraws_the_last_one() {
+    let srv = TestServer::spawn().await;
+    let u = srv.create_user("kim", Some(PASSWORD)).await.id;
+    srv.add_totp(
+        u,
+        &sesame_core::secret::SecretBytes::new(b"0123456789abcdefghij".to_vec()),
+    )
+    .await;
+    let methods = srv
+        .store
+        .save_phone(u, PhoneSlot::Mobile, MOBILE, None, 0)
+        .await
+        .unwrap();
+    let voice = methods
+        .iter()
+        .find(|m| m.kind == MethodKind::Voice)
+        .unwrap();
+    srv.store
+        .update_default_method(u, Some(voice.id))
+        .await
+        .unwrap();
+    let (mut b, _) = at_second_step(&srv, "kim").await;
+    let call = last_call(&srv).await;
+    let options = b.get("/login/methods").await;
+    // The default first, each named as the person knows it.
+    let call_at = options.body.find("Call ••78").expect("call option");
+    let text_at = options.body.find("Text ••78").expect("text option");
+    assert!(options
+        .body
+        .contains("Authenticator app (verification code)"));
+    assert!(call_at < text_at, "{}", options.body);
+    let p = b.post("/login/methods", &[("method", "sms")]).await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    // The call's request was withdrawn: a late # changes nothing.
+    assert!(!phones::call_ended(
+        &srv.state,
+        &ChallengeId(call.reference),
+        CallOutcome::Approved
+    )
+    .await
+    .unwrap());
+    let code = last_code(&srv, MOBILE).await;
+    // Back to the call: the texted code no longer works.
+    b.post("/login/methods", &[("method", "voice")]).await;
+    b.post("/login/methods", &[("method", "sms")]).await;
+    let fresh = last_code(&srv, MOBILE).await;
+    if fresh != code {
+        let p = b.post("/login/verify", &[("code", &code)]).await;
+        assert_eq!(p.status, 401);
+    }
+    let p = b.post("/login/verify", &[("code", &fresh)]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(b.has_session());
+}
