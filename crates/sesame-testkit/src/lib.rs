@@ -31,6 +31,15 @@ impl TestServer {
     }
 
     pub async fn spawn_with(config: ServerConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Self::spawn_on(listener, config).await
+    }
+
+    /// A server on a listener bound already: for settings that must name the server's own
+    /// address (a gateway's callback URL).
+    pub async fn spawn_on(listener: tokio::net::TcpListener, config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = MasterKey::generate();
         let url = sesame_store::Backend::sqlite_url(&dir.path().join("sesame.db"));
@@ -41,9 +50,6 @@ impl TestServer {
         let state = AppState::new(store.clone(), clock.clone(), &key, config)
             .await
             .expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();

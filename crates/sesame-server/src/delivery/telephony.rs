@@ -7,6 +7,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sesame_core::Clock;
 use sesame_store::{OutboxItem, Store};
+use sesame_telephony::baresip::{BaresipConfig, BaresipGateway};
+use sesame_telephony::kannel::{KannelConfig, KannelSms};
+use sesame_telephony::twilio::{TwilioConfig, TwilioSms, TwilioVoice};
 use sesame_telephony::{Call, GatewayError, Reports, SmsGateway, TextMessage, VoiceGateway};
 use std::sync::Arc;
 
@@ -47,22 +50,31 @@ impl Default for TelephonyConfig {
     }
 }
 
-/// Which gateway sends texts.
+/// Which gateway sends texts (`[server.telephony.sms]`, `gateway = "..."`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(tag = "gateway", rename_all = "snake_case")]
 pub enum SmsGatewayConfig {
     /// Stored in the database, sent nowhere (development).
     #[default]
     Outbox,
+    /// Kannel's smsbox `sendsms` interface, with delivery reports to
+    /// `/telephony/kannel/dlr`.
+    Kannel(KannelConfig),
+    /// A Twilio-compatible Messages API, with status callbacks.
+    Twilio(TwilioConfig),
 }
 
-/// Which gateway places calls.
+/// Which gateway places calls (`[server.telephony.voice]`, `gateway = "..."`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(tag = "gateway", rename_all = "snake_case")]
 pub enum VoiceGatewayConfig {
     /// Stored in the database; answered with `sesame outbox answer` (development).
     #[default]
     Outbox,
+    /// SIP calls through baresip user agents driven over `ctrl_tcp`.
+    Baresip(BaresipConfig),
+    /// A Twilio-compatible Calls API, with a TwiML `<Gather>` webhook.
+    Twilio(TwilioConfig),
 }
 
 /// The gateways this server uses.
@@ -70,18 +82,61 @@ pub enum VoiceGatewayConfig {
 pub struct Telephony {
     pub sms: Arc<dyn SmsGateway>,
     pub voice: Arc<dyn VoiceGateway>,
+    /// Whether Kannel's delivery reports are expected (`/telephony/kannel/dlr`).
+    pub kannel: bool,
+    /// The Twilio-compatible account whose webhooks are accepted (signed with its token).
+    pub twilio: Option<TwilioConfig>,
 }
 
 impl Telephony {
-    pub fn new(config: &TelephonyConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    /// The gateways `config` names; a gateway whose settings cannot work is refused here, at
+    /// start, with what to fix.
+    pub fn new(
+        config: &TelephonyConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
         let outbox = Arc::new(Outbox { store, clock });
+        let mut twilio = None;
         let sms: Arc<dyn SmsGateway> = match &config.sms {
             SmsGatewayConfig::Outbox => outbox.clone(),
+            SmsGatewayConfig::Kannel(k) => Arc::new(
+                KannelSms::new(k.clone()).map_err(|e| format!("[server.telephony.sms]: {e}"))?,
+            ),
+            SmsGatewayConfig::Twilio(t) => {
+                twilio = Some(t.clone());
+                Arc::new(
+                    TwilioSms::new(t.clone())
+                        .map_err(|e| format!("[server.telephony.sms]: {e}"))?,
+                )
+            }
         };
         let voice: Arc<dyn VoiceGateway> = match &config.voice {
             VoiceGatewayConfig::Outbox => outbox,
+            VoiceGatewayConfig::Baresip(b) => Arc::new(
+                BaresipGateway::new(b.clone())
+                    .map_err(|e| format!("[server.telephony.voice]: {e}"))?,
+            ),
+            VoiceGatewayConfig::Twilio(t) => {
+                if twilio
+                    .as_ref()
+                    .is_some_and(|s| s.account_sid != t.account_sid)
+                {
+                    return Err("[server.telephony]: texts and calls through Twilio-compatible providers must use one account".into());
+                }
+                twilio = Some(t.clone());
+                Arc::new(
+                    TwilioVoice::new(t.clone())
+                        .map_err(|e| format!("[server.telephony.voice]: {e}"))?,
+                )
+            }
         };
-        Telephony { sms, voice }
+        Ok(Telephony {
+            kannel: matches!(config.sms, SmsGatewayConfig::Kannel(_)),
+            sms,
+            voice,
+            twilio,
+        })
     }
 
     /// Whether anything goes to the development outbox instead of a phone.

@@ -81,7 +81,8 @@ impl Services {
             &config.telephony,
             store.clone(),
             clock.clone(),
-        );
+        )
+        .map_err(sesame_store::StoreError::Damaged)?;
         Ok(Services(Arc::new(Inner {
             telephony,
             phone_keys: phones::Keys::new(master_key),

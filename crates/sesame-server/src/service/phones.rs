@@ -284,7 +284,7 @@ pub async fn check_code(
 }
 
 /// The words a call says: the service asking, and what to press.
-fn prompt(svc: &Services) -> String {
+pub fn prompt(svc: &Services) -> String {
     format!(
         "This is {}. Someone is signing in to your account. If it is you, press the pound key. If it is not you, press zero, then the pound key.",
         svc.config.service_name

@@ -5,7 +5,8 @@
 use super::{Admin, Services};
 use sesame_core::audit::Event;
 use sesame_core::policy::{
-    Allowed, AuthenticatorMode, GroupTarget, MethodsPolicy, MfaRequirement, PolicyError, Targets,
+    Allowed, AuthenticatorMode, GroupTarget, MethodsPolicy, MfaRequirement, PhoneMethodPolicy,
+    PolicyError, Targets,
 };
 use sesame_core::push::PushPolicy;
 use sesame_core::{GroupId, TenantId, UserId};
@@ -184,6 +185,10 @@ pub struct PolicyEdit {
     pub show_location: Option<bool>,
     /// `all`, `nobody` or `GROUP,GROUP...`
     pub mfa_required: Option<String>,
+    /// Codes by text message: `off`, `all` or `GROUP,GROUP...`
+    pub sms: Option<String>,
+    /// Phone calls: `off`, `all` or `GROUP,GROUP...`
+    pub voice: Option<String>,
 }
 
 fn split_list(s: &str) -> impl Iterator<Item = &str> {
@@ -203,6 +208,8 @@ impl PolicyEdit {
             show_app_name,
             show_location,
             mfa_required,
+            sms,
+            voice,
         } = self;
         enabled.is_none()
             && targets.is_none()
@@ -213,6 +220,8 @@ impl PolicyEdit {
             && show_app_name.is_none()
             && show_location.is_none()
             && mfa_required.is_none()
+            && sms.is_none()
+            && voice.is_none()
     }
 
     /// The edited policy. `group` resolves a group name in the tenant.
@@ -295,6 +304,31 @@ impl PolicyEdit {
                 }
             };
         }
+        for (edit, target) in [(&self.sms, &mut p.sms), (&self.voice, &mut p.voice)] {
+            let Some(v) = edit.as_deref().map(str::trim) else {
+                continue;
+            };
+            *target = match v {
+                "off" | "disabled" => PhoneMethodPolicy {
+                    enabled: false,
+                    groups: target.groups.clone(),
+                },
+                "all" | "all-users" | "on" | "enabled" => PhoneMethodPolicy {
+                    enabled: true,
+                    groups: None,
+                },
+                list => {
+                    let groups = split_list(list).map(find).collect::<Result<Vec<_>, _>>()?;
+                    if groups.is_empty() {
+                        return Err(PolicyError::NoTargetGroups);
+                    }
+                    PhoneMethodPolicy {
+                        enabled: true,
+                        groups: Some(groups),
+                    }
+                }
+            };
+        }
         p.validate()?;
         Ok(p)
     }
@@ -318,6 +352,11 @@ pub fn describe(p: &MethodsPolicy, names: &HashMap<GroupId, String>) -> Vec<(Str
         MfaRequirement::Groups { groups } => groups.iter().map(name).collect::<Vec<_>>().join(", "),
     };
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let phone = |m: &PhoneMethodPolicy| match (&m.enabled, &m.groups) {
+        (false, _) => "off".to_string(),
+        (true, None) => "all users".to_string(),
+        (true, Some(g)) => g.iter().map(name).collect::<Vec<_>>().join(", "),
+    };
     vec![
         (
             "Authenticator app".into(),
@@ -330,6 +369,8 @@ pub fn describe(p: &MethodsPolicy, names: &HashMap<GroupId, String>) -> Vec<(Str
         ("Show application name".into(), yes(a.show_app_name)),
         ("Show location".into(), yes(a.show_location)),
         ("Two-step verification required for".into(), mfa),
+        ("Text message codes".into(), phone(&p.sms)),
+        ("Phone calls".into(), phone(&p.voice)),
     ]
 }
 

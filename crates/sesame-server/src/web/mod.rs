@@ -15,6 +15,7 @@ pub mod https;
 pub mod security_info;
 pub mod setup;
 pub mod signin;
+pub mod telephony;
 pub mod templates;
 
 use crate::error::Error;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .merge(security_info::routes())
         .merge(setup::routes())
         .merge(admin::routes())
+        .merge(telephony::routes())
 }
 
 pub const SESSION_COOKIE: &str = "__Host-sesame-session";

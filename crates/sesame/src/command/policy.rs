@@ -48,6 +48,12 @@ pub struct SetArgs {
     /// Who must pass two-step verification after a password: all, nobody, or groups.
     #[arg(long, value_name = "all|nobody|GROUP,...")]
     pub mfa_required: Option<String>,
+    /// Codes by text message: off, all users, or a comma-separated list of groups.
+    #[arg(long, value_name = "off|all|GROUP,...")]
+    pub sms: Option<String>,
+    /// Phone calls (mobile and office phones): off, all users, or groups.
+    #[arg(long, value_name = "off|all|GROUP,...")]
+    pub voice: Option<String>,
 }
 
 impl SetArgs {
@@ -62,6 +68,8 @@ impl SetArgs {
             show_app_name: self.show_app_name,
             show_location: self.show_location,
             mfa_required: self.mfa_required.clone(),
+            sms: self.sms.clone(),
+            voice: self.voice.clone(),
         }
     }
 

@@ -198,6 +198,10 @@ impl PolicyForm {
             show_app_name: Some(self.show_app_name),
             show_location: Some(self.show_location),
             mfa_required: Some(mfa_required),
+            // Texts and calls are set with `sesame policy set --sms/--voice` for now; the
+            // console keeps what is stored.
+            sms: None,
+            voice: None,
         })
     }
 }

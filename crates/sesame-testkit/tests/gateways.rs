@@ -1,0 +1,290 @@
+//! Texts and calls through real gateways, end to end through the real server: a code that
+//! travels through Kannel (bearerbox, smsbox, fakesmsc on loopback) is typed back into the
+//! sign-in page, and a call through a Twilio-compatible provider (a local stand-in speaking
+//! its protocol, signing its webhooks) is answered with # and 0#.
+
+use sesame_core::method::{MethodKind, PhoneSlot};
+use sesame_core::UserId;
+use sesame_server::delivery::telephony::{SmsGatewayConfig, VoiceGatewayConfig};
+use sesame_server::ServerConfig;
+use sesame_telephony::kannel::KannelConfig;
+use sesame_telephony::testing::{FakeTwilio, Pick};
+use sesame_testkit::TestServer;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "correct horse";
+const MOBILE: &str = "+31612345678";
+
+async fn user_with_mobile(srv: &TestServer, name: &str, default: MethodKind) -> UserId {
+    let u = srv.create_user(name, Some(PASSWORD)).await;
+    let methods = srv
+        .store
+        .save_phone(u.id, PhoneSlot::Mobile, MOBILE, None, 0)
+        .await
+        .unwrap();
+    let d = methods.iter().find(|m| m.kind == default).unwrap();
+    srv.store
+        .update_default_method(u.id, Some(d.id))
+        .await
+        .unwrap();
+    u.id
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/telephony/kannel.sh")
+}
+
+/// A real Kannel in its own directory, stopped when dropped.
+struct Kannel {
+    workdir: tempfile::TempDir,
+    ports: HashMap<String, String>,
+}
+
+impl Kannel {
+    fn start() -> Kannel {
+        let workdir = tempfile::Builder::new()
+            .prefix("sesame-kannel-")
+            .tempdir()
+            .unwrap();
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .env("KANNEL_WORKDIR", workdir.path())
+            .output()
+            .expect("run scripts/telephony/kannel.sh");
+        let mut k = Kannel {
+            workdir,
+            ports: HashMap::new(),
+        };
+        assert!(
+            out.status.success(),
+            "kannel.sh start failed (it installs Kannel with apt-get when missing):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(k.workdir.path().join("ports.env")).unwrap();
+        k.ports = env
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+        k
+    }
+
+    fn get(&self, name: &str) -> &str {
+        &self.ports[name]
+    }
+}
+
+impl Drop for Kannel {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .env("KANNEL_WORKDIR", self.workdir.path())
+            .output();
+    }
+}
+
+async fn wait_for<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_code_sent_through_kannel_is_typed_back_into_the_sign_in_page() {
+    let kannel = Kannel::start();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = ServerConfig::default();
+    config.telephony.sms = SmsGatewayConfig::Kannel(KannelConfig {
+        sendsms_url: kannel.get("SENDSMS_URL").to_owned(),
+        username: kannel.get("SMS_USER").to_owned(),
+        password: kannel.get("SMS_PASS").to_owned(),
+        from: "Sesame".to_owned(),
+        dlr_url: Some(format!("{base}/telephony/kannel/dlr")),
+        timeout_secs: 5,
+        attempts: 2,
+    });
+    let srv = TestServer::spawn_on(listener, config).await;
+    user_with_mobile(&srv, "lena", MethodKind::Sms).await;
+    let mut b = srv.browser();
+    let p = b.password_step("lena", PASSWORD).await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    // The phone (fakesmsc) received the text: read the code from it.
+    let phone_log = kannel.get("PHONE_LOG").to_owned();
+    let code = wait_for(Duration::from_secs(10), async || {
+        let log = std::fs::read_to_string(&phone_log).unwrap_or_default();
+        log.lines()
+            .rfind(|l| l.contains(MOBILE) && l.contains("verification code"))
+            .and_then(|l| {
+                let digits: String = l
+                    .split_whitespace()
+                    .find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit()))?
+                    .to_string();
+                Some(digits)
+            })
+    })
+    .await
+    .expect("the text reaches fakesmsc");
+    // Nothing went to the outbox.
+    assert!(srv.store.outbox_list(10).await.unwrap().is_empty());
+    let done = b.post("/login/verify", &[("code", &code)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(b.has_session());
+    let dlr = reqwest::get(format!(
+        "{}/telephony/kannel/dlr?ref=nothing-sent&type=1",
+        srv.base
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        dlr.status(),
+        200,
+        "a report for an unknown text is acknowledged, and ignored"
+    );
+    let bad = reqwest::get(format!("{}/telephony/kannel/dlr?type=1", srv.base))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+async fn twilio_server(fake: &FakeTwilio) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = ServerConfig::default();
+    let cfg = fake.config_for(&base);
+    config.telephony.sms = SmsGatewayConfig::Twilio(cfg.clone());
+    config.telephony.voice = VoiceGatewayConfig::Twilio(cfg);
+    TestServer::spawn_on(listener, config).await
+}
+
+#[tokio::test]
+async fn a_call_through_a_twilio_compatible_provider_is_answered_with_pound() {
+    let fake = FakeTwilio::start().await.unwrap();
+    let srv = twilio_server(&fake).await;
+    let u = user_with_mobile(&srv, "mona", MethodKind::Voice).await;
+    let mut b = srv.browser();
+    let p = b.password_step("mona", PASSWORD).await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].field("To"), Some(MOBILE));
+    let twiml = fake.answer_call(Pick::Index(0), &["#"]).await.unwrap();
+    assert!(twiml[0].contains("<Gather"), "{twiml:?}");
+    let p = b.post("/login/push/complete", &[]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(b.has_session());
+    assert!(srv
+        .store
+        .find_user(u)
+        .await
+        .unwrap()
+        .unwrap()
+        .push_blocked_at
+        .is_none());
+}
+
+#[tokio::test]
+async fn zero_pound_through_the_provider_blocks_and_unsigned_webhooks_are_refused() {
+    let fake = FakeTwilio::start().await.unwrap();
+    let srv = twilio_server(&fake).await;
+    let u = user_with_mobile(&srv, "nina", MethodKind::Voice).await;
+    let mut b = srv.browser();
+    b.password_step("nina", PASSWORD).await;
+    let reference = fake.calls()[0]
+        .field("Url")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // Unsigned, or signed with another token: refused, and nothing is approved.
+    let http = reqwest::Client::new();
+    let gather = format!(
+        "{}/telephony/twilio/gather/{reference}?stage=first",
+        srv.base
+    );
+    let r = http
+        .post(&gather)
+        .form(&[("Digits", "#")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let forged = sesame_telephony::twilio::signature(
+        &gather,
+        &[("Digits".to_string(), "#".to_string())],
+        "not-the-token",
+    );
+    let r = http
+        .post(&gather)
+        .header("X-Twilio-Signature", forged)
+        .form(&[("Digits", "#")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let p = b.post("/login/push/complete", &[]).await;
+    assert!(!b.has_session(), "{}", p.body);
+    // The person presses 0 then #.
+    fake.answer_call(Pick::Index(0), &["0", "#"]).await.unwrap();
+    assert!(srv
+        .store
+        .find_user(u)
+        .await
+        .unwrap()
+        .unwrap()
+        .push_blocked_at
+        .is_some());
+    let page = b.get("/login/verify").await;
+    assert!(
+        page.body.contains("reported this sign-in as not you"),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn a_text_through_a_twilio_compatible_provider_signs_in() {
+    let fake = FakeTwilio::start().await.unwrap();
+    let srv = twilio_server(&fake).await;
+    user_with_mobile(&srv, "olga", MethodKind::Sms).await;
+    let mut b = srv.browser();
+    b.password_step("olga", PASSWORD).await;
+    let messages = fake.messages();
+    assert_eq!(messages.len(), 1);
+    let body = messages[0].field("Body").unwrap().to_string();
+    let code: String = body.chars().take(6).collect();
+    fake.message_callback(Pick::Index(0), "delivered")
+        .await
+        .unwrap();
+    let done = b.post("/login/verify", &[("code", &code)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(b.has_session());
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_tells_the_person_to_choose_another_method() {
+    let fake = FakeTwilio::start().await.unwrap();
+    let srv = twilio_server(&fake).await;
+    user_with_mobile(&srv, "pia", MethodKind::Sms).await;
+    fake.fail_next(500);
+    fake.fail_next(500);
+    let mut b = srv.browser();
+    let p = b.password_step("pia", PASSWORD).await;
+    assert_eq!(p.status, 503, "{}", p.body);
+    assert!(p.body.contains("couldn&#39;t send a text"), "{}", p.body);
+    assert!(p.body.contains("Use a different verification option"));
+}
