@@ -283,6 +283,30 @@ window_secs = 900
 # checks a signature only the right PIN unlocks). Phone sign-in always needs it.
 pin_required = false
 
+# Texts and calls (see the README, "Texts and calls"). Without a gateway they go to the
+# development outbox (`sesame outbox list`), and nothing reaches a phone.
+[server.telephony]
+# Country calling codes numbers may have, e.g. [31, 32, 49]; empty: every country. List the
+# countries your users live in: texts to expensive destinations are how SMS pumping pays.
+allowed_country_codes = []
+# Texts and calls per user, per number and per client address within send_window_secs.
+sends_per_window = 3
+send_window_secs = 900
+# How long the person has to press # once a call's prompt starts, and how long it may ring.
+call_key_timeout_secs = 20
+call_ring_timeout_secs = 30
+# [server.telephony.sms]
+# gateway = "kannel"          # or "twilio" (account_sid, auth_token, from, webhook_base)
+# sendsms_url = "http://127.0.0.1:13013/cgi-bin/sendsms"
+# username = "sesame"
+# password = "secret"
+# dlr_url = "https://login.example.com/telephony/kannel/dlr"
+# [server.telephony.voice]
+# gateway = "baresip"         # or "twilio"
+# agents = ["127.0.0.1:4444"]
+# dial = "sip:{number}@trunk.example.com"
+# prompt_dir = "/var/lib/sesame/prompts"
+
 # Sesame's own HTTPS. With both files set, `sesame serve` serves HTTPS (and no plain HTTP) on
 # `listen`. PEM files: the certificate chain (the server's certificate first, then any
 # intermediates) and its private key. SIGHUP re-reads both, e.g. after a renewal (new
@@ -308,6 +332,14 @@ mod tests {
         assert_eq!(f.server.connections, d.connections);
         assert_eq!(f.server.hashing_per_client, d.hashing_per_client);
         assert_eq!(f.server.push, d.push);
+        assert_eq!(
+            f.server.telephony.sends_per_window,
+            d.telephony.sends_per_window
+        );
+        assert_eq!(
+            f.server.telephony.call_key_timeout_secs,
+            d.telephony.call_key_timeout_secs
+        );
         assert_eq!(f.listen.unwrap().to_string(), DEFAULT_LISTEN);
         assert!(f.tls.cert_file.is_none() && f.tls.key_file.is_none());
     }

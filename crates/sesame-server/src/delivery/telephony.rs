@@ -28,9 +28,6 @@ pub struct TelephonyConfig {
     pub call_key_timeout_secs: u64,
     /// How long a call may ring before it counts as not answered.
     pub call_ring_timeout_secs: u64,
-    /// The development page `/dev/outbox` (read texts, answer calls in the browser). Off
-    /// unless turned on; only an administrator can open it.
-    pub outbox_page: bool,
     pub sms: SmsGatewayConfig,
     pub voice: VoiceGatewayConfig,
 }
@@ -43,7 +40,6 @@ impl Default for TelephonyConfig {
             send_window_secs: 900,
             call_key_timeout_secs: 20,
             call_ring_timeout_secs: 30,
-            outbox_page: false,
             sms: SmsGatewayConfig::Outbox,
             voice: VoiceGatewayConfig::Outbox,
         }
