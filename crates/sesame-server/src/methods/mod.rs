@@ -26,8 +26,9 @@ use std::sync::Arc;
 /// How the second-step page asks for this method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prompt {
-    /// A code typed on the page; the text says where the code comes from.
-    Code(&'static str),
+    /// A code typed on the page: `text` says where the code comes from; `sent` when Sesame
+    /// sent it (a text message), so the page offers to send a new one.
+    Code { text: &'static str, sent: bool },
     /// An approval elsewhere (the phone): the page shows the number and waits.
     Approval,
 }

@@ -32,7 +32,10 @@ impl SecondStep for Texts {
     }
 
     fn prompt(&self) -> Prompt {
-        Prompt::Code("We texted a 6-digit code to your phone. Enter it here.")
+        Prompt::Code {
+            text: "We texted a 6-digit code to your phone. Enter it here.",
+            sent: true,
+        }
     }
 
     fn enrolment(&self) -> Option<(&'static str, &'static str)> {

@@ -38,7 +38,10 @@ impl SecondStep for Codes {
     }
 
     fn prompt(&self) -> Prompt {
-        Prompt::Code("Enter the code displayed in the authenticator app on your mobile device.")
+        Prompt::Code {
+            text: "Enter the code displayed in the authenticator app on your mobile device.",
+            sent: false,
+        }
     }
 
     fn enrolment(&self) -> Option<(&'static str, &'static str)> {

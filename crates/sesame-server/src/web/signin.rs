@@ -277,7 +277,9 @@ async fn verify_page(
         return Ok(see_other(page_for(&rec.state)));
     };
     match state.methods().get(method).map(|m| m.prompt()) {
-        Some(Prompt::Code(prompt)) => Ok(code_form(&csrf, StatusCode::OK, prompt, None)),
+        Some(Prompt::Code { text, sent }) => {
+            Ok(code_form(&csrf, StatusCode::OK, (text, sent), None))
+        }
         _ => flow::waiting_page(&state, &origin, &rec, &csrf, None).await,
     }
 }
@@ -304,17 +306,23 @@ async fn begun(
         None => return Ok(see_other("/login")),
     };
     match m.prompt() {
-        Prompt::Code(prompt) => Ok(code_form(
+        Prompt::Code { text, sent } => Ok(code_form(
             csrf,
             StatusCode::SERVICE_UNAVAILABLE,
-            prompt,
+            (text, sent),
             Some(&notice),
         )),
         Prompt::Approval => flow::waiting_page(state, origin, &rec, csrf, Some(&notice)).await,
     }
 }
 
-fn code_form(csrf: &CsrfToken, status: StatusCode, prompt: &str, error: Option<&str>) -> Response {
+/// The code page: `prompt` is the method's words and whether Sesame sent the code.
+fn code_form(
+    csrf: &CsrfToken,
+    status: StatusCode,
+    (prompt, sent): (&str, bool),
+    error: Option<&str>,
+) -> Response {
     page(
         csrf,
         status,
@@ -322,8 +330,7 @@ fn code_form(csrf: &CsrfToken, status: StatusCode, prompt: &str, error: Option<&
             csrf: &csrf.token,
             error,
             prompt,
-            // Only a code that was sent can be sent again (a text, not an app's code).
-            resend: prompt.contains("texted"),
+            resend: sent,
         },
     )
 }
@@ -347,9 +354,10 @@ async fn verify_submit(
     let Some(m) = state.methods().get(method) else {
         return Err(Error::internal(format!("no module for method {method}")));
     };
-    let Prompt::Code(prompt) = m.prompt() else {
+    let Prompt::Code { text, sent } = m.prompt() else {
         return Ok(see_other("/login/verify"));
     };
+    let prompt = (text, sent);
     if let Some(message) = m.malformed(form.text("code")) {
         return Ok(code_form(
             &csrf,

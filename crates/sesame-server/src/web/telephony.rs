@@ -7,12 +7,11 @@
 use crate::service::phones::{self, CallReports};
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use sesame_core::ChallengeId;
 use sesame_telephony::twilio::{self, GatherStep, STAGE_FIRST, STAGE_FRAUD};
 use sesame_telephony::{CallOutcome, Reports};
 
@@ -46,68 +45,86 @@ async fn kannel_dlr(State(state): State<AppState>, uri: OriginalUri) -> Response
     }
 }
 
-/// The form parameters of a Twilio webhook whose signature is valid, or the refusal.
-fn signed(
-    state: &AppState,
-    uri: &OriginalUri,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(twilio::TwilioConfig, Vec<(String, String)>), StatusCode> {
-    let Some(cfg) = state.telephony.twilio.clone() else {
-        return Err(StatusCode::NOT_FOUND);
-    };
-    let params: Vec<(String, String)> = form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    // The URL the provider requested, as it knows Sesame: the configured public base, never
-    // the Host header a caller chooses.
-    let url = format!(
-        "{}{}",
-        cfg.webhook_base.trim_end_matches('/'),
-        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-    );
-    let sig = headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok());
-    if !twilio::verify_signature(&url, &params, sig, &cfg.auth_token) {
-        tracing::warn!("a Twilio webhook with a missing or wrong signature was refused");
-        return Err(StatusCode::FORBIDDEN);
-    }
-    if params
-        .iter()
-        .find(|(k, _)| k == "AccountSid")
-        .is_some_and(|(_, v)| *v != cfg.account_sid)
-    {
-        return Err(StatusCode::FORBIDDEN);
-    }
-    Ok((cfg, params))
+/// A Twilio webhook whose signature is valid: its account, its form parameters, and the
+/// reference (the path's last segment). Anything else is refused before a handler runs: 404
+/// when no Twilio-compatible gateway is configured, 403 for a missing or wrong signature or
+/// another account.
+struct Signed {
+    cfg: twilio::TwilioConfig,
+    params: Vec<(String, String)>,
+    reference: String,
+    query: String,
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+impl Signed {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl FromRequest<AppState> for Signed {
+    type Rejection = StatusCode;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, StatusCode> {
+        let Some(cfg) = state.telephony.twilio.clone() else {
+            return Err(StatusCode::NOT_FOUND);
+        };
+        let (mut parts, body) = req.into_parts();
+        let uri = OriginalUri::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        let sig = parts
+            .headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = Bytes::from_request(axum::extract::Request::from_parts(parts, body), state)
+            .await
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        let params: Vec<(String, String)> = form_urlencoded::parse(&body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        // The URL the provider requested, as it knows Sesame: the configured public base,
+        // never the Host header a caller chooses.
+        let url = format!(
+            "{}{}",
+            cfg.webhook_base.trim_end_matches('/'),
+            uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        );
+        if !twilio::verify_signature(&url, &params, sig.as_deref(), &cfg.auth_token) {
+            tracing::warn!("a Twilio webhook with a missing or wrong signature was refused");
+            return Err(StatusCode::FORBIDDEN);
+        }
+        let signed = Signed {
+            reference: uri.path().rsplit('/').next().unwrap_or("").to_string(),
+            query: uri.query().unwrap_or("").to_string(),
+            cfg,
+            params,
+        };
+        if signed
+            .param("AccountSid")
+            .is_some_and(|v| v != signed.cfg.account_sid)
+        {
+            return Err(StatusCode::FORBIDDEN);
+        }
+        Ok(signed)
+    }
 }
 
 fn twiml(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
-async fn twilio_voice(
-    State(state): State<AppState>,
-    Path(reference): Path<String>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (cfg, _) = match signed(&state, &uri, &headers, &body) {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
+async fn twilio_voice(State(state): State<AppState>, hook: Signed) -> Response {
     twiml(twilio::voice_twiml(
         &phones::prompt(&state),
-        &cfg.gather_url(&reference, STAGE_FIRST),
+        &hook.cfg.gather_url(&hook.reference, STAGE_FIRST),
         state.config.telephony.call_key_timeout_secs,
     ))
 }
@@ -118,41 +135,31 @@ async fn report(state: &AppState, reference: &str, outcome: CallOutcome) {
         .await;
 }
 
-async fn twilio_gather(
-    State(state): State<AppState>,
-    Path(reference): Path<String>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (cfg, params) = match signed(&state, &uri, &headers, &body) {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    let stage = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+async fn twilio_gather(State(state): State<AppState>, hook: Signed) -> Response {
+    let stage = url::form_urlencoded::parse(hook.query.as_bytes())
         .find(|(k, _)| k == "stage")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let digits = param(&params, "Digits").unwrap_or("");
-    match twilio::gather_step(&stage, digits) {
+    let reference = &hook.reference;
+    match twilio::gather_step(&stage, hook.param("Digits").unwrap_or("")) {
         GatherStep::AskFraudConfirm => twiml(twilio::confirm_fraud_twiml(
-            &cfg.gather_url(&reference, STAGE_FRAUD),
+            &hook.cfg.gather_url(reference, STAGE_FRAUD),
             state.config.telephony.call_key_timeout_secs,
         )),
         GatherStep::Approve => {
-            report(&state, &reference, CallOutcome::Approved).await;
+            report(&state, reference, CallOutcome::Approved).await;
             twiml(twilio::say_and_hangup_twiml(
                 "Thank you. You are signed in. Goodbye.",
             ))
         }
         GatherStep::Fraud => {
-            report(&state, &reference, CallOutcome::Fraud).await;
+            report(&state, reference, CallOutcome::Fraud).await;
             twiml(twilio::say_and_hangup_twiml(
                 "Thank you. The sign-in was refused and reported. Goodbye.",
             ))
         }
         GatherStep::NoKey => {
-            report(&state, &reference, CallOutcome::NoKey).await;
+            report(&state, reference, CallOutcome::NoKey).await;
             twiml(twilio::say_and_hangup_twiml(
                 "The sign-in was not approved. Goodbye.",
             ))
@@ -160,43 +167,23 @@ async fn twilio_gather(
     }
 }
 
-async fn twilio_call_status(
-    State(state): State<AppState>,
-    Path(reference): Path<String>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (_, params) = match signed(&state, &uri, &headers, &body) {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    let status = param(&params, "CallStatus").unwrap_or("");
+async fn twilio_call_status(State(state): State<AppState>, hook: Signed) -> Response {
+    let status = hook.param("CallStatus").unwrap_or("");
     // A completed call whose keys decided nothing ends without a key; a call already decided
     // by its keys is not pending any more, so this changes nothing.
     let outcome = twilio::call_status_outcome(status)
         .or_else(|| (status == "completed").then_some(CallOutcome::NoKey));
     if let Some(outcome) = outcome {
-        let _ = phones::call_ended(&state, &ChallengeId(reference), outcome).await;
+        report(&state, &hook.reference, outcome).await;
     }
     StatusCode::OK.into_response()
 }
 
-async fn twilio_message_status(
-    State(state): State<AppState>,
-    Path(reference): Path<String>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (_, params) = match signed(&state, &uri, &headers, &body) {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    let status = param(&params, "MessageStatus").unwrap_or("");
-    if let Some(s) = twilio::message_status(status, param(&params, "ErrorCode")) {
+async fn twilio_message_status(State(state): State<AppState>, hook: Signed) -> Response {
+    let status = hook.param("MessageStatus").unwrap_or("");
+    if let Some(s) = twilio::message_status(status, hook.param("ErrorCode")) {
         CallReports(state.services().clone())
-            .message_status(&reference, s)
+            .message_status(&hook.reference, s)
             .await;
     }
     StatusCode::OK.into_response()
