@@ -5,19 +5,13 @@
 //! Kannel calls back: `{dlr_url}?ref=<reference>&type=%d` (Kannel replaces `%d` with the
 //! report type). The server serves `dlr_url` and feeds each request's query to [`parse_dlr`].
 
+use crate::http::{self, clean_answer, request_error, Attempt};
 use crate::{DeliveryStatus, GatewayError, SmsGateway, TextMessage};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 use url::Url;
-
-/// Pause between two attempts: long enough for a restarting smsbox, short enough to stay well
-/// inside the gateway's timeout.
-const RETRY_PAUSE: Duration = Duration::from_millis(200);
-
-/// How much of Kannel's answer goes into an error (it is a one-line status in practice).
-const MAX_ANSWER_CHARS: usize = 200;
 
 /// Kannel's `dlr-mask`: delivered (1), not delivered (2), queued on the SMSC (4), accepted by
 /// the SMSC (8), rejected by the SMSC (16).
@@ -124,13 +118,8 @@ impl KannelSms {
             return Err(ConfigError("attempts must be at least 1".into()));
         }
         let timeout = Duration::from_secs(config.timeout_secs);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect would carry the password (in the query) somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| ConfigError(format!("HTTP client: {e}")))?;
+        // No redirect is followed: it would carry the password (in the query) elsewhere.
+        let http = http::client(timeout).map_err(ConfigError)?;
         Ok(KannelSms {
             sendsms_url,
             config,
@@ -160,27 +149,6 @@ impl KannelSms {
         url
     }
 
-    async fn send_with_retries(&self, message: &TextMessage) -> Result<(), GatewayError> {
-        let mut attempt = 1;
-        loop {
-            match self.send_once(message).await {
-                Ok(()) => return Ok(()),
-                Err(Attempt::Retryable(error)) if attempt < self.config.attempts => {
-                    tracing::warn!(
-                        gateway = "kannel",
-                        reference = %message.reference,
-                        attempt,
-                        %error,
-                        "sendsms failed, trying again"
-                    );
-                    attempt += 1;
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(Attempt::Retryable(error) | Attempt::Final(error)) => return Err(error),
-            }
-        }
-    }
-
     async fn send_once(&self, message: &TextMessage) -> Result<(), Attempt> {
         let response = self
             .http
@@ -198,7 +166,7 @@ impl KannelSms {
         let error = GatewayError::Refused(format!(
             "HTTP {}: {}",
             status.as_u16(),
-            clean_answer(&answer, message)
+            clean_answer(&answer, &[&message.body, &message.to])
         ));
         if status.is_server_error() {
             Err(Attempt::Retryable(error))
@@ -217,38 +185,14 @@ impl SmsGateway for KannelSms {
     async fn send(&self, message: &TextMessage) -> Result<(), GatewayError> {
         // One deadline for all attempts: the person is waiting for "sent" or "choose another
         // method", and a slow gateway must not hold the sign-in longer than configured.
-        tokio::time::timeout(self.timeout, self.send_with_retries(message))
-            .await
-            .unwrap_or(Err(GatewayError::Timeout))
-    }
-}
-
-/// The outcome of one request: worth another try (the request never arrived, or Kannel had a
-/// server error) or not.
-enum Attempt {
-    Retryable(GatewayError),
-    Final(GatewayError),
-}
-
-fn request_error(error: reqwest::Error) -> Attempt {
-    if error.is_timeout() {
-        // The deadline is spent; another try could only overrun it.
-        Attempt::Final(GatewayError::Timeout)
-    } else if error.is_connect() {
-        Attempt::Retryable(GatewayError::Unreachable(describe(error)))
-    } else {
-        Attempt::Final(GatewayError::Unreachable(describe(error)))
-    }
-}
-
-/// The error and its root cause, without the URL: reqwest's `Display` names the request URL,
-/// and a sendsms URL carries the password and the message text.
-fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let root = std::iter::successors(std::error::Error::source(&error), |e| e.source()).last();
-    match root {
-        Some(root) => format!("{error} ({root})"),
-        None => error.to_string(),
+        http::with_retries(
+            "kannel",
+            &message.reference,
+            self.config.attempts,
+            self.timeout,
+            || self.send_once(message),
+        )
+        .await
     }
 }
 
@@ -260,25 +204,6 @@ fn is_accepted(answer: &str) -> bool {
         || answer.starts_with("3:")
         || answer.starts_with("Accepted")
         || answer.starts_with("Sent")
-}
-
-/// Kannel's answer as one short printable line, for the log. It never echoes the message, but
-/// the text holds a code, so make sure.
-fn clean_answer(answer: &str, message: &TextMessage) -> String {
-    if !message.body.is_empty() && answer.contains(&message.body) {
-        return "[answer withheld: it repeats the message]".to_owned();
-    }
-    let line: String = answer
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_ANSWER_CHARS)
-        .collect();
-    if line.is_empty() {
-        "(empty answer)".to_owned()
-    } else {
-        line
-    }
 }
 
 /// The `dlr-url` Kannel calls for each report. `%d` must reach Kannel literally (it is
@@ -524,9 +449,10 @@ mod tests {
     fn error_text_never_repeats_the_message() {
         let message = message();
         let echoed = format!("bad request: {}", message.body);
-        assert!(!clean_answer(&echoed, &message).contains("049599"));
+        let private = [message.body.as_str(), message.to.as_str()];
+        assert!(!clean_answer(&echoed, &private).contains("049599"));
         assert_eq!(
-            clean_answer("Authorization failed\r\n", &message),
+            clean_answer("Authorization failed\r\n", &private),
             "Authorization failed"
         );
     }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod baresip;
+mod http;
 pub mod kannel;
 #[cfg(feature = "testing")]
 pub mod testing;

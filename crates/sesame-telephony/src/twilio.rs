@@ -14,6 +14,7 @@
 //! Every one of them must pass [`verify_signature`] first, computed over the public URL
 //! (`webhook_base` + the request's path and query as received), never over the `Host` header.
 
+use crate::http::{self, clean_answer, request_error, Attempt};
 use crate::{
     Call, CallOutcome, DeliveryStatus, GatewayError, Reports, SmsGateway, TextMessage, VoiceGateway,
 };
@@ -33,12 +34,6 @@ use url::Url;
 pub const STAGE_FIRST: &str = "first";
 /// Stage of the fraud confirmation ("press # to confirm the report").
 pub const STAGE_FRAUD: &str = "fraud";
-
-/// Pause between two attempts; see the Kannel gateway.
-const RETRY_PAUSE: Duration = Duration::from_millis(200);
-
-/// How much of the provider's error message goes into an error.
-const MAX_ANSWER_CHARS: usize = 200;
 
 /// Longest ring time the provider accepts (`Timeout` of a call).
 const MAX_RING_SECS: u64 = 600;
@@ -179,13 +174,8 @@ impl Client {
             return Err(ConfigError("attempts must be at least 1".into()));
         }
         let timeout = Duration::from_secs(config.timeout_secs);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect would send the account's credentials somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| ConfigError(format!("HTTP client: {e}")))?;
+        // No redirect is followed: it would send the account's credentials elsewhere.
+        let http = http::client(timeout).map_err(ConfigError)?;
         Ok(Client {
             config,
             timeout,
@@ -211,34 +201,16 @@ impl Client {
         private: &[&str],
     ) -> Result<(), GatewayError> {
         let url = self.resource_url(resource);
-        let attempts = async {
-            let mut attempt = 1;
-            loop {
-                match self.create_once(&url, form, private).await {
-                    Ok(sid) => {
-                        tracing::debug!(gateway = "twilio", reference, sid, resource, "accepted");
-                        return Ok(());
-                    }
-                    Err(Attempt::Retryable(error)) if attempt < self.config.attempts => {
-                        tracing::warn!(
-                            gateway = "twilio",
-                            reference,
-                            resource,
-                            attempt,
-                            %error,
-                            "request failed, trying again"
-                        );
-                        attempt += 1;
-                        tokio::time::sleep(RETRY_PAUSE).await;
-                    }
-                    Err(Attempt::Retryable(error) | Attempt::Final(error)) => return Err(error),
-                }
-            }
-        };
-        // The person is waiting for "sent" or "choose another method".
-        tokio::time::timeout(self.timeout, attempts)
-            .await
-            .unwrap_or(Err(GatewayError::Timeout))
+        let sid = http::with_retries(
+            "twilio",
+            reference,
+            self.config.attempts,
+            self.timeout,
+            || self.create_once(&url, form, private),
+        )
+        .await?;
+        tracing::debug!(gateway = "twilio", reference, sid, resource, "accepted");
+        Ok(())
     }
 
     /// One POST; the provider's id of what it created.
@@ -287,53 +259,6 @@ struct ProviderReply {
     sid: Option<String>,
     code: Option<u64>,
     message: Option<String>,
-}
-
-/// The outcome of one request: worth another try or not.
-enum Attempt {
-    Retryable(GatewayError),
-    Final(GatewayError),
-}
-
-fn request_error(error: reqwest::Error) -> Attempt {
-    if error.is_timeout() {
-        // The deadline is spent; another try could only overrun it.
-        Attempt::Final(GatewayError::Timeout)
-    } else if error.is_connect() {
-        Attempt::Retryable(GatewayError::Unreachable(describe(error)))
-    } else {
-        Attempt::Final(GatewayError::Unreachable(describe(error)))
-    }
-}
-
-/// The error and its root cause, without the URL (it names the account).
-fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let root = std::iter::successors(std::error::Error::source(&error), |e| e.source()).last();
-    match root {
-        Some(root) => format!("{error} ({root})"),
-        None => error.to_string(),
-    }
-}
-
-/// The provider's message as one short printable line. Its messages can quote the number
-/// (personal data) or the body (a code); both are blanked out.
-fn clean_answer(answer: &str, private: &[&str]) -> String {
-    let mut answer = answer.to_owned();
-    for value in private.iter().filter(|v| !v.is_empty()) {
-        answer = answer.replace(value, "[…]");
-    }
-    let line: String = answer
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_ANSWER_CHARS)
-        .collect();
-    if line.is_empty() {
-        "(empty answer)".to_owned()
-    } else {
-        line
-    }
 }
 
 /// The `twilio` SMS gateway. Delivery reports arrive at [`TwilioConfig::message_status_url`].
