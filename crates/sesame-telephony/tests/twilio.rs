@@ -43,6 +43,14 @@ fn message(reference: &str) -> TextMessage {
     }
 }
 
+/// Places a call through `voice` (its outcome reaches the webhook receiver, not `NoReports`).
+async fn place(voice: &TwilioVoice, reference: &str) {
+    voice
+        .call(&call(reference, None), Arc::new(NoReports))
+        .await
+        .expect("call placed");
+}
+
 fn call(reference: &str, extension: Option<&str>) -> Call {
     Call {
         to: "+15557654321".to_owned(),
@@ -457,10 +465,7 @@ async fn provider_and_receiver() -> (FakeTwilio, Arc<Receiver>, TwilioVoice, Twi
 #[tokio::test]
 async fn pound_approves_the_call() {
     let (fake, receiver, voice, _) = provider_and_receiver().await;
-    voice
-        .call(&call("approve-1", None), Arc::new(NoReports))
-        .await
-        .expect("call placed");
+    place(&voice, "approve-1").await;
     let documents = fake
         .answer_call(0, &["#"])
         .await
@@ -487,10 +492,7 @@ async fn pound_approves_the_call() {
 #[tokio::test]
 async fn zero_then_pound_reports_fraud() {
     let (fake, receiver, voice, _) = provider_and_receiver().await;
-    voice
-        .call(&call("fraud-1", None), Arc::new(NoReports))
-        .await
-        .expect("call placed");
+    place(&voice, "fraud-1").await;
     assert!(fake.answer_call("CA-unknown", &["#"]).await.is_err());
     let sid = fake.calls()[0].sid.clone();
     let documents = fake
@@ -508,10 +510,7 @@ async fn zero_then_pound_reports_fraud() {
 #[tokio::test]
 async fn zero_without_confirmation_is_no_key() {
     let (fake, receiver, voice, _) = provider_and_receiver().await;
-    voice
-        .call(&call("fraud-2", None), Arc::new(NoReports))
-        .await
-        .expect("call placed");
+    place(&voice, "fraud-2").await;
     fake.answer_call(0, &["0", "1"]).await.expect("accepted");
     assert_eq!(
         receiver.received().outcomes,
@@ -522,10 +521,7 @@ async fn zero_without_confirmation_is_no_key() {
 #[tokio::test]
 async fn no_key_then_hangup_is_no_key() {
     let (fake, receiver, voice, _) = provider_and_receiver().await;
-    voice
-        .call(&call("silent-1", None), Arc::new(NoReports))
-        .await
-        .expect("call placed");
+    place(&voice, "silent-1").await;
     let documents = fake.answer_call(0, &[""]).await.expect("accepted");
     assert_eq!(documents.len(), 1, "no key: no request to the action");
     assert!(receiver.received().outcomes.is_empty());
@@ -551,10 +547,7 @@ async fn final_call_statuses_decide_unanswered_calls() {
         ),
     ];
     for (index, (status, _)) in cases.iter().enumerate() {
-        voice
-            .call(&call(&format!("status-{index}"), None), Arc::new(NoReports))
-            .await
-            .expect("call placed");
+        place(&voice, &format!("status-{index}")).await;
         fake.status_callback(index, status).await.expect("accepted");
     }
     let expected: Vec<_> = cases
@@ -593,10 +586,7 @@ async fn message_status_callbacks_are_recorded() {
 #[tokio::test]
 async fn forged_and_tampered_webhooks_are_refused() {
     let (fake, receiver, voice, _) = provider_and_receiver().await;
-    voice
-        .call(&call("tamper-1", None), Arc::new(NoReports))
-        .await
-        .expect("call placed");
+    place(&voice, "tamper-1").await;
     let placed = fake.calls()[0].clone();
     let gather_url = receiver.config.gather_url("tamper-1", STAGE_FIRST);
     let params = |digits: &str| -> Vec<(String, String)> {
