@@ -1166,3 +1166,89 @@ async fn a_shutdown_ends_event_streams_with_a_hint_to_reconnect() {
     // Well before the 30-second deadline: the stream did not hold the shutdown up.
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// A call's request (the voice channel) is answered only by the key pressed on the call: the
+/// app never lists it, never hears of it on its stream, and cannot approve it even when it
+/// signs a well-formed answer with the request's id and nonce.
+#[tokio::test]
+async fn a_calls_request_never_reaches_the_app_and_the_app_cannot_answer_it() {
+    use sesame_core::method::{MethodKind, PhoneSlot};
+    let srv = server(ServerConfig::default()).await;
+    let phone = user_with_phone(&srv, "carl").await;
+    let user = srv
+        .store
+        .find_user_by_username(srv.state.default_tenant, "carl")
+        .await
+        .unwrap()
+        .unwrap();
+    let methods = srv
+        .store
+        .save_phone(user.id, PhoneSlot::Mobile, "+31612345678", None, real_now())
+        .await
+        .unwrap();
+    let voice = methods
+        .iter()
+        .find(|m| m.kind == MethodKind::Voice)
+        .unwrap();
+    srv.store
+        .update_default_method(user.id, Some(voice.id))
+        .await
+        .unwrap();
+    let mut b = srv.browser();
+    let p = b.password_step("carl", "correct horse").await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    let call = srv.store.outbox_list(1).await.unwrap().remove(0);
+    assert_eq!(call.kind, "call");
+    assert!(
+        phone
+            .client(&srv)
+            .pending()
+            .await
+            .unwrap()
+            .challenges
+            .is_empty(),
+        "the app must not list a call's request"
+    );
+    let record = srv
+        .store
+        .find_challenge(&sesame_core::ChallengeId(call.reference.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    let c = Challenge {
+        id: record.id.0.clone(),
+        kind: record.kind,
+        nonce: record.nonce.clone(),
+        username: "carl".into(),
+        app_name: String::new(),
+        ip: String::new(),
+        location: String::new(),
+        browser: String::new(),
+        requested_at: record.created_at,
+        expires_at: record.expires_at,
+        pin_required: false,
+    };
+    refused(
+        phone
+            .client(&srv)
+            .respond(&phone.answer(&c, Decision::Approve, ""))
+            .await,
+        404,
+        "unknown_request",
+    );
+    assert_eq!(
+        b.post("/login/push/complete", &[]).await.location(),
+        Some("/login/verify"),
+        "the app's answer approved nothing"
+    );
+    // The call itself still decides.
+    assert!(sesame_server::service::phones::call_ended(
+        &srv.state,
+        &record.id,
+        sesame_telephony::CallOutcome::Approved
+    )
+    .await
+    .unwrap());
+    assert_eq!(b.post("/login/push/complete", &[]).await.status, 303);
+    assert!(b.has_session());
+}

@@ -253,7 +253,7 @@ async fn a_call_answered_with_pound_signs_in() {
     let p = b.post("/login/push/complete", &[]).await;
     assert_eq!(p.location(), Some("/login/verify"));
     assert!(!b.has_session());
-    // The app can neither see nor answer a call's request.
+    // (That the app can neither see nor answer it: sesame-authenticator tests/push_security.rs.)
     let answered = phones::call_ended(
         &srv.state,
         &ChallengeId(call.reference.clone()),
@@ -417,4 +417,71 @@ async fn every_method_is_offered_and_switching_withdraws_the_last_one() {
     let p = b.post("/login/verify", &[("code", &fresh)]).await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert!(b.has_session());
+}
+
+#[tokio::test]
+async fn a_code_is_bound_to_its_purpose_and_a_change_tells_the_old_number() {
+    // More sends than the default three: this test sends five texts to one user.
+    let mut config = sesame_server::ServerConfig::default();
+    config.telephony.sends_per_window = 10;
+    let srv = TestServer::spawn_with(config).await;
+    user_with_mobile(&srv, "lars", MethodKind::Sms).await;
+    // Signed in with a text: a fresh second step, so the number may change.
+    let (mut b, page) = at_second_step(&srv, "lars").await;
+    assert!(
+        page.contains("Send a new code"),
+        "a texted code can be sent again"
+    );
+    let code = last_code(&srv, MOBILE).await;
+    assert_eq!(
+        b.post("/login/verify", &[("code", &code)]).await.status,
+        303
+    );
+    // A code sent to add (the same) number...
+    let p = b
+        .post("/security-info/add/phone", &[("number", MOBILE)])
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let enrol = last_code(&srv, MOBILE).await;
+    // ...does not finish a sign-in, although it went to the same phone.
+    let (mut other, _) = at_second_step(&srv, "lars").await;
+    let signin = last_code(&srv, MOBILE).await;
+    if enrol != signin {
+        let p = other.post("/login/verify", &[("code", &enrol)]).await;
+        assert_eq!(
+            p.status, 401,
+            "a code for adding a number is not a sign-in code"
+        );
+    }
+    // Changing to a new number texts the old one.
+    let new = "+31612345670";
+    let p = b.post("/security-info/add/phone", &[("number", new)]).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let code = last_code(&srv, new).await;
+    let p = b
+        .post(
+            "/security-info/add/phone/verify",
+            &[("number", new), ("code", &code)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let told = outbox(&srv).await.remove(0);
+    assert_eq!(told.to, MOBILE);
+    assert!(told.body.contains("was changed"), "{}", told.body);
+}
+
+#[tokio::test]
+async fn an_app_code_page_offers_no_resend() {
+    let srv = TestServer::spawn().await;
+    let u = srv.create_user("mia", Some(PASSWORD)).await;
+    srv.add_totp(
+        u.id,
+        &sesame_core::secret::SecretBytes::new(b"0123456789abcdefghij".to_vec()),
+    )
+    .await;
+    let (mut b, page) = at_second_step(&srv, "mia").await;
+    assert!(!page.contains("Send a new code"), "{page}");
+    // And a crafted resend sends nothing.
+    b.post("/login/verify/resend", &[]).await;
+    assert!(outbox(&srv).await.is_empty());
 }
