@@ -54,12 +54,16 @@ export function freePort() {
   });
 }
 
-// Starts `sesame serve` on a free port and waits until /healthz answers.
-export async function startSesame(dataDir) {
+// Starts `sesame serve` on a free port and waits until /healthz answers. `config`, if given,
+// is called with the port and returns the path of a configuration file to use (settings that
+// name the server's own address, like a gateway's callback URL).
+export async function startSesame(dataDir, { config } = {}) {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     let output = '';
-    const child = spawn(SESAME_BIN, ['--data-dir', dataDir, 'serve', '--listen', `127.0.0.1:${port}`], {
+    const args = ['--data-dir', dataDir];
+    if (config) args.push('--config', config(port));
+    const child = spawn(SESAME_BIN, [...args, 'serve', '--listen', `127.0.0.1:${port}`], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: serverEnv(),
     });

@@ -16,12 +16,15 @@
   var countdown;
   if (expiry) {
     var deadline = Date.now() + Number(expiry.getAttribute('data-expires-in')) * 1000;
+    // A call's page says "The call ends in …"; a notification's, "The request expires in …".
+    var prefix = expiry.getAttribute('data-prefix') || 'The request expires in ';
+    var over = expiry.getAttribute('data-over') || 'The request has expired.';
     countdown = setInterval(function () {
       var left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
       if (left > 0) {
-        expiry.textContent = 'The request expires in ' + left + (left === 1 ? ' second.' : ' seconds.');
+        expiry.textContent = prefix + left + (left === 1 ? ' second.' : ' seconds.');
       } else {
-        expiry.textContent = 'The request has expired.';
+        expiry.textContent = over;
         clearInterval(countdown);
       }
     }, 1000);

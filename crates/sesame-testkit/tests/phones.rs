@@ -283,6 +283,11 @@ async fn a_call_answered_with_pound_signs_in() {
         .unwrap()
         .push_blocked_at
         .is_none());
+    // The called method is "Last used" now; the text method was not used.
+    let methods = srv.store.list_methods(u).await.unwrap();
+    let used = |k: MethodKind| methods.iter().find(|m| m.kind == k).unwrap().last_used_at;
+    assert!(used(MethodKind::Voice).is_some());
+    assert!(used(MethodKind::Sms).is_none());
     let lines = log(&srv, u).await;
     assert!(
         lines.iter().any(|l| l.event == Event::SignIn

@@ -461,5 +461,14 @@ pub async fn complete_approval(
     if kind == ChallengeKind::PhoneSignIn {
         remember_choice(svc, &user, SignInChoice::App).await?;
     }
+    // A call has no device to record its use on (the store records the app's): the phone
+    // method that was called is "Last used" now.
+    if let SignInState::SecondFactor { method: m, .. } = rec.state {
+        if channel == ApprovalChannel::Voice {
+            if let Some(called) = super::phones::method_of(svc, &user, m).await? {
+                svc.store.touch_method(called.id, svc.now()).await?;
+            }
+        }
+    }
     Ok(Completion::SignedIn { token, user, kind })
 }
