@@ -1899,6 +1899,266 @@ pub async fn revoked_access_tokens_and_consent_are_remembered(b: &dyn Backend) {
 
 type Case = for<'a> fn(&'a dyn Backend) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
+// ---- Phones, texted codes, send limits, delivery reports, outbox (issue 13).
+
+pub async fn a_phone_is_sealed_and_changing_it_replaces_its_methods_and_keeps_the_default(
+    b: &dyn Backend,
+) {
+    use sesame_core::method::PhoneSlot;
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let first = s
+        .save_phone(u, PhoneSlot::Mobile, "+31612345678", None, NOW)
+        .await
+        .unwrap();
+    let kinds: Vec<MethodKind> = first.iter().map(|m| m.kind).collect();
+    assert_eq!(kinds, vec![MethodKind::Sms, MethodKind::Voice]);
+    assert!(first
+        .iter()
+        .all(|m| m.phone.as_deref() == Some("+31612345678")));
+    let voice = first.iter().find(|m| m.kind == MethodKind::Voice).unwrap();
+    s.update_default_method(u, Some(voice.id)).await.unwrap();
+    let office = s
+        .save_phone(u, PhoneSlot::Office, "+31201234567", Some("123"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(office.len(), 1);
+    assert_eq!(office[0].extension.as_deref(), Some("123"));
+    // A new mobile number: both its methods are new, the office phone stays, and the default
+    // follows to the new call method.
+    let second = s
+        .save_phone(u, PhoneSlot::Mobile, "+31612345679", None, NOW + 1)
+        .await
+        .unwrap();
+    let all = s.list_methods(u).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|m| !first.iter().any(|f| f.id == m.id)));
+    let new_voice = second.iter().find(|m| m.kind == MethodKind::Voice).unwrap();
+    let user = s.find_user(u).await.unwrap().unwrap();
+    assert_eq!(user.default_method, Some(new_voice.id));
+    // The number is sealed with the master key: another key cannot read it.
+    drop(s);
+    let other = b.open("main", MasterKey::from_bytes([2; 32])).await;
+    assert!(matches!(
+        other.list_methods(u).await,
+        Err(StoreError::Decrypt)
+    ));
+}
+
+pub async fn a_texted_code_is_taken_once_for_its_purpose_number_and_time(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let (tag, other_tag, hash) = (vec![1u8; 32], vec![2u8; 32], vec![3u8; 32]);
+    s.put_phone_code(u, "signin", &tag, &hash, NOW, NOW + 600)
+        .await
+        .unwrap();
+    assert!(
+        !s.take_phone_code(u, "enrol:mobile", &tag, &hash, NOW)
+            .await
+            .unwrap(),
+        "another purpose"
+    );
+    assert!(
+        !s.take_phone_code(u, "signin", &other_tag, &hash, NOW)
+            .await
+            .unwrap(),
+        "another number"
+    );
+    assert!(
+        !s.take_phone_code(u, "signin", &tag, &[9; 32], NOW)
+            .await
+            .unwrap(),
+        "another code"
+    );
+    assert!(
+        !s.take_phone_code(u, "signin", &tag, &hash, NOW + 600)
+            .await
+            .unwrap(),
+        "expired"
+    );
+    assert!(s
+        .take_phone_code(u, "signin", &tag, &hash, NOW + 599)
+        .await
+        .unwrap());
+    assert!(
+        !s.take_phone_code(u, "signin", &tag, &hash, NOW + 599)
+            .await
+            .unwrap(),
+        "used"
+    );
+    // A resend replaces the live code: the old one stops working.
+    s.put_phone_code(u, "signin", &tag, &hash, NOW, NOW + 600)
+        .await
+        .unwrap();
+    s.put_phone_code(u, "signin", &tag, &[4; 32], NOW + 1, NOW + 601)
+        .await
+        .unwrap();
+    assert!(!s
+        .take_phone_code(u, "signin", &tag, &hash, NOW + 2)
+        .await
+        .unwrap());
+    s.drop_phone_code(u, "signin").await.unwrap();
+    assert!(
+        !s.take_phone_code(u, "signin", &tag, &[4; 32], NOW + 2)
+            .await
+            .unwrap(),
+        "dropped"
+    );
+}
+
+pub async fn a_texted_code_taken_by_fifty_parallel_requests_works_once(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    s.put_phone_code(u, "signin", &[1; 32], &[3; 32], NOW, NOW + 600)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.take_phone_code(u, "signin", &[1; 32], &[3; 32], NOW)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+}
+
+pub async fn send_limits_count_every_key_and_hold_under_parallel_sends(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let keys = |n: &str| vec![format!("sms:user:{n}"), "sms:number:x".to_string()];
+    // 3 per window: the number's count holds a second user too.
+    for _ in 0..2 {
+        assert_eq!(
+            s.reserve_phone_send(&keys("1"), 3, NOW - 900, NOW)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        s.reserve_phone_send(&keys("2"), 3, NOW - 900, NOW)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.reserve_phone_send(&keys("2"), 3, NOW - 900, NOW)
+            .await
+            .unwrap(),
+        Some("sms:number:x".to_string())
+    );
+    // Refused sends count nothing: user 2 has used one.
+    assert_eq!(
+        s.reserve_phone_send(&["sms:user:2".to_string()], 1, NOW - 900, NOW)
+            .await
+            .unwrap(),
+        Some("sms:user:2".to_string())
+    );
+    // The window moves on.
+    assert_eq!(
+        s.reserve_phone_send(&keys("2"), 3, NOW, NOW + 901)
+            .await
+            .unwrap(),
+        None
+    );
+    // Fifty at once against a limit of 3: exactly 3 pass.
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.reserve_phone_send(&["call:address:a".to_string()], 3, NOW - 900, NOW)
+                    .await
+                    .unwrap()
+                    .is_none()
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for t in tasks {
+        passed += usize::from(t.await.unwrap());
+    }
+    assert_eq!(passed, 3);
+}
+
+pub async fn delivery_reports_keep_the_final_status(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    assert_eq!(s.last_message_status(u).await.unwrap(), None);
+    s.record_message("r1", Some(u), "queued", NOW)
+        .await
+        .unwrap();
+    assert!(s
+        .update_message_status("r1", "delivered", None, NOW + 1)
+        .await
+        .unwrap());
+    // A late "sent" does not undo "delivered".
+    assert!(s
+        .update_message_status("r1", "sent", None, NOW + 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.last_message_status(u).await.unwrap().as_deref(),
+        Some("delivered")
+    );
+    assert!(!s
+        .update_message_status("nobody-sent-this", "failed", None, NOW)
+        .await
+        .unwrap());
+    s.record_message("r2", Some(u), "queued", NOW + 3)
+        .await
+        .unwrap();
+    s.update_message_status("r2", "failed", Some("30003"), NOW + 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.last_message_status(u).await.unwrap().as_deref(),
+        Some("failed")
+    );
+}
+
+pub async fn an_outbox_call_is_answered_once(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let item = |kind: &str, reference: &str, state: &str| crate::OutboxItem {
+        id: 0,
+        kind: kind.into(),
+        reference: reference.into(),
+        to: "+31612345678".into(),
+        extension: None,
+        body: "words".into(),
+        state: state.into(),
+        created_at: NOW,
+        answered_at: None,
+    };
+    let text = s.outbox_add(&item("sms", "t1", "delivered")).await.unwrap();
+    let call = s.outbox_add(&item("call", "c1", "ringing")).await.unwrap();
+    let listed = s.outbox_list(10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![call, text],
+        "newest first"
+    );
+    assert!(
+        !s.outbox_answer(text, "approved", NOW).await.unwrap(),
+        "a text is not a call"
+    );
+    assert!(s.outbox_answer(call, "approved", NOW + 1).await.unwrap());
+    assert!(
+        !s.outbox_answer(call, "fraud", NOW + 2).await.unwrap(),
+        "answered once"
+    );
+    let c = s.outbox_find(call).await.unwrap().unwrap();
+    assert_eq!(
+        (c.state.as_str(), c.answered_at),
+        ("approved", Some(NOW + 1))
+    );
+}
+
 macro_rules! cases {
     ($($name:ident,)+) => {
         /// Every case, by name.
@@ -1963,6 +2223,12 @@ cases!(
     an_authorization_code_is_redeemed_once_and_a_replay_revokes_what_it_issued,
     refresh_tokens_rotate_and_reuse_revokes_the_family,
     revoked_access_tokens_and_consent_are_remembered,
+    a_phone_is_sealed_and_changing_it_replaces_its_methods_and_keeps_the_default,
+    a_texted_code_is_taken_once_for_its_purpose_number_and_time,
+    a_texted_code_taken_by_fifty_parallel_requests_works_once,
+    send_limits_count_every_key_and_hold_under_parallel_sends,
+    delivery_reports_keep_the_final_status,
+    an_outbox_call_is_answered_once,
 );
 
 /// Runs every case against backends made by `make` (one each), one after another, and

@@ -592,8 +592,6 @@ pub trait PhoneStore: Send + Sync {
         extension: Option<&str>,
         now: UnixTime,
     ) -> Result<Vec<Method>>;
-    /// Removes the number in `slot` and its methods; false if there was none.
-    async fn delete_phone(&self, user: UserId, slot: PhoneSlot) -> Result<bool>;
     /// Records that a method was used to sign in.
     async fn touch_method(&self, method: MethodId, now: UnixTime) -> Result<()>;
 
@@ -647,17 +645,14 @@ pub trait PhoneStore: Send + Sync {
         detail: Option<&str>,
         now: UnixTime,
     ) -> Result<bool>;
-    /// The last status of a message (status, detail).
-    async fn find_message_status(
-        &self,
-        reference: &str,
-    ) -> Result<Option<(String, Option<String>)>>;
+    /// The status of the last text sent to the user (`queued`, `sent`, `delivered`,
+    /// `failed`), if any.
+    async fn last_message_status(&self, user: UserId) -> Result<Option<String>>;
 
     async fn outbox_add(&self, item: &OutboxItem) -> Result<i64>;
     /// The newest first, at most `limit`.
     async fn outbox_list(&self, limit: u32) -> Result<Vec<OutboxItem>>;
     async fn outbox_find(&self, id: i64) -> Result<Option<OutboxItem>>;
-    async fn outbox_find_reference(&self, reference: &str) -> Result<Option<OutboxItem>>;
     /// A ringing call ends as `state`; false if it had ended already (answered once).
     async fn outbox_answer(&self, id: i64, state: &str, now: UnixTime) -> Result<bool>;
 }

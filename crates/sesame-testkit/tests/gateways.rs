@@ -288,3 +288,91 @@ async fn a_provider_that_fails_tells_the_person_to_choose_another_method() {
     assert!(p.body.contains("couldn&#39;t send a text"), "{}", p.body);
     assert!(p.body.contains("Use a different verification option"));
 }
+
+#[tokio::test]
+async fn a_text_the_provider_could_not_deliver_is_said_on_the_code_page() {
+    let fake = FakeTwilio::start().await.unwrap();
+    let srv = twilio_server(&fake).await;
+    user_with_mobile(&srv, "quin", MethodKind::Sms).await;
+    let mut b = srv.browser();
+    b.password_step("quin", PASSWORD).await;
+    let page = b.get("/login/verify").await;
+    assert!(
+        !page.body.contains("could not be delivered"),
+        "{}",
+        page.body
+    );
+    // The provider's signed status callback for this text:
+    fake.message_callback(Pick::Index(0), "undelivered")
+        .await
+        .unwrap();
+    let page = b.get("/login/verify").await;
+    assert!(
+        page.body.contains("could not be delivered"),
+        "{}",
+        page.body
+    );
+    // A new code that goes out clears it.
+    let p = b.post("/login/verify/resend", &[]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let page = b.get("/login/verify").await;
+    assert!(
+        !page.body.contains("could not be delivered"),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn a_number_is_stored_only_encrypted() {
+    // Through a provider, not the development outbox (which keeps what it "sent" readable).
+    let fake = FakeTwilio::start().await.unwrap();
+    let srv = twilio_server(&fake).await;
+    srv.create_user("rita", Some(PASSWORD)).await;
+    let mut b = srv.browser();
+    b.password_step("rita", PASSWORD).await;
+    let p = b
+        .post("/security-info/add/phone", &[("number", MOBILE)])
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let code: String = fake.messages()[0]
+        .field("Body")
+        .unwrap()
+        .chars()
+        .take(6)
+        .collect();
+    let p = b
+        .post(
+            "/security-info/add/phone/verify",
+            &[("number", MOBILE), ("code", &code)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(
+        srv.store
+            .list_methods(
+                srv.store
+                    .find_user_by_username(srv.state.default_tenant, "rita")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id
+            )
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // In no file of the database (nor its write-ahead log): not the number, not its digits,
+    // not the code.
+    for file in ["sesame.db", "sesame.db-wal"] {
+        let bytes = std::fs::read(srv.dir.path().join(file)).unwrap_or_default();
+        for needle in [MOBILE.as_bytes(), b"612345678", code.as_bytes()] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{file} holds {} in clear",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Texts and calls: which gateway carries them ([`TelephonyConfig`]), and the embedded
 //! outbox, the default, which keeps them in the database for a person to read (and to answer
-//! a call) with `sesame outbox` or the development page. The outbox is for development and
-//! demonstrations: nothing leaves the machine, so the server says so when it starts.
+//! a call) with `sesame outbox`. The outbox is for development and demonstrations: nothing
+//! leaves the machine, so the server says so when it starts; and it keeps the numbers and
+//! the texts (with their codes) readable in its table, which no other part of Sesame does.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

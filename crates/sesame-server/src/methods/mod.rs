@@ -73,6 +73,16 @@ pub trait SecondStep: Send + Sync {
         self.kind().display_name().to_string()
     }
 
+    /// What the method's page says before anything is typed (the last text could not be
+    /// delivered), if anything.
+    async fn notice(
+        &self,
+        _svc: &Services,
+        _user: sesame_core::UserId,
+    ) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+
     /// Why what was typed cannot be an answer at all (a code of the wrong shape), judged before
     /// anything is looked up: such input is refused the same way for everyone.
     fn malformed(&self, _input: &str) -> Option<String> {

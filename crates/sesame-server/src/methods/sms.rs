@@ -74,6 +74,17 @@ impl SecondStep for Texts {
         )
     }
 
+    async fn notice(
+        &self,
+        svc: &Services,
+        user: sesame_core::UserId,
+    ) -> Result<Option<String>, Error> {
+        // The gateway's delivery report said the last text will not arrive.
+        Ok((svc.store.last_message_status(user).await?.as_deref() == Some("failed")).then(|| {
+            "The last text to your phone could not be delivered. Send a new code, or use a different verification option.".to_string()
+        }))
+    }
+
     fn malformed(&self, input: &str) -> Option<String> {
         sesame_core::phone::parse_code(input)
             .err()

@@ -273,12 +273,21 @@ async fn verify_page(
     origin: Origin,
     csrf: CsrfToken,
 ) -> Result<Response, Error> {
-    let SignInState::SecondFactor { method, .. } = rec.state else {
+    let SignInState::SecondFactor { method, user, .. } = rec.state else {
         return Ok(see_other(page_for(&rec.state)));
     };
-    match state.methods().get(method).map(|m| m.prompt()) {
-        Some(Prompt::Code { text, sent }) => {
-            Ok(code_form(&csrf, StatusCode::OK, (text, sent), None))
+    let Some(m) = state.methods().get(method) else {
+        return Err(Error::internal(format!("no module for method {method}")));
+    };
+    match m.prompt() {
+        Prompt::Code { text, sent } => {
+            let notice = m.notice(&state, user).await?;
+            Ok(code_form(
+                &csrf,
+                StatusCode::OK,
+                (text, sent),
+                notice.as_deref(),
+            ))
         }
         _ => flow::waiting_page(&state, &origin, &rec, &csrf, None).await,
     }

@@ -120,28 +120,6 @@ impl PhoneStore for SqliteStore {
             .collect())
     }
 
-    async fn delete_phone(&self, user: UserId, slot: PhoneSlot) -> Result<bool> {
-        self.group
-            .write(move |c| {
-                changed(
-                    c,
-                    "UPDATE users SET default_method_id = NULL WHERE id = ?1 AND default_method_id IN \
-                     (SELECT id FROM methods WHERE user_id = ?1 AND phone_slot = ?2)",
-                    params![user.0, slot.as_str()],
-                )?;
-                let n = changed(
-                    c,
-                    "DELETE FROM methods WHERE user_id = ? AND phone_slot = ?",
-                    params![user.0, slot.as_str()],
-                )?;
-                if slot == PhoneSlot::Mobile {
-                    changed(c, "DELETE FROM phone_codes WHERE user_id = ?", [user.0])?;
-                }
-                Ok(n > 0)
-            })
-            .await
-    }
-
     async fn touch_method(&self, method: MethodId, now: UnixTime) -> Result<()> {
         self.execute(
             "UPDATE methods SET last_used_at = ? WHERE id = ?",
@@ -302,16 +280,13 @@ impl PhoneStore for SqliteStore {
             .await
     }
 
-    async fn find_message_status(
-        &self,
-        reference: &str,
-    ) -> Result<Option<(String, Option<String>)>> {
+    async fn last_message_status(&self, user: UserId) -> Result<Option<String>> {
         self.read(|c| {
             one(
                 c,
-                "SELECT status, detail FROM phone_messages WHERE reference = ?",
-                [reference],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                "SELECT status FROM phone_messages WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                [user.0],
+                first,
             )
         })
     }
@@ -340,11 +315,6 @@ impl PhoneStore for SqliteStore {
     async fn outbox_find(&self, id: i64) -> Result<Option<OutboxItem>> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?");
         self.read(|c| one(c, &sql, [id], outbox_item))
-    }
-
-    async fn outbox_find_reference(&self, reference: &str) -> Result<Option<OutboxItem>> {
-        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE reference = ?");
-        self.read(|c| one(c, &sql, [reference], outbox_item))
     }
 
     async fn outbox_answer(&self, id: i64, state: &str, now: UnixTime) -> Result<bool> {
