@@ -5,6 +5,9 @@
 //! of the webhooks: it answers a recorded call by requesting its TwiML, presses keys in each
 //! `<Gather>`, and posts status callbacks, every request signed with `X-Twilio-Signature`
 //! exactly as the provider signs it.
+//!
+//! [`Kannel`] runs a real Kannel (bearerbox, smsbox, and fakesmsc as the phone) on loopback
+//! with `scripts/telephony/kannel.sh`, which installs it when it is missing.
 
 use crate::twilio::{signature, TwilioConfig};
 use axum::body::Bytes;
@@ -567,6 +570,96 @@ fn provider_error(status: StatusCode, code: u32, message: &str) -> Response {
         "status": status.as_u16(),
     });
     (status, Json(body)).into_response()
+}
+
+/// Where `scripts/telephony/kannel.sh` is, from this crate.
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/telephony/kannel.sh")
+}
+
+/// A running Kannel in its own directory; stopped when dropped, also when a test panics.
+pub struct Kannel {
+    workdir: tempfile::TempDir,
+    ports: std::collections::HashMap<String, String>,
+}
+
+impl Kannel {
+    pub fn start() -> Kannel {
+        let has_kannel = std::path::Path::new("/usr/sbin/bearerbox").exists();
+        let has_apt = std::process::Command::new("apt-get")
+            .arg("--version")
+            .output()
+            .is_ok();
+        assert!(
+            has_kannel || has_apt,
+            "these tests need Kannel (Debian packages kannel and kannel-extras): \
+             bearerbox is not installed and apt-get is not available to install it"
+        );
+        let workdir = tempfile::Builder::new()
+            .prefix("sesame-kannel-")
+            .tempdir()
+            .expect("a temporary directory");
+        let output = std::process::Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .env("KANNEL_WORKDIR", workdir.path())
+            .output()
+            .expect("run scripts/telephony/kannel.sh");
+        // Built before the assertion so that a failed start is still stopped.
+        let mut kannel = Kannel {
+            workdir,
+            ports: std::collections::HashMap::new(),
+        };
+        assert!(
+            output.status.success(),
+            "kannel.sh start failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let env = std::fs::read_to_string(kannel.workdir.path().join("ports.env"))
+            .expect("kannel.sh writes ports.env");
+        kannel.ports = env
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        kannel
+    }
+
+    pub fn get(&self, name: &str) -> &str {
+        self.ports
+            .get(name)
+            .unwrap_or_else(|| panic!("ports.env has no {name}"))
+    }
+
+    pub fn config(&self, dlr_url: Option<String>) -> crate::kannel::KannelConfig {
+        crate::kannel::KannelConfig {
+            sendsms_url: self.get("SENDSMS_URL").to_owned(),
+            username: self.get("SMS_USER").to_owned(),
+            password: self.get("SMS_PASS").to_owned(),
+            from: "Sesame".to_owned(),
+            dlr_url,
+            timeout_secs: 5,
+            attempts: 2,
+        }
+    }
+
+    pub fn phone_log(&self) -> String {
+        std::fs::read_to_string(self.get("PHONE_LOG")).unwrap_or_default()
+    }
+}
+
+impl Drop for Kannel {
+    fn drop(&mut self) {
+        let stopped = std::process::Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .env("KANNEL_WORKDIR", self.workdir.path())
+            .output();
+        if !matches!(&stopped, Ok(output) if output.status.success()) {
+            eprintln!("kannel.sh stop failed: {stopped:?}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,98 +6,10 @@ use axum::routing::get;
 use axum::Router;
 use rand::Rng as _;
 use sesame_telephony::kannel::{parse_dlr, KannelConfig, KannelSms};
+use sesame_telephony::testing::Kannel;
 use sesame_telephony::{DeliveryStatus, GatewayError, SmsGateway, TextMessage};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/telephony/kannel.sh")
-}
-
-/// A running Kannel in its own directory; stopped when dropped, also when a test panics.
-struct Kannel {
-    workdir: tempfile::TempDir,
-    ports: HashMap<String, String>,
-}
-
-impl Kannel {
-    fn start() -> Kannel {
-        let has_kannel = Path::new("/usr/sbin/bearerbox").exists();
-        let has_apt = Command::new("apt-get").arg("--version").output().is_ok();
-        assert!(
-            has_kannel || has_apt,
-            "these tests need Kannel (Debian packages kannel and kannel-extras): \
-             bearerbox is not installed and apt-get is not available to install it"
-        );
-        let workdir = tempfile::Builder::new()
-            .prefix("sesame-kannel-")
-            .tempdir()
-            .expect("a temporary directory");
-        let output = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .env("KANNEL_WORKDIR", workdir.path())
-            .output()
-            .expect("run scripts/telephony/kannel.sh");
-        // Built before the assertion so that a failed start is still stopped.
-        let mut kannel = Kannel {
-            workdir,
-            ports: HashMap::new(),
-        };
-        assert!(
-            output.status.success(),
-            "kannel.sh start failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let env = std::fs::read_to_string(kannel.workdir.path().join("ports.env"))
-            .expect("kannel.sh writes ports.env");
-        kannel.ports = env
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect();
-        kannel
-    }
-
-    fn get(&self, name: &str) -> &str {
-        self.ports
-            .get(name)
-            .unwrap_or_else(|| panic!("ports.env has no {name}"))
-    }
-
-    fn config(&self, dlr_url: Option<String>) -> KannelConfig {
-        KannelConfig {
-            sendsms_url: self.get("SENDSMS_URL").to_owned(),
-            username: self.get("SMS_USER").to_owned(),
-            password: self.get("SMS_PASS").to_owned(),
-            from: "Sesame".to_owned(),
-            dlr_url,
-            timeout_secs: 5,
-            attempts: 2,
-        }
-    }
-
-    fn phone_log(&self) -> String {
-        std::fs::read_to_string(self.get("PHONE_LOG")).unwrap_or_default()
-    }
-}
-
-impl Drop for Kannel {
-    fn drop(&mut self) {
-        let stopped = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .env("KANNEL_WORKDIR", self.workdir.path())
-            .output();
-        if !matches!(&stopped, Ok(output) if output.status.success()) {
-            eprintln!("kannel.sh stop failed: {stopped:?}");
-        }
-    }
-}
 
 /// Sesame's delivery-report endpoint: records the query of every request.
 async fn dlr_endpoint() -> (String, Arc<Mutex<Vec<String>>>) {

@@ -139,6 +139,36 @@ impl TestServer {
         m
     }
 
+    /// Gives `user` the mobile `number` directly (its text and call methods, as if proved),
+    /// and makes its method of kind `default` the default.
+    pub async fn add_mobile(
+        &self,
+        user: UserId,
+        number: &str,
+        default: sesame_core::method::MethodKind,
+    ) -> Vec<Method> {
+        let methods = self
+            .store
+            .save_phone(
+                user,
+                sesame_core::method::PhoneSlot::Mobile,
+                number,
+                None,
+                0,
+            )
+            .await
+            .unwrap();
+        let d = methods
+            .iter()
+            .find(|m| m.kind == default)
+            .expect("a mobile number gives text and call methods");
+        self.store
+            .update_default_method(user, Some(d.id))
+            .await
+            .unwrap();
+        methods
+    }
+
     /// Changes the authentication methods policy as an administrator would (audited).
     pub async fn set_policy(&self, edit: sesame_server::service::policy::PolicyEdit) {
         let admin = sesame_server::service::Admin {

@@ -3,16 +3,12 @@
 //! sign-in page, and a call through a Twilio-compatible provider (a local stand-in speaking
 //! its protocol, signing its webhooks) is answered with # and 0#.
 
-use sesame_core::method::{MethodKind, PhoneSlot};
+use sesame_core::method::MethodKind;
 use sesame_core::UserId;
 use sesame_server::delivery::telephony::{SmsGatewayConfig, VoiceGatewayConfig};
 use sesame_server::ServerConfig;
-use sesame_telephony::kannel::KannelConfig;
-use sesame_telephony::testing::{FakeTwilio, Pick};
+use sesame_telephony::testing::{FakeTwilio, Kannel, Pick};
 use sesame_testkit::TestServer;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "correct horse";
@@ -20,73 +16,8 @@ const MOBILE: &str = "+31612345678";
 
 async fn user_with_mobile(srv: &TestServer, name: &str, default: MethodKind) -> UserId {
     let u = srv.create_user(name, Some(PASSWORD)).await;
-    let methods = srv
-        .store
-        .save_phone(u.id, PhoneSlot::Mobile, MOBILE, None, 0)
-        .await
-        .unwrap();
-    let d = methods.iter().find(|m| m.kind == default).unwrap();
-    srv.store
-        .update_default_method(u.id, Some(d.id))
-        .await
-        .unwrap();
+    srv.add_mobile(u.id, MOBILE, default).await;
     u.id
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/telephony/kannel.sh")
-}
-
-/// A real Kannel in its own directory, stopped when dropped.
-struct Kannel {
-    workdir: tempfile::TempDir,
-    ports: HashMap<String, String>,
-}
-
-impl Kannel {
-    fn start() -> Kannel {
-        let workdir = tempfile::Builder::new()
-            .prefix("sesame-kannel-")
-            .tempdir()
-            .unwrap();
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .env("KANNEL_WORKDIR", workdir.path())
-            .output()
-            .expect("run scripts/telephony/kannel.sh");
-        let mut k = Kannel {
-            workdir,
-            ports: HashMap::new(),
-        };
-        assert!(
-            out.status.success(),
-            "kannel.sh start failed (it installs Kannel with apt-get when missing):\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(k.workdir.path().join("ports.env")).unwrap();
-        k.ports = env
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .collect();
-        k
-    }
-
-    fn get(&self, name: &str) -> &str {
-        &self.ports[name]
-    }
-}
-
-impl Drop for Kannel {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .env("KANNEL_WORKDIR", self.workdir.path())
-            .output();
-    }
 }
 
 async fn wait_for<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
@@ -108,24 +39,17 @@ async fn a_code_sent_through_kannel_is_typed_back_into_the_sign_in_page() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = ServerConfig::default();
-    config.telephony.sms = SmsGatewayConfig::Kannel(KannelConfig {
-        sendsms_url: kannel.get("SENDSMS_URL").to_owned(),
-        username: kannel.get("SMS_USER").to_owned(),
-        password: kannel.get("SMS_PASS").to_owned(),
-        from: "Sesame".to_owned(),
-        dlr_url: Some(format!("{base}/telephony/kannel/dlr")),
-        timeout_secs: 5,
-        attempts: 2,
-    });
+    config.telephony.sms =
+        SmsGatewayConfig::Kannel(kannel.config(Some(format!("{base}/telephony/kannel/dlr"))));
     let srv = TestServer::spawn_on(listener, config).await;
     user_with_mobile(&srv, "lena", MethodKind::Sms).await;
     let mut b = srv.browser();
     let p = b.password_step("lena", PASSWORD).await;
     assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
     // The phone (fakesmsc) received the text: read the code from it.
-    let phone_log = kannel.get("PHONE_LOG").to_owned();
+
     let code = wait_for(Duration::from_secs(10), async || {
-        let log = std::fs::read_to_string(&phone_log).unwrap_or_default();
+        let log = kannel.phone_log();
         log.lines()
             .rfind(|l| l.contains(MOBILE) && l.contains("verification code"))
             .and_then(|l| {

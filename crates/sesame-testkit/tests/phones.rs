@@ -29,16 +29,7 @@ async fn last_code(srv: &TestServer, to: &str) -> String {
 
 async fn user_with_mobile(srv: &TestServer, name: &str, default: MethodKind) -> UserId {
     let u = srv.create_user(name, Some(PASSWORD)).await;
-    let methods = srv
-        .store
-        .save_phone(u.id, PhoneSlot::Mobile, MOBILE, None, 0)
-        .await
-        .unwrap();
-    let d = methods.iter().find(|m| m.kind == default).unwrap();
-    srv.store
-        .update_default_method(u.id, Some(d.id))
-        .await
-        .unwrap();
+    srv.add_mobile(u.id, MOBILE, default).await;
     u.id
 }
 
@@ -489,4 +480,50 @@ async fn an_app_code_page_offers_no_resend() {
     // And a crafted resend sends nothing.
     b.post("/login/verify/resend", &[]).await;
     assert!(outbox(&srv).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_policy_decides_who_may_text_and_call() {
+    use sesame_server::service::policy::PolicyEdit;
+    let srv = TestServer::spawn().await;
+    let u = user_with_mobile(&srv, "nora", MethodKind::Sms).await;
+    srv.add_totp(
+        u,
+        &sesame_core::secret::SecretBytes::new(b"0123456789abcdefghij".to_vec()),
+    )
+    .await;
+    srv.set_policy(PolicyEdit {
+        sms: Some("off".into()),
+        ..Default::default()
+    })
+    .await;
+    // Texts off: the sign-in skips the text method (the default) and never texts; calls stay.
+    let (mut b, page) = at_second_step(&srv, "nora").await;
+    assert!(!page.contains("texted"), "{page}");
+    assert!(outbox(&srv).await.iter().all(|i| i.kind != "sms"));
+    let options = b.get("/login/methods").await;
+    assert!(!options.body.contains("Text ••78"), "{}", options.body);
+    assert!(options.body.contains("Call ••78"), "{}", options.body);
+    // A crafted switch to the text method is refused.
+    let p = b.post("/login/methods", &[("method", "sms")]).await;
+    assert!(
+        outbox(&srv).await.iter().all(|i| i.kind != "sms"),
+        "{}",
+        p.body
+    );
+    // Both off: nobody may add a number.
+    srv.set_policy(PolicyEdit {
+        voice: Some("off".into()),
+        ..Default::default()
+    })
+    .await;
+    srv.create_user("olaf", Some(PASSWORD)).await;
+    let mut o = srv.browser();
+    o.password_step("olaf", PASSWORD).await;
+    assert_eq!(o.get("/security-info/add/phone").await.status, 403);
+    let p = o
+        .post("/security-info/add/phone", &[("number", "+31612345670")])
+        .await;
+    assert_eq!(p.status, 403);
+    assert!(outbox(&srv).await.iter().all(|i| i.to != "+31612345670"));
 }

@@ -146,24 +146,25 @@ async fn current_mobile(state: &AppState, user: &User) -> Result<Option<PhoneNum
         .and_then(phones::number_of))
 }
 
-/// Adding a number to an account that has a method already needs a second step in the last
-/// few minutes: an idle session alone cannot redirect the codes to another phone.
-async fn needs_second_step(
+/// Why this user may not add a number now, as the answer to give, if so:
+/// - an account that has a method already needs a second step in the last few minutes (an
+///   idle session alone cannot redirect the codes to another phone): sign in again;
+/// - the policy must allow texts or calls for them.
+async fn refused(
     state: &AppState,
     me: &crate::web::extract::SignedIn,
-) -> Result<bool, Error> {
-    Ok(!me.has_fresh_second_factor(state)
-        && !state.store.list_methods(me.user.id).await?.is_empty())
-}
-
-/// Whether the policy lets the user have a phone method at all.
-async fn refused_by_policy(state: &AppState, user: &User) -> Result<Option<Error>, Error> {
-    let allowed = state.user_policy(user).await?.allowed;
-    Ok((!allowed.sms && !allowed.voice).then(|| {
-        Error::forbidden(
+) -> Result<Option<Response>, Error> {
+    if !me.has_fresh_second_factor(state) && !state.store.list_methods(me.user.id).await?.is_empty()
+    {
+        return Ok(Some(reauth_redirect("/security-info/add/phone", true)));
+    }
+    let allowed = state.user_policy(&me.user).await?.allowed;
+    if !allowed.sms && !allowed.voice {
+        return Err(Error::forbidden(
             "Your organisation's policy does not allow text message or phone call verification.",
-        )
-    }))
+        ));
+    }
+    Ok(None)
 }
 
 fn number_form(
@@ -190,11 +191,8 @@ async fn add_page(
     Recent(me): Recent,
     csrf: CsrfToken,
 ) -> Result<Response, Error> {
-    if needs_second_step(&state, &me).await? {
-        return Ok(reauth_redirect("/security-info/add/phone", true));
-    }
-    if let Some(e) = refused_by_policy(&state, &me.user).await? {
-        return Err(e);
+    if let Some(refused) = refused(&state, &me).await? {
+        return Ok(refused);
     }
     let changing = current_mobile(&state, &me.user).await?.is_some();
     Ok(number_form(&csrf, StatusCode::OK, "", changing, None))
@@ -207,11 +205,8 @@ async fn add_submit(
     csrf: CsrfToken,
     Checked { me, form, .. }: Checked<Recent>,
 ) -> Result<Response, Error> {
-    if needs_second_step(&state, &me).await? {
-        return Ok(reauth_redirect("/security-info/add/phone", true));
-    }
-    if let Some(e) = refused_by_policy(&state, &me.user).await? {
-        return Err(e);
+    if let Some(refused) = refused(&state, &me).await? {
+        return Ok(refused);
     }
     let typed = form.text("number");
     let changing = current_mobile(&state, &me.user).await?.is_some();
@@ -267,8 +262,8 @@ async fn verify_submit(
     csrf: CsrfToken,
     Checked { me, form, .. }: Checked<Recent>,
 ) -> Result<Response, Error> {
-    if needs_second_step(&state, &me).await? {
-        return Ok(reauth_redirect("/security-info/add/phone", true));
+    if let Some(refused) = refused(&state, &me).await? {
+        return Ok(refused);
     }
     // The number comes back from the page; the code is bound to the number it was texted to,
     // so a number changed in between finds no code.

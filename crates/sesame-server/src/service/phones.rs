@@ -30,6 +30,18 @@ use std::time::Duration;
 /// another method (the gateway's own timeouts are shorter; this is the backstop).
 const GATEWAY_DEADLINE: Duration = Duration::from_secs(15);
 
+/// Why a gateway did not take a text or a call, if it did not: its refusal, or silence past
+/// [`GATEWAY_DEADLINE`].
+async fn failure(
+    handed: impl std::future::Future<Output = Result<(), sesame_telephony::GatewayError>>,
+) -> Option<String> {
+    match tokio::time::timeout(GATEWAY_DEADLINE, handed).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the gateway did not answer in time".to_string()),
+    }
+}
+
 /// Keys for hashing numbers (limits, binding codes) and texted codes.
 pub struct Keys {
     tag: SecretBytes,
@@ -180,13 +192,7 @@ pub async fn send_code(
     svc.store
         .record_message(&reference, Some(user.id), "queued", now)
         .await?;
-    let sent = tokio::time::timeout(GATEWAY_DEADLINE, svc.telephony.sms.send(&message)).await;
-    let failure = match sent {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("the gateway did not answer in time".to_string()),
-    };
-    if let Some(why) = failure {
+    if let Some(why) = failure(svc.telephony.sms.send(&message)).await {
         tracing::warn!(gateway = svc.telephony.sms.name(), %why, "text not sent");
         svc.store.drop_phone_code(user.id, purpose).await?;
         svc.store
@@ -354,14 +360,7 @@ pub async fn place_call(
         ring_timeout: Duration::from_secs(cfg.call_ring_timeout_secs),
     };
     let reports: Arc<dyn Reports> = Arc::new(CallReports(svc.clone()));
-    let placed =
-        tokio::time::timeout(GATEWAY_DEADLINE, svc.telephony.voice.call(&call, reports)).await;
-    let failure = match placed {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("the gateway did not answer in time".to_string()),
-    };
-    if let Some(why) = failure {
+    if let Some(why) = failure(svc.telephony.voice.call(&call, reports)).await {
         tracing::warn!(gateway = svc.telephony.voice.name(), %why, "call not placed");
         call_ended(svc, &challenge.id, CallOutcome::Failed(why)).await?;
     }
