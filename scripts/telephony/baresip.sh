@@ -25,6 +25,8 @@ MODDIR=/usr/lib/baresip/modules
 
 log() { printf '[%(%H:%M:%S)T] baresip.sh: %s\n' -1 "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
 
@@ -60,43 +62,6 @@ ensure_packages() {
     log "installed in $(since "$t0")s"
 }
 
-# Prints the first port of a block of N consecutive ports free on 127.0.0.1 for TCP and UDP.
-pick_ports() {
-    python3 - "$1" <<'EOF'
-import random, socket, sys
-n = int(sys.argv[1])
-for _ in range(200):
-    base = random.randrange(20000, 32000 - n) & ~1
-    ok = True
-    for p in range(base, base + n):
-        for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-            s = socket.socket(socket.AF_INET, typ)
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if not ok:
-            break
-    if ok:
-        print(base)
-        sys.exit(0)
-sys.exit("no free port block found")
-EOF
-}
-
-wait_until() {
-    local secs=$1 what=$2 i n
-    shift 2
-    n=$((secs * 10))
-    for ((i = 0; i < n; i++)); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.1
-    done
-    die "timed out after ${secs}s waiting for: $what"
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 alive() { kill -0 "$(cat "$WORKDIR/$1.pid")" 2>/dev/null; }
 
 # write_ua NAME SIP_PORT CTRL_PORT RTP_LO AUDIO_SOURCE ACCOUNT_LINE MAX_CALLS

@@ -30,6 +30,9 @@ PROCESSES=(fakesmsc smsbox bearerbox)        # in stopping order
 # Progress goes to stderr; stdout carries only ports.env.
 log() { printf '[kannel.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+on_timeout() { stop_all; }
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -63,44 +66,6 @@ ensure_packages() {
     log "installed ${missing[*]}"
 }
 
-# Print the first port of a block of N consecutive ports free on 127.0.0.1 (TCP and UDP).
-pick_ports() {
-    python3 - "$1" <<'EOF'
-import random, socket, sys
-n = int(sys.argv[1])
-for _ in range(200):
-    base = random.randrange(20000, 32000 - n)
-    ok = True
-    for p in range(base, base + n):
-        for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-            s = socket.socket(socket.AF_INET, typ)
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if not ok:
-            break
-    if ok:
-        print(base)
-        sys.exit(0)
-sys.exit("no free port block found")
-EOF
-}
-
-# wait_until SECONDS DESCRIPTION COMMAND... : poll every 0.1 s, bounded.
-wait_until() {
-    local secs=$1 what=$2; shift 2
-    local i n=$((secs * 10))
-    for ((i = 0; i < n; i++)); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.1
-    done
-    stop_all
-    die "timed out after ${secs}s waiting for: $what (logs in $WORKDIR)"
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 bb_status() { curl -sf --max-time 2 "http://127.0.0.1:$ADMIN_PORT/status.txt?password=$STATUS_PW"; }
 smsbox_connected() { bb_status | grep -q 'smsbox:.*on-line'; }
 smsc_online() { bb_status | grep -q 'FAKE\[FAKE\].*(online'; }
