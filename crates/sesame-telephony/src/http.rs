@@ -11,6 +11,17 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Longest provider answer kept in an error (one log line).
 const MAX_ANSWER_CHARS: usize = 200;
 
+/// A gateway's `timeout_secs` when the configuration does not say: the longest wait for the
+/// provider, retries included.
+pub(crate) fn default_timeout_secs() -> u64 {
+    5
+}
+
+/// A gateway's `attempts` when the configuration does not say (2: one retry).
+pub(crate) fn default_attempts() -> u32 {
+    2
+}
+
 /// The outcome of one request: worth another try (it never arrived, or the provider had a
 /// passing trouble) or not.
 pub(crate) enum Attempt {

@@ -37,10 +37,10 @@ pub struct KannelConfig {
     #[serde(default)]
     pub dlr_url: Option<String>,
     /// Longest wait for Kannel's answer, retries included.
-    #[serde(default = "default_timeout_secs")]
+    #[serde(default = "http::default_timeout_secs")]
     pub timeout_secs: u64,
     /// Requests per message at most (1 = no retry).
-    #[serde(default = "default_attempts")]
+    #[serde(default = "http::default_attempts")]
     pub attempts: u32,
 }
 
@@ -50,14 +50,6 @@ fn default_sendsms_url() -> String {
 
 fn default_from() -> String {
     "Sesame".to_owned()
-}
-
-fn default_timeout_secs() -> u64 {
-    5
-}
-
-fn default_attempts() -> u32 {
-    2
 }
 
 impl fmt::Debug for KannelConfig {

@@ -59,23 +59,15 @@ pub struct TwilioConfig {
     /// the webhook URLs are built on it and signatures are checked against it.
     pub webhook_base: String,
     /// Longest wait for the provider's answer, retries included.
-    #[serde(default = "default_timeout_secs")]
+    #[serde(default = "http::default_timeout_secs")]
     pub timeout_secs: u64,
     /// Requests per message or call at most (1 = no retry).
-    #[serde(default = "default_attempts")]
+    #[serde(default = "http::default_attempts")]
     pub attempts: u32,
 }
 
 fn default_api_base() -> String {
     "https://api.twilio.com".to_owned()
-}
-
-fn default_timeout_secs() -> u64 {
-    5
-}
-
-fn default_attempts() -> u32 {
-    2
 }
 
 impl fmt::Debug for TwilioConfig {
