@@ -1011,3 +1011,65 @@ async fn a_new_password_a_block_or_a_removal_ends_what_applications_hold() {
     assert!(!active(&srv, &app, &access).await, "after a removal");
     assert!(refresh_ended(&srv, &app, &refresh).await);
 }
+
+/// Up to the second step of a sign-in an application started; returns the browser there.
+async fn to_second_step_for(b: &mut Browser, path: &str, username: &str) {
+    let p = b.get(path).await;
+    let login = p.location().expect("to the sign-in page").to_string();
+    let next: String = url::Url::parse(&format!("http://x{login}"))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "next")
+        .unwrap()
+        .1
+        .into_owned();
+    b.get(&login).await;
+    let p = b
+        .post("/login", &[("username", username), ("next", &next)])
+        .await;
+    b.follow(p).await;
+    let p = b.post("/login/password", &[("password", PASSWORD)]).await;
+    assert_eq!(p.location(), Some("/login/verify"), "{}", p.body);
+    b.follow(p).await;
+}
+
+/// A text code gives `sms`, a call answered with # gives `tel` (RFC 8176), with `mfa`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_and_calls_say_sms_and_tel_in_the_id_token() {
+    use sesame_core::method::MethodKind;
+    let srv = TestServer::spawn().await;
+    let app = register(&srv, new_client("Hello App")).await;
+    let carol = srv.create_user("carol", Some(PASSWORD)).await;
+    srv.add_mobile(carol.id, "+31612345678", MethodKind::Sms)
+        .await;
+    let mut b = srv.browser();
+    to_second_step_for(&mut b, &authorize_path(&app, &[]), "carol").await;
+    let text = srv.store.outbox_list(1).await.unwrap().remove(0);
+    let code: String = text.body.chars().take(6).collect();
+    let p = b.post("/login/verify", &[("code", &code)]).await;
+    let back = b.follow(p).await;
+    let t = exchange(&srv, &app, &returned(&back)["code"]).await;
+    let id = verified_claims(&srv, t.json["id_token"].as_str().unwrap()).await;
+    assert_eq!(id["amr"], serde_json::json!(["pwd", "sms", "mfa"]));
+    assert_eq!(id["acr"], "mfa");
+
+    let dave = srv.create_user("dave", Some(PASSWORD)).await;
+    srv.add_mobile(dave.id, "+31612345679", MethodKind::Voice)
+        .await;
+    let mut b = srv.browser();
+    to_second_step_for(&mut b, &authorize_path(&app, &[]), "dave").await;
+    let call = srv.store.outbox_list(1).await.unwrap().remove(0);
+    assert_eq!(call.kind, "call");
+    assert!(sesame_server::service::phones::call_ended(
+        &srv.state,
+        &sesame_core::ChallengeId(call.reference),
+        sesame_telephony::CallOutcome::Approved
+    )
+    .await
+    .unwrap());
+    let p = b.post("/login/push/complete", &[]).await;
+    let back = b.follow(p).await;
+    let t = exchange(&srv, &app, &returned(&back)["code"]).await;
+    let id = verified_claims(&srv, t.json["id_token"].as_str().unwrap()).await;
+    assert_eq!(id["amr"], serde_json::json!(["pwd", "tel", "mfa"]));
+}

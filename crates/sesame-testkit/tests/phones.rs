@@ -527,3 +527,196 @@ async fn the_policy_decides_who_may_text_and_call() {
     assert_eq!(p.status, 403);
     assert!(outbox(&srv).await.iter().all(|i| i.to != "+31612345670"));
 }
+
+const OFFICE: &str = "+31201234567";
+
+/// A signed-in browser on the office phone's call page, for `name` (no methods yet).
+async fn office_call_started(srv: &TestServer, name: &str) -> (Browser, String) {
+    srv.create_user(name, Some(PASSWORD)).await;
+    let mut b = srv.browser();
+    b.password_step(name, PASSWORD).await;
+    assert_eq!(b.get("/security-info/add/office").await.status, 200);
+    let p = b
+        .post(
+            "/security-info/add/office",
+            &[("number", "+31 20 123 4567"), ("extension", "123")],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body.contains("+31 2• ••• ••67</span>, extension 123"),
+        "{}",
+        p.body
+    );
+    let request = p.hidden("request").expect("the set-up's request token");
+    (b, request)
+}
+
+async fn office_continue(b: &mut Browser, number: &str, request: &str) -> sesame_testkit::Page {
+    b.post(
+        "/security-info/add/office/confirm",
+        &[
+            ("number", number),
+            ("extension", "123"),
+            ("request", request),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_office_phone_is_proved_by_a_call_answered_with_pound() {
+    let srv = TestServer::spawn().await;
+    let (mut b, request) = office_call_started(&srv, "otto").await;
+    let call = last_call(&srv).await;
+    assert_eq!(
+        (call.to.as_str(), call.extension.as_deref()),
+        (OFFICE, Some("123"))
+    );
+    assert!(
+        call.body.contains("To confirm this phone number"),
+        "{}",
+        call.body
+    );
+    // Not answered yet: nothing is saved.
+    let p = office_continue(&mut b, OFFICE, &request).await;
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(
+        p.body.contains("not been answered with # yet"),
+        "{}",
+        p.body
+    );
+    assert!(phones::call_ended(
+        &srv.state,
+        &ChallengeId(call.reference),
+        CallOutcome::Approved
+    )
+    .await
+    .unwrap());
+    // The call proved this number only: another number in the form finds no call.
+    let p = office_continue(&mut b, "+31201234568", &request).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    let p = office_continue(&mut b, OFFICE, &request).await;
+    assert_eq!(
+        p.location(),
+        Some("/security-info?done=office_added"),
+        "{}",
+        p.body
+    );
+    let otto = srv
+        .store
+        .find_user_by_username(srv.state.default_tenant, "otto")
+        .await
+        .unwrap()
+        .unwrap();
+    let methods = srv.store.list_methods(otto.id).await.unwrap();
+    assert_eq!(methods.len(), 1);
+    assert_eq!(methods[0].kind, MethodKind::OfficeVoice);
+    assert_eq!(methods[0].extension.as_deref(), Some("123"));
+    assert_eq!(otto.default_method, Some(methods[0].id));
+    // Used once: the same call proves nothing again (and, now that otto has a method, a
+    // change needs a fresh second step first).
+    let p = office_continue(&mut b, OFFICE, &request).await;
+    assert!(
+        p.location().unwrap_or("").starts_with("/login?reauth=1"),
+        "{}",
+        p.body
+    );
+    let number = sesame_core::phone::PhoneNumber::parse(OFFICE).unwrap();
+    let taken = phones::take_enrol_call(
+        &srv.state,
+        &otto,
+        &sesame_server::token::hash(&request),
+        &number,
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken, phones::EnrolCall::NoCall);
+    assert_eq!(
+        srv.store.list_methods(otto.id).await.unwrap()[0].id,
+        methods[0].id
+    );
+    // Signing in calls the office phone, with its extension.
+    let (_, page) = at_second_step(&srv, "otto").await;
+    assert!(page.contains("Answer the call"), "{page}");
+    let call = last_call(&srv).await;
+    assert_eq!(
+        (call.to.as_str(), call.extension.as_deref()),
+        (OFFICE, Some("123"))
+    );
+    assert!(call.body.contains("Someone is signing in"), "{}", call.body);
+}
+
+#[tokio::test]
+async fn zero_pound_on_an_office_set_up_call_saves_nothing_and_blocks() {
+    let srv = TestServer::spawn().await;
+    let (mut b, request) = office_call_started(&srv, "pam").await;
+    let call = last_call(&srv).await;
+    assert!(
+        phones::call_ended(&srv.state, &ChallengeId(call.reference), CallOutcome::Fraud)
+            .await
+            .unwrap()
+    );
+    let p = office_continue(&mut b, OFFICE, &request).await;
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(p.body.contains("reported"), "{}", p.body);
+    let pam = srv
+        .store
+        .find_user_by_username(srv.state.default_tenant, "pam")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(srv.store.list_methods(pam.id).await.unwrap().is_empty());
+    assert!(pam.push_blocked_at.is_some());
+    // Bad input is refused before anything is called.
+    let calls = outbox(&srv).await.len();
+    for (number, ext) in [
+        ("+31 20 123 4567", "12a"),
+        ("020 123 4567", ""),
+        ("+31 20", ""),
+    ] {
+        let p = b
+            .post(
+                "/security-info/add/office",
+                &[("number", number), ("extension", ext)],
+            )
+            .await;
+        assert_eq!(p.status, 400, "{number} {ext}: {}", p.body);
+    }
+    assert_eq!(outbox(&srv).await.len(), calls);
+}
+
+#[tokio::test]
+async fn parallel_wrong_text_codes_evaluate_at_most_the_limit() {
+    let srv = TestServer::spawn().await;
+    let u = user_with_mobile(&srv, "quentin", MethodKind::Sms).await;
+    let (mut b, _) = at_second_step(&srv, "quentin").await;
+    let csrf = b.get("/login/verify").await.csrf().expect("csrf");
+    let right = last_code(&srv, MOBILE).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100u32 {
+        let code = format!("{:06}", (i * 7919 + 13) % 1_000_000);
+        if code == right {
+            continue;
+        }
+        let mut b = b.clone();
+        let csrf = csrf.clone();
+        tasks.spawn(async move {
+            let body = format!("csrf={csrf}&code={code}").into_bytes();
+            b.post_raw("/login/verify", "application/x-www-form-urlencoded", body)
+                .await
+                .status
+        });
+    }
+    let statuses = tasks.join_all().await;
+    let evaluated = statuses.iter().filter(|s| **s == 401).count();
+    let locked = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(evaluated + locked, statuses.len(), "{statuses:?}");
+    assert!(evaluated <= 10, "{evaluated} codes were evaluated");
+    let (failures, _) = srv.store.find_failures(u, MethodKind::Sms).await.unwrap();
+    assert_eq!(failures as usize, evaluated);
+    // Locked: even the right code is refused now.
+    let p = b.post("/login/verify", &[("code", &right)]).await;
+    assert_eq!(p.status, 429);
+    assert!(!b.has_session());
+}

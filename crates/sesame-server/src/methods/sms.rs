@@ -6,7 +6,7 @@
 use super::{Prompt, SecondStep, Verdict};
 use crate::error::Error;
 use crate::service::phones::{self, CodeCheck};
-use crate::service::{Line, Origin, Services};
+use crate::service::{Origin, Services};
 use crate::web::extract::{reauth_redirect, Checked, Recent};
 use crate::web::templates::{PhoneAddPage, PhoneVerifyPage};
 use crate::web::{page, see_other, CsrfToken};
@@ -17,11 +17,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use sesame_core::audit::Event;
 use sesame_core::method::{MethodKind, PhoneSlot};
 use sesame_core::phone::PhoneNumber;
 use sesame_store::{Method, SignInRecord, User};
-use sesame_telephony::TextMessage;
 
 pub struct Texts;
 
@@ -148,23 +146,30 @@ async fn current_mobile(state: &AppState, user: &User) -> Result<Option<PhoneNum
 
 /// Why this user may not add a number now, as the answer to give, if so:
 /// - an account that has a method already needs a second step in the last few minutes (an
-///   idle session alone cannot redirect the codes to another phone): sign in again;
-/// - the policy must allow texts or calls for them.
-async fn refused(
+///   idle session alone cannot redirect the codes or calls to another phone): sign in again
+///   (and come back to `path`);
+/// - the policy must allow what the number is for (`may`).
+pub(super) async fn refused(
     state: &AppState,
     me: &crate::web::extract::SignedIn,
+    path: &str,
+    may: fn(&sesame_core::policy::Allowed) -> bool,
 ) -> Result<Option<Response>, Error> {
     if !me.has_fresh_second_factor(state) && !state.store.list_methods(me.user.id).await?.is_empty()
     {
-        return Ok(Some(reauth_redirect("/security-info/add/phone", true)));
+        return Ok(Some(reauth_redirect(path, true)));
     }
-    let allowed = state.user_policy(&me.user).await?.allowed;
-    if !allowed.sms && !allowed.voice {
+    if !may(&state.user_policy(&me.user).await?.allowed) {
         return Err(Error::forbidden(
-            "Your organisation's policy does not allow text message or phone call verification.",
+            "Your organisation's policy does not allow this phone verification method.",
         ));
     }
     Ok(None)
+}
+
+/// A mobile number gives texts and calls: either is enough to add one.
+fn mobile_allowed(a: &sesame_core::policy::Allowed) -> bool {
+    a.sms || a.voice
 }
 
 fn number_form(
@@ -191,7 +196,7 @@ async fn add_page(
     Recent(me): Recent,
     csrf: CsrfToken,
 ) -> Result<Response, Error> {
-    if let Some(refused) = refused(&state, &me).await? {
+    if let Some(refused) = refused(&state, &me, "/security-info/add/phone", mobile_allowed).await? {
         return Ok(refused);
     }
     let changing = current_mobile(&state, &me.user).await?.is_some();
@@ -205,7 +210,7 @@ async fn add_submit(
     csrf: CsrfToken,
     Checked { me, form, .. }: Checked<Recent>,
 ) -> Result<Response, Error> {
-    if let Some(refused) = refused(&state, &me).await? {
+    if let Some(refused) = refused(&state, &me, "/security-info/add/phone", mobile_allowed).await? {
         return Ok(refused);
     }
     let typed = form.text("number");
@@ -262,7 +267,7 @@ async fn verify_submit(
     csrf: CsrfToken,
     Checked { me, form, .. }: Checked<Recent>,
 ) -> Result<Response, Error> {
-    if let Some(refused) = refused(&state, &me).await? {
+    if let Some(refused) = refused(&state, &me, "/security-info/add/phone", mobile_allowed).await? {
         return Ok(refused);
     }
     // The number comes back from the page; the code is bound to the number it was texted to,
@@ -290,46 +295,6 @@ async fn verify_submit(
             return Ok(verify_form(&csrf, status, &number, Some(&message)));
         }
     }
-    let old = current_mobile(&state, &me.user).await?;
-    let methods = state
-        .store
-        .save_phone(
-            me.user.id,
-            PhoneSlot::Mobile,
-            number.e164(),
-            None,
-            state.now(),
-        )
-        .await?;
-    if me.user.default_method.is_none() {
-        if let Some(m) = methods.iter().find(|m| m.kind == MethodKind::Sms) {
-            state
-                .store
-                .update_default_method(me.user.id, Some(m.id))
-                .await?;
-        }
-    }
-    let event = if old.is_some() {
-        Event::PhoneChanged
-    } else {
-        Event::PhoneAdded
-    };
-    state
-        .audit(&origin, Line::of(&me.user, event).method(MethodKind::Sms))
-        .await;
-    // The old number is told, so that a change made by someone else does not go unnoticed.
-    if let Some(old) = old.filter(|o| *o != number) {
-        let note = TextMessage {
-            to: old.e164().to_string(),
-            body: format!(
-                "The mobile phone number for your {} account was changed. If you didn't do this, contact your administrator.",
-                state.config.service_name
-            ),
-            reference: crate::token::random(),
-        };
-        if let Err(e) = state.telephony.sms.send(&note).await {
-            tracing::warn!(error = %e, "could not tell the old number of the change");
-        }
-    }
+    phones::save(&state, &origin, &me.user, PhoneSlot::Mobile, &number, None).await?;
     Ok(see_other("/security-info?done=phone_added"))
 }

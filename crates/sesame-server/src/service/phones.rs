@@ -16,7 +16,7 @@ use crate::error::Error;
 use hmac::{Hmac, Mac};
 use sesame_core::audit::{AuditMethod, Event};
 use sesame_core::lockout::AttemptGate;
-use sesame_core::method::MethodKind;
+use sesame_core::method::{MethodKind, PhoneSlot};
 use sesame_core::phone::{self, PhoneNumber};
 use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState};
 use sesame_core::secret::SecretBytes;
@@ -297,6 +297,23 @@ pub fn prompt(svc: &Services) -> String {
     )
 }
 
+/// The words of a call that proves a number being added.
+pub fn enrol_prompt(svc: &Services) -> String {
+    format!(
+        "This is {}. To confirm this phone number for your account, press the pound key. If you did not ask for this, press zero, then the pound key.",
+        svc.config.service_name
+    )
+}
+
+/// The words the call of request `c` says (a webhook asks for them when the call is answered).
+pub fn prompt_of(svc: &Services, c: &sesame_store::ChallengeRecord) -> String {
+    if c.number.is_empty() {
+        prompt(svc)
+    } else {
+        enrol_prompt(svc)
+    }
+}
+
 /// Calls the user's phone for this sign-in, as an approval on the voice channel that
 /// supersedes their pending requests. When the call may not be placed (limits, a fraud
 /// report's block, the gateway), the request ends at once with the reason, which the waiting
@@ -313,18 +330,50 @@ pub async fn place_call(
             "This phone number can no longer be used. Use a different verification option.".into(),
         ));
     };
+    let to = CallTo {
+        kind: method.kind,
+        number: &number,
+        extension: method.extension.as_deref(),
+        request: rec.id_hash.clone(),
+        enrol: false,
+    };
+    Ok(call(svc, origin, user, to).await?.err())
+}
+
+/// A call to place: to whom, and for what.
+pub struct CallTo<'a> {
+    /// The method the call is for (the log names it).
+    pub kind: MethodKind,
+    pub number: &'a PhoneNumber,
+    pub extension: Option<&'a str>,
+    /// The sign-in (or set-up) the request belongs to, by its hash.
+    pub request: Vec<u8>,
+    /// A call that proves a number being added (not a sign-in): its request records the
+    /// number's tag, and only that number can be saved with it.
+    pub enrol: bool,
+}
+
+/// Places a call as a request on the voice channel (it supersedes the user's pending
+/// requests). `Err(message)`: it may not be placed (a fraud report's block, limits,
+/// countries); a gateway that fails ends the request at once, with the reason the page shows.
+pub async fn call(
+    svc: &Services,
+    origin: &Origin,
+    user: &User,
+    to: CallTo<'_>,
+) -> Result<Result<ChallengeId, String>, Error> {
     let not_placed = |why: &str| {
         Line::of(user, Event::CallNotPlaced)
-            .method(method.kind)
+            .method(to.kind)
             .failed(why)
     };
     if user.push_blocked_at.is_some() {
         svc.audit(origin, not_placed("reported_block")).await;
-        return Ok(Some("Calls to your phone are blocked because a sign-in was reported as not you. Use a different verification option, or contact your administrator.".into()));
+        return Ok(Err("Calls to your phone are blocked because a sign-in was reported as not you. Use a different verification option, or contact your administrator.".into()));
     }
-    if let Err(message) = reserve_send(svc, origin, user, &number, "call").await? {
+    if let Err(message) = reserve_send(svc, origin, user, to.number, "call").await? {
         svc.audit(origin, not_placed("limit_or_country")).await;
-        return Ok(Some(message));
+        return Ok(Err(message));
     }
     let cfg = &svc.config.telephony;
     let now = svc.now();
@@ -332,10 +381,16 @@ pub async fn place_call(
     let new = NewChallenge {
         tenant: user.tenant,
         user: user.id,
-        signin_id_hash: rec.id_hash.clone(),
+        signin_id_hash: to.request,
         kind: ChallengeKind::Mfa,
         channel: ApprovalChannel::Voice,
-        number: String::new(),
+        // A call has no number to match on the page; a set-up call records which number it
+        // proves (its keyed tag), so that no other can be saved with it.
+        number: if to.enrol {
+            data_encoding::HEXLOWER.encode(&svc.phone_keys.tag(to.number))
+        } else {
+            String::new()
+        },
         app_name: svc.config.service_name.clone(),
         ip: origin.ip.clone(),
         location: super::approvals::approximate_location(&origin.ip),
@@ -343,18 +398,15 @@ pub async fn place_call(
         expires_at: now + lifetime,
         browser: None,
     };
-    let placed = svc.audit_event(
-        origin,
-        Line::of(user, Event::CallPlaced).method(method.kind),
-    );
+    let placed = svc.audit_event(origin, Line::of(user, Event::CallPlaced).method(to.kind));
     let (challenge, superseded) = svc.store.create_challenge(new, now, Some(&placed)).await?;
     for id in superseded {
         svc.hub.closed(user.id, id, "superseded");
     }
     let call = Call {
-        to: number.e164().to_string(),
-        extension: method.extension.clone(),
-        prompt: prompt(svc),
+        to: to.number.e164().to_string(),
+        extension: to.extension.map(str::to_owned),
+        prompt: prompt_of(svc, &challenge),
         reference: challenge.id.0.clone(),
         key_timeout: Duration::from_secs(cfg.call_key_timeout_secs),
         ring_timeout: Duration::from_secs(cfg.call_ring_timeout_secs),
@@ -364,7 +416,53 @@ pub async fn place_call(
         tracing::warn!(gateway = svc.telephony.voice.name(), %why, "call not placed");
         call_ended(svc, &challenge.id, CallOutcome::Failed(why)).await?;
     }
-    Ok(None)
+    Ok(Ok(challenge.id))
+}
+
+/// Whether the set-up call of `request` proved `number` for `user`: # was pressed on a call
+/// to that number. Taken once (approved -> consumed).
+pub async fn take_enrol_call(
+    svc: &Services,
+    user: &User,
+    request: &[u8],
+    number: &PhoneNumber,
+) -> Result<EnrolCall, Error> {
+    let Some(c) = svc.store.find_latest_challenge_for_signin(request).await? else {
+        return Ok(EnrolCall::NoCall);
+    };
+    let tag = data_encoding::HEXLOWER.encode(&svc.phone_keys.tag(number));
+    if c.user != user.id
+        || c.channel != ApprovalChannel::Voice
+        || c.number.is_empty()
+        || c.state == ChallengeState::Consumed
+    {
+        return Ok(EnrolCall::NoCall);
+    }
+    if !sesame_core::secret::ct_eq(c.number.as_bytes(), tag.as_bytes()) {
+        return Ok(EnrolCall::NoCall);
+    }
+    match super::approvals::Shown::of(&c, svc.now()) {
+        super::approvals::Shown::Pending => Ok(EnrolCall::Waiting),
+        super::approvals::Shown::Approved => Ok(if svc.store.consume_challenge(&c.id).await? {
+            EnrolCall::Confirmed
+        } else {
+            EnrolCall::NoCall
+        }),
+        shown => Ok(EnrolCall::Over(shown.message())),
+    }
+}
+
+/// Where a set-up call stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrolCall {
+    /// No call for this number (or it was used already).
+    NoCall,
+    /// Ringing, or waiting for a key.
+    Waiting,
+    /// # was pressed: the number is proved (once).
+    Confirmed,
+    /// Over without # (not answered, rejected, no key, 0#, failed, expired), and why.
+    Over(&'static str),
 }
 
 /// Writes how a call ended onto its request, once: # approves, 0# reports fraud (and blocks
@@ -468,4 +566,54 @@ impl Reports for CallReports {
             Err(e) => tracing::error!(error = %e, "could not record a delivery report"),
         }
     }
+}
+
+/// Saves a proved number in `slot` (replacing the one there), makes its first method the
+/// default if the user had none, and records it. The old mobile number is told of a change
+/// by text, so that a change made by someone else does not go unnoticed.
+pub async fn save(
+    svc: &Services,
+    origin: &Origin,
+    user: &User,
+    slot: PhoneSlot,
+    number: &PhoneNumber,
+    extension: Option<&str>,
+) -> Result<(), Error> {
+    let old = svc
+        .store
+        .list_methods(user.id)
+        .await?
+        .iter()
+        .find(|m| m.kind.phone_slot() == Some(slot))
+        .and_then(number_of);
+    let methods = svc
+        .store
+        .save_phone(user.id, slot, number.e164(), extension, svc.now())
+        .await?;
+    if user.default_method.is_none() {
+        if let Some(m) = methods.first() {
+            svc.store.update_default_method(user.id, Some(m.id)).await?;
+        }
+    }
+    let event = if old.is_some() {
+        Event::PhoneChanged
+    } else {
+        Event::PhoneAdded
+    };
+    svc.audit(origin, Line::of(user, event).method(slot.methods()[0]))
+        .await;
+    if let (PhoneSlot::Mobile, Some(old)) = (slot, old.filter(|o| o != number)) {
+        let note = TextMessage {
+            to: old.e164().to_string(),
+            body: format!(
+                "The mobile phone number for your {} account was changed. If you didn't do this, contact your administrator.",
+                svc.config.service_name
+            ),
+            reference: crate::token::random(),
+        };
+        if let Some(why) = failure(svc.telephony.sms.send(&note)).await {
+            tracing::warn!(%why, "could not tell the old number of the change");
+        }
+    }
+    Ok(())
 }

@@ -55,6 +55,7 @@ fn flash_text(done: Option<&str>) -> Option<&'static str> {
             "Authenticator app added. From now on you will be asked for a code when you sign in.",
         ),
         "deleted" => Some("Method deleted."),
+        "office_added" => Some("Office phone saved. You can now verify by answering a call to it."),
         "phone_added" => Some("Phone number saved. You can now verify with a text message or a call to it."),
         "default" => Some("Default method changed."),
         "device_removed" => Some("Device removed. Its sign-in requests and codes no longer work."),

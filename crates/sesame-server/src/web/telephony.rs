@@ -122,8 +122,16 @@ fn twiml(body: String) -> Response {
 }
 
 async fn twilio_voice(State(state): State<AppState>, hook: Signed) -> Response {
+    let words = match state
+        .store
+        .find_challenge(&sesame_core::ChallengeId(hook.reference.clone()))
+        .await
+    {
+        Ok(Some(c)) => phones::prompt_of(&state, &c),
+        _ => phones::prompt(&state),
+    };
     twiml(twilio::voice_twiml(
-        &phones::prompt(&state),
+        &words,
         &hook.cfg.gather_url(&hook.reference, STAGE_FIRST),
         state.config.telephony.call_key_timeout_secs,
     ))

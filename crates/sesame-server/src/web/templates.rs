@@ -108,6 +108,29 @@ pub struct PhoneAddPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "security/office.html")]
+pub struct OfficeAddPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub number: &'a str,
+    pub extension: &'a str,
+    pub changing: bool,
+}
+
+#[derive(Template)]
+#[template(path = "security/office_call.html")]
+pub struct OfficeCallPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    /// E.164 and extension, carried to the confirmation (the call proved this number).
+    pub number: &'a str,
+    pub extension: Option<&'a str>,
+    pub masked: &'a str,
+    /// The set-up's own token: the call's request is found by its hash.
+    pub request: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "security/phone_verify.html")]
 pub struct PhoneVerifyPage<'a> {
     pub csrf: &'a str,
