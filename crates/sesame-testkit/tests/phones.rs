@@ -720,3 +720,56 @@ async fn parallel_wrong_text_codes_evaluate_at_most_the_limit() {
     assert_eq!(p.status, 429);
     assert!(!b.has_session());
 }
+
+#[tokio::test]
+async fn the_outbox_page_is_off_unless_configured_and_answers_calls_for_administrators() {
+    // Off by default: nothing there, for administrators too.
+    let srv = TestServer::spawn().await;
+    srv.create_admin("root", Some(PASSWORD)).await;
+    let mut a = srv.browser();
+    a.password_step("root", PASSWORD).await;
+    assert_eq!(a.get("/admin/outbox").await.status, 404);
+    srv.stop().await;
+
+    let mut config = sesame_server::ServerConfig::default();
+    config.telephony.outbox_page = true;
+    let srv = TestServer::spawn_with(config).await;
+    srv.create_admin("root", Some(PASSWORD)).await;
+    user_with_mobile(&srv, "ruth", MethodKind::Voice).await;
+    let (mut b, _) = at_second_step(&srv, "ruth").await;
+    let call = last_call(&srv).await;
+    // Not for users.
+    let mut sam = srv.browser();
+    srv.create_user("sam", Some(PASSWORD)).await;
+    sam.password_step("sam", PASSWORD).await;
+    assert_eq!(sam.get("/admin/outbox").await.status, 403);
+    let mut a = srv.browser();
+    a.password_step("root", PASSWORD).await;
+    let page = a.get("/admin/outbox").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Development only"), "{}", page.body);
+    assert!(page.body.contains("Answer, press #"), "{}", page.body);
+    let p = a
+        .post(
+            &format!("/admin/outbox/{}/answer", call.id),
+            &[("press", "#")],
+        )
+        .await;
+    assert_eq!(
+        p.location(),
+        Some("/admin/outbox?done=answered"),
+        "{}",
+        p.body
+    );
+    // Answered once.
+    let p = a
+        .post(
+            &format!("/admin/outbox/{}/answer", call.id),
+            &[("press", "0#")],
+        )
+        .await;
+    assert_eq!(p.status, 400);
+    let p = b.post("/login/push/complete", &[]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(b.has_session());
+}

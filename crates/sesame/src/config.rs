@@ -295,6 +295,9 @@ send_window_secs = 900
 # How long the person has to press # once a call's prompt starts, and how long it may ring.
 call_key_timeout_secs = 20
 call_ring_timeout_secs = 30
+# The development page /admin/outbox: administrators read the outbox's texts and answer its
+# calls in the browser (the outbox only; `sesame outbox` does the same on the command line).
+outbox_page = false
 # [server.telephony.sms]
 # gateway = "kannel"          # or "twilio" (account_sid, auth_token, from, webhook_base)
 # sendsms_url = "http://127.0.0.1:13013/cgi-bin/sendsms"

@@ -29,6 +29,9 @@ pub struct TelephonyConfig {
     pub call_key_timeout_secs: u64,
     /// How long a call may ring before it counts as not answered.
     pub call_ring_timeout_secs: u64,
+    /// The development page `/admin/outbox` (administrators read texts and answer calls in
+    /// the browser). Off unless turned on.
+    pub outbox_page: bool,
     pub sms: SmsGatewayConfig,
     pub voice: VoiceGatewayConfig,
 }
@@ -41,6 +44,7 @@ impl Default for TelephonyConfig {
             send_window_secs: 900,
             call_key_timeout_secs: 20,
             call_ring_timeout_secs: 30,
+            outbox_page: false,
             sms: SmsGatewayConfig::Outbox,
             voice: VoiceGatewayConfig::Outbox,
         }

@@ -9,6 +9,7 @@
 mod applications;
 mod groups;
 mod log;
+mod outbox;
 mod policy;
 mod users;
 
@@ -33,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .merge(applications::routes())
         .merge(policy::routes())
         .merge(log::routes())
+        .merge(outbox::routes())
 }
 
 /// A name as one path segment (usernames and group names may hold any character).
