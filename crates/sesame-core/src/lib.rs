@@ -2,6 +2,7 @@
 //! lockout arithmetic and password hashing parameters. Time and randomness come in as
 //! parameters or through the [`clock::Clock`] port; nothing here touches the network or disk.
 
+pub mod access_pass;
 pub mod audit;
 pub mod clock;
 pub mod guessing;

@@ -2159,6 +2159,81 @@ pub async fn an_outbox_call_is_answered_once(b: &dyn Backend) {
     );
 }
 
+pub async fn an_access_pass_is_one_per_user_one_time_or_until_it_expires(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let other = user(&*s, "b").await;
+    let (h1, h2) = (vec![1u8; 32], vec![2u8; 32]);
+    assert_eq!(s.find_access_pass(u, NOW).await.unwrap(), None);
+    s.create_access_pass(u, &h1, true, NOW, NOW + 600)
+        .await
+        .unwrap();
+    let found = s.find_access_pass(u, NOW).await.unwrap().unwrap();
+    assert!(found.one_time);
+    assert_eq!(found.expires_at, NOW + 600);
+    assert!(
+        !s.use_access_pass(other, &h1, NOW).await.unwrap(),
+        "another user's pass"
+    );
+    assert!(
+        !s.use_access_pass(u, &h2, NOW).await.unwrap(),
+        "another pass"
+    );
+    assert!(
+        !s.use_access_pass(u, &h1, NOW + 600).await.unwrap(),
+        "expired"
+    );
+    assert!(s.use_access_pass(u, &h1, NOW + 599).await.unwrap());
+    assert!(
+        !s.use_access_pass(u, &h1, NOW + 599).await.unwrap(),
+        "one-time: used"
+    );
+    assert_eq!(s.find_access_pass(u, NOW).await.unwrap(), None);
+    // Multi-use until it expires; a new pass replaces the old; revoking ends it.
+    s.create_access_pass(u, &h1, false, NOW, NOW + 600)
+        .await
+        .unwrap();
+    assert!(s.use_access_pass(u, &h1, NOW + 1).await.unwrap());
+    assert!(s.use_access_pass(u, &h1, NOW + 2).await.unwrap());
+    assert_eq!(
+        s.find_access_pass(u, NOW + 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        Some(NOW + 2)
+    );
+    s.create_access_pass(u, &h2, false, NOW + 3, NOW + 900)
+        .await
+        .unwrap();
+    assert!(
+        !s.use_access_pass(u, &h1, NOW + 4).await.unwrap(),
+        "replaced"
+    );
+    assert!(s.revoke_access_pass(u).await.unwrap());
+    assert!(!s.revoke_access_pass(u).await.unwrap());
+    assert!(
+        !s.use_access_pass(u, &h2, NOW + 5).await.unwrap(),
+        "revoked"
+    );
+    // Fifty parallel uses of a one-time pass: one wins.
+    s.create_access_pass(u, &h1, true, NOW, NOW + 600)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            let h = h1.clone();
+            tokio::spawn(async move { s.use_access_pass(u, &h, NOW + 1).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+}
+
 macro_rules! cases {
     ($($name:ident,)+) => {
         /// Every case, by name.
@@ -2229,6 +2304,7 @@ cases!(
     send_limits_count_every_key_and_hold_under_parallel_sends,
     delivery_reports_keep_the_final_status,
     an_outbox_call_is_answered_once,
+    an_access_pass_is_one_per_user_one_time_or_until_it_expires,
 );
 
 /// Runs every case against backends made by `make` (one each), one after another, and

@@ -390,3 +390,13 @@ pub enum Rotated {
     /// No such token for this client, or its family ended.
     Unknown,
 }
+
+/// A user's Temporary Access Pass, without the pass itself (only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessPass {
+    pub one_time: bool,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// When it was last used to sign in.
+    pub used_at: Option<UnixTime>,
+}

@@ -2,7 +2,7 @@
 //! trait; callers hold an `Arc<dyn Store>` and never know which backend they talk to.
 
 use crate::{
-    Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device, DeviceRow, Group,
+    AccessPass, Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device, DeviceRow, Group,
     Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem, PinOutcome,
     PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord, SigningKey,
     StoreError, User,
@@ -34,6 +34,7 @@ pub trait Store:
     + AuditStore
     + OidcStore
     + PhoneStore
+    + AccessPassStore
     + Send
     + Sync
     + 'static
@@ -56,6 +57,7 @@ impl<T> Store for T where
         + AuditStore
         + OidcStore
         + PhoneStore
+        + AccessPassStore
         + Send
         + Sync
         + 'static
@@ -655,4 +657,25 @@ pub trait PhoneStore: Send + Sync {
     async fn outbox_find(&self, id: i64) -> Result<Option<OutboxItem>>;
     /// A ringing call ends as `state`; false if it had ended already (answered once).
     async fn outbox_answer(&self, id: i64, state: &str, now: UnixTime) -> Result<bool>;
+}
+
+/// Temporary Access Passes: one per user at most.
+#[async_trait]
+pub trait AccessPassStore: Send + Sync {
+    /// Gives `user` a pass (its keyed hash), replacing any other.
+    async fn create_access_pass(
+        &self,
+        user: UserId,
+        pass_hash: &[u8],
+        one_time: bool,
+        now: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<()>;
+    /// The user's pass, if one is set and unexpired at `now`.
+    async fn find_access_pass(&self, user: UserId, now: UnixTime) -> Result<Option<AccessPass>>;
+    /// Signs in with a pass: true if `pass_hash` is the user's unexpired pass. A one-time pass
+    /// is taken in the same statement (of racing uses, one wins).
+    async fn use_access_pass(&self, user: UserId, pass_hash: &[u8], now: UnixTime) -> Result<bool>;
+    /// Removes the user's pass; false if there was none.
+    async fn revoke_access_pass(&self, user: UserId) -> Result<bool>;
 }

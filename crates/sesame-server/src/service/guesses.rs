@@ -168,10 +168,7 @@ impl Counted {
     }
 
     /// Checks `typed` against `stored` (None: no such user, or no password: wrong, at the
-    /// same cost) on the hashing threads, counted: held attempts cost no hashing; a right
-    /// password starts the account's (or browser's) count over and gives the address its
-    /// count back; an attempt the hashing queue refused (busy, or the client hung up) is not
-    /// counted at all.
+    /// same cost) on the hashing threads, counted (see [`Counted::check_by`]).
     pub async fn check(
         &self,
         svc: &Services,
@@ -179,18 +176,32 @@ impl Counted {
         stored: Option<String>,
         typed: SecretString,
     ) -> Result<Verdict, Error> {
+        let client = sesame_core::guessing::address_key(&origin.ip);
+        self.check_by(svc, async {
+            svc.hasher
+                .run(&client, move || password::verify(stored.as_deref(), &typed))
+                .await
+        })
+        .await
+    }
+
+    /// Runs `check` (whether what was typed is right: a password, a Temporary Access Pass),
+    /// counted: held attempts run nothing; a right answer starts the account's (or
+    /// browser's) count over and gives the address its count back; an attempt that could not
+    /// be checked (the hashing queue was busy, or the client hung up while it waited) is not
+    /// counted at all.
+    pub async fn check_by(
+        &self,
+        svc: &Services,
+        check: impl std::future::Future<Output = Result<bool, Error>>,
+    ) -> Result<Verdict, Error> {
         if let Some(held) = self.reserve(svc).await? {
             return Ok(Verdict::Held(held));
         }
         // Gives the counts back if this request is dropped before the answer (the client hung
         // up while it waited for a hashing slot).
         let mut pending = Refund::new(svc, self);
-        let client = sesame_core::guessing::address_key(&origin.ip);
-        let checked = svc
-            .hasher
-            .run(&client, move || password::verify(stored.as_deref(), &typed))
-            .await;
-        let right = match checked {
+        let right = match check.await {
             Ok(right) => right,
             Err(e) => {
                 pending.now().await;

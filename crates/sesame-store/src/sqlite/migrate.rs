@@ -54,6 +54,7 @@ const MIGRATIONS: &[Migration] = migrations![
     11 "0011_phone_sign_in_code.sql" "phone sign in code",
     12 "0012_openid_connect.sql" "openid connect",
     13 "0013_phones_and_texts.sql" "phones and texts",
+    14 "0014_access_passes.sql" "access passes",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {

@@ -14,6 +14,7 @@
 //! The SQL lives with its capability: `users.rs`, `groups.rs`, `methods.rs`, `devices.rs`,
 //! `approvals.rs`, `signins.rs` (sign-ins, sessions, set-up links), `policy.rs`, `audit.rs`.
 
+mod access_passes;
 mod approvals;
 mod audit;
 mod devices;
