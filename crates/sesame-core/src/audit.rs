@@ -139,6 +139,8 @@ named_enum!(
         PhoneAdded = "phone_added",
         PhoneChanged = "phone_changed",
         PhoneRemoved = "phone_removed",
+        AdminAccessPassCreated = "admin_access_pass_created",
+        AdminAccessPassRevoked = "admin_access_pass_revoked",
     }
 );
 
@@ -159,6 +161,8 @@ named_enum!(
         Voice = "voice",
         /// Calls to the office phone.
         OfficeVoice = "office_voice",
+        /// A Temporary Access Pass.
+        AccessPass = "access_pass",
     }
 );
 
@@ -218,6 +222,8 @@ impl Event {
             Event::PhoneAdded => "Phone number added",
             Event::PhoneChanged => "Phone number changed",
             Event::PhoneRemoved => "Phone number removed",
+            Event::AdminAccessPassCreated => "Temporary Access Pass created",
+            Event::AdminAccessPassRevoked => "Temporary Access Pass revoked",
             Event::Other(s) => s,
         }
     }
@@ -235,6 +241,7 @@ impl AuditMethod {
             AuditMethod::Sms => "Text message",
             AuditMethod::Voice => "Phone call",
             AuditMethod::OfficeVoice => "Office phone call",
+            AuditMethod::AccessPass => "Temporary Access Pass",
             AuditMethod::Other(name) => name,
         }
     }

@@ -141,6 +141,8 @@ pub enum Amr {
     Sms,
     /// A phone call answered (RFC 8176 `tel`).
     Tel,
+    /// A Temporary Access Pass an administrator gave (not in RFC 8176; Sesame's own).
+    Tap,
     Mfa,
 }
 
@@ -153,6 +155,7 @@ impl Amr {
             Amr::Pin => "pin",
             Amr::Sms => "sms",
             Amr::Tel => "tel",
+            Amr::Tap => "tap",
             Amr::Mfa => "mfa",
         }
     }

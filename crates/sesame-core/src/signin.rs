@@ -47,6 +47,8 @@ pub enum SignInEvent {
     UsePassword,
     /// The phone approved the passwordless sign-in, with a signature only the PIN unlocks.
     PhoneSignInApproved,
+    /// The user's Temporary Access Pass was right (and taken, if one-time).
+    AccessPassAccepted { user: UserId },
     /// Blocked, locked out or expired.
     Abort,
 }
@@ -148,6 +150,13 @@ impl SignInState {
                 Ok(S::PhoneSignIn { user: *u })
             }
             (S::PhoneSignIn { user }, E::UsePassword) => Ok(S::Identified { user: Some(*user) }),
+            // An administrator's pass stands for both steps: strong enough to set methods up.
+            (S::Identified { user: Some(u) }, E::AccessPassAccepted { user }) if *u == user => {
+                Ok(S::Done {
+                    user,
+                    amr: vec![Amr::Tap, Amr::Mfa],
+                })
+            }
             // Device key, matched number and the PIN-unlocked key: two factors, no second prompt.
             (S::PhoneSignIn { user }, E::PhoneSignInApproved) => Ok(S::Done {
                 user: *user,

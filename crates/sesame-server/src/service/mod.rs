@@ -6,6 +6,7 @@
 //! Services depend on the store and the core only: nothing here knows HTTP. Reads that only
 //! show something (a listing for a page) may go to the store directly.
 
+pub mod access_pass;
 pub mod approvals;
 pub mod audit;
 pub mod browsers;
@@ -54,6 +55,8 @@ pub struct Inner {
     /// Gateways for texts and calls, and the keys that hash numbers and texted codes.
     pub telephony: crate::delivery::telephony::Telephony,
     pub phone_keys: phones::Keys,
+    /// The key that hashes Temporary Access Passes.
+    pub access_pass_key: access_pass::PassKey,
     policies: policy::PolicyCache,
 }
 
@@ -86,6 +89,7 @@ impl Services {
         Ok(Services(Arc::new(Inner {
             telephony,
             phone_keys: phones::Keys::new(master_key),
+            access_pass_key: access_pass::PassKey::new(master_key),
             store,
             clock,
             config,

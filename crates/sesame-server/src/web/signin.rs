@@ -35,6 +35,10 @@ pub fn routes() -> Router<AppState> {
         .route("/login/verify", get(verify_page).post(verify_submit))
         .route("/login/methods", get(methods_page).post(methods_submit))
         .route("/login/verify/resend", axum::routing::post(resend_code))
+        .route(
+            "/login/access-pass",
+            get(access_pass_page).post(access_pass_submit),
+        )
 }
 
 const INCORRECT: &str = "Your account or password is incorrect. If you don't remember your password, ask your administrator to reset it.";
@@ -474,4 +478,89 @@ async fn resend_code(
         return Err(signin::refuse_blocked(&state, &origin, &rec, &user, method.into()).await);
     }
     begun(&state, &origin, &rec, &user, method, &csrf).await
+}
+
+fn access_pass_form(
+    csrf: &CsrfToken,
+    status: StatusCode,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    page(
+        csrf,
+        status,
+        &super::templates::AccessPassPage {
+            csrf: &csrf.token,
+            error,
+            username,
+        },
+    )
+}
+
+/// A Temporary Access Pass instead of the password (any username may ask: the page is the
+/// same for all).
+async fn access_pass_page(Transaction(rec): Transaction, csrf: CsrfToken) -> Response {
+    if !matches!(rec.state, SignInState::Identified { .. }) {
+        return see_other(page_for(&rec.state));
+    }
+    access_pass_form(&csrf, StatusCode::OK, &rec.username, None)
+}
+
+async fn access_pass_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Transaction(rec): Transaction,
+    origin: Origin,
+    csrf: CsrfToken,
+    form: CsrfForm,
+) -> Result<Response, Error> {
+    use crate::service::access_pass::{self, PassOutcome};
+    if !matches!(rec.state, SignInState::Identified { .. }) {
+        return Ok(see_other(page_for(&rec.state)));
+    }
+    match access_pass::sign_in(&state, &origin, &rec, form.text("pass")).await? {
+        PassOutcome::Incorrect => Ok(access_pass_form(
+            &csrf,
+            StatusCode::UNAUTHORIZED,
+            &rec.username,
+            Some("That Temporary Access Pass didn't work. Check it, or ask your administrator for a new one."),
+        )),
+        PassOutcome::Held(held) => {
+            tokio::time::sleep(HELD_ANSWER_DELAY).await;
+            Ok(access_pass_form(
+                &csrf,
+                StatusCode::TOO_MANY_REQUESTS,
+                &rec.username,
+                Some(&held.message(state.now())),
+            ))
+        }
+        PassOutcome::Done { user, state: done } => {
+            // Someone with no method yet goes straight to set one up (an application's
+            // sign-in keeps its way back).
+            let has_methods = !state.store.list_methods(user.id).await?.is_empty();
+            let rec = if rec.next_path.is_none() && !has_methods {
+                SignInRecord {
+                    next_path: Some("/security-info".into()),
+                    ..rec
+                }
+            } else {
+                rec
+            };
+            let token = signin::finish(
+                &state,
+                &origin,
+                &rec,
+                &done,
+                &user,
+                AuditMethod::AccessPass,
+                None,
+                flow::current_session(&headers).as_deref(),
+            )
+            .await?;
+            match token {
+                Some(token) => Ok(flow::signed_in(&state, &origin, &rec, &user, &token)),
+                None => Ok(see_other("/login")),
+            }
+        }
+    }
 }

@@ -81,6 +81,14 @@ pub struct PasswordPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "signin/access_pass.html")]
+pub struct AccessPassPage<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub username: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "signin/code.html")]
 pub struct CodePage<'a> {
     pub csrf: &'a str,

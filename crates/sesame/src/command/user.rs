@@ -49,6 +49,29 @@ pub enum UserCommand {
     ResetMethods { username: String },
     /// Delete a user and everything they own.
     Remove { username: String },
+    /// Temporary Access Passes: a time-limited pass a user signs in with to set up their
+    /// methods (a new user without a password, or one who lost their only phone).
+    #[command(subcommand, name = "access-pass")]
+    AccessPass(AccessPassCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AccessPassCommand {
+    /// Give USERNAME a new pass (replacing any other). It is shown once; only its hash is
+    /// kept. The user chooses "Other ways to sign in" -> "Use a Temporary Access Pass".
+    Create {
+        username: String,
+        /// How long it works: 10m to 30d (e.g. 30m, 8h, 7d).
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        lifetime: String,
+        /// Let it be used again until it expires (default: it works once).
+        #[arg(long)]
+        multi_use: bool,
+    },
+    /// Whether USERNAME has a pass, and until when (never the pass itself).
+    Show { username: String },
+    /// End USERNAME's pass at once.
+    Revoke { username: String },
 }
 
 async fn find(data: &Data, username: &str) -> Result<User> {
@@ -337,6 +360,92 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Result<()> {
                 cli.json,
                 &serde_json::json!({"username": user.username, "removed": true}),
                 || say!("Removed user {}.", user.username),
+            )?;
+        }
+        UserCommand::AccessPass(c) => access_pass(cli, &data, c).await?,
+    }
+    Ok(())
+}
+
+async fn access_pass(cli: &Cli, data: &Data, cmd: &AccessPassCommand) -> Result<()> {
+    use sesame_server::service::access_pass;
+    match cmd {
+        AccessPassCommand::Create {
+            username,
+            lifetime,
+            multi_use,
+        } => {
+            let secs = sesame_core::access_pass::parse_lifetime(lifetime)
+                .map_err(|e| anyhow::anyhow!("--lifetime: {e}"))?;
+            let user = find(data, username).await?;
+            let made = access_pass::create(
+                &data.services,
+                &data.admin("sesame user access-pass create"),
+                &user,
+                secs,
+                !multi_use,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            output(
+                cli.json,
+                &serde_json::json!({
+                    "username": user.username,
+                    "pass": made.pass,
+                    "one_time": made.one_time,
+                    "expires_at": made.expires_at,
+                }),
+                || {
+                    say!("Temporary Access Pass for {}: {}", user.username, made.pass);
+                    say!(
+                        "{} until {}. It is shown only now: give it to {} in person or by a channel you trust.",
+                        if made.one_time { "Works once," } else { "Works any number of times" },
+                        fmt_time(made.expires_at),
+                        user.username
+                    );
+                    say!("They sign in with their username, then \"Other ways to sign in\" -> \"Use a Temporary Access Pass\".");
+                },
+            )?;
+        }
+        AccessPassCommand::Show { username } => {
+            let user = find(data, username).await?;
+            let pass = data
+                .store
+                .find_access_pass(user.id, data.services.now())
+                .await?;
+            output(cli.json, &serde_json::json!({"username": user.username, "access_pass": pass}), || match &pass {
+                None => say!("{} has no Temporary Access Pass.", user.username),
+                Some(p) => say!(
+                    "{} has a {} Temporary Access Pass, created {}, valid until {}{}.",
+                    user.username,
+                    if p.one_time { "one-time" } else { "multi-use" },
+                    fmt_time(p.created_at),
+                    fmt_time(p.expires_at),
+                    p.used_at
+                        .map(|t| format!(", last used {}", fmt_time(t)))
+                        .unwrap_or_default()
+                ),
+            })?;
+        }
+        AccessPassCommand::Revoke { username } => {
+            let user = find(data, username).await?;
+            let revoked = access_pass::revoke(
+                &data.services,
+                &data.admin("sesame user access-pass revoke"),
+                &user,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            output(
+                cli.json,
+                &serde_json::json!({"username": user.username, "revoked": revoked}),
+                || {
+                    if revoked {
+                        say!("Revoked {}'s Temporary Access Pass.", user.username)
+                    } else {
+                        say!("{} had no Temporary Access Pass.", user.username)
+                    }
+                },
             )?;
         }
     }
