@@ -230,6 +230,30 @@ mod tests {
     }
 
     #[test]
+    fn an_access_pass_finishes_only_its_own_users_identified_sign_in() {
+        let identified = SignInState::Identified { user: Some(U) };
+        assert_eq!(
+            identified.next(SignInEvent::AccessPassAccepted { user: U }),
+            Ok(SignInState::Done {
+                user: U,
+                amr: vec![Amr::Tap, Amr::Mfa]
+            })
+        );
+        assert!(identified
+            .next(SignInEvent::AccessPassAccepted { user: OTHER })
+            .is_err());
+        for state in [
+            SignInState::Identified { user: None },
+            SignInState::PhoneSignIn { user: U },
+            SignInState::Failed,
+        ] {
+            assert!(state
+                .next(SignInEvent::AccessPassAccepted { user: U })
+                .is_err());
+        }
+    }
+
+    #[test]
     fn transition_table() {
         use SignInEvent as E;
         let pwd_ok = |f: Vec<MethodKind>| E::PasswordAccepted {
