@@ -179,6 +179,12 @@ test('no page scrolls sideways at 390 or 1280 px, and no table is wider than its
     const res = await pg.goto(server.url + p);
     assert.ok(res.ok(), `${p} answered ${res.status()}`);
     assert.ok(!new URL(pg.url()).pathname.startsWith('/login') || p === '/login', `${p}: signed out`);
+    // Signed in: a way to sign out on every page (an administrator sent to set up a method
+    // must not be trapped there).
+    if (p !== '/login') {
+      const signOut = pg.getByRole('link', { name: 'Sign out' }).or(pg.getByRole('button', { name: 'Sign out' }));
+      if ((await signOut.count()) === 0) failures.push(`${p} has no Sign out`);
+    }
     const m = await measure(pg);
     widths.push(`${p} @${width}: scrollWidth ${m.scrollWidth}`);
     if (m.scrollWidth > m.clientWidth) {
