@@ -491,7 +491,8 @@ async fn forged_posts_are_refused(forge: &Forge) {
     assert!(is_signed_in(&mut b).await, "still signed in");
 
     let path = format!("/security-info/methods/{method}/delete");
-    let token = b.get("/security-info").await.csrf().unwrap();
+    // The token of the page the button is on (the question asked before deleting).
+    let token = b.get(&path).await.csrf().unwrap();
     let p = send_forged(&b, &path, &[], &token, &foreign, forge).await;
     assert_eq!(p.status, 403, "{}", p.body);
     assert_eq!(srv.store.list_methods(user).await.unwrap().len(), 1);
@@ -917,7 +918,11 @@ async fn forged_post_from_a_stale_session_is_refused_before_any_reauthentication
     let srv = TestServer::spawn().await;
     user_with_totp(&srv, "alice").await;
     let mut b = signed_in(&srv, "alice").await;
-    let token = b.get("/security-info").await.csrf().unwrap();
+    let token = b
+        .get("/security-info/methods/1/delete")
+        .await
+        .csrf()
+        .unwrap();
     srv.clock.advance(3_000);
     let p = b
         .post("/security-info/methods/1/delete", &[("csrf", "forged")])

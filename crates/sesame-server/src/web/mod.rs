@@ -8,6 +8,7 @@
 pub mod account;
 pub mod admin;
 pub mod approval;
+pub mod confirm;
 pub mod extract;
 pub mod flow;
 pub mod health;

@@ -31,7 +31,10 @@ pub fn routes() -> Router<AppState> {
             "/security-info/password",
             get(password_page).post(password_submit),
         )
-        .route("/security-info/methods/{id}/delete", post(delete_method))
+        .route(
+            "/security-info/methods/{id}/delete",
+            get(delete_method_confirm).post(delete_method),
+        )
         .route(
             "/security-info/default",
             get(default_page).post(default_submit),
@@ -40,7 +43,10 @@ pub fn routes() -> Router<AppState> {
             "/security-info/devices/{id}/confirm-phone-sign-in",
             post(confirm_phone_sign_in),
         )
-        .route("/security-info/devices/{id}/{action}", post(device_action))
+        .route(
+            "/security-info/devices/{id}/{action}",
+            get(device_confirm).post(device_action),
+        )
 }
 
 #[derive(Deserialize)]
@@ -129,6 +135,66 @@ async fn add_choose(State(state): State<AppState>, _me: Recent, csrf: CsrfToken)
         .filter_map(|m| m.enrolment())
         .collect();
     page(&csrf, StatusCode::OK, &AddMethodPage { choices })
+}
+
+/// "Delete": asked first.
+async fn delete_method_confirm(
+    State(state): State<AppState>,
+    me: SignedIn,
+    csrf: CsrfToken,
+    Path(id): Path<i64>,
+) -> Result<Response, Error> {
+    let m = state
+        .store
+        .list_methods(me.user.id)
+        .await?
+        .into_iter()
+        .find(|m| m.id == MethodId(id))
+        .ok_or_else(Error::not_found)?;
+    let question = format!("Delete {}?", method_name(&m));
+    let action = format!("/security-info/methods/{id}/delete");
+    Ok(super::confirm::ask(
+        &csrf,
+        super::confirm::Ask {
+            title: "Delete method",
+            question: &question,
+            detail: "You will no longer be able to verify your identity with it. Deleting needs a recent sign-in with a second step.",
+            action: &action,
+            button: "Delete",
+            cancel: "/security-info",
+        },
+    ))
+}
+
+/// "Remove" a device: asked first (the other device actions are not asked).
+async fn device_confirm(
+    State(state): State<AppState>,
+    me: SignedIn,
+    csrf: CsrfToken,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    if action != "remove" {
+        return Err(Error::not_found());
+    }
+    let device = state
+        .store
+        .find_device(&DeviceId(id.clone()))
+        .await?
+        .filter(|d| d.user == me.user.id)
+        .ok_or_else(Error::not_found)?;
+    let question = format!("Remove {}?", device.name);
+    let path = format!("/security-info/devices/{id}/remove");
+    Ok(super::confirm::ask(
+        &csrf,
+        super::confirm::Ask {
+            title: "Remove device",
+            question: &question,
+            detail: "Its sign-in requests, codes and phone sign-in stop working at once. To use it again, add it again from My security info.",
+            action: &path,
+            button: "Remove",
+            cancel: "/security-info",
+        },
+    ))
 }
 
 async fn delete_method(

@@ -27,17 +27,23 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/users", get(users_page).post(create_user))
         .route("/admin/users/{username}", get(user_page))
-        .route("/admin/users/{username}/block", post(block_user))
+        .route(
+            "/admin/users/{username}/block",
+            get(block_confirm).post(block_user),
+        )
         .route("/admin/users/{username}/unblock", post(unblock_user))
         .route("/admin/users/{username}/unlock", post(unlock_user))
         .route(
             "/admin/users/{username}/password",
             get(password_page).post(password_submit),
         )
-        .route("/admin/users/{username}/reset-methods", post(reset_methods))
+        .route(
+            "/admin/users/{username}/reset-methods",
+            get(reset_confirm).post(reset_methods),
+        )
         .route(
             "/admin/users/{username}/devices/{id}/{action}",
-            post(device_action),
+            get(device_confirm).post(device_action),
         )
 }
 
@@ -294,11 +300,11 @@ async fn user_page(
         if user.id == me.user.id {
             actions.push(UserAction::Note("You cannot block your own account."));
         } else {
-            actions.push(action(
-                format!("{base}/block"),
-                "Block",
-                "Refuses every sign-in and ends the user's sessions at once.",
-            ));
+            actions.push(UserAction::Link {
+                path: format!("{base}/block"),
+                label: "Block",
+                note: "Refuses every sign-in and ends the user's sessions at once.",
+            });
         }
     }
     actions.push(UserAction::Link {
@@ -313,11 +319,11 @@ async fn user_page(
             "Forgets the wrong passwords, codes and numbers counted for this user, in every browser, and lifts their waits and locks.",
         ));
     }
-    actions.push(action(
-        format!("{base}/reset-methods"),
-        "Reset methods",
-        "Removes every verification method and registered device (for a lost phone). The user signs in with their password and sets up methods again.",
-    ));
+    actions.push(UserAction::Link {
+        path: format!("{base}/reset-methods"),
+        label: "Reset methods",
+        note: "Removes every verification method and registered device (for a lost phone). The user signs in with their password and sets up methods again.",
+    });
     let methods = methods
         .iter()
         .map(|m| AdminMethodRow {
@@ -537,4 +543,82 @@ async fn device_action(
         user_path(&user.username),
         device_done(action)
     )))
+}
+
+/// "Block": asked first.
+async fn block_confirm(
+    State(state): State<AppState>,
+    AdminUser(me): AdminUser,
+    csrf: CsrfToken,
+    Path(username): Path<String>,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    let base = user_path(&user.username);
+    let question = format!("Block {}?", user.username);
+    Ok(crate::web::confirm::ask(
+        &csrf,
+        crate::web::confirm::Ask {
+            title: "Block user",
+            question: &question,
+            detail: "Every sign-in is refused and their sessions end at once, also in applications. Unblock lets them in again.",
+            action: &format!("{base}/block"),
+            button: "Block",
+            cancel: &base,
+        },
+    ))
+}
+
+/// "Reset methods": asked first.
+async fn reset_confirm(
+    State(state): State<AppState>,
+    AdminUser(me): AdminUser,
+    csrf: CsrfToken,
+    Path(username): Path<String>,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    let base = user_path(&user.username);
+    let question = format!("Reset every method of {}?", user.username);
+    Ok(crate::web::confirm::ask(
+        &csrf,
+        crate::web::confirm::Ask {
+            title: "Reset methods",
+            question: &question,
+            detail: "Every verification method and registered device is removed (for a lost phone); requests to their phone stop. They sign in with their password (or a Temporary Access Pass) and set up methods again.",
+            action: &format!("{base}/reset-methods"),
+            button: "Reset methods",
+            cancel: &base,
+        },
+    ))
+}
+
+/// "Remove" a user's device: asked first.
+async fn device_confirm(
+    State(state): State<AppState>,
+    AdminUser(me): AdminUser,
+    csrf: CsrfToken,
+    Path((username, id, action)): Path<(String, String, String)>,
+) -> Result<Response, Error> {
+    if action != "remove" {
+        return Err(Error::not_found());
+    }
+    let user = find_user(&state, &me, &username).await?;
+    let device = state
+        .store
+        .find_device(&DeviceId(id.clone()))
+        .await?
+        .filter(|d| d.user == user.id)
+        .ok_or_else(Error::not_found)?;
+    let base = user_path(&user.username);
+    let question = format!("Remove {} of {}?", device.name, user.username);
+    Ok(crate::web::confirm::ask(
+        &csrf,
+        crate::web::confirm::Ask {
+            title: "Remove device",
+            question: &question,
+            detail: "Its sign-in requests, codes and phone sign-in stop working at once.",
+            action: &format!("{base}/devices/{id}/remove"),
+            button: "Remove",
+            cancel: &base,
+        },
+    ))
 }
