@@ -21,6 +21,7 @@ async fn setup_link_creates_the_first_admin_once() {
             &[
                 ("token", &token),
                 ("username", "root"),
+                ("display_name", "Root Admin"),
                 ("password", "long password"),
                 ("confirm", "other password"),
             ],
@@ -28,6 +29,10 @@ async fn setup_link_creates_the_first_admin_once() {
         .await;
     assert_eq!(mismatch.status, 400);
     assert!(mismatch.body.contains("do not match"));
+    // What was typed stays (never the passwords).
+    assert!(mismatch.body.contains("value=\"root\""), "{}", mismatch.body);
+    assert!(mismatch.body.contains("value=\"Root Admin\""), "{}", mismatch.body);
+    assert!(!mismatch.body.contains("long password"));
     let fields = [
         ("token", token.as_str()),
         ("username", "root"),
@@ -36,6 +41,13 @@ async fn setup_link_creates_the_first_admin_once() {
     ];
     let done = b.post("/setup", &fields).await;
     assert_eq!(done.status, 303, "{}", done.body);
+    // Said so, and signed in: straight to the console's welcome.
+    assert_eq!(done.location(), Some("/admin?done=welcome"));
+    assert!(b.has_session());
+    let welcome = b.get("/admin?done=welcome").await;
+    assert_eq!(welcome.status, 200, "{}", welcome.body);
+    assert!(welcome.body.contains("You are the first administrator"), "{}", welcome.body);
+    assert!(welcome.body.contains("Development only"), "the outbox is marked on the admin page");
     let admin = srv
         .store
         .find_user_by_username(srv.state.default_tenant, "root")
@@ -46,6 +58,9 @@ async fn setup_link_creates_the_first_admin_once() {
     // The link is single use, and no new link is made once an admin exists.
     let again = b.post("/setup", &fields).await;
     assert_eq!(again.status, 403);
+    // A used link gets a clear page: what happened and what to do, no literal backticks.
+    assert!(again.body.contains("no longer works"), "{}", again.body);
+    assert!(!again.body.contains('`'), "{}", again.body);
     assert_eq!(b.get(&path).await.status, 403);
     assert!(
         sesame_server::service::setup::ensure_setup_link(&srv.state, srv.state.default_tenant)

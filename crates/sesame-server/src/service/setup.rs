@@ -130,3 +130,50 @@ pub async fn create_first_admin(
     .await;
     Ok(user)
 }
+
+/// Signs the administrator just created in (they typed the password a moment ago): a session
+/// as a password sign-in makes, which lands on the console's welcome. Returns the finished
+/// transaction and the session token.
+pub async fn sign_in_first_admin(
+    svc: &Services,
+    origin: &Origin,
+    tenant: TenantId,
+    user: &User,
+) -> Result<Option<(sesame_store::SignInRecord, String)>, crate::error::Error> {
+    use sesame_core::audit::AuditMethod;
+    use sesame_core::signin::SignInEvent;
+    let started = super::signin::start(
+        svc,
+        tenant,
+        &user.username,
+        Some(user),
+        Some("/admin?done=welcome".into()),
+        false,
+    )
+    .await?;
+    let rec = started.record;
+    let Ok(done) = super::signin::advance(
+        svc,
+        &rec,
+        SignInEvent::PasswordAccepted {
+            user: user.id,
+            second_factors: Vec::new(),
+        },
+    )
+    .await
+    else {
+        return Ok(None);
+    };
+    let token = super::signin::finish(
+        svc,
+        origin,
+        &rec,
+        &done,
+        user,
+        AuditMethod::Password,
+        None,
+        None,
+    )
+    .await?;
+    Ok(token.map(|t| (rec, t)))
+}

@@ -26,13 +26,21 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-const INVALID: &str = "This set-up link is not valid: it has expired or has already been used. Restart the server to get a new one, or create an administrator with `sesame user add NAME --admin --password-stdin`.";
+const INVALID: &str = "This set-up link no longer works: it has expired, or an administrator was already created with it. If that was you, sign in. Otherwise restart the server for a new link, or create an administrator on the server with the command: sesame user add NAME --admin --password-stdin";
+
+/// What the form shows again after a mistake (never the passwords).
+#[derive(Default)]
+struct Typed<'a> {
+    username: &'a str,
+    display_name: &'a str,
+}
 
 fn form(
     HttpsNeeded(https_needed): HttpsNeeded,
     csrf: &CsrfToken,
     status: StatusCode,
     token: &str,
+    typed: Typed<'_>,
     error: Option<&str>,
 ) -> Response {
     page(
@@ -43,6 +51,8 @@ fn form(
             csrf: &csrf.token,
             error,
             token,
+            username: typed.username,
+            display_name: typed.display_name,
         },
     )
 }
@@ -58,7 +68,14 @@ async fn setup_page(
     if !setup::link_is_valid(&state, tenant, &token).await? {
         return Err(Error::forbidden(INVALID));
     }
-    Ok(form(https_needed, &csrf, StatusCode::OK, &token, None))
+    Ok(form(
+        https_needed,
+        &csrf,
+        StatusCode::OK,
+        &token,
+        Typed::default(),
+        None,
+    ))
 }
 
 async fn setup_submit(
@@ -83,11 +100,21 @@ async fn setup_submit(
             &csrf,
             StatusCode::BAD_REQUEST,
             &token,
+            Typed {
+                username: form_data.text("username"),
+                display_name: form_data.text("display_name"),
+            },
             Some(m),
         ))
     };
     match setup::create_first_admin(&state, &origin, tenant, first).await {
-        Ok(_) => Ok(see_other("/login")),
+        // Said and signed in: the console welcomes them.
+        Ok(user) => match setup::sign_in_first_admin(&state, &origin, tenant, &user).await? {
+            Some((rec, token)) => Ok(super::flow::signed_in(
+                &state, &origin, &rec, &user, &token,
+            )),
+            None => Ok(see_other("/login")),
+        },
         Err(SetupError::InvalidLink) => Err(Error::forbidden(INVALID)),
         Err(SetupError::BadUsername) => retry("Enter a username (at most 256 characters)."),
         Err(SetupError::Name(e)) => retry(&sentence(&e.to_string())),

@@ -200,6 +200,9 @@ pub struct SetupPage<'a> {
     pub csrf: &'a str,
     pub error: Option<&'a str>,
     pub token: &'a str,
+    /// What was typed, kept after a mistake (the passwords never are).
+    pub username: &'a str,
+    pub display_name: &'a str,
 }
 
 // ---- My security info ----
@@ -369,8 +372,11 @@ pub fn device_rows(devices: &[Device], base: &str, now: UnixTime, owner: bool) -
 #[derive(Template)]
 #[template(path = "admin/overview.html")]
 pub struct AdminPage {
+    pub notice: Option<&'static str>,
     /// (user page, username, when) of users whose fraud report blocks their phone requests.
     pub reported: Vec<(String, String, String)>,
+    /// Texts and calls go to the development outbox, not to phones.
+    pub outbox: bool,
 }
 
 pub struct UserRow {

@@ -87,6 +87,7 @@ impl Flash {
             "application_removed" => "Application removed: its codes and tokens no longer work.",
             "saved" => "Policy saved. It applies from the next request.",
             "unchanged" => "Nothing changed: the policy already said that.",
+            "welcome" => "You are the first administrator, and signed in. Next: add users and groups, choose the authentication methods policy, and set up two-step verification for yourself on My security info.",
             _ => return None,
         })
     }
@@ -103,6 +104,7 @@ async fn overview(
     State(state): State<AppState>,
     AdminUser(me): AdminUser,
     csrf: CsrfToken,
+    q: axum::extract::Query<Flash>,
 ) -> Result<Response, Error> {
     let users = state.store.list_users(me.user.tenant).await?;
     let reported = users
@@ -112,7 +114,15 @@ async fn overview(
                 .map(|t| (user_path(&u.username), u.username.clone(), fmt_time(t)))
         })
         .collect();
-    Ok(page(&csrf, StatusCode::OK, &AdminPage { reported }))
+    Ok(page(
+        &csrf,
+        StatusCode::OK,
+        &AdminPage {
+            notice: q.notice(),
+            reported,
+            outbox: state.telephony.uses_outbox(),
+        },
+    ))
 }
 
 #[cfg(test)]
