@@ -156,3 +156,77 @@ async fn passes_are_guessed_no_faster_than_passwords() {
         .unwrap()
         .is_some());
 }
+
+#[tokio::test]
+async fn an_administrator_creates_and_revokes_a_pass_in_the_console() {
+    let srv = TestServer::spawn().await;
+    srv.create_admin("root", Some("correct horse")).await;
+    srv.create_user("gwen", None).await;
+    let mut a = srv.browser();
+    a.password_step("root", "correct horse").await;
+    let page = a.get("/admin/users/gwen").await;
+    assert!(page.body.contains("Create a pass"), "{}", page.body);
+    // Lifetimes outside 10 minutes to 30 days are refused.
+    let p = a
+        .post("/admin/users/gwen/access-pass", &[("lifetime", "31d")])
+        .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    let shown = a
+        .post("/admin/users/gwen/access-pass", &[("lifetime", "8h")])
+        .await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.headers["cache-control"], "no-store");
+    let pass = shown
+        .body
+        .split("id=\"access-pass\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(pass.len(), 19, "{pass}");
+    assert!(shown.body.contains("shown only now"));
+    // The user page says there is one, never what it is.
+    let page = a.get("/admin/users/gwen").await;
+    assert!(page.body.contains("One-time, valid until"), "{}", page.body);
+    assert!(!page.body.contains(&pass));
+    // It signs gwen in.
+    let mut g = srv.browser();
+    assert_eq!(with_pass(&mut g, "gwen", &pass).await.status, 303);
+    // A new one, revoked from the console, signs nobody in.
+    let shown = a
+        .post(
+            "/admin/users/gwen/access-pass",
+            &[("lifetime", "1h"), ("multi_use", "yes")],
+        )
+        .await;
+    let pass = shown
+        .body
+        .split("id=\"access-pass\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    let p = a.post("/admin/users/gwen/access-pass/revoke", &[]).await;
+    assert_eq!(
+        p.location(),
+        Some("/admin/users/gwen?done=access_pass_revoked")
+    );
+    let mut g = srv.browser();
+    assert_eq!(with_pass(&mut g, "gwen", &pass).await.status, 401);
+    // Users cannot make passes.
+    let mut u = srv.browser();
+    srv.create_user("hal", Some("correct horse")).await;
+    u.password_step("hal", "correct horse").await;
+    let csrf = u.get("/account").await.csrf().unwrap_or_default();
+    let p = u
+        .post(
+            "/admin/users/gwen/access-pass",
+            &[("lifetime", "1h"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 403);
+}

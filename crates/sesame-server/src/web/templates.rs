@@ -471,6 +471,10 @@ pub struct UserPage<'a> {
     pub entries: Vec<LogRow>,
     /// The username as a query value.
     pub log_user: String,
+    /// The user's Temporary Access Pass, as words ("One-time, valid until …"), if one is set.
+    pub access_pass: Option<String>,
+    /// Where its forms post.
+    pub access_pass_path: String,
 }
 
 #[derive(Template)]

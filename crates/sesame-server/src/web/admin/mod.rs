@@ -87,6 +87,7 @@ impl Flash {
             "application_removed" => "Application removed: its codes and tokens no longer work.",
             "saved" => "Policy saved. It applies from the next request.",
             "unchanged" => "Nothing changed: the policy already said that.",
+            "access_pass_revoked" => "Temporary Access Pass revoked: it no longer signs anyone in.",
             "welcome" => "You are the first administrator, and signed in. Next: add users and groups, choose the authentication methods policy, and set up two-step verification for yourself on My security info.",
             _ => return None,
         })

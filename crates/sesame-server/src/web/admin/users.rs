@@ -38,6 +38,14 @@ pub(super) fn routes() -> Router<AppState> {
             get(password_page).post(password_submit),
         )
         .route(
+            "/admin/users/{username}/access-pass",
+            axum::routing::post(create_access_pass),
+        )
+        .route(
+            "/admin/users/{username}/access-pass/revoke",
+            axum::routing::post(revoke_access_pass),
+        )
+        .route(
             "/admin/users/{username}/reset-methods",
             get(reset_confirm).post(reset_methods),
         )
@@ -351,6 +359,21 @@ async fn user_page(
             devices: device_rows(&devices, &format!("{base}/devices"), state.now(), false),
             entries: log_rows(&recent),
             log_user: seg(&user.username),
+            access_pass: state
+                .store
+                .find_access_pass(user.id, state.now())
+                .await?
+                .map(|p| {
+                    format!(
+                        "{}, valid until {}{}.",
+                        if p.one_time { "One-time" } else { "Multi-use" },
+                        fmt_time(p.expires_at),
+                        p.used_at
+                            .map(|t| format!(", last used {}", fmt_time(t)))
+                            .unwrap_or_default()
+                    )
+                }),
+            access_pass_path: format!("{base}/access-pass"),
         },
     ))
 }
@@ -621,4 +644,69 @@ async fn device_confirm(
             cancel: &base,
         },
     ))
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin/access_pass.html")]
+struct AccessPassShown<'a> {
+    username: &'a str,
+    pass: &'a str,
+    validity: &'a str,
+    back: &'a str,
+}
+
+/// Makes a Temporary Access Pass and shows it, once (the page is not cached).
+async fn create_access_pass(
+    State(state): State<AppState>,
+    origin: Origin,
+    csrf: CsrfToken,
+    Path(username): Path<String>,
+    Checked { me, form, .. }: Checked<RecentAdmin>,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    let lifetime = sesame_core::access_pass::parse_lifetime(form.text("lifetime"))
+        .map_err(|e| Error::bad_request(crate::web::sentence(&e)))?;
+    let made = crate::service::access_pass::create(
+        &state,
+        &Admin::console(&me.user, origin),
+        &user,
+        lifetime,
+        form.get("multi_use") != Some("yes"),
+    )
+    .await?;
+    let validity = format!(
+        "It works {} until {}.",
+        if made.one_time { "once" } else { "any number of times" },
+        fmt_time(made.expires_at)
+    );
+    let back = user_path(&user.username);
+    let mut resp = page(
+        &csrf,
+        StatusCode::OK,
+        &AccessPassShown {
+            username: &user.username,
+            pass: &made.pass,
+            validity: &validity,
+            back: &back,
+        },
+    );
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+async fn revoke_access_pass(
+    State(state): State<AppState>,
+    origin: Origin,
+    Path(username): Path<String>,
+    Checked { me, .. }: Checked<RecentAdmin>,
+) -> Result<Response, Error> {
+    let user = find_user(&state, &me, &username).await?;
+    crate::service::access_pass::revoke(&state, &Admin::console(&me.user, origin), &user).await?;
+    Ok(see_other(&format!(
+        "{}?done=access_pass_revoked",
+        user_path(&user.username)
+    )))
 }
