@@ -645,6 +645,15 @@ pub struct PolicyPage<'a> {
     pub version: i64,
     pub form: PolicyFormView,
     pub groups: Vec<PolicyGroupRow>,
+    /// Text messages: on, for all users (else the ticked groups), and per group
+    /// (id, name, ticked).
+    pub sms_enabled: bool,
+    pub sms_all: bool,
+    pub sms_groups: Vec<(i64, String, bool)>,
+    /// Phone calls, as for text messages.
+    pub voice_enabled: bool,
+    pub voice_all: bool,
+    pub voice_groups: Vec<(i64, String, bool)>,
     pub modes: Vec<(sesame_core::policy::AuthenticatorMode, &'static str)>,
     pub max_lifetime: i64,
 }

@@ -14,7 +14,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use sesame_core::policy::{AuthenticatorMode, MethodsPolicy, MfaRequirement, Targets};
+use sesame_core::policy::{
+    AuthenticatorMode, MethodsPolicy, MfaRequirement, PhoneMethodPolicy, Targets,
+};
 use sesame_core::push::MAX_LIFETIME_SECS;
 use sesame_core::{GroupId, TenantId};
 use sesame_store::Group;
@@ -40,6 +42,94 @@ struct PolicyForm {
     show_location: bool,
     mfa: MfaChoice,
     mfa_groups: HashSet<GroupId>,
+    /// `None` when a submission has no such fields (a page opened before the console showed
+    /// them): what is stored is kept, and shown.
+    sms: Option<PhoneForm>,
+    voice: Option<PhoneForm>,
+}
+
+/// A phone method as the form names it (its heading is the template's).
+struct PhoneMethod {
+    /// The prefix of its fields.
+    key: &'static str,
+    /// As messages name it.
+    name: &'static str,
+}
+
+const SMS: PhoneMethod = PhoneMethod {
+    key: "sms",
+    name: "text messages",
+};
+const VOICE: PhoneMethod = PhoneMethod {
+    key: "voice",
+    name: "phone calls",
+};
+
+/// Text messages or phone calls as the form has them: on or off, and for whom.
+#[derive(Clone)]
+struct PhoneForm {
+    enabled: bool,
+    all: bool,
+    /// The ticked groups (kept while "All users" is chosen, so the ticks survive a refusal).
+    groups: HashSet<GroupId>,
+}
+
+impl PhoneForm {
+    fn from_policy(p: &PhoneMethodPolicy) -> Self {
+        PhoneForm {
+            enabled: p.enabled,
+            all: p.groups.is_none(),
+            groups: p.groups.iter().flatten().copied().collect(),
+        }
+    }
+
+    /// Reads `KEY`, `KEY_targets` and `KEY_<group id>`; `None` when `KEY` is not there.
+    fn from_submission(
+        form: &CsrfForm,
+        groups: &[Group],
+        method: &PhoneMethod,
+    ) -> Result<Option<Self>, String> {
+        let (key, what) = (method.key, method.name);
+        let enabled = match form.get(key) {
+            None => return Ok(None),
+            Some("enabled") => true,
+            Some("disabled") => false,
+            Some(_) => return Err(format!("Choose whether {what} are enabled.")),
+        };
+        let all = match form.text(&format!("{key}_targets")) {
+            "all" => true,
+            "groups" => false,
+            _ => {
+                return Err(format!(
+                    "Choose the target for {what}: all users or selected groups."
+                ))
+            }
+        };
+        Ok(Some(PhoneForm {
+            enabled,
+            all,
+            groups: groups
+                .iter()
+                .filter(|g| form.get(&format!("{key}_{}", g.id)).is_some())
+                .map(|g| g.id)
+                .collect(),
+        }))
+    }
+
+    /// What the page shows: as typed, or as in force for a submission without these fields.
+    fn shown(typed: &Option<PhoneForm>, in_force: &PhoneMethodPolicy) -> PhoneForm {
+        typed
+            .clone()
+            .unwrap_or_else(|| PhoneForm::from_policy(in_force))
+    }
+
+    /// Per group: (id, name, ticked).
+    fn rows(&self, groups: &[Group]) -> Vec<(i64, String, bool)> {
+        groups
+            .iter()
+            .map(|g| (g.id.0, g.name.clone(), self.groups.contains(&g.id)))
+            .collect()
+    }
 }
 
 impl PolicyForm {
@@ -73,6 +163,8 @@ impl PolicyForm {
             show_location: a.show_location,
             mfa,
             mfa_groups,
+            sms: Some(PhoneForm::from_policy(&p.sms)),
+            voice: Some(PhoneForm::from_policy(&p.voice)),
         }
     }
 
@@ -131,6 +223,8 @@ impl PolicyForm {
                 .filter(|g| form.get(&format!("mfa_{}", g.id)).is_some())
                 .map(|g| g.id)
                 .collect(),
+            sms: PhoneForm::from_submission(form, groups, &SMS)?,
+            voice: PhoneForm::from_submission(form, groups, &VOICE)?,
         })
     }
 
@@ -179,6 +273,29 @@ impl PolicyForm {
                 list.join(",")
             }
         };
+        // Off keeps the stored groups (as `sesame policy set --sms off` does), for turning the
+        // method on again as it was.
+        let phone = |p: &Option<PhoneForm>, what: &str| -> Result<Option<String>, String> {
+            let Some(p) = p else { return Ok(None) };
+            if !p.enabled {
+                return Ok(Some("off".into()));
+            }
+            if p.all {
+                return Ok(Some("all".into()));
+            }
+            let mut list = Vec::new();
+            for g in groups.iter().filter(|g| p.groups.contains(&g.id)) {
+                list.push(listable(g)?);
+            }
+            if list.is_empty() {
+                return Err(format!(
+                    "Choose at least one group for {what}, or target all users, or disable them."
+                ));
+            }
+            Ok(Some(list.join(",")))
+        };
+        let sms = phone(&self.sms, SMS.name)?;
+        let voice = phone(&self.voice, VOICE.name)?;
         let digits = self
             .digits
             .parse()
@@ -198,10 +315,8 @@ impl PolicyForm {
             show_app_name: Some(self.show_app_name),
             show_location: Some(self.show_location),
             mfa_required: Some(mfa_required),
-            // Texts and calls are set with `sesame policy set --sms/--voice` for now; the
-            // console keeps what is stored.
-            sms: None,
-            voice: None,
+            sms,
+            voice,
         })
     }
 }
@@ -262,6 +377,8 @@ async fn policy_view(
     let (policy, version) = state.current_policy(tenant).await?;
     let groups = state.store.list_groups(tenant).await?;
     let names: HashMap<GroupId, String> = groups.iter().map(|g| (g.id, g.name.clone())).collect();
+    let sms = PhoneForm::shown(&form.sms, &policy.sms);
+    let voice = PhoneForm::shown(&form.voice, &policy.voice);
     let (form, group_rows) = form.view(&groups);
     Ok(page(
         csrf,
@@ -275,6 +392,12 @@ async fn policy_view(
             version,
             form,
             groups: group_rows,
+            sms_enabled: sms.enabled,
+            sms_all: sms.all,
+            sms_groups: sms.rows(&groups),
+            voice_enabled: voice.enabled,
+            voice_all: voice.all,
+            voice_groups: voice.rows(&groups),
             modes: AuthenticatorMode::ALL
                 .iter()
                 .map(|m| (*m, mode_label(*m)))
