@@ -122,7 +122,7 @@ async fn an_approved_notification_is_the_last_use_of_the_push_method() {
     let row = push_row(&b.get("/security-info").await.body);
     assert!(
         row.contains(&format!(
-            "Last used {}",
+            "data-label=\"Last used\">{}",
             sesame_server::web::fmt_time(first)
         )),
         "{row}"
@@ -142,7 +142,7 @@ async fn an_approved_notification_is_the_last_use_of_the_push_method() {
     let page = admin.get("/admin/users/alice").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let row = push_row(&page.body);
-    assert!(row.contains("Last used "), "{row}");
+    assert!(row.contains("data-label=\"Last used\">2"), "{row}");
     assert!(!row.contains("Not used yet"), "{row}");
 
     // A phone sign-in is approved in the same app, with the same device: its notification

@@ -2,10 +2,10 @@
 //! trait; callers hold an `Arc<dyn Store>` and never know which backend they talk to.
 
 use crate::{
-    AccessPass, Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device, DeviceRow, Group,
-    Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem, PinOutcome,
-    PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord, SigningKey,
-    StoreError, User,
+    AccessPass, Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device,
+    DeviceRow, Group, Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem,
+    PinOutcome, PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord,
+    SigningKey, StoreError, User,
 };
 use async_trait::async_trait;
 use sesame_core::guessing::Throttle;

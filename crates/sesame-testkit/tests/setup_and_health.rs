@@ -30,8 +30,16 @@ async fn setup_link_creates_the_first_admin_once() {
     assert_eq!(mismatch.status, 400);
     assert!(mismatch.body.contains("do not match"));
     // What was typed stays (never the passwords).
-    assert!(mismatch.body.contains("value=\"root\""), "{}", mismatch.body);
-    assert!(mismatch.body.contains("value=\"Root Admin\""), "{}", mismatch.body);
+    assert!(
+        mismatch.body.contains("value=\"root\""),
+        "{}",
+        mismatch.body
+    );
+    assert!(
+        mismatch.body.contains("value=\"Root Admin\""),
+        "{}",
+        mismatch.body
+    );
     assert!(!mismatch.body.contains("long password"));
     let fields = [
         ("token", token.as_str()),
@@ -46,8 +54,15 @@ async fn setup_link_creates_the_first_admin_once() {
     assert!(b.has_session());
     let welcome = b.get("/admin?done=welcome").await;
     assert_eq!(welcome.status, 200, "{}", welcome.body);
-    assert!(welcome.body.contains("You are the first administrator"), "{}", welcome.body);
-    assert!(welcome.body.contains("Development only"), "the outbox is marked on the admin page");
+    assert!(
+        welcome.body.contains("You are the first administrator"),
+        "{}",
+        welcome.body
+    );
+    assert!(
+        welcome.body.contains("Development only"),
+        "the outbox is marked on the admin page"
+    );
     let admin = srv
         .store
         .find_user_by_username(srv.state.default_tenant, "root")

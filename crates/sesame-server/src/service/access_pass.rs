@@ -51,8 +51,7 @@ pub async fn create(
     lifetime_secs: i64,
     one_time: bool,
 ) -> Result<Created, Error> {
-    if !(access_pass::MIN_LIFETIME_SECS..=access_pass::MAX_LIFETIME_SECS).contains(&lifetime_secs)
-    {
+    if !(access_pass::MIN_LIFETIME_SECS..=access_pass::MAX_LIFETIME_SECS).contains(&lifetime_secs) {
         return Err(Error::bad_request(
             "A Temporary Access Pass lasts 10 minutes to 30 days.",
         ));
@@ -146,9 +145,18 @@ pub async fn sign_in(
         (Verdict::Held(held), _) => return Ok(PassOutcome::Held(held)),
         (Verdict::Right, Some(u)) => u,
         (_, user) => {
-            let line = Line::named(rec.tenant, user.as_ref().map(|u| u.id), &rec.username, Event::SignIn)
-                .method(AuditMethod::AccessPass)
-                .failed(if user.is_none() { "unknown_user" } else { "wrong_pass" });
+            let line = Line::named(
+                rec.tenant,
+                user.as_ref().map(|u| u.id),
+                &rec.username,
+                Event::SignIn,
+            )
+            .method(AuditMethod::AccessPass)
+            .failed(if user.is_none() {
+                "unknown_user"
+            } else {
+                "wrong_pass"
+            });
             svc.audit(origin, line).await;
             return Ok(PassOutcome::Incorrect);
         }

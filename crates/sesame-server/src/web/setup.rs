@@ -110,9 +110,7 @@ async fn setup_submit(
     match setup::create_first_admin(&state, &origin, tenant, first).await {
         // Said and signed in: the console welcomes them.
         Ok(user) => match setup::sign_in_first_admin(&state, &origin, tenant, &user).await? {
-            Some((rec, token)) => Ok(super::flow::signed_in(
-                &state, &origin, &rec, &user, &token,
-            )),
+            Some((rec, token)) => Ok(super::flow::signed_in(&state, &origin, &rec, &user, &token)),
             None => Ok(see_other("/login")),
         },
         Err(SetupError::InvalidLink) => Err(Error::forbidden(INVALID)),

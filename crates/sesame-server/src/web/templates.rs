@@ -305,9 +305,9 @@ pub struct AddAppPage<'a> {
     pub status_id: &'a str,
 }
 
+/// A "Last used" cell's value (its column, or its label on narrow screens, names it).
 pub fn last_used(t: Option<i64>) -> String {
-    t.map(|t| format!("Last used {}", fmt_time(t)))
-        .unwrap_or_else(|| "Not used yet".into())
+    t.map(fmt_time).unwrap_or_else(|| "Not used yet".into())
 }
 
 /// What a person sees of a device's phone sign-in.

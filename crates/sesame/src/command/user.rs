@@ -413,19 +413,23 @@ async fn access_pass(cli: &Cli, data: &Data, cmd: &AccessPassCommand) -> Result<
                 .store
                 .find_access_pass(user.id, data.services.now())
                 .await?;
-            output(cli.json, &serde_json::json!({"username": user.username, "access_pass": pass}), || match &pass {
-                None => say!("{} has no Temporary Access Pass.", user.username),
-                Some(p) => say!(
-                    "{} has a {} Temporary Access Pass, created {}, valid until {}{}.",
-                    user.username,
-                    if p.one_time { "one-time" } else { "multi-use" },
-                    fmt_time(p.created_at),
-                    fmt_time(p.expires_at),
-                    p.used_at
-                        .map(|t| format!(", last used {}", fmt_time(t)))
-                        .unwrap_or_default()
-                ),
-            })?;
+            output(
+                cli.json,
+                &serde_json::json!({"username": user.username, "access_pass": pass}),
+                || match &pass {
+                    None => say!("{} has no Temporary Access Pass.", user.username),
+                    Some(p) => say!(
+                        "{} has a {} Temporary Access Pass, created {}, valid until {}{}.",
+                        user.username,
+                        if p.one_time { "one-time" } else { "multi-use" },
+                        fmt_time(p.created_at),
+                        fmt_time(p.expires_at),
+                        p.used_at
+                            .map(|t| format!(", last used {}", fmt_time(t)))
+                            .unwrap_or_default()
+                    ),
+                },
+            )?;
         }
         AccessPassCommand::Revoke { username } => {
             let user = find(data, username).await?;

@@ -676,7 +676,11 @@ async fn create_access_pass(
     .await?;
     let validity = format!(
         "It works {} until {}.",
-        if made.one_time { "once" } else { "any number of times" },
+        if made.one_time {
+            "once"
+        } else {
+            "any number of times"
+        },
         fmt_time(made.expires_at)
     );
     let back = user_path(&user.username);
