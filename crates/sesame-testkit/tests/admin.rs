@@ -827,6 +827,8 @@ async fn policy_form_changes_the_policy_and_audits_it() {
             ("pin_required", "yes"),
             ("show_location", ""),
             ("mfa", "all"),
+            // root (not in Pilot) keeps no allowed method under this policy: confirmed.
+            ("confirm_lockout", "yes"),
         ],
     )
     .await;

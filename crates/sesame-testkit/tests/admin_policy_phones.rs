@@ -303,3 +303,53 @@ async fn non_administrators_cannot_change_texts_or_calls() {
     assert!(srv.store.find_policy(tenant).await.unwrap().is_none());
     assert!(policy_changes(&srv).await.is_empty());
 }
+
+/// Saving a policy that would leave the administrator saving it without an allowed method is
+/// asked first (the policy trap of issue 14), and saved only once confirmed.
+#[tokio::test]
+async fn a_policy_that_would_trap_the_administrator_is_asked_about_first() {
+    let srv = TestServer::spawn().await;
+    let (mut b, _, _) = admin_and_groups(&srv).await;
+    let tenant = srv.state.default_tenant;
+    // root has no method: "two-step verification for all" would send them to set one up.
+    let p = submit(&mut b, "0", &[("mfa", "all")]).await;
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(
+        p.body.contains("none of your methods would be allowed"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("name=\"confirm_lockout\""), "{}", p.body);
+    assert_eq!(
+        srv.store.find_policy(tenant).await.unwrap(),
+        None,
+        "nothing saved"
+    );
+    // Confirmed: saved, and said so.
+    let p = submit(&mut b, "0", &[("mfa", "all"), ("confirm_lockout", "yes")]).await;
+    assert_eq!(p.location(), Some("/admin/policy?done=saved"), "{}", p.body);
+    let (policy, _) = srv.store.find_policy(tenant).await.unwrap().unwrap();
+    assert_eq!(policy.mfa_required, MfaRequirement::All);
+    // With a method the new policy allows, nothing is asked.
+    let root = srv
+        .store
+        .find_user_by_username(tenant, "root")
+        .await
+        .unwrap()
+        .unwrap();
+    srv.add_totp(
+        root.id,
+        &sesame_core::secret::SecretBytes::new(b"0123456789abcdefghij".to_vec()),
+    )
+    .await;
+    let p = submit(&mut b, "1", &[("mfa", "all"), ("digits", "3")]).await;
+    assert_eq!(p.location(), Some("/admin/policy?done=saved"), "{}", p.body);
+    // But turning off the only kind of method root has is asked about again.
+    let p = submit(
+        &mut b,
+        "2",
+        &[("mfa", "all"), ("digits", "3"), ("enabled", "disabled")],
+    )
+    .await;
+    assert_eq!(p.status, 409, "{}", p.body);
+}

@@ -641,6 +641,9 @@ pub struct PolicyPage<'a> {
     pub notice: Option<&'a str>,
     pub flash_error: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// The policy as typed would leave the administrator saving it without an allowed
+    /// method: the form asks them to confirm.
+    pub confirm_lockout: bool,
     pub summary: Vec<(String, String)>,
     pub version: i64,
     pub form: PolicyFormView,

@@ -364,6 +364,13 @@ fn mode_label(m: AuthenticatorMode) -> &'static str {
     }
 }
 
+/// What the page says above the form: an error, and whether to ask "Save anyway".
+#[derive(Default)]
+struct Said<'a> {
+    error: Option<&'a str>,
+    confirm_lockout: bool,
+}
+
 /// The policy page: what is in force, and the form as `form` has it.
 async fn policy_view(
     state: &AppState,
@@ -372,8 +379,12 @@ async fn policy_view(
     status: StatusCode,
     flash: &Flash,
     form: &PolicyForm,
-    error: Option<&str>,
+    said: Said<'_>,
 ) -> Result<Response, Error> {
+    let Said {
+        error,
+        confirm_lockout,
+    } = said;
     let (policy, version) = state.current_policy(tenant).await?;
     let groups = state.store.list_groups(tenant).await?;
     let names: HashMap<GroupId, String> = groups.iter().map(|g| (g.id, g.name.clone())).collect();
@@ -388,6 +399,7 @@ async fn policy_view(
             notice: flash.notice(),
             flash_error: flash.error(),
             error,
+            confirm_lockout,
             summary: describe(&policy, &names),
             version,
             form,
@@ -416,7 +428,16 @@ async fn policy_page(
     let tenant = me.user.tenant;
     let (policy, version) = state.current_policy(tenant).await?;
     let form = PolicyForm::from_policy(&policy, version);
-    policy_view(&state, tenant, &csrf, StatusCode::OK, &q, &form, None).await
+    policy_view(
+        &state,
+        tenant,
+        &csrf,
+        StatusCode::OK,
+        &q,
+        &form,
+        Said::default(),
+    )
+    .await
 }
 
 const STALE_POLICY_FORM: &str =
@@ -435,7 +456,21 @@ async fn policy_submit(
     let none = Flash::default();
     let show = |status: StatusCode, form: PolicyForm, message: String| {
         let (state, csrf, none) = (&state, &csrf, &none);
-        async move { policy_view(state, tenant, csrf, status, none, &form, Some(&message)).await }
+        async move {
+            policy_view(
+                state,
+                tenant,
+                csrf,
+                status,
+                none,
+                &form,
+                Said {
+                    error: Some(&message),
+                    confirm_lockout: false,
+                },
+            )
+            .await
+        }
     };
     // A stale form is shown again with the policy now in force, so nothing is saved unseen.
     let conflict = |policy: MethodsPolicy, version: i64| {
@@ -465,10 +500,28 @@ async fn policy_submit(
     };
     let (by_name, _) = state.group_names(tenant).await?;
     // Applied here first so that saving an unchanged form leaves no version or audit line.
-    match edit.apply(&old, &by_name) {
+    let new = match edit.apply(&old, &by_name) {
         Err(m) => return show(StatusCode::BAD_REQUEST, typed, capitalised(&m.to_string())).await,
         Ok(p) if p == old => return Ok(see_other("/admin/policy?done=unchanged")),
-        Ok(_) => {}
+        Ok(p) => p,
+    };
+    // Saving a policy that requires a second step of the administrator saving it, while none
+    // of their methods would be allowed, sends them to "set up a method" at their next
+    // sign-in: asked first, never done by surprise.
+    if form.get("confirm_lockout") != Some("yes") && locks_out(&state, &me.user, &new).await? {
+        return policy_view(
+            &state,
+            tenant,
+            &csrf,
+            StatusCode::CONFLICT,
+            &none,
+            &typed,
+            Said {
+                error: Some(LOCKOUT_WARNING),
+                confirm_lockout: true,
+            },
+        )
+        .await;
     }
     let admin = Admin::console(&me.user, origin);
     match state
@@ -486,6 +539,40 @@ async fn policy_submit(
         }
         Err(ChangeError::Store(e)) => Err(e.into()),
     }
+}
+
+const LOCKOUT_WARNING: &str = "With this policy you would need two-step verification, but none of your methods would be allowed: at your next sign-in you would have to set up an allowed method before anything else. Nothing was saved. Tick \"Save anyway\" below to save it all the same.";
+
+/// Whether `policy` requires a second step of `user` while allowing none of their methods
+/// (nor phone sign-in on a device they have).
+async fn locks_out(
+    state: &AppState,
+    user: &sesame_store::User,
+    policy: &MethodsPolicy,
+) -> Result<bool, Error> {
+    let groups: Vec<GroupId> = state
+        .store
+        .list_user_groups(user.id)
+        .await?
+        .iter()
+        .map(|g| g.id)
+        .collect();
+    if !policy.mfa_required(&groups) {
+        return Ok(false);
+    }
+    let allowed = policy.allowed(&groups);
+    let methods = state.store.list_methods(user.id).await?;
+    if methods.iter().any(|m| allowed.permits(m.kind)) {
+        return Ok(false);
+    }
+    let phone = allowed.phone_sign_in
+        && state
+            .store
+            .list_devices(user.id)
+            .await?
+            .iter()
+            .any(|d| d.phone_sign_in_ready());
+    Ok(!phone)
 }
 
 /// Messages from the policy rules start in lower case (they also end up on the command line).
