@@ -23,7 +23,16 @@ const LONG_UA =
   'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) SomeVeryLongBrowserName/123.0.0.0-with-a-build-identifier-that-never-breaks Safari/537.36';
 const WIDTHS = [390, 1280];
 const SCREENS = process.env.SESAME_SCREENS || '/tmp/screens';
-const SCREENSHOT_PAGES = { '/admin/users': 'admin-users', '/admin/log': 'admin-log', '/security-info': 'security-info' };
+const SCREENSHOT_PAGES = {
+  '/login': 'login',
+  '/account': 'account',
+  '/security-info': 'security-info',
+  '/security-info/add': 'add-method',
+  '/admin': 'admin',
+  '/admin/users': 'admin-users',
+  '/admin/policy': 'admin-policy',
+  '/admin/log': 'admin-log',
+};
 const TIMEOUT = 30_000;
 
 let tmp;
