@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub connections: crate::serve::ConnectionLimits,
     /// Texts and calls: gateways, send limits, allowed countries.
     pub telephony: crate::delivery::telephony::TelephonyConfig,
+    /// Client addresses that may read `/metrics` (loopback by default; add the Prometheus
+    /// server's address).
+    pub metrics_allow: Vec<IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +67,10 @@ impl Default for ServerConfig {
             push: PushPolicy::default(),
             connections: crate::serve::ConnectionLimits::default(),
             telephony: Default::default(),
+            metrics_allow: vec![
+                IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ],
         }
     }
 }

@@ -156,8 +156,8 @@ impl Hasher {
         self.shared.ran.load(AtomicOrdering::Relaxed)
     }
 
-    #[cfg(test)]
-    fn waiting(&self) -> usize {
+    /// Sign-ins waiting for a hashing slot now (metrics).
+    pub fn waiting(&self) -> usize {
         self.shared.lock().waiting
     }
 }

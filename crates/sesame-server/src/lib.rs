@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod error;
 pub mod hashing;
 pub mod methods;
+pub mod metrics;
 pub mod oidc;
 pub mod serve;
 pub mod service;

@@ -224,6 +224,8 @@ hashing_queue = 1024
 # Of those, how many one client address may hold (addresses are served in turn, so one
 # client's flood never makes others wait behind all of it).
 hashing_per_client = 64
+# Client addresses that may read /metrics (Prometheus text); add your Prometheus server's.
+metrics_allow = ["127.0.0.1", "::1"]
 
 # Failed second-step attempts, per user and method: soft lock after soft_after failures for
 # base_lock_secs, doubling with each further failure; stop at hard_after until an admin resets.

@@ -205,6 +205,11 @@ impl Hub {
             .count()
     }
 
+    /// Open device event streams, over every device (metrics).
+    pub fn open_streams(&self) -> usize {
+        locked(&self.streams).values().map(VecDeque::len).sum()
+    }
+
     /// Number of challenges someone is waiting on (for tests: nothing may leak).
     pub fn waited_challenges(&self) -> usize {
         locked(&self.challenges).len()

@@ -188,6 +188,12 @@ impl Services {
 
     /// Writes `line` on its own.
     pub async fn audit(&self, origin: &Origin, line: Line) {
+        // Failed sign-ins are counted as they are logged (successes when their session is
+        // committed, in `signin::finish`).
+        if line.event == Event::SignIn && line.result == AuditResult::Failure {
+            let method = line.method.as_ref().map_or("unknown", |m| m.as_str());
+            self.metrics.sign_in(method, false);
+        }
         let event = self.audit_event(origin, line);
         if let Err(err) = self.store.append_audit(&event).await {
             tracing::error!(%err, "could not write the audit log");

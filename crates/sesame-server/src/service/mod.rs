@@ -57,6 +57,8 @@ pub struct Inner {
     pub phone_keys: phones::Keys,
     /// The key that hashes Temporary Access Passes.
     pub access_pass_key: access_pass::PassKey,
+    /// What `/metrics` reports.
+    pub metrics: crate::metrics::Metrics,
     policies: policy::PolicyCache,
 }
 
@@ -90,6 +92,7 @@ impl Services {
             telephony,
             phone_keys: phones::Keys::new(master_key),
             access_pass_key: access_pass::PassKey::new(master_key),
+            metrics: crate::metrics::Metrics::default(),
             store,
             clock,
             config,

@@ -194,6 +194,7 @@ pub async fn send_code(
         .await?;
     if let Some(why) = failure(svc.telephony.sms.send(&message)).await {
         tracing::warn!(gateway = svc.telephony.sms.name(), %why, "text not sent");
+        svc.metrics.gateway_failed(svc.telephony.sms.name(), "sms");
         svc.store.drop_phone_code(user.id, purpose).await?;
         svc.store
             .update_message_status(&reference, "failed", Some(&why), svc.now())
@@ -414,6 +415,8 @@ pub async fn call(
     let reports: Arc<dyn Reports> = Arc::new(CallReports(svc.clone()));
     if let Some(why) = failure(svc.telephony.voice.call(&call, reports)).await {
         tracing::warn!(gateway = svc.telephony.voice.name(), %why, "call not placed");
+        svc.metrics
+            .gateway_failed(svc.telephony.voice.name(), "call");
         call_ended(svc, &challenge.id, CallOutcome::Failed(why)).await?;
     }
     Ok(Ok(challenge.id))

@@ -335,7 +335,8 @@ pub async fn finish(
             .await?;
     }
     let token = crate::token::random();
-    let success = svc.audit_event(origin, Line::of(user, Event::SignIn).method(method));
+    let success = svc.audit_event(origin, Line::of(user, Event::SignIn).method(method.clone()));
+    let started = std::time::Instant::now();
     let completed = svc
         .store
         .complete_signin(
@@ -348,6 +349,12 @@ pub async fn finish(
             approval,
         )
         .await?;
+    svc.metrics
+        .sign_in_commit
+        .observe(started.elapsed().as_secs_f64());
+    if completed {
+        svc.metrics.sign_in(method.as_str(), true);
+    }
     Ok(completed.then_some(token))
 }
 

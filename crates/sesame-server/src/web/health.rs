@@ -1,4 +1,5 @@
-//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers).
+//! Liveness (`/healthz`: the process answers), readiness (`/readyz`: the database answers),
+//! and `/metrics` (Prometheus text, for the addresses in `server.metrics_allow`).
 
 use crate::AppState;
 use axum::extract::State;
@@ -11,6 +12,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/favicon.ico", get(favicon))
 }
 
@@ -46,4 +48,33 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             )
         }
     }
+}
+
+/// The Prometheus text format, for the allowed addresses only (404 for others: the page is
+/// not advertised).
+async fn metrics(
+    State(state): State<AppState>,
+    origin: crate::service::Origin,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let allowed = origin
+        .ip
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| state.config.metrics_allow.contains(&ip));
+    if !allowed {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let text = state.metrics.render(
+        state.hasher.waiting(),
+        state.hub.open_streams(),
+        state.hub.connected_users(),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
