@@ -70,6 +70,9 @@ pub enum Command {
     /// Master key helpers (nodes that share a database share one master key).
     #[command(subcommand, name = "master-key")]
     MasterKey(command::master_key::MasterKeyCommand),
+    /// Copy the database to FILE while the server runs (online, consistent). The master key
+    /// is not in the copy: restoring also needs the same master.key.
+    Backup(command::backup::Args),
 }
 
 fn main() -> ExitCode {

@@ -16,6 +16,7 @@ macro_rules! say {
     };
 }
 
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod group;
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Outbox(c) => outbox::run(&cli, c).await,
         Command::Config(c) => config::run(c),
         Command::MasterKey(c) => master_key::run(c),
+        Command::Backup(args) => backup::run(&cli, args).await,
     }
 }
 
