@@ -69,6 +69,10 @@ pub trait TenantStore: Send + Sync {
     /// Whether the store can serve requests now (`/readyz`): reachable, and its tables
     /// readable.
     async fn check_ready(&self) -> Result<()>;
+    /// Puts everything committed into the main database file (the embedded database: a full
+    /// checkpoint of its write-ahead log), so that a stopped server leaves one whole file.
+    /// Called at shutdown, after the last request.
+    async fn flush(&self) -> Result<()>;
     async fn default_tenant(&self) -> Result<TenantId>;
     /// A new, empty tenant (organisation).
     async fn create_tenant(&self, name: &str, now: UnixTime) -> Result<TenantId>;

@@ -703,3 +703,68 @@ fn the_log_has_no_colour_codes_when_not_on_a_terminal() {
     assert!(first.contains("INFO"), "{first}");
     assert!(!first.contains('\u{1b}'), "{first:?}");
 }
+
+/// A stopped server leaves one whole database file: its write-ahead log is checkpointed at
+/// shutdown, so `sesame.db` alone (copied, say) holds everything committed.
+#[test]
+fn a_stopped_server_leaves_one_whole_database_file() {
+    let dir = common::data_dir();
+    let d = dir.path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args([
+            "--data-dir",
+            d.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("SESAME_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .starts_with("Sesame is running"));
+    // Writes while it runs (the command line writes to the same database).
+    for i in 0..20 {
+        let out = common::run(
+            d,
+            &["user", "add", &format!("u{i:02}"), "--no-password"],
+            None,
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+    let wal = std::fs::metadata(d.join("sesame.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the log was checkpointed into the file");
+    // The file alone, copied elsewhere without its log, is whole and holds every user.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(d.join("sesame.db"), copy.path().join("alone.db")).unwrap();
+    let c = rusqlite::Connection::open(copy.path().join("alone.db")).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let users: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM users WHERE username LIKE 'u%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(users, 20);
+}

@@ -39,6 +39,28 @@ impl TenantStore for SqliteStore {
         self.sound().await
     }
 
+    async fn flush(&self) -> Result<()> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            // A connection of its own (the readers are read-only, the writer works in
+            // transactions); TRUNCATE waits for any write still in flight, copies the whole
+            // log into the file, and empties the log.
+            let c = super::open_writer(&path)?;
+            let (busy, log, copied): (i64, i64, i64) =
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            if busy != 0 || log != copied {
+                return Err(StoreError::Database(format!(
+                    "the write-ahead log could not be checkpointed fully ({copied} of {log} pages)"
+                )));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("checkpoint task failed: {e}")))?
+    }
+
     async fn default_tenant(&self) -> Result<TenantId> {
         let id = self.read(|c| {
             one(

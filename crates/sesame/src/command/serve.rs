@@ -94,6 +94,10 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         None => sesame_server::serve(listener, state, shutdown).await,
     }
     .context("server error")?;
+    // One whole database file once stopped (a copy of it alone is then complete too).
+    if let Err(e) = data.store.flush().await {
+        tracing::warn!(error = %e, "could not checkpoint the database at shutdown; the next start recovers it from its log");
+    }
     eprintln!("Sesame stopped.");
     Ok(())
 }
