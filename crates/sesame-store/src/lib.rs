@@ -14,6 +14,9 @@
 pub mod conformance;
 pub mod crypto;
 mod model;
+#[cfg(feature = "postgres")]
+#[allow(dead_code)] // TEMPORARY while the capabilities are ported: removed when done.
+pub mod postgres;
 pub mod sqlite;
 mod traits;
 
@@ -40,6 +43,14 @@ pub enum StoreError {
     /// The data is damaged: what and where, and what to restore.
     #[error("{0}")]
     Damaged(String),
+    /// The database cannot be reached right now (restarting, network): worth trying again in
+    /// a moment; nothing was written.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database could not order this write against concurrent ones, even after retries:
+    /// nothing was written; try again.
+    #[error("the database is busy: {0}")]
+    Busy(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -57,6 +68,8 @@ pub async fn open(url: &str, key: MasterKey) -> Result<Arc<dyn Store>> {
 pub async fn open_backend(backend: &Backend, key: MasterKey) -> Result<Arc<dyn Store>> {
     match backend {
         Backend::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, key).await?)),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(url) => Ok(Arc::new(postgres::PgStore::open(url, key).await?)),
     }
 }
 
@@ -65,12 +78,20 @@ pub async fn open_backend(backend: &Backend, key: MasterKey) -> Result<Arc<dyn S
 pub enum Backend {
     /// The embedded database in this file.
     Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database, shared by every node (the URL as given: it may hold a password).
+    #[cfg(feature = "postgres")]
+    Postgres(String),
 }
 
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Backend::Sqlite(path) => write!(f, "{}", path.display()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(url) => match postgres::parse_url(url) {
+                Ok(c) => write!(f, "{}", postgres::redact(&c)),
+                Err(_) => write!(f, "a PostgreSQL database"),
+            },
         }
     }
 }
@@ -90,12 +111,20 @@ impl Backend {
             return Ok(Backend::Sqlite(p.into()));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                postgres::parse_url(url)?;
+                return Ok(Backend::Postgres(url.to_string()));
+            }
+            #[cfg(not(feature = "postgres"))]
             return Err(StoreError::UnsupportedUrl(
-                "PostgreSQL is not supported by this version of Sesame yet; use the embedded SQLite database (the default)".into(),
+                "this build of Sesame has no PostgreSQL support (built without the `postgres` feature); use sqlite://FILE or a build with it".into(),
             ));
         }
+        // Never repeat the URL: it may hold a password.
+        let scheme = url.split(':').next().unwrap_or("");
         Err(StoreError::UnsupportedUrl(format!(
-            "unsupported database URL {url:?}: expected sqlite://FILE"
+            "unsupported database URL (scheme {scheme:?}): expected sqlite://FILE or postgres://USER:PASSWORD@HOST/DATABASE"
         )))
     }
 
@@ -132,8 +161,8 @@ mod tests {
             Backend::Sqlite(PathBuf::from("data/s.db"))
         );
         let err = |u: &str| Backend::parse(u).unwrap_err().to_string();
-        assert!(err("postgres://x").contains("PostgreSQL is not supported"));
-        assert!(err("mysql://x").contains("expected sqlite://FILE"));
+        assert!(err("mysql://u:hunter2@x/db").contains("expected sqlite://FILE"));
+        assert!(!err("mysql://u:hunter2@x/db").contains("hunter2"));
         assert!(err("sqlite://").contains("names no file"));
         assert_eq!(
             Backend::parse(&Backend::sqlite_url(std::path::Path::new("/a b/c.db"))).unwrap(),

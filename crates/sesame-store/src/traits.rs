@@ -74,6 +74,11 @@ pub trait TenantStore: Send + Sync {
     /// Called at shutdown, after the last request.
     async fn flush(&self) -> Result<()>;
     async fn default_tenant(&self) -> Result<TenantId>;
+    /// How the nodes sharing this database tell each other about sign-in events; None for a
+    /// database only one node uses (the embedded one).
+    fn events(&self) -> Option<&dyn EventBus> {
+        None
+    }
     /// A new, empty tenant (organisation).
     async fn create_tenant(&self, name: &str, now: UnixTime) -> Result<TenantId>;
 }
@@ -682,4 +687,22 @@ pub trait AccessPassStore: Send + Sync {
     async fn use_access_pass(&self, user: UserId, pass_hash: &[u8], now: UnixTime) -> Result<bool>;
     /// Removes the user's pass; false if there was none.
     async fn revoke_access_pass(&self, user: UserId) -> Result<bool>;
+}
+
+/// What a node hears from the others (see [`TenantStore::events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusEvent {
+    /// An event another node published.
+    Message(String),
+    /// Events may have been missed (the connection to the database broke): re-read what is
+    /// pending from the tables.
+    Resync,
+}
+
+/// Events between the nodes of one database. Only a wake-up: whoever hears one reads the
+/// tables, so a lost or repeated event never changes an outcome.
+pub trait EventBus: Send + Sync {
+    /// Sends to every other node (not this one), in the order published.
+    fn publish(&self, payload: String);
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<BusEvent>;
 }

@@ -1,0 +1,175 @@
+//! Events between nodes through PostgreSQL `LISTEN/NOTIFY`.
+//!
+//! One connection per node, outside the pool, listens on one channel and sends this node's
+//! events on it. A message is `NODE PAYLOAD`: a node ignores its own (it has delivered them
+//! already). The database stays the source of truth: an event only wakes someone who then
+//! reads the tables, so a lost or repeated event costs a re-read, never a wrong answer.
+//!
+//! When the connection breaks (the database restarted), the node reconnects with a growing
+//! pause, listens again, and then tells its own listeners and every other node to resync
+//! ([`BusEvent::Resync`]): whatever was published while it was away is recovered from the
+//! tables, not from the channel.
+
+use crate::EventBus;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_postgres::{AsyncMessage, Config, NoTls};
+
+pub use crate::BusEvent;
+
+/// The channel every node listens on.
+const CHANNEL: &str = "sesame_events";
+/// What a node sends others to make them resync (after it was away).
+const RESYNC: &str = "!resync";
+/// Events waiting for a slow listener before it is told to resync instead.
+const BUFFER: usize = 4096;
+/// Longest pause between reconnection attempts.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// PostgreSQL refuses payloads of 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7900;
+
+pub struct Bus {
+    node: String,
+    out: mpsc::UnboundedSender<String>,
+    events: broadcast::Sender<BusEvent>,
+    connected: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Bus {
+    /// Starts listening in the background (it keeps trying until the database answers).
+    pub(super) fn start(config: Config) -> Self {
+        let node = super::random_hex(8);
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(BUFFER);
+        let (up, connected) = tokio::sync::watch::channel(false);
+        tokio::spawn(run(config, node.clone(), out_rx, events.clone(), up));
+        Self {
+            node,
+            out,
+            events,
+            connected,
+        }
+    }
+
+    /// Waits until the bus listens (tests, and the start of a node that must not miss events).
+    pub async fn listening(&self) {
+        let mut c = self.connected.clone();
+        let _ = c.wait_for(|up| *up).await;
+    }
+}
+
+impl EventBus for Bus {
+    fn publish(&self, payload: String) {
+        if payload.len() > MAX_PAYLOAD {
+            tracing::warn!(len = payload.len(), "event too large for NOTIFY; not sent");
+            return;
+        }
+        let _ = self.out.send(format!("{} {payload}", self.node));
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
+        self.events.subscribe()
+    }
+}
+
+async fn run(
+    config: Config,
+    node: String,
+    mut out: mpsc::UnboundedReceiver<String>,
+    events: broadcast::Sender<BusEvent>,
+    up: tokio::sync::watch::Sender<bool>,
+) {
+    let mut pause = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        if events.receiver_count() == 0 && out.is_closed() {
+            return;
+        }
+        match config.connect(NoTls).await {
+            Ok((client, mut conn)) => {
+                // The connection must be driven for the client to work; its notifications
+                // come out of the same stream.
+                let (notes_tx, mut notes) = mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    use futures_util::StreamExt;
+                    while let Some(m) = stream.next().await {
+                        match m {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if notes_tx.send(n.payload().to_string()).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "event connection to the database failed");
+                                return;
+                            }
+                        }
+                    }
+                });
+                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    tracing::warn!(error = %e, "cannot listen for other nodes' events");
+                    driver.abort();
+                } else {
+                    pause = Duration::from_millis(100);
+                    up.send_replace(true);
+                    if !first {
+                        // Sent while away: the resync below covers them.
+                        while out.try_recv().is_ok() {}
+                        tracing::info!("event connection to the database is back; resyncing");
+                        // Ours first: whatever happened while we were away is in the tables.
+                        let _ = events.send(BusEvent::Resync);
+                        let _ = client
+                            .execute(
+                                "SELECT pg_notify($1, $2)",
+                                &[&CHANNEL, &format!("{node} {RESYNC}")],
+                            )
+                            .await;
+                    }
+                    first = false;
+                    loop {
+                        tokio::select! {
+                            note = notes.recv() => match note {
+                                Some(p) => deliver(&node, &p, &events),
+                                None => break,
+                            },
+                            msg = out.recv() => match msg {
+                                Some(m) => {
+                                    if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &m]).await {
+                                        tracing::warn!(error = %e, "could not send an event to other nodes");
+                                        break;
+                                    }
+                                }
+                                None => { driver.abort(); return; }
+                            },
+                        }
+                    }
+                    up.send_replace(false);
+                    driver.abort();
+                    // Our own listeners missed whatever came while the connection broke.
+                    let _ = events.send(BusEvent::Resync);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "event connection to the database failed");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+fn deliver(node: &str, payload: &str, events: &broadcast::Sender<BusEvent>) {
+    let Some((from, body)) = payload.split_once(' ') else {
+        return;
+    };
+    if from == node {
+        return;
+    }
+    let _ = events.send(if body == RESYNC {
+        BusEvent::Resync
+    } else {
+        BusEvent::Message(body.to_string())
+    });
+}

@@ -1,0 +1,457 @@
+//! The PostgreSQL backend: several Sesame nodes on one database.
+//!
+//! Every node is stateless; everything shared (sessions, sign-ins, approvals, counters, used
+//! codes, policy, OpenID Connect grants, texted codes) lives in these tables, so a request may
+//! land on any node. The rules are the embedded backend's, kept by PostgreSQL under its default
+//! isolation (Read Committed):
+//! - a single use or a one-winner transition is one statement (`UPDATE ... WHERE ...
+//!   RETURNING`, `DELETE ... RETURNING`, `INSERT ... ON CONFLICT`): the row lock it takes
+//!   orders racing statements, and the loser's `WHERE` is evaluated again on the winner's row
+//!   (so it finds nothing to change);
+//! - a write of several statements is one transaction (`write`), retried a bounded number of
+//!   times when PostgreSQL reports a serialization failure or a deadlock, which it may do
+//!   whatever the code does;
+//! - writes that wait together commit together: PostgreSQL flushes its write-ahead log once
+//!   for every transaction committing at that moment (its own group commit), so there is no
+//!   batching writer here as there is for SQLite.
+//!
+//! The driver is `tokio-postgres` with a `deadpool-postgres` pool (see the workspace
+//! `Cargo.toml` for why). Statements are prepared once per connection (`prepare_cached`).
+//! Nodes tell each other about sign-in events with `LISTEN/NOTIFY` (`bus`).
+//!
+//! The SQL lives with its capability, as for SQLite: `users.rs`, `groups.rs`, `methods.rs`,
+//! `guesses.rs`, `signins.rs`, `devices.rs`, `approvals.rs`, `policy.rs`, `audit.rs`,
+//! `oidc.rs`, `phones.rs`, `access_passes.rs`. What several of them need is here.
+//!
+//! Writing a multi-statement write: `write!(self, |tx| { ... })`. The block is run again on a
+//! retry, so it must not consume what it uses; it evaluates to a `Result`, and `?` or
+//! `return` inside it end the attempt (an error rolls the transaction back):
+//!
+//! ```ignore
+//! write!(self, |tx| {
+//!     if exec(&tx, "UPDATE ... WHERE id = $1", &[&id]).await? == 0 {
+//!         return Ok(false);
+//!     }
+//!     insert_audit(&tx, audit).await?;
+//!     Ok(true)
+//! })
+//! ```
+
+/// Runs the block in one transaction and commits it; see the module's documentation.
+/// PostgreSQL may abort a transaction that ran into another (a deadlock, a serialization
+/// failure): the whole block then runs again, at most `WRITE_ATTEMPTS` times, after a short
+/// random pause.
+macro_rules! write {
+    ($store:expr, |$tx:ident| $body:block) => {{
+        let mut attempt = 1;
+        loop {
+            let mut conn = $store.conn().await?;
+            let outcome: $crate::Result<_> = async {
+                let $tx = conn.transaction().await?;
+                let value: $crate::Result<_> = async { $body }.await;
+                let value = value?;
+                $tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match outcome {
+                Err($crate::StoreError::Busy(why)) if attempt < $crate::postgres::WRITE_ATTEMPTS => {
+                    drop(conn);
+                    $crate::postgres::pause_before_retry(attempt, &why).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+mod access_passes;
+mod approvals;
+mod audit;
+pub mod bus;
+mod devices;
+mod groups;
+mod guesses;
+mod methods;
+mod migrate;
+mod oidc;
+mod phones;
+mod policy;
+mod signins;
+mod users;
+
+use crate::{crypto::MasterKey, AuditEvent, Method, Result, StoreError};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use rand::RngCore;
+use sesame_core::audit::AuditMethod;
+use sesame_core::method::MethodKind;
+use sesame_core::{ChallengeId, DeviceId, MethodId, UserId};
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+pub use migrate::migrate;
+
+/// Connections each node keeps at most. PostgreSQL's default `max_connections` is 100: two
+/// nodes with 32 each leave room for the `sesame` command and for administration.
+pub const DEFAULT_POOL_SIZE: usize = 32;
+/// How long a request waits for a free connection, and for a new one to open, before it is
+/// told the database is busy or unreachable.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts of a write that PostgreSQL aborted for a serialization failure or a deadlock.
+pub(crate) const WRITE_ATTEMPTS: u32 = 5;
+
+/// Parameters of a statement, as tokio-postgres takes them.
+pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+pub struct PgStore {
+    pool: Pool,
+    key: MasterKey,
+    /// Where the database is, without the password (for messages and the log).
+    target: String,
+    bus: bus::Bus,
+}
+
+/// Which statement failed, and how: a message that names no secret (parameters are never
+/// part of it).
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.code() {
+            Some(c) if retryable(c) => StoreError::Busy(format!(
+                "the database could not order concurrent writes ({}); try again",
+                c.code()
+            )),
+            Some(_) => StoreError::Database(db_error_text(&e)),
+            None if connection_failed(&e) => {
+                StoreError::Unavailable(format!("the database connection failed: {e}"))
+            }
+            // A row that does not decode as this version expects.
+            None => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+/// The connection itself failed (closed, refused, timed out), rather than a statement.
+fn connection_failed(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    e.is_closed()
+        || e.source().is_some_and(|s| s.is::<std::io::Error>())
+        || e.to_string().starts_with("timeout")
+}
+
+fn db_error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError as P;
+        match e {
+            P::Backend(e) => e.into(),
+            P::Timeout(_) => StoreError::Unavailable(
+                "no database connection became free in time (the database is slow or unreachable)"
+                    .into(),
+            ),
+            e => StoreError::Unavailable(format!("no database connection: {e}")),
+        }
+    }
+}
+
+fn retryable(c: &SqlState) -> bool {
+    *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Maps a unique-constraint failure to `Conflict(what)`, anything else as usual.
+pub(crate) fn conflict(
+    what: impl FnOnce() -> String,
+) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(what())
+        } else {
+            e.into()
+        }
+    }
+}
+
+/// The first row of `sql` (all of a `RETURNING` statement's changes are made whatever is
+/// read), decoded by `f`.
+pub(crate) async fn one<C: GenericClient, T>(
+    c: &C,
+    sql: &str,
+    p: Params<'_>,
+    f: impl FnOnce(&Row) -> Result<T>,
+) -> Result<Option<T>> {
+    let st = c.prepare_cached(sql).await?;
+    let rows = c.query(&st, p).await?;
+    rows.first().map(f).transpose()
+}
+
+/// Every row of `sql`, each decoded by `f`.
+pub(crate) async fn all<C: GenericClient, T>(
+    c: &C,
+    sql: &str,
+    p: Params<'_>,
+    f: impl FnMut(&Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    let st = c.prepare_cached(sql).await?;
+    c.query(&st, p).await?.iter().map(f).collect()
+}
+
+/// Runs a statement without rows; returns how many rows it changed.
+pub(crate) async fn exec<C: GenericClient>(c: &C, sql: &str, p: Params<'_>) -> Result<u64> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.execute(&st, p).await?)
+}
+
+/// The first column.
+pub(crate) fn first<T: for<'a> tokio_postgres::types::FromSql<'a>>(r: &Row) -> Result<T> {
+    Ok(r.try_get(0)?)
+}
+
+/// A challenge id from the first column.
+pub(crate) fn challenge_id(r: &Row) -> Result<ChallengeId> {
+    Ok(ChallengeId(r.try_get(0)?))
+}
+
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn bad_json(e: serde_json::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// A stored name this version does not know (a newer version wrote it).
+pub(crate) fn unknown(what: &str, value: &str) -> StoreError {
+    StoreError::Database(format!("unknown {what} {value:?} in the database"))
+}
+
+/// The URL without its password, for messages.
+pub fn redact(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let port = config
+        .get_ports()
+        .first()
+        .map_or(String::new(), |p| format!(":{p}"));
+    format!(
+        "postgres://{}@{host}{port}/{}",
+        config.get_user().unwrap_or(""),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// Parses a `postgres://` URL, saying what is wrong without repeating a password.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
+    url.parse::<tokio_postgres::Config>().map_err(|e| {
+        StoreError::UnsupportedUrl(format!(
+            "the PostgreSQL database URL is not valid ({e}); expected postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+        ))
+    })
+}
+
+impl PgStore {
+    /// Connects to the database the URL names, migrates it (under an advisory lock, so nodes
+    /// starting together take turns) and starts listening for other nodes' events.
+    pub async fn open(url: &str, key: MasterKey) -> Result<Self> {
+        Self::open_with(url, key, DEFAULT_POOL_SIZE).await
+    }
+
+    pub async fn open_with(url: &str, key: MasterKey, pool_size: usize) -> Result<Self> {
+        let mut config = parse_url(url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("sesame");
+        }
+        let target = redact(&config);
+        // Migrate first, on a connection of its own.
+        migrate::run(&config)
+            .await
+            .map_err(|e| with_target(e, &target))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                // A connection that broke (the database restarted) is found out before it is
+                // handed to a request, not by the request's statement.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Database(format!("cannot make the connection pool: {e}")))?;
+        let bus = bus::Bus::start(config);
+        let store = Self {
+            pool,
+            key,
+            target,
+            bus,
+        };
+        // Fail at start, not at the first request, if the tables cannot be read.
+        store.conn().await?;
+        Ok(store)
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn conn(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Where the database is (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The events other nodes publish, and how to publish ours.
+    pub fn bus(&self) -> &bus::Bus {
+        &self.bus
+    }
+
+    /// The first row of a statement run on its own (autocommit).
+    pub(crate) async fn one<T>(
+        &self,
+        sql: &str,
+        p: Params<'_>,
+        f: impl FnOnce(&Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        one(&self.conn().await?, sql, p, f).await
+    }
+
+    /// Every row of a statement run on its own.
+    pub(crate) async fn all<T>(
+        &self,
+        sql: &str,
+        p: Params<'_>,
+        f: impl FnMut(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        all(&self.conn().await?, sql, p, f).await
+    }
+
+    /// One statement on its own; returns the rows it changed.
+    pub(crate) async fn exec(&self, sql: &str, p: Params<'_>) -> Result<u64> {
+        exec(&self.conn().await?, sql, p).await
+    }
+}
+
+/// A short random pause, longer after each failed attempt, so that the racing writes do not
+/// meet again at once.
+pub(crate) async fn pause_before_retry(attempt: u32, why: &str) {
+    tracing::debug!(attempt, %why, "retrying a database write");
+    let pause = rand::random::<u64>() % (5 * u64::from(attempt)) + 1;
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+}
+
+fn with_target(e: StoreError, target: &str) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(format!("{target}: {m}")),
+        e => e,
+    }
+}
+
+// --- What several capabilities share -------------------------------------------------------
+
+/// Appends a line as part of a larger write (so the line and the change it records commit
+/// together).
+pub(crate) async fn insert_audit<C: GenericClient>(c: &C, e: &AuditEvent) -> Result<()> {
+    exec(
+        c,
+        "INSERT INTO audit_log (at, tenant_id, user_id, username, ip, user_agent, event, method, result, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &e.at,
+            &e.tenant.0,
+            &e.user.map(|u| u.0),
+            &e.username,
+            &e.ip,
+            &e.user_agent,
+            &e.event.as_str(),
+            &e.method.as_ref().map(AuditMethod::as_str),
+            &e.result.as_str(),
+            &e.reason,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Cancels a user's pending requests ($1: the user), returning their ids.
+pub(crate) const CANCEL_PENDING: &str =
+    "UPDATE challenges SET state = 'cancelled' WHERE user_id = $1 AND state = 'pending' RETURNING public_id";
+
+pub(crate) fn method_aad(public_id: &str, user: UserId) -> String {
+    format!("sesame:method:{public_id}:user:{user}")
+}
+
+/// The columns `open_method` reads.
+pub(crate) const METHOD_COLUMNS: &str =
+    "id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, phone_slot, extension, \
+     (SELECT d.public_id FROM devices d WHERE d.id = methods.device_id) AS device_public_id";
+
+impl PgStore {
+    /// A method from a row of `METHOD_COLUMNS`, its secret opened.
+    pub(crate) fn open_method(&self, r: &Row) -> Result<Method> {
+        let user = UserId(r.try_get("user_id")?);
+        let public_id: String = r.try_get("public_id")?;
+        let kind: String = r.try_get("kind")?;
+        let kind: MethodKind = kind.parse().map_err(|_| unknown("method kind", &kind))?;
+        let sealed: Option<Vec<u8>> = r.try_get("secret_enc")?;
+        let secret = match sealed {
+            Some(s) => Some(
+                self.key
+                    .open(&method_aad(&public_id, user), &s)
+                    .ok_or(StoreError::Decrypt)?,
+            ),
+            None => None,
+        };
+        // A phone method's sealed secret is its number.
+        let slot: Option<String> = r.try_get("phone_slot")?;
+        let (totp_secret, phone) = match (slot, secret) {
+            (Some(_), Some(s)) => (
+                None,
+                Some(String::from_utf8(s.expose().to_vec()).map_err(|_| StoreError::Decrypt)?),
+            ),
+            (_, s) => (s, None),
+        };
+        Ok(Method {
+            id: MethodId(r.try_get("id")?),
+            user,
+            kind,
+            label: r.try_get("label")?,
+            totp_secret,
+            created_at: r.try_get("created_at")?,
+            last_used_at: r.try_get("last_used_at")?,
+            device: r
+                .try_get::<_, Option<String>>("device_public_id")?
+                .map(DeviceId),
+            phone,
+            extension: r.try_get("extension")?,
+        })
+    }
+}

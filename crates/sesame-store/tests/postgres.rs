@@ -1,0 +1,139 @@
+//! The PostgreSQL backend: the conformance suite, against the server `SESAME_TEST_DATABASE_URL`
+//! names (`scripts/test.sh` starts one). Each test works in schemas of its own, so tests run
+//! in parallel on one database without seeing each other.
+//!
+//! Without the variable these tests say so and pass, so that `cargo test` works on a machine
+//! without PostgreSQL; `scripts/test.sh` sets `SESAME_REQUIRE_POSTGRES=1`, which makes a
+//! missing server a failure instead of a quiet skip.
+
+use async_trait::async_trait;
+use sesame_store::conformance::Backend;
+use sesame_store::{MasterKey, Store, StoreError, TenantStore};
+use std::sync::Arc;
+
+struct Pg {
+    url: String,
+    /// This test's schemas start with it.
+    prefix: String,
+}
+
+fn database_url() -> Option<String> {
+    match std::env::var("SESAME_TEST_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var_os("SESAME_REQUIRE_POSTGRES").is_none(),
+                "SESAME_REQUIRE_POSTGRES is set but SESAME_TEST_DATABASE_URL is not"
+            );
+            eprintln!("skipped: SESAME_TEST_DATABASE_URL is not set (no PostgreSQL to test)");
+            None
+        }
+    }
+}
+
+impl Pg {
+    fn from_env() -> Option<Self> {
+        let url = database_url()?;
+        let mut b = [0u8; 6];
+        rand_bytes(&mut b);
+        let prefix = format!("t_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+        Some(Pg { url, prefix })
+    }
+
+    fn schema(&self, name: &str) -> String {
+        format!("{}_{name}", self.prefix)
+    }
+
+    /// The URL of the database with `search_path` set to the schema, created if needed.
+    async fn url_of(&self, name: &str) -> String {
+        let schema = self.schema(name);
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to SESAME_TEST_DATABASE_URL");
+        let task = tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .unwrap();
+        drop(client);
+        let _ = task.await;
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-csearch_path%3D{schema}", self.url)
+    }
+}
+
+fn rand_bytes(b: &mut [u8]) {
+    use std::hash::{BuildHasher, Hasher};
+    for chunk in b.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
+        let v = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+}
+
+#[async_trait]
+impl Backend for Pg {
+    async fn open(&self, name: &str, key: MasterKey) -> Arc<dyn Store> {
+        let url = self.url_of(name).await;
+        sesame_store::open(&url, key).await.unwrap()
+    }
+}
+
+sesame_store::conformance_tests!(match Pg::from_env() {
+    Some(b) => b,
+    None => return,
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let Some(pg) = Pg::from_env() else { return };
+    let url = pg.url_of("race").await;
+    // Eight nodes at once: one migrates, the others wait for its lock and find it done.
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                sesame_store::postgres::PgStore::open(&url, MasterKey::from_bytes([3; 32]))
+                    .await
+                    .map(|s| Arc::new(s) as Arc<dyn Store>)
+            })
+        })
+        .collect();
+    for o in opens {
+        let s = o.await.unwrap().expect("every node opens");
+        s.default_tenant().await.unwrap();
+    }
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM sesame_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the migration ran once");
+    // `sesame migrate` on an up-to-date database has nothing to do.
+    assert!(sesame_store::postgres::migrate(&url).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_reported_as_unavailable_without_the_password() {
+    // Nothing listens on port 1 of loopback.
+    let err = sesame_store::open(
+        "postgres://sesame:hunter2@127.0.0.1:1/sesame?connect_timeout=2",
+        MasterKey::from_bytes([1; 32]),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
