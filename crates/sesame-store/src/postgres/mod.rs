@@ -315,7 +315,7 @@ impl PgStore {
             bus,
         };
         // Fail at start, not at the first request, if the tables cannot be read.
-        store.conn().await?;
+        drop(store.conn().await?);
         Ok(store)
     }
 
