@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use sesame_store::conformance::Backend;
-use sesame_store::{MasterKey, Store, StoreError, TenantStore};
+use sesame_store::{MasterKey, Store, StoreError};
 use std::sync::Arc;
 
 struct Pg {
