@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Sesame's whole test suite on a fresh Debian machine: installs what is missing
 # (Chromium, zbar, oathtool, tmux; Kannel and baresip for the real SMS and SIP gateway tests;
-# npm packages), then formatting, lints, the Rust tests (core, store, HTTP, CLI, gateways)
+# PostgreSQL, started on loopback for the store and two-node tests; npm packages), then formatting, lints, the Rust tests (core, store, HTTP, CLI, gateways)
 # and the browser test in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,8 @@ command -v tmux     >/dev/null 2>&1 || need+=(tmux)
 command -v baresip  >/dev/null 2>&1 || need+=(baresip-core)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v sox      >/dev/null 2>&1 || need+=(sox)
+# PostgreSQL: the store's conformance suite and the two-node tests run on it too.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   sudo=""
@@ -43,7 +45,17 @@ cargo fmt --all --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "Rust tests (core, store, HTTP server, CLI)"
+step "PostgreSQL for the tests (a throw-away server on loopback)"
+pgdir=$(mktemp -d /tmp/sesame-test-pg.XXXXXX)
+stop_postgres() { scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+trap stop_postgres EXIT
+SESAME_TEST_DATABASE_URL=$(scripts/postgres.sh start "$pgdir")
+export SESAME_TEST_DATABASE_URL
+# Tests that need PostgreSQL fail, rather than skip, if it is missing.
+export SESAME_REQUIRE_POSTGRES=1
+echo "PostgreSQL at $SESAME_TEST_DATABASE_URL"
+
+step "Rust tests (core, store on SQLite and PostgreSQL, HTTP server, two nodes, CLI)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -79,6 +79,10 @@ impl ServerProcess {
         if let Some(l) = opts.filter {
             cmd.env("SESAME_LOG", l);
         }
+        // The database the benchmark filled, when it is not the embedded one (see `setup::Db`).
+        if let Ok(url) = std::fs::read_to_string(dir.join(crate::setup::URL_FILE)) {
+            cmd.env("SESAME_DATABASE_URL", url.trim());
+        }
         for kv in opts.env {
             let (k, v) = kv
                 .split_once('=')

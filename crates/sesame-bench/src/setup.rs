@@ -20,9 +20,47 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A new Sesame database to fill with users before the server starts.
+///
+/// The embedded database in the data directory, or, when `SESAME_BENCH_DATABASE_URL` names a
+/// PostgreSQL database, a fresh schema of this run in it (dropped by nobody: the benchmark's
+/// database is a scratch one). The URL the server must use is written to
+/// `DIR/database-url`, which [`crate::process::ServerProcess`] passes on.
 pub struct Db {
     store: Arc<dyn Store>,
     key: MasterKey,
+    url: String,
+}
+
+/// The environment variable that runs the benchmarks on PostgreSQL.
+pub const DATABASE_URL_ENV: &str = "SESAME_BENCH_DATABASE_URL";
+
+/// The file in a data directory naming the database of this run (absent: the embedded one).
+pub const URL_FILE: &str = "database-url";
+
+/// A fresh schema of this run on the PostgreSQL server `base` names; the URL that selects it.
+async fn fresh_postgres_schema(base: &str) -> Result<String> {
+    let schema = format!("bench_{}", hex(&random_bytes(6)));
+    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await?;
+    drop(client);
+    let _ = task.await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}options=-csearch_path%3D{schema}"))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Which backend the benchmarks run on, for their summaries.
+pub fn backend_name() -> &'static str {
+    match std::env::var(DATABASE_URL_ENV) {
+        Ok(u) if !u.is_empty() => "postgresql",
+        _ => "sqlite",
+    }
 }
 
 /// A user with a password and a TOTP method (an authenticator app's secret).
@@ -54,8 +92,25 @@ impl Db {
     }
 
     async fn open(db: &Path, key: MasterKey) -> Result<Db> {
-        let store = sesame_store::open(&sesame_store::Backend::sqlite_url(db), key.clone()).await?;
-        Ok(Db { store, key })
+        let url = match std::env::var(DATABASE_URL_ENV) {
+            Ok(base) if !base.is_empty() => {
+                let url = fresh_postgres_schema(&base).await?;
+                if let Some(dir) = db.parent() {
+                    std::fs::write(dir.join(URL_FILE), &url)?;
+                }
+                url
+            }
+            _ => sesame_store::Backend::sqlite_url(db),
+        };
+        let store = sesame_store::open(&url, key.clone()).await?;
+        Ok(Db { store, key, url })
+    }
+
+    /// Another in-process node on the same database (a store of its own: its own connections
+    /// and, on PostgreSQL, its own event bus), as a second `sesame serve` would be.
+    pub async fn node(&self) -> Result<InProcessServer> {
+        let store = sesame_store::open(&self.url, self.key.clone()).await?;
+        serve_store(store, &self.key).await
     }
 
     /// Users `{prefix}000000`, ... with the password of `phc` (one hash for all) and a TOTP
@@ -102,10 +157,16 @@ impl Db {
     /// Starts the server in this process on a free 127.0.0.1 port, on the current runtime,
     /// with the system clock and default settings.
     pub async fn serve(self) -> Result<InProcessServer> {
+        serve_store(self.store, &self.key).await
+    }
+}
+
+async fn serve_store(store: Arc<dyn Store>, key: &MasterKey) -> Result<InProcessServer> {
+    {
         let state = AppState::new(
-            self.store.clone(),
+            store.clone(),
             Arc::new(SystemClock),
-            &self.key,
+            key,
             ServerConfig::default(),
         )
         .await?;
@@ -120,7 +181,7 @@ impl Db {
             base,
             policy,
             state,
-            store: self.store,
+            store,
             stop: Some(stop),
             task,
         })

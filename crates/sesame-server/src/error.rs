@@ -157,6 +157,19 @@ impl Error {
 
 impl From<sesame_store::StoreError> for Error {
     fn from(e: sesame_store::StoreError) -> Self {
-        Error::internal(e.to_string())
+        use sesame_store::StoreError as S;
+        match e {
+            // Nothing was written: the person may simply try again (503 with Retry-After).
+            S::Unavailable(_) | S::Busy(_) => {
+                tracing::warn!(error = %e, "database temporarily unavailable");
+                Error {
+                    kind: Kind::Busy,
+                    code: "database_unavailable",
+                    message: "Sesame cannot reach its database right now. Nothing was changed: wait a moment and try again.".into(),
+                    detail: Some(e.to_string()),
+                }
+            }
+            e => Error::internal(e.to_string()),
+        }
     }
 }

@@ -15,7 +15,6 @@ pub mod conformance;
 pub mod crypto;
 mod model;
 #[cfg(feature = "postgres")]
-#[allow(dead_code)] // TEMPORARY while the capabilities are ported: removed when done.
 pub mod postgres;
 pub mod sqlite;
 mod traits;

@@ -36,7 +36,10 @@ impl Pg {
         let url = database_url()?;
         let mut b = [0u8; 6];
         rand_bytes(&mut b);
-        let prefix = format!("t_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+        let prefix = format!(
+            "t_{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        );
         Some(Pg { url, prefix })
     }
 
@@ -120,7 +123,10 @@ async fn nodes_starting_together_migrate_once() {
         .get(0);
     assert_eq!(n, 1, "the migration ran once");
     // `sesame migrate` on an up-to-date database has nothing to do.
-    assert!(sesame_store::postgres::migrate(&url).await.unwrap().is_empty());
+    assert!(sesame_store::postgres::migrate(&url)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]

@@ -187,8 +187,8 @@ async fn unknown_stored_names_are_refused_not_guessed() {
 #[tokio::test]
 async fn open_refuses_urls_of_other_backends_with_a_clear_message() {
     for (url, says) in [
-        ("postgres://localhost/sesame", "PostgreSQL is not supported"),
-        ("mysql://x", "expected sqlite://FILE"),
+        ("mysql://x", "expected sqlite://FILE or postgres://"),
+        ("postgres://sesame@localhost:notaport/db", "not valid"),
     ] {
         let err = sesame_store::open(url, MasterKey::generate())
             .await

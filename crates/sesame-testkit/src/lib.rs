@@ -41,13 +41,46 @@ impl TestServer {
     /// address (a gateway's callback URL).
     pub async fn spawn_on(listener: tokio::net::TcpListener, config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let key = MasterKey::generate();
-        let url = sesame_store::Backend::sqlite_url(&dir.path().join("sesame.db"));
-        let store = sesame_store::open(&url, key.clone())
+        // The whole HTTP suite runs on PostgreSQL too (`SESAME_TEST_BACKEND=postgres`, as
+        // `scripts/test.sh` does in a second pass): every page and rule, on the other backend.
+        let url = if std::env::var("SESAME_TEST_BACKEND").as_deref() == Ok("postgres") {
+            postgres_database("srv")
+                .await
+                .expect("SESAME_TEST_BACKEND=postgres needs SESAME_TEST_DATABASE_URL")
+        } else {
+            sesame_store::Backend::sqlite_url(&dir.path().join("sesame.db"))
+        };
+        let clock = Arc::new(ManualClock::new(START));
+        Self::start(listener, dir, &url, &MasterKey::generate(), clock, config).await
+    }
+
+    /// One node of several on the shared database `url` (PostgreSQL): the nodes of a test
+    /// share the master key and the clock, as real nodes share the key file and the time.
+    pub async fn spawn_node(
+        url: &str,
+        key: &MasterKey,
+        clock: Arc<ManualClock>,
+        config: ServerConfig,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start(listener, dir, url, key, clock, config).await
+    }
+
+    async fn start(
+        listener: tokio::net::TcpListener,
+        dir: tempfile::TempDir,
+        url: &str,
+        key: &MasterKey,
+        clock: Arc<ManualClock>,
+        config: ServerConfig,
+    ) -> Self {
+        let store = sesame_store::open(url, key.clone())
             .await
             .expect("open store");
-        let clock = Arc::new(ManualClock::new(START));
-        let state = AppState::new(store.clone(), clock.clone(), &key, config)
+        let state = AppState::new(store.clone(), clock.clone(), key, config)
             .await
             .expect("state");
         let addr = listener.local_addr().expect("addr");
@@ -378,4 +411,42 @@ impl Browser {
     pub fn has_session(&self) -> bool {
         self.cookies.contains_key("__Host-sesame-session")
     }
+}
+
+/// A PostgreSQL database of a test's own, on the server `SESAME_TEST_DATABASE_URL` names: a
+/// fresh schema, and the URL that selects it. None (the test says it is skipped) without the
+/// variable, unless `SESAME_REQUIRE_POSTGRES` is set (`scripts/test.sh`): then a missing
+/// server fails the test rather than skipping it quietly.
+pub async fn postgres_database(name: &str) -> Option<String> {
+    let base = match std::env::var("SESAME_TEST_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            assert!(
+                std::env::var_os("SESAME_REQUIRE_POSTGRES").is_none(),
+                "SESAME_REQUIRE_POSTGRES is set but SESAME_TEST_DATABASE_URL is not"
+            );
+            eprintln!("skipped: SESAME_TEST_DATABASE_URL is not set (no PostgreSQL to test)");
+            return None;
+        }
+    };
+    let tag: String = {
+        use rand::Rng;
+        let mut r = rand::thread_rng();
+        (0..10)
+            .map(|_| char::from(b'a' + r.gen_range(0..26)))
+            .collect()
+    };
+    let schema = format!("k_{name}_{tag}");
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .expect("connect to SESAME_TEST_DATABASE_URL");
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("create the test schema");
+    drop(client);
+    let _ = task.await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }

@@ -17,7 +17,8 @@ pub struct Cli {
     /// Directory for the embedded database and keys.
     #[arg(long, global = true, env = "SESAME_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL (sqlite://FILE). Defaults to sesame.db in the data directory.
+    /// Database URL: sqlite://FILE (embedded, one node) or postgres://USER:PASSWORD@HOST/DB
+    /// (shared by several nodes). Defaults to sesame.db in the data directory.
     #[arg(long, global = true, env = "SESAME_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
     /// Master key file (default: master.key in the data directory, created on first use).
@@ -73,6 +74,9 @@ pub enum Command {
     /// Copy the database to FILE while the server runs (online, consistent). The master key
     /// is not in the copy: restoring also needs the same master.key.
     Backup(command::backup::Args),
+    /// Bring the database to this version's schema. Nodes do it themselves when they start
+    /// (one at a time); run it first to upgrade a PostgreSQL database before the nodes.
+    Migrate,
 }
 
 fn main() -> ExitCode {

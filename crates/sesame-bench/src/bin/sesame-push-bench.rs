@@ -55,6 +55,10 @@ struct Args {
     /// Also write the summary as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measure latency across two nodes: requests are created on one node while the devices'
+    /// event streams are held by the other (needs PostgreSQL: SESAME_BENCH_DATABASE_URL).
+    #[arg(long)]
+    cross_node: bool,
 }
 
 /// Opens the event streams of `phones`, 200 at a time; each forwards (index, arrival time) of
@@ -83,9 +87,19 @@ async fn latency(args: &Args) -> Result<serde_json::Value> {
     eprintln!("[a] registering {n} devices and opening their event streams ...");
     let db = Db::in_memory_key(dir.path()).await?;
     let phones = Arc::new(db.add_phones("push", n, &PhoneSetup::default()).await?);
+    // Across nodes, the streams are held by a second node on the same database.
+    let other = if args.cross_node {
+        if sesame_bench::setup::backend_name() != "postgresql" {
+            bail!("--cross-node needs a shared database: set SESAME_BENCH_DATABASE_URL=postgres://...");
+        }
+        Some(db.node().await?)
+    } else {
+        None
+    };
     let srv = db.serve().await?;
+    let streams_on = other.as_ref().map_or(&srv.base, |o| &o.base);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let connected = connect_all(&srv.base, phones.clone(), tx).await;
+    let connected = connect_all(streams_on, phones.clone(), tx).await;
     if connected < n {
         bail!("only {connected} of {n} event streams opened (raise `ulimit -n`?)");
     }
@@ -114,11 +128,18 @@ async fn latency(args: &Args) -> Result<serde_json::Value> {
     }
     let samples = lat_ms.len();
     let Latency { p50, p99, max, .. } = Latency::of(lat_ms);
+    let backend = sesame_bench::setup::backend_name();
+    let path = if args.cross_node {
+        "created on node A, stream on node B"
+    } else {
+        "one node"
+    };
     println!(
-        "(a) challenge created -> event at the device, {n} devices connected, {samples} samples: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms, missed {missed}"
+        "(a) challenge created -> event at the device ({backend}, {path}), {n} devices connected, {samples} samples: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms, missed {missed}"
     );
+    drop(other);
     Ok(
-        serde_json::json!({"devices": n, "samples": samples, "missed": missed, "p50_ms": p50, "p99_ms": p99, "max_ms": max}),
+        serde_json::json!({"backend": backend, "cross_node": args.cross_node, "devices": n, "samples": samples, "missed": missed, "p50_ms": p50, "p99_ms": p99, "max_ms": max}),
     )
 }
 

@@ -1,7 +1,12 @@
-//! In-process fan-out of sign-in events: device streams subscribe per user; sign-in pages
-//! wait per challenge. The database stays the source of truth: a woken waiter always re-reads
-//! the challenge, so a lost or duplicated wake-up is harmless. (Several nodes will feed this
-//! hub from PostgreSQL `LISTEN/NOTIFY`.)
+//! Fan-out of sign-in events: device streams subscribe per user; sign-in pages wait per
+//! challenge. The database stays the source of truth: a woken waiter always re-reads the
+//! challenge, so a lost or duplicated wake-up is harmless.
+//!
+//! With several nodes on one database (PostgreSQL), the hub is connected to the store's event
+//! bus ([`Hub::connect`]): what a node publishes goes to its own streams and pages at once and
+//! to the other nodes through `LISTEN/NOTIFY`, whose hubs deliver it to theirs. When the bus
+//! may have missed events (the database restarted), every stream is ended so that its app
+//! reconnects and re-reads what is pending, and every waiting page re-reads its challenge.
 //!
 //! Nothing here outlives its use: a user's channel goes when their last stream ends, and a
 //! challenge's notifier when its last waiter leaves, answered or not. One device keeps at most
@@ -10,11 +15,13 @@
 //! a lock was held does not take the hub down: the maps stay consistent at every step, so a
 //! poisoned lock is simply taken over.
 
+use serde::{Deserialize, Serialize};
 use sesame_core::{ChallengeId, UserId};
 use sesame_proto::device::DeviceEvent;
+use sesame_store::{BusEvent, Store};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use tokio::sync::{broadcast, watch, Notify};
 
 /// Events buffered per user for slow device streams; a stream that falls further behind
@@ -32,6 +39,11 @@ pub struct Hub {
     streams: Mutex<HashMap<String, VecDeque<OpenStream>>>,
     next_ticket: AtomicU64,
     stopping: watch::Sender<bool>,
+    /// Moves on when events may have been missed: every stream ends (its app reconnects and
+    /// re-reads what is pending).
+    resync: watch::Sender<u64>,
+    /// The other nodes, when the store has several (see [`Hub::connect`]).
+    remote: OnceLock<Arc<dyn Store>>,
 }
 
 impl Default for Hub {
@@ -42,8 +54,20 @@ impl Default for Hub {
             streams: Mutex::default(),
             next_ticket: AtomicU64::new(0),
             stopping: watch::channel(false).0,
+            resync: watch::channel(0).0,
+            remote: OnceLock::new(),
         }
     }
+}
+
+/// What travels between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+enum Remote {
+    /// For the user's device streams.
+    User { user: i64, event: DeviceEvent },
+    /// For the pages waiting on a challenge.
+    Challenge { id: String },
 }
 
 /// One open stream of a device: its ticket, and how to end it.
@@ -74,6 +98,7 @@ pub struct Subscription {
     ticket: u64,
     replaced: Arc<Notify>,
     stopping: watch::Receiver<bool>,
+    resync: watch::Receiver<u64>,
     rx: Option<broadcast::Receiver<DeviceEvent>>,
 }
 
@@ -86,6 +111,8 @@ impl Subscription {
             biased;
             _ = self.stopping.wait_for(|s| *s) => Received::ShuttingDown,
             () = self.replaced.notified() => Received::Replaced,
+            // Events may have been missed: the app reconnects and re-reads what is pending.
+            _ = self.resync.changed() => Received::Closed,
             r = rx.recv() => match r {
                 Ok(ev) => Received::Event(ev),
                 Err(_) => Received::Closed,
@@ -172,7 +199,63 @@ impl Hub {
             ticket,
             replaced,
             stopping: self.stopping.subscribe(),
+            resync: self.resync.subscribe(),
             rx: Some(rx),
+        }
+    }
+
+    /// Connects this hub to the other nodes of the store, if it has any: from now on what is
+    /// published here reaches their streams and pages too, and theirs reach ours.
+    pub fn connect(self: &Arc<Self>, store: Arc<dyn Store>) {
+        let Some(bus) = store.events() else {
+            return;
+        };
+        let mut rx = bus.subscribe();
+        if self.remote.set(store.clone()).is_err() {
+            return;
+        }
+        // Holds the hub weakly: the task ends with the server.
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let event = rx.recv().await;
+                let Some(hub) = hub.upgrade() else { return };
+                match event {
+                    Ok(BusEvent::Message(m)) => match serde_json::from_str::<Remote>(&m) {
+                        Ok(Remote::User { user, event }) => hub.publish_here(UserId(user), event),
+                        Ok(Remote::Challenge { id }) => hub.changed_here(&ChallengeId(id)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "an event from another node could not be read")
+                        }
+                    },
+                    // Fell behind, or the bus reconnected: recover from the tables.
+                    Ok(BusEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        hub.resync_here();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    fn send_remote(&self, what: &Remote) {
+        if let Some(store) = self.remote.get() {
+            if let Some(bus) = store.events() {
+                match serde_json::to_string(what) {
+                    Ok(m) => bus.publish(m),
+                    Err(e) => tracing::warn!(error = %e, "an event could not be written"),
+                }
+            }
+        }
+    }
+
+    /// Ends every stream (each app reconnects and re-reads what is pending) and wakes every
+    /// waiting page (each re-reads its challenge): events may have been missed.
+    fn resync_here(&self) {
+        self.resync.send_modify(|g| *g = g.wrapping_add(1));
+        let waiting: Vec<_> = locked(&self.challenges).drain().map(|(_, n)| n).collect();
+        for n in waiting {
+            n.notify_waiters();
         }
     }
 
@@ -186,8 +269,19 @@ impl Hub {
         locked(&self.streams).get(device).map_or(0, VecDeque::len)
     }
 
-    /// Sends to every connected device of the user (none connected: nothing to do).
+    /// Sends to every connected device of the user, on every node (none connected: nothing
+    /// to do).
     pub fn publish(&self, user: UserId, event: DeviceEvent) {
+        if self.remote.get().is_some() {
+            self.send_remote(&Remote::User {
+                user: user.0,
+                event: event.clone(),
+            });
+        }
+        self.publish_here(user, event);
+    }
+
+    fn publish_here(&self, user: UserId, event: DeviceEvent) {
         let mut users = locked(&self.users);
         if let Some(tx) = users.get(&user) {
             if tx.send(event).is_err() {
@@ -228,8 +322,13 @@ impl Hub {
         }
     }
 
-    /// Wakes everyone waiting on the challenge and forgets it.
+    /// Wakes everyone waiting on the challenge, on every node, and forgets it.
     pub fn challenge_changed(&self, id: &ChallengeId) {
+        self.send_remote(&Remote::Challenge { id: id.0.clone() });
+        self.changed_here(id);
+    }
+
+    fn changed_here(&self, id: &ChallengeId) {
         let n = locked(&self.challenges).remove(id);
         if let Some(n) = n {
             n.notify_waiters();

@@ -88,6 +88,9 @@ impl Services {
             clock.clone(),
         )
         .map_err(sesame_store::StoreError::Damaged)?;
+        // Several nodes on one database hear each other's events through it.
+        let hub = Arc::new(Hub::default());
+        hub.connect(store.clone());
         Ok(Services(Arc::new(Inner {
             telephony,
             phone_keys: phones::Keys::new(master_key),
@@ -97,7 +100,7 @@ impl Services {
             clock,
             config,
             hasher,
-            hub: Arc::new(Hub::default()),
+            hub,
             default_tenant,
             browsers: browsers::KnownBrowsers::new(master_key.derive("device-cookie-v1")),
             guesses_pruned_at: AtomicI64::new(0),

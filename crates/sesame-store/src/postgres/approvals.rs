@@ -1,24 +1,64 @@
-//! STUB: to be ported from ../sqlite/approvals.rs (every method fails until then).
-#![allow(unused)]
+//! Out-of-band approvals: requests to the phone and their one-winner transitions.
 
-use crate::{TenantStore, UserStore, GroupStore, MethodStore, AttemptStore, GuessStore, SignInStore, SessionStore, SetupStore, DeviceStore, ApprovalStore, PolicyStore, AuditStore, OidcStore, PhoneStore, AccessPassStore, 
-    AccessPass, Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device,
-    DeviceRow, Group, Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem,
-    PinOutcome, PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord,
-    SigningKey, StoreError, User,
+use super::{
+    all, challenge_id, exec, first, insert_audit, one, random_hex, unknown, PgStore, CANCEL_PENDING,
+};
+use crate::{
+    Answered, ApprovalStore, AuditEvent, ChallengeRecord, DeviceRow, NewChallenge, Result,
+    StoreError,
 };
 use async_trait::async_trait;
-use sesame_core::guessing::Throttle;
-use sesame_core::lockout::{AttemptGate, LockoutPolicy};
-use sesame_core::method::{MethodKind, PhoneSlot};
-use sesame_core::policy::MethodsPolicy;
-use sesame_core::push::{ChallengeKind, ChallengeState};
-use sesame_core::secret::SecretBytes;
-use sesame_core::signin::{CompletedSignIn, SignInChoice, SignInState};
-use sesame_core::{ChallengeId, DeviceId, GroupId, MethodId, TenantId, UnixTime, UserId};
+use deadpool_postgres::GenericClient;
+use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState, Replaces};
+use sesame_core::{ChallengeId, TenantId, UnixTime, UserId};
+use tokio_postgres::Row;
 
+const CHALLENGE_COLUMNS: &str =
+    "public_id, tenant_id, user_id, signin_id_hash, kind, channel, nonce, number, state, app_name, \
+     ip, location, user_agent, created_at, expires_at, answered_at, answered_by_device";
 
-use super::PgStore;
+fn challenge_from_row(r: &Row) -> Result<ChallengeRecord> {
+    let state: String = r.try_get("state")?;
+    let kind: String = r.try_get("kind")?;
+    let channel: String = r.try_get("channel")?;
+    Ok(ChallengeRecord {
+        id: ChallengeId(r.try_get("public_id")?),
+        tenant: TenantId(r.try_get("tenant_id")?),
+        user: UserId(r.try_get("user_id")?),
+        signin_id_hash: r.try_get("signin_id_hash")?,
+        kind: ChallengeKind::parse(&kind).ok_or_else(|| unknown("challenge kind", &kind))?,
+        channel: ApprovalChannel::parse(&channel)
+            .ok_or_else(|| unknown("approval channel", &channel))?,
+        nonce: r.try_get("nonce")?,
+        number: r.try_get("number")?,
+        state: ChallengeState::parse(&state).ok_or_else(|| unknown("challenge state", &state))?,
+        app_name: r.try_get("app_name")?,
+        ip: r.try_get("ip")?,
+        location: r.try_get("location")?,
+        user_agent: r.try_get("user_agent")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        answered_at: r.try_get("answered_at")?,
+        answered_by: r
+            .try_get::<_, Option<i64>>("answered_by_device")?
+            .map(DeviceRow),
+    })
+}
+
+/// Takes the user's row lock until commit. A write that changes several of a user's requests,
+/// or a request and the user, takes it first: so such writes queue on one lock instead of
+/// meeting in each other's requests (a deadlock), and each statement after it sees what the
+/// writes before it committed. NO KEY: the foreign key checks of other writes for the user
+/// do not wait for it.
+pub(crate) async fn lock_user<C: GenericClient>(c: &C, user: UserId) -> Result<()> {
+    exec(
+        c,
+        "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        &[&user.0],
+    )
+    .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl ApprovalStore for PgStore {
@@ -28,7 +68,67 @@ impl ApprovalStore for PgStore {
         now: UnixTime,
         audit: Option<&AuditEvent>,
     ) -> Result<(ChallengeRecord, Vec<ChallengeId>)> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!(
+            "INSERT INTO challenges (public_id, tenant_id, user_id, signin_id_hash, kind, channel, nonce, number, state, \
+             app_name, ip, location, user_agent, created_at, expires_at, browser) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12, $13, $14, $15) \
+             RETURNING {CHALLENGE_COLUMNS}"
+        );
+        write!(self, |tx| {
+            // A user's requests are made one at a time, as on SQLite: a racing request waits
+            // here, and its UPDATE below (a new snapshot) then sees this one to supersede.
+            lock_user(&tx, new.user).await?;
+            let superseded = match sesame_core::push::replaces(new.kind) {
+                Replaces::AllOfTheUser => {
+                    all(
+                        &tx,
+                        "UPDATE challenges SET state = 'superseded' \
+                         WHERE user_id = $1 AND state = 'pending' RETURNING public_id",
+                        &[&new.user.0],
+                        challenge_id,
+                    )
+                    .await?
+                }
+                Replaces::ItsOwnSignIn => {
+                    all(
+                        &tx,
+                        "UPDATE challenges SET state = 'superseded' \
+                         WHERE user_id = $1 AND signin_id_hash = $2 AND state = 'pending' RETURNING public_id",
+                        &[&new.user.0, &new.signin_id_hash],
+                        challenge_id,
+                    )
+                    .await?
+                }
+            };
+            let record = one(
+                &tx,
+                &sql,
+                &[
+                    &random_hex(16),
+                    &new.tenant.0,
+                    &new.user.0,
+                    &new.signin_id_hash,
+                    &new.kind.as_str(),
+                    &new.channel.as_str(),
+                    &random_hex(16),
+                    &new.number,
+                    &new.app_name,
+                    &new.ip,
+                    &new.location,
+                    &new.user_agent,
+                    &now,
+                    &new.expires_at,
+                    &new.browser,
+                ],
+                challenge_from_row,
+            )
+            .await?
+            .ok_or_else(|| StoreError::Database("INSERT returned no row".into()))?;
+            if let Some(a) = audit {
+                insert_audit(&tx, a).await?;
+            }
+            Ok((record, superseded))
+        })
     }
 
     async fn count_challenges_since(
@@ -38,18 +138,30 @@ impl ApprovalStore for PgStore {
         browser: Option<&[u8]>,
         since: UnixTime,
     ) -> Result<u32> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let n: Option<i64> = self
+            .one(
+                "SELECT COUNT(*) FROM challenges WHERE user_id = $1 AND created_at >= $2 AND kind = $3 \
+                 AND browser IS NOT DISTINCT FROM $4",
+                &[&user.0, &since, &kind.as_str(), &browser],
+                first,
+            )
+            .await?;
+        Ok(u32::try_from(n.unwrap_or(0)).unwrap_or(u32::MAX))
     }
 
     async fn find_challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE public_id = $1");
+        self.one(&sql, &[&id.as_str()], challenge_from_row).await
     }
 
     async fn find_latest_challenge_for_signin(
         &self,
         signin_id_hash: &[u8],
     ) -> Result<Option<ChallengeRecord>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!(
+            "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE signin_id_hash = $1 ORDER BY id DESC LIMIT 1"
+        );
+        self.one(&sql, &[&signin_id_hash], challenge_from_row).await
     }
 
     async fn list_pending_challenges(
@@ -57,7 +169,10 @@ impl ApprovalStore for PgStore {
         user: UserId,
         now: UnixTime,
     ) -> Result<Vec<ChallengeRecord>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!(
+            "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE user_id = $1 AND state = 'pending' AND expires_at > $2 ORDER BY id"
+        );
+        self.all(&sql, &[&user.0, &now], challenge_from_row).await
     }
 
     async fn answer_challenge(
@@ -68,19 +183,90 @@ impl ApprovalStore for PgStore {
         now: UnixTime,
         audit: &AuditEvent,
     ) -> Result<Answered> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let device = device.map(|d| d.0);
+        write!(self, |tx| {
+            if to == ChallengeState::Reported {
+                // It changes the user and their other requests: the user first, as every
+                // such write does, so that two reports never wait for each other's requests.
+                exec(
+                    &tx,
+                    "SELECT 1 FROM users WHERE id = (SELECT user_id FROM challenges WHERE public_id = $1) \
+                     FOR NO KEY UPDATE",
+                    &[&id.as_str()],
+                )
+                .await?;
+            }
+            // The one-winner point: a racing answer waits for this row's lock, then finds it
+            // no longer pending.
+            let user: Option<i64> = one(
+                &tx,
+                "UPDATE challenges SET state = $1, answered_at = $2, answered_by_device = $3 \
+                 WHERE public_id = $4 AND state = 'pending' AND expires_at > $2 RETURNING user_id",
+                &[&to.as_str(), &now, &device, &id.as_str()],
+                first,
+            )
+            .await?;
+            let Some(user) = user else {
+                return Ok(Answered::default());
+            };
+            let mut cancelled = Vec::new();
+            match to {
+                ChallengeState::Approved => {
+                    exec(
+                        &tx,
+                        "UPDATE attempt_counters SET failures = 0 WHERE user_id = $1 AND kind = 'push' AND failures <> 0",
+                        &[&user],
+                    )
+                    .await?;
+                }
+                ChallengeState::Reported => {
+                    exec(
+                        &tx,
+                        "UPDATE users SET push_blocked_at = $1 WHERE id = $2",
+                        &[&now, &user],
+                    )
+                    .await?;
+                    cancelled = all(&tx, CANCEL_PENDING, &[&user], challenge_id).await?;
+                }
+                _ => {}
+            }
+            insert_audit(&tx, audit).await?;
+            Ok(Answered {
+                answered: true,
+                cancelled,
+            })
+        })
     }
 
     async fn consume_challenge(&self, id: &ChallengeId) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
-    }
-
-    async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<ChallengeId>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "UPDATE challenges SET state = 'consumed' WHERE public_id = $1 AND state = 'approved'",
+                &[&id.as_str()],
+            )
+            .await?
+            == 1)
     }
 
     async fn cancel_signin_challenges(&self, signin_id_hash: &[u8]) -> Result<Vec<ChallengeId>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        // In a transaction only to be retried: it may meet a report cancelling the same
+        // requests in another order (a deadlock).
+        write!(self, |tx| {
+            all(
+                &tx,
+                "UPDATE challenges SET state = 'cancelled' \
+                 WHERE signin_id_hash = $1 AND state = 'pending' RETURNING public_id",
+                &[&signin_id_hash],
+                challenge_id,
+            )
+            .await
+        })
     }
 
+    async fn cancel_pending_challenges(&self, user: UserId) -> Result<Vec<ChallengeId>> {
+        write!(self, |tx| {
+            lock_user(&tx, user).await?;
+            all(&tx, CANCEL_PENDING, &[&user.0], challenge_id).await
+        })
+    }
 }

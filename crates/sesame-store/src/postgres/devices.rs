@@ -1,24 +1,39 @@
-//! STUB: to be ported from ../sqlite/devices.rs (every method fails until then).
-#![allow(unused)]
+//! The authenticator app's registrations: activation codes, devices, nonces and PIN keys.
 
-use crate::{TenantStore, UserStore, GroupStore, MethodStore, AttemptStore, GuessStore, SignInStore, SessionStore, SetupStore, DeviceStore, ApprovalStore, PolicyStore, AuditStore, OidcStore, PhoneStore, AccessPassStore, 
-    AccessPass, Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device,
-    DeviceRow, Group, Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem,
-    PinOutcome, PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord,
-    SigningKey, StoreError, User,
+use super::approvals::lock_user;
+use super::{
+    all, challenge_id, conflict, exec, first, method_aad, one, random_hex, PgStore, CANCEL_PENDING,
 };
+use crate::{Device, DeviceRow, DeviceStore, NewDevice, PinOutcome, Result, StoreError};
 use async_trait::async_trait;
-use sesame_core::guessing::Throttle;
-use sesame_core::lockout::{AttemptGate, LockoutPolicy};
-use sesame_core::method::{MethodKind, PhoneSlot};
-use sesame_core::policy::MethodsPolicy;
-use sesame_core::push::{ChallengeKind, ChallengeState};
 use sesame_core::secret::SecretBytes;
-use sesame_core::signin::{CompletedSignIn, SignInChoice, SignInState};
-use sesame_core::{ChallengeId, DeviceId, GroupId, MethodId, TenantId, UnixTime, UserId};
+use sesame_core::{ChallengeId, DeviceId, TenantId, UnixTime, UserId};
+use tokio_postgres::Row;
 
+const DEVICE_COLUMNS: &str =
+    "id, public_id, tenant_id, user_id, name, alg, public_key, created_at, last_used_at, \
+     pin_key, pin_key_failures, pin_key_disabled_at, phone_sign_in_at, phone_sign_in_requested_at, \
+     phone_sign_in_code";
 
-use super::PgStore;
+fn device_from_row(r: &Row) -> Result<Device> {
+    Ok(Device {
+        row_id: DeviceRow(r.try_get("id")?),
+        id: DeviceId(r.try_get("public_id")?),
+        tenant: TenantId(r.try_get("tenant_id")?),
+        user: UserId(r.try_get("user_id")?),
+        name: r.try_get("name")?,
+        alg: r.try_get("alg")?,
+        public_key: r.try_get("public_key")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        pin_key: r.try_get("pin_key")?,
+        pin_key_failures: r.try_get("pin_key_failures")?,
+        pin_key_disabled_at: r.try_get("pin_key_disabled_at")?,
+        phone_sign_in_at: r.try_get("phone_sign_in_at")?,
+        phone_sign_in_requested_at: r.try_get("phone_sign_in_requested_at")?,
+        phone_sign_in_code: r.try_get("phone_sign_in_code")?,
+    })
+}
 
 #[async_trait]
 impl DeviceStore for PgStore {
@@ -28,11 +43,24 @@ impl DeviceStore for PgStore {
         code_hash: &[u8],
         expires_at: UnixTime,
     ) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "INSERT INTO activation_codes (code_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+            &[&code_hash, &user.0, &expires_at],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn consume_activation(&self, code_hash: &[u8], now: UnixTime) -> Result<Option<UserId>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let user: Option<i64> = self
+            .one(
+                "UPDATE activation_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+                 RETURNING user_id",
+                &[&now, &code_hash],
+                first,
+            )
+            .await?;
+        Ok(user.map(UserId))
     }
 
     async fn find_activation_device(
@@ -40,7 +68,15 @@ impl DeviceStore for PgStore {
         user: UserId,
         code_hash: &[u8],
     ) -> Result<Option<Option<DeviceId>>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let found: Option<Option<String>> = self
+            .one(
+                "SELECT (SELECT d.public_id FROM devices d WHERE d.id = a.device_id) AS device \
+                 FROM activation_codes a WHERE a.code_hash = $1 AND a.user_id = $2",
+                &[&code_hash, &user.0],
+                first,
+            )
+            .await?;
+        Ok(found.map(|d| d.map(DeviceId)))
     }
 
     async fn create_device(
@@ -50,23 +86,122 @@ impl DeviceStore for PgStore {
         totp_secret: &SecretBytes,
         now: UnixTime,
     ) -> Result<Device> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let totp_id = random_hex(16);
+        let sealed = self
+            .key
+            .seal(&method_aad(&totp_id, new.user), totp_secret.expose());
+        let sql = format!(
+            "INSERT INTO devices (public_id, tenant_id, user_id, name, alg, public_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {DEVICE_COLUMNS}"
+        );
+        // One transaction: a failure or a crash leaves a complete device or none.
+        write!(self, |tx| {
+            let st = tx.prepare_cached(&sql).await?;
+            let rows = tx
+                .query(
+                    &st,
+                    &[
+                        &random_hex(16),
+                        &new.tenant.0,
+                        &new.user.0,
+                        &new.name,
+                        &new.alg,
+                        &new.public_key,
+                        &now,
+                    ],
+                )
+                .await
+                .map_err(conflict(|| "device key".into()))?;
+            let device = match rows.first() {
+                Some(r) => device_from_row(r)?,
+                None => return Err(StoreError::Database("INSERT returned no row".into())),
+            };
+            let push_row: i64 = one(
+                &tx,
+                "INSERT INTO methods (public_id, user_id, kind, label, created_at, device_id) \
+                 VALUES ($1, $2, 'push', $3, $4, $5) RETURNING id",
+                &[
+                    &random_hex(16),
+                    &new.user.0,
+                    &new.name,
+                    &now,
+                    &device.row_id.0,
+                ],
+                first,
+            )
+            .await?
+            .ok_or_else(|| StoreError::Database("INSERT returned no row".into()))?;
+            exec(
+                &tx,
+                "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, created_at, device_id) \
+                 VALUES ($1, $2, 'totp', $3, $4, $5, $6)",
+                &[&totp_id, &new.user.0, &new.name, &sealed, &now, &device.row_id.0],
+            )
+            .await?;
+            // The app becomes the default method unless the user already chose one.
+            exec(
+                &tx,
+                "UPDATE users SET default_method_id = $1 WHERE id = $2 AND default_method_id IS NULL",
+                &[&push_row, &new.user.0],
+            )
+            .await?;
+            let n = exec(
+                &tx,
+                "UPDATE activation_codes SET device_id = $1 WHERE code_hash = $2 AND user_id = $3",
+                &[&device.row_id.0, &activation_hash, &new.user.0],
+            )
+            .await?;
+            if n != 1 {
+                return Err(StoreError::NotFound("activation code".into()));
+            }
+            Ok(device)
+        })
     }
 
     async fn find_device(&self, id: &DeviceId) -> Result<Option<Device>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE public_id = $1");
+        self.one(&sql, &[&id.as_str()], device_from_row).await
     }
 
     async fn list_devices(&self, user: UserId) -> Result<Vec<Device>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id");
+        self.all(&sql, &[&user.0], device_from_row).await
     }
 
     async fn delete_device(&self, user: UserId, id: &DeviceId) -> Result<Option<Vec<ChallengeId>>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        write!(self, |tx| {
+            // It changes the user and their requests: the user's lock first (see `lock_user`).
+            lock_user(&tx, user).await?;
+            let n = exec(
+                &tx,
+                "DELETE FROM devices WHERE public_id = $1 AND user_id = $2",
+                &[&id.as_str(), &user.0],
+            )
+            .await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            // Its methods went with it (ON DELETE CASCADE); a default that pointed at them is gone.
+            exec(
+                &tx,
+                "UPDATE users SET default_method_id = (SELECT MIN(id) FROM methods WHERE user_id = $1) \
+                 WHERE id = $1 AND default_method_id NOT IN (SELECT id FROM methods WHERE user_id = $1)",
+                &[&user.0],
+            )
+            .await?;
+            // Its pending requests stop at once.
+            let cancelled = all(&tx, CANCEL_PENDING, &[&user.0], challenge_id).await?;
+            Ok(Some(cancelled))
+        })
     }
 
     async fn touch_device(&self, row: DeviceRow, now: UnixTime) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "UPDATE devices SET last_used_at = $1::BIGINT WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1::BIGINT - 60)",
+            &[&now, &row.0],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn claim_device_nonce(
@@ -76,7 +211,25 @@ impl DeviceStore for PgStore {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        write!(self, |tx| {
+            // A racing claim of the same nonce waits for this one's key, then inserts nothing.
+            let n = exec(
+                &tx,
+                "INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&row.0, &nonce, &expires_at],
+            )
+            .await?;
+            if n == 1 && nonce.as_bytes().first().is_some_and(|b| b % 16 == 0) {
+                // Now and then, forget nonces whose timestamps could no longer pass the freshness check.
+                exec(
+                    &tx,
+                    "DELETE FROM device_nonces WHERE expires_at < $1",
+                    &[&now],
+                )
+                .await?;
+            }
+            Ok(n == 1)
+        })
     }
 
     async fn set_pin_key(
@@ -85,7 +238,14 @@ impl DeviceStore for PgStore {
         key: &[u8],
         replacing: Option<&[u8]>,
     ) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "UPDATE devices SET pin_key = $1, pin_key_failures = 0 \
+                 WHERE id = $2 AND pin_key_disabled_at IS NULL AND pin_key IS NOT DISTINCT FROM $3",
+                &[&key, &row.0, &replacing],
+            )
+            .await?
+            == 1)
     }
 
     async fn record_pin_check(
@@ -96,23 +256,85 @@ impl DeviceStore for PgStore {
         max: i64,
         now: UnixTime,
     ) -> Result<PinOutcome> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        write!(self, |tx| {
+            // One statement: a racing check waits for this row's lock, then is judged (and
+            // counted) on the row this one left.
+            let counted: Option<(i64, Option<i64>)> = one(
+                &tx,
+                "UPDATE devices SET \
+                 pin_key_failures = CASE WHEN $1::boolean THEN 0 ELSE pin_key_failures + 1 END, \
+                 pin_key_disabled_at = CASE WHEN NOT $1::boolean AND pin_key_failures + 1 >= $2 THEN $3::bigint END \
+                 WHERE id = $4 AND pin_key = $5 AND pin_key_disabled_at IS NULL AND pin_key_failures < $2 \
+                 RETURNING pin_key_failures, pin_key_disabled_at",
+                &[&valid, &max, &now, &row.0, &key],
+                |r| Ok((r.try_get(0)?, r.try_get(1)?)),
+            )
+            .await?;
+            if let Some((n, disabled)) = counted {
+                return Ok(if valid {
+                    PinOutcome::Accepted
+                } else {
+                    PinOutcome::Wrong {
+                        consecutive: n,
+                        disabled: disabled.is_some(),
+                    }
+                });
+            }
+            let current: Option<Option<Vec<u8>>> = one(
+                &tx,
+                "SELECT pin_key FROM devices WHERE id = $1",
+                &[&row.0],
+                first,
+            )
+            .await?;
+            Ok(match current {
+                // Same key, but disabled or at the limit (a race lost to the check that
+                // disabled it): nothing is judged any more.
+                Some(Some(k)) if k == key => PinOutcome::Disabled,
+                _ => PinOutcome::NoKey,
+            })
+        })
     }
 
     async fn disable_pin_key(&self, row: DeviceRow, now: UnixTime) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "UPDATE devices SET pin_key_disabled_at = $1 WHERE id = $2 AND pin_key_disabled_at IS NULL",
+                &[&now, &row.0],
+            )
+            .await?
+            == 1)
     }
 
     async fn clear_pin_key(&self, user: UserId, id: &DeviceId) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "UPDATE devices SET pin_key = NULL, pin_key_failures = 0, pin_key_disabled_at = NULL, \
+                 phone_sign_in_at = NULL, phone_sign_in_requested_at = NULL, phone_sign_in_code = NULL \
+                 WHERE user_id = $1 AND public_id = $2",
+                &[&user.0, &id.as_str()],
+            )
+            .await?
+            == 1)
     }
 
     async fn set_phone_sign_in(&self, row: DeviceRow, at: Option<UnixTime>) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "UPDATE devices SET phone_sign_in_at = $1, phone_sign_in_requested_at = NULL, \
+             phone_sign_in_code = NULL WHERE id = $2",
+            &[&at, &row.0],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn request_phone_sign_in(&self, row: DeviceRow, now: UnixTime, code: &str) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "UPDATE devices SET phone_sign_in_requested_at = $1, phone_sign_in_code = $2 WHERE id = $3",
+            &[&now, &code, &row.0],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn confirm_phone_sign_in(
@@ -121,7 +343,15 @@ impl DeviceStore for PgStore {
         requested_since: UnixTime,
         now: UnixTime,
     ) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "UPDATE devices SET phone_sign_in_at = $1, phone_sign_in_requested_at = NULL, \
+                 phone_sign_in_code = NULL \
+                 WHERE id = $2 AND phone_sign_in_requested_at >= $3 \
+                 AND pin_key IS NOT NULL AND pin_key_disabled_at IS NULL",
+                &[&now, &row.0, &requested_since],
+            )
+            .await?
+            == 1)
     }
-
 }

@@ -1,57 +1,97 @@
-//! STUB: to be ported from ../sqlite/groups.rs (every method fails until then).
-#![allow(unused)]
+//! Groups and their members.
 
-use crate::{TenantStore, UserStore, GroupStore, MethodStore, AttemptStore, GuessStore, SignInStore, SessionStore, SetupStore, DeviceStore, ApprovalStore, PolicyStore, AuditStore, OidcStore, PhoneStore, AccessPassStore, 
-    AccessPass, Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device,
-    DeviceRow, Group, Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem,
-    PinOutcome, PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord,
-    SigningKey, StoreError, User,
-};
+use super::users::{insert_one, user_from_row, USER_COLUMNS};
+use super::{first, PgStore};
+use crate::{name_key, Group, GroupStore, Result, User};
 use async_trait::async_trait;
-use sesame_core::guessing::Throttle;
-use sesame_core::lockout::{AttemptGate, LockoutPolicy};
-use sesame_core::method::{MethodKind, PhoneSlot};
-use sesame_core::policy::MethodsPolicy;
-use sesame_core::push::{ChallengeKind, ChallengeState};
-use sesame_core::secret::SecretBytes;
-use sesame_core::signin::{CompletedSignIn, SignInChoice, SignInState};
-use sesame_core::{ChallengeId, DeviceId, GroupId, MethodId, TenantId, UnixTime, UserId};
+use sesame_core::{GroupId, TenantId, UnixTime, UserId};
+use tokio_postgres::Row;
 
+fn group_from_row(r: &Row) -> Result<Group> {
+    Ok(Group {
+        id: GroupId(r.try_get("id")?),
+        tenant: TenantId(r.try_get("tenant_id")?),
+        name: r.try_get("name")?,
+        member_count: r.try_get("member_count")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
 
-use super::PgStore;
+const GROUP_SELECT: &str = "SELECT g.id, g.tenant_id, g.name, g.created_at, \
+     (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count FROM groups g";
 
 #[async_trait]
 impl GroupStore for PgStore {
     async fn create_group(&self, tenant: TenantId, name: &str, now: UnixTime) -> Result<Group> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let trimmed = name.trim();
+        let id: i64 = insert_one(
+            &self.conn().await?,
+            "INSERT INTO groups (tenant_id, name, name_key, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&tenant.0, &trimmed, &name_key(name), &now],
+            || format!("group {trimmed:?}"),
+            first,
+        )
+        .await?;
+        Ok(Group {
+            id: GroupId(id),
+            tenant,
+            name: trimmed.to_owned(),
+            member_count: 0,
+            created_at: now,
+        })
     }
 
     async fn find_group_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Group>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!("{GROUP_SELECT} WHERE g.tenant_id = $1 AND g.name_key = $2");
+        self.one(&sql, &[&tenant.0, &name_key(name)], group_from_row)
+            .await
     }
 
     async fn list_groups(&self, tenant: TenantId) -> Result<Vec<Group>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!("{GROUP_SELECT} WHERE g.tenant_id = $1 ORDER BY g.name_key");
+        self.all(&sql, &[&tenant.0], group_from_row).await
     }
 
     async fn list_user_groups(&self, user: UserId) -> Result<Vec<Group>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!(
+            "{GROUP_SELECT} WHERE g.id IN (SELECT group_id FROM group_members WHERE user_id = $1) ORDER BY g.name_key"
+        );
+        self.all(&sql, &[&user.0], group_from_row).await
     }
 
     async fn list_group_members(&self, group: GroupId) -> Result<Vec<User>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id IN (SELECT user_id FROM group_members WHERE group_id = $1) \
+             ORDER BY username_key"
+        );
+        self.all(&sql, &[&group.0], user_from_row).await
     }
 
     async fn add_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&group.0, &user.0],
+            )
+            .await?
+            == 1)
     }
 
     async fn remove_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "DELETE FROM group_members WHERE group_id = $1 AND user_id = $2",
+                &[&group.0, &user.0],
+            )
+            .await?
+            == 1)
     }
 
     async fn delete_group(&self, group: GroupId) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        // Memberships go with it (ON DELETE CASCADE).
+        Ok(self
+            .exec("DELETE FROM groups WHERE id = $1", &[&group.0])
+            .await?
+            == 1)
     }
-
 }

@@ -1,24 +1,15 @@
-//! STUB: to be ported from ../sqlite/methods.rs (every method fails until then).
-#![allow(unused)]
+//! Verification methods, their enrolments, and the failed-attempt counters.
 
-use crate::{TenantStore, UserStore, GroupStore, MethodStore, AttemptStore, GuessStore, SignInStore, SessionStore, SetupStore, DeviceStore, ApprovalStore, PolicyStore, AuditStore, OidcStore, PhoneStore, AccessPassStore, 
-    AccessPass, Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device,
-    DeviceRow, Group, Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem,
-    PinOutcome, PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord,
-    SigningKey, StoreError, User,
-};
+use super::{exec, first, method_aad, one, random_hex, PgStore, METHOD_COLUMNS};
+use crate::{AttemptStore, Method, MethodStore, Result, StoreError};
 use async_trait::async_trait;
-use sesame_core::guessing::Throttle;
-use sesame_core::lockout::{AttemptGate, LockoutPolicy};
-use sesame_core::method::{MethodKind, PhoneSlot};
-use sesame_core::policy::MethodsPolicy;
-use sesame_core::push::{ChallengeKind, ChallengeState};
+use sesame_core::method::MethodKind;
 use sesame_core::secret::SecretBytes;
-use sesame_core::signin::{CompletedSignIn, SignInChoice, SignInState};
-use sesame_core::{ChallengeId, DeviceId, GroupId, MethodId, TenantId, UnixTime, UserId};
+use sesame_core::{MethodId, UnixTime, UserId};
 
-
-use super::PgStore;
+fn enrollment_aad(id: &str, user: UserId) -> String {
+    format!("sesame:totp-enrollment:{id}:user:{user}")
+}
 
 #[async_trait]
 impl MethodStore for PgStore {
@@ -28,7 +19,14 @@ impl MethodStore for PgStore {
         secret: &SecretBytes,
         expires_at: UnixTime,
     ) -> Result<String> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let id = random_hex(16);
+        let sealed = self.key.seal(&enrollment_aad(&id, user), secret.expose());
+        self.exec(
+            "INSERT INTO totp_enrollments (id, user_id, secret_enc, expires_at) VALUES ($1, $2, $3, $4)",
+            &[&id, &user.0, &sealed, &expires_at],
+        )
+        .await?;
+        Ok(id)
     }
 
     async fn find_totp_enrollment(
@@ -37,7 +35,20 @@ impl MethodStore for PgStore {
         id: &str,
         now: UnixTime,
     ) -> Result<Option<SecretBytes>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sealed: Option<Vec<u8>> = self
+            .one(
+                "SELECT secret_enc FROM totp_enrollments WHERE id = $1 AND user_id = $2 AND expires_at > $3",
+                &[&id, &user.0, &now],
+                first,
+            )
+            .await?;
+        sealed
+            .map(|s| {
+                self.key
+                    .open(&enrollment_aad(id, user), &s)
+                    .ok_or(StoreError::Decrypt)
+            })
+            .transpose()
     }
 
     async fn take_totp_enrollment(
@@ -46,7 +57,30 @@ impl MethodStore for PgStore {
         id: &str,
         now: UnixTime,
     ) -> Result<Option<SecretBytes>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sealed: Option<Vec<u8>> = write!(self, |tx| {
+            let sealed = one(
+                &tx,
+                "DELETE FROM totp_enrollments WHERE id = $1 AND user_id = $2 AND expires_at > $3 RETURNING secret_enc",
+                &[&id, &user.0, &now],
+                first,
+            )
+            .await?;
+            // Expired enrolments of this user are garbage now.
+            exec(
+                &tx,
+                "DELETE FROM totp_enrollments WHERE user_id = $1 AND expires_at <= $2",
+                &[&user.0, &now],
+            )
+            .await?;
+            Ok(sealed)
+        })?;
+        sealed
+            .map(|s| {
+                self.key
+                    .open(&enrollment_aad(id, user), &s)
+                    .ok_or(StoreError::Decrypt)
+            })
+            .transpose()
     }
 
     async fn create_totp_method(
@@ -57,25 +91,87 @@ impl MethodStore for PgStore {
         used_step: i64,
         now: UnixTime,
     ) -> Result<Method> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let public_id = random_hex(16);
+        let sealed = self
+            .key
+            .seal(&method_aad(&public_id, user), secret.expose());
+        let id: i64 = self
+            .one(
+                "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, last_totp_step, created_at) \
+                 VALUES ($1, $2, 'totp', $3, $4, $5, $6) RETURNING id",
+                &[&public_id, &user.0, &label, &sealed, &used_step, &now],
+                first,
+            )
+            .await?
+            .ok_or_else(|| StoreError::Database("INSERT returned no row".into()))?;
+        Ok(Method {
+            id: MethodId(id),
+            user,
+            kind: MethodKind::Totp,
+            label: label.to_owned(),
+            totp_secret: Some(secret.clone()),
+            created_at: now,
+            last_used_at: None,
+            device: None,
+            phone: None,
+            extension: None,
+        })
     }
 
     async fn list_methods(&self, user: UserId) -> Result<Vec<Method>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!("SELECT {METHOD_COLUMNS} FROM methods WHERE user_id = $1 ORDER BY id");
+        self.all(&sql, &[&user.0], |r| self.open_method(r)).await
     }
 
     async fn delete_method(&self, user: UserId, method: MethodId) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        write!(self, |tx| {
+            let n = exec(
+                &tx,
+                "DELETE FROM methods WHERE id = $1 AND user_id = $2",
+                &[&method.0, &user.0],
+            )
+            .await?;
+            if n == 1 {
+                exec(
+                    &tx,
+                    "UPDATE users SET default_method_id = NULL WHERE id = $1 AND default_method_id = $2",
+                    &[&user.0, &method.0],
+                )
+                .await?;
+            }
+            Ok(n == 1)
+        })
     }
 
     async fn delete_all_methods(&self, user: UserId) -> Result<u64> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        write!(self, |tx| {
+            let n = exec(&tx, "DELETE FROM methods WHERE user_id = $1", &[&user.0]).await?;
+            exec(
+                &tx,
+                "UPDATE users SET default_method_id = NULL WHERE id = $1",
+                &[&user.0],
+            )
+            .await?;
+            exec(
+                &tx,
+                "DELETE FROM attempt_counters WHERE user_id = $1",
+                &[&user.0],
+            )
+            .await?;
+            Ok(n)
+        })
     }
 
     async fn claim_totp_step(&self, method: MethodId, step: i64, now: UnixTime) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "UPDATE methods SET last_totp_step = $1, last_used_at = $2 \
+                 WHERE id = $3 AND (last_totp_step IS NULL OR last_totp_step < $1)",
+                &[&step, &now, &method.0],
+            )
+            .await?
+            == 1)
     }
-
 }
 
 #[async_trait]
@@ -85,7 +181,17 @@ impl AttemptStore for PgStore {
         user: UserId,
         kind: MethodKind,
     ) -> Result<(u32, Option<UnixTime>)> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let row: Option<(i64, Option<i64>)> = self
+            .one(
+                "SELECT failures, last_failure_at FROM attempt_counters WHERE user_id = $1 AND kind = $2",
+                &[&user.0, &kind.as_str()],
+                |r| Ok((r.try_get(0)?, r.try_get(1)?)),
+            )
+            .await?;
+        Ok(match row {
+            Some((f, last)) => (u32::try_from(f).unwrap_or(u32::MAX), last),
+            None => (0, None),
+        })
     }
 
     async fn count_failure_if(
@@ -95,11 +201,27 @@ impl AttemptStore for PgStore {
         seen: u32,
         now: UnixTime,
     ) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        // A counter that does not exist yet counts as 0; the first failure creates it.
+        let sql = if seen == 0 {
+            "INSERT INTO attempt_counters (user_id, kind, failures, last_failure_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (user_id, kind) DO UPDATE SET failures = attempt_counters.failures + 1, last_failure_at = $3 \
+             WHERE attempt_counters.failures = $4"
+        } else {
+            "UPDATE attempt_counters SET failures = failures + 1, last_failure_at = $3 \
+             WHERE user_id = $1 AND kind = $2 AND failures = $4"
+        };
+        Ok(self
+            .exec(sql, &[&user.0, &kind.as_str(), &now, &i64::from(seen)])
+            .await?
+            == 1)
     }
 
     async fn clear_failures(&self, user: UserId, kind: MethodKind) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "UPDATE attempt_counters SET failures = 0 WHERE user_id = $1 AND kind = $2 AND failures <> 0",
+            &[&user.0, &kind.as_str()],
+        )
+        .await?;
+        Ok(())
     }
-
 }

@@ -68,11 +68,8 @@ pub async fn migrate(url: &str) -> Result<Vec<i64>> {
 
 async fn run_on(c: &Client) -> Result<Vec<i64>> {
     // Waiting for the lock is bounded: a node stuck behind a migration that never ends says so.
-    c.batch_execute(&format!(
-        "SET lock_timeout = '{}s'",
-        LOCK_WAIT.as_secs()
-    ))
-    .await?;
+    c.batch_execute(&format!("SET lock_timeout = '{}s'", LOCK_WAIT.as_secs()))
+        .await?;
     c.execute("SELECT pg_advisory_lock($1)", &[&LOCK])
         .await
         .map_err(|e| {

@@ -55,7 +55,9 @@ macro_rules! write {
             }
             .await;
             match outcome {
-                Err($crate::StoreError::Busy(why)) if attempt < $crate::postgres::WRITE_ATTEMPTS => {
+                Err($crate::StoreError::Busy(why))
+                    if attempt < $crate::postgres::WRITE_ATTEMPTS =>
+                {
                     drop(conn);
                     $crate::postgres::pause_before_retry(attempt, &why).await;
                     attempt += 1;
@@ -184,6 +186,18 @@ pub(crate) fn conflict(
     }
 }
 
+/// Converts an error, naming the statement when the statement itself is at fault (a bug to
+/// report: a type or a constraint), never its parameters.
+fn in_statement(sql: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
+    move |e| match StoreError::from(e) {
+        StoreError::Database(m) => {
+            let head: String = sql.chars().take(70).collect();
+            StoreError::Database(format!("{m}, in \"{head}...\""))
+        }
+        other => other,
+    }
+}
+
 /// The first row of `sql` (all of a `RETURNING` statement's changes are made whatever is
 /// read), decoded by `f`.
 pub(crate) async fn one<C: GenericClient, T>(
@@ -192,8 +206,8 @@ pub(crate) async fn one<C: GenericClient, T>(
     p: Params<'_>,
     f: impl FnOnce(&Row) -> Result<T>,
 ) -> Result<Option<T>> {
-    let st = c.prepare_cached(sql).await?;
-    let rows = c.query(&st, p).await?;
+    let st = c.prepare_cached(sql).await.map_err(in_statement(sql))?;
+    let rows = c.query(&st, p).await.map_err(in_statement(sql))?;
     rows.first().map(f).transpose()
 }
 
@@ -204,14 +218,19 @@ pub(crate) async fn all<C: GenericClient, T>(
     p: Params<'_>,
     f: impl FnMut(&Row) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let st = c.prepare_cached(sql).await?;
-    c.query(&st, p).await?.iter().map(f).collect()
+    let st = c.prepare_cached(sql).await.map_err(in_statement(sql))?;
+    c.query(&st, p)
+        .await
+        .map_err(in_statement(sql))?
+        .iter()
+        .map(f)
+        .collect()
 }
 
 /// Runs a statement without rows; returns how many rows it changed.
 pub(crate) async fn exec<C: GenericClient>(c: &C, sql: &str, p: Params<'_>) -> Result<u64> {
-    let st = c.prepare_cached(sql).await?;
-    Ok(c.execute(&st, p).await?)
+    let st = c.prepare_cached(sql).await.map_err(in_statement(sql))?;
+    c.execute(&st, p).await.map_err(in_statement(sql))
 }
 
 /// The first column.

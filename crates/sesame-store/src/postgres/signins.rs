@@ -1,33 +1,103 @@
-//! STUB: to be ported from ../sqlite/signins.rs (every method fails until then).
-#![allow(unused)]
+//! Sign-in transactions, sessions and first-administrator set-up links.
 
-use crate::{TenantStore, UserStore, GroupStore, MethodStore, AttemptStore, GuessStore, SignInStore, SessionStore, SetupStore, DeviceStore, ApprovalStore, PolicyStore, AuditStore, OidcStore, PhoneStore, AccessPassStore, 
-    AccessPass, Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device,
-    DeviceRow, Group, Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem,
-    PinOutcome, PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord,
-    SigningKey, StoreError, User,
+use super::{bad_json, exec, first, insert_audit, one, PgStore};
+use crate::{
+    AuditEvent, Result, SessionLimits, SessionRecord, SessionStore, SetupStore, SignInRecord,
+    SignInStore,
 };
 use async_trait::async_trait;
-use sesame_core::guessing::Throttle;
-use sesame_core::lockout::{AttemptGate, LockoutPolicy};
-use sesame_core::method::{MethodKind, PhoneSlot};
-use sesame_core::policy::MethodsPolicy;
-use sesame_core::push::{ChallengeKind, ChallengeState};
-use sesame_core::secret::SecretBytes;
-use sesame_core::signin::{CompletedSignIn, SignInChoice, SignInState};
-use sesame_core::{ChallengeId, DeviceId, GroupId, MethodId, TenantId, UnixTime, UserId};
+use deadpool_postgres::GenericClient;
+use sesame_core::method::Amr;
+use sesame_core::signin::{CompletedSignIn, SignInState};
+use sesame_core::{ChallengeId, TenantId, UnixTime, UserId};
 
+fn amr_to_json(amr: &[Amr]) -> String {
+    serde_json::to_string(amr).expect("amr list serialises")
+}
 
-use super::PgStore;
+async fn insert_session<C: GenericClient>(
+    c: &C,
+    id_hash: &[u8],
+    tenant: TenantId,
+    signin: &CompletedSignIn,
+    now: UnixTime,
+    limits: SessionLimits,
+) -> Result<()> {
+    exec(
+        c,
+        "INSERT INTO sessions (id_hash, tenant_id, user_id, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $5, $5, $6, $7)",
+        &[
+            &id_hash,
+            &tenant.0,
+            &signin.user().0,
+            &amr_to_json(signin.amr()),
+            &now,
+            &(now + limits.idle_secs),
+            &(now + limits.absolute_secs),
+        ],
+    )
+    .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl SignInStore for PgStore {
-    async fn create_signin(&self, record: &SignInRecord) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+    async fn create_signin(&self, rec: &SignInRecord) -> Result<()> {
+        let state = serde_json::to_string(&rec.state).expect("state serialises");
+        let user = rec.state.user().map(|u| u.0);
+        write!(self, |tx| {
+            // Opportunistic clean-up keeps the table small without a background job; about
+            // one sign-in in 64 pays for it (the id hash is uniformly random).
+            if rec.id_hash.first().is_some_and(|b| b % 64 == 0) {
+                exec(
+                    &tx,
+                    "DELETE FROM signin_transactions WHERE expires_at < $1",
+                    &[&(rec.created_at - 3600)],
+                )
+                .await?;
+            }
+            exec(
+                &tx,
+                "INSERT INTO signin_transactions (id_hash, tenant_id, username, state, version, next_path, created_at, expires_at, user_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &rec.id_hash,
+                    &rec.tenant.0,
+                    &rec.username,
+                    &state,
+                    &rec.version,
+                    &rec.next_path,
+                    &rec.created_at,
+                    &rec.expires_at,
+                    &user,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     async fn find_signin(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SignInRecord>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.one(
+            "SELECT tenant_id, username, state, version, next_path, created_at, expires_at \
+             FROM signin_transactions WHERE id_hash = $1 AND expires_at > $2",
+            &[&id_hash, &now],
+            |r| {
+                let state: String = r.try_get("state")?;
+                Ok(SignInRecord {
+                    id_hash: id_hash.to_vec(),
+                    tenant: TenantId(r.try_get("tenant_id")?),
+                    username: r.try_get("username")?,
+                    state: serde_json::from_str(&state).map_err(bad_json)?,
+                    version: r.try_get("version")?,
+                    next_path: r.try_get("next_path")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            },
+        )
+        .await
     }
 
     async fn update_signin_state(
@@ -36,17 +106,34 @@ impl SignInStore for PgStore {
         expected_version: i64,
         state: &SignInState,
     ) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
-    }
-
-    async fn delete_signin(&self, id_hash: &[u8]) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let user = state.user().map(|u| u.0);
+        let state = serde_json::to_string(state).expect("state serialises");
+        Ok(self
+            .exec(
+                "UPDATE signin_transactions SET state = $1, user_id = $2, version = version + 1 \
+                 WHERE id_hash = $3 AND version = $4",
+                &[&state, &user, &id_hash, &expected_version],
+            )
+            .await?
+            == 1)
     }
 
     async fn end_user_signins(&self, user: UserId) -> Result<u64> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "DELETE FROM signin_transactions WHERE user_id = $1",
+            &[&user.0],
+        )
+        .await
     }
 
+    async fn delete_signin(&self, id_hash: &[u8]) -> Result<()> {
+        self.exec(
+            "DELETE FROM signin_transactions WHERE id_hash = $1",
+            &[&id_hash],
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -59,7 +146,7 @@ impl SessionStore for PgStore {
         now: UnixTime,
         limits: SessionLimits,
     ) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        insert_session(&self.conn().await?, id_hash, tenant, signin, now, limits).await
     }
 
     async fn complete_signin(
@@ -72,11 +159,68 @@ impl SessionStore for PgStore {
         audit: &AuditEvent,
         approval: Option<&ChallengeId>,
     ) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        // All or nothing: one transaction.
+        write!(self, |tx| {
+            if let Some(id) = approval {
+                // One statement, so of racing completions with one approval one wins: the
+                // loser waits for the winner's row lock, then finds it consumed.
+                let approved_by: Option<Option<i64>> = one(
+                    &tx,
+                    "UPDATE challenges SET state = 'consumed' WHERE public_id = $1 AND state = 'approved' \
+                     RETURNING answered_by_device",
+                    &[&id.as_str()],
+                    first,
+                )
+                .await?;
+                let Some(approved_by) = approved_by else {
+                    return Ok(false);
+                };
+                // The approving device's notification method was used for this sign-in
+                // (phone sign-in too: the device has no method of its own for it). Recorded
+                // here, so "Last used" changes exactly when a sign-in completes.
+                exec(
+                    &tx,
+                    "UPDATE methods SET last_used_at = $1 WHERE device_id = $2 AND kind = 'push'",
+                    &[&now, &approved_by],
+                )
+                .await?;
+            }
+            insert_session(&tx, session_id_hash, audit.tenant, signin, now, limits).await?;
+            exec(
+                &tx,
+                "DELETE FROM signin_transactions WHERE id_hash = $1",
+                &[&signin_id_hash],
+            )
+            .await?;
+            exec(
+                &tx,
+                "UPDATE users SET last_signin_at = $1 WHERE id = $2",
+                &[&now, &signin.user().0],
+            )
+            .await?;
+            insert_audit(&tx, audit).await?;
+            Ok(true)
+        })
     }
 
     async fn find_session(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<SessionRecord>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.one(
+            "SELECT tenant_id, user_id, amr, auth_time, created_at, last_seen_at FROM sessions \
+             WHERE id_hash = $1 AND revoked_at IS NULL AND idle_expires_at > $2 AND expires_at > $2",
+            &[&id_hash, &now],
+            |r| {
+                let amr: String = r.try_get("amr")?;
+                Ok(SessionRecord {
+                    tenant: TenantId(r.try_get("tenant_id")?),
+                    user: UserId(r.try_get("user_id")?),
+                    amr: serde_json::from_str(&amr).map_err(bad_json)?,
+                    auth_time: r.try_get("auth_time")?,
+                    created_at: r.try_get("created_at")?,
+                    last_seen_at: r.try_get("last_seen_at")?,
+                })
+            },
+        )
+        .await
     }
 
     async fn touch_session(
@@ -85,35 +229,77 @@ impl SessionStore for PgStore {
         now: UnixTime,
         limits: SessionLimits,
     ) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        // At most one write a minute per session: the idle timeout does not need more precision.
+        // ($1 - 60 alone would make PostgreSQL take $1 for an INTEGER.)
+        self.exec(
+            "UPDATE sessions SET last_seen_at = $1, idle_expires_at = $2 \
+             WHERE id_hash = $3 AND revoked_at IS NULL AND last_seen_at < $1::BIGINT - 60",
+            &[&now, &(now + limits.idle_secs), &id_hash],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn revoke_session(&self, id_hash: &[u8], now: UnixTime) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "UPDATE sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at IS NULL",
+            &[&now, &id_hash],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn revoke_user_sessions(&self, user: UserId, now: UnixTime) -> Result<u64> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            &[&now, &user.0],
+        )
+        .await
     }
 
     async fn revoke_other_sessions(&self, user: UserId, keep: &[u8], now: UnixTime) -> Result<u64> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id_hash <> $3",
+            &[&now, &user.0, &keep],
+        )
+        .await
     }
-
 }
 
 #[async_trait]
 impl SetupStore for PgStore {
     async fn create_setup_token(&self, token_hash: &[u8], expires_at: UnixTime) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        // One transaction: only the newest printed link works.
+        write!(self, |tx| {
+            exec(&tx, "DELETE FROM setup_tokens WHERE used_at IS NULL", &[]).await?;
+            exec(
+                &tx,
+                "INSERT INTO setup_tokens (token_hash, expires_at) VALUES ($1, $2)",
+                &[&token_hash, &expires_at],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     async fn consume_setup_token(&self, token_hash: &[u8], now: UnixTime) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "UPDATE setup_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+                &[&now, &token_hash],
+            )
+            .await?
+            == 1)
     }
 
     async fn is_setup_token_valid(&self, token_hash: &[u8], now: UnixTime) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let n: Option<i64> = self
+            .one(
+                "SELECT count(*) FROM setup_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+                &[&token_hash, &now],
+                first,
+            )
+            .await?;
+        Ok(n == Some(1))
     }
-
 }

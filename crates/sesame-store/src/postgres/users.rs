@@ -1,86 +1,238 @@
-//! STUB: to be ported from ../sqlite/users.rs (every method fails until then).
-#![allow(unused)]
+//! Tenants and users.
 
-use crate::{TenantStore, UserStore, GroupStore, MethodStore, AttemptStore, GuessStore, SignInStore, SessionStore, SetupStore, DeviceStore, ApprovalStore, PolicyStore, AuditStore, OidcStore, PhoneStore, AccessPassStore, 
-    AccessPass, Answered, AuditEvent, AuditFilter, Blocked, ChallengeRecord, Client, Device,
-    DeviceRow, Group, Method, NewChallenge, NewDevice, NewFamily, NewUser, OidcGrant, OutboxItem,
-    PinOutcome, PolicyRead, Redeemed, Result, Rotated, SessionLimits, SessionRecord, SignInRecord,
-    SigningKey, StoreError, User,
+use super::{
+    all, challenge_id, conflict, exec, first, in_statement, Params, PgStore, CANCEL_PENDING,
+};
+use crate::{
+    name_key, Blocked, EventBus, NewUser, Result, StoreError, TenantStore, User, UserStore,
 };
 use async_trait::async_trait;
-use sesame_core::guessing::Throttle;
-use sesame_core::lockout::{AttemptGate, LockoutPolicy};
-use sesame_core::method::{MethodKind, PhoneSlot};
-use sesame_core::policy::MethodsPolicy;
-use sesame_core::push::{ChallengeKind, ChallengeState};
-use sesame_core::secret::SecretBytes;
-use sesame_core::signin::{CompletedSignIn, SignInChoice, SignInState};
-use sesame_core::{ChallengeId, DeviceId, GroupId, MethodId, TenantId, UnixTime, UserId};
+use deadpool_postgres::GenericClient;
+use sesame_core::signin::SignInChoice;
+use sesame_core::{MethodId, TenantId, UnixTime, UserId};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Row;
 
+pub(crate) const USER_COLUMNS: &str =
+    "id, tenant_id, username, display_name, password_hash, is_admin, is_blocked, \
+     default_method_id, created_at, push_blocked_at, last_signin_at, signin_preference";
 
-use super::PgStore;
+pub(crate) fn user_from_row(r: &Row) -> Result<User> {
+    let hash: Option<String> = r.try_get("password_hash")?;
+    let choice: Option<String> = r.try_get("signin_preference")?;
+    Ok(User {
+        id: UserId(r.try_get("id")?),
+        tenant: TenantId(r.try_get("tenant_id")?),
+        username: r.try_get("username")?,
+        display_name: r.try_get("display_name")?,
+        has_password: hash.is_some(),
+        password_hash: hash,
+        is_admin: r.try_get("is_admin")?,
+        is_blocked: r.try_get("is_blocked")?,
+        default_method: r
+            .try_get::<_, Option<i64>>("default_method_id")?
+            .map(MethodId),
+        created_at: r.try_get("created_at")?,
+        push_blocked_at: r.try_get("push_blocked_at")?,
+        last_signin_at: r.try_get("last_signin_at")?,
+        // Only a hint for the sign-in page: one this version does not know is no choice.
+        signin_preference: choice.as_deref().and_then(SignInChoice::parse),
+    })
+}
+
+/// The first row of an insert whose unique violation is `Conflict(what)` (`one` would report
+/// it as a database error).
+pub(crate) async fn insert_one<C: GenericClient, T>(
+    c: &C,
+    sql: &str,
+    p: Params<'_>,
+    what: impl FnOnce() -> String,
+    f: impl FnOnce(&Row) -> Result<T>,
+) -> Result<T> {
+    let st = c.prepare_cached(sql).await.map_err(in_statement(sql))?;
+    let rows = c.query(&st, p).await.map_err(|e| {
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            conflict(what)(e)
+        } else {
+            in_statement(sql)(e)
+        }
+    })?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Database("INSERT returned no row".into()))?;
+    f(row)
+}
 
 #[async_trait]
 impl TenantStore for PgStore {
     async fn check_ready(&self) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        // Reachable (a pooled connection answers) and the tables readable.
+        self.default_tenant().await?;
+        Ok(())
     }
 
     async fn flush(&self) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        // Nothing to do: a committed transaction is already durable in PostgreSQL's own
+        // write-ahead log, and the server (not this node) owns its files.
+        Ok(())
     }
 
     async fn default_tenant(&self) -> Result<TenantId> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let id: Option<i64> = self
+            .one("SELECT id FROM tenants WHERE name = 'default'", &[], first)
+            .await?;
+        id.map(TenantId)
+            .ok_or_else(|| StoreError::NotFound("default tenant".into()))
+    }
+
+    fn events(&self) -> Option<&dyn EventBus> {
+        Some(self.bus())
     }
 
     async fn create_tenant(&self, name: &str, now: UnixTime) -> Result<TenantId> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let name = name.trim();
+        let id: i64 = insert_one(
+            &self.conn().await?,
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id",
+            &[&name, &now],
+            || format!("tenant {name:?}"),
+            first,
+        )
+        .await?;
+        Ok(TenantId(id))
     }
-
 }
 
 #[async_trait]
 impl UserStore for PgStore {
     async fn create_user(&self, new: NewUser, now: UnixTime) -> Result<User> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!(
+            "INSERT INTO users (tenant_id, username, username_key, display_name, password_hash, is_admin, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {USER_COLUMNS}"
+        );
+        let username = new.username.trim();
+        insert_one(
+            &self.conn().await?,
+            &sql,
+            &[
+                &new.tenant.0,
+                &username,
+                &name_key(&new.username),
+                &new.display_name,
+                &new.password_hash,
+                &new.is_admin,
+                &now,
+            ],
+            || format!("user {username:?}"),
+            user_from_row,
+        )
+        .await
     }
 
     async fn find_user(&self, id: UserId) -> Result<Option<User>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        self.one(&sql, &[&id.0], user_from_row).await
     }
 
-    async fn find_user_by_username(&self, tenant: TenantId, username: &str)
-        -> Result<Option<User>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+    async fn find_user_by_username(
+        &self,
+        tenant: TenantId,
+        username: &str,
+    ) -> Result<Option<User>> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND username_key = $2");
+        self.one(&sql, &[&tenant.0, &name_key(username)], user_from_row)
+            .await
     }
 
     async fn list_users(&self, tenant: TenantId) -> Result<Vec<User>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY username_key");
+        self.all(&sql, &[&tenant.0], user_from_row).await
     }
 
     async fn count_admins(&self, tenant: TenantId) -> Result<i64> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let n: Option<i64> = self
+            .one(
+                "SELECT count(*) FROM users WHERE tenant_id = $1 AND is_admin",
+                &[&tenant.0],
+                first,
+            )
+            .await?;
+        Ok(n.unwrap_or(0))
     }
 
     async fn update_user_password(&self, id: UserId, hash: Option<&str>) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        let n = self
+            .exec(
+                "UPDATE users SET password_hash = $1 WHERE id = $2",
+                &[&hash, &id.0],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        Ok(())
     }
 
     async fn block_user(&self, id: UserId, now: UnixTime) -> Result<Option<Blocked>> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        write!(self, |tx| {
+            if exec(
+                &tx,
+                "UPDATE users SET is_blocked = TRUE WHERE id = $1",
+                &[&id.0],
+            )
+            .await?
+                == 0
+            {
+                return Ok(None);
+            }
+            let sessions_ended = exec(
+                &tx,
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                &[&now, &id.0],
+            )
+            .await?;
+            let cancelled = all(&tx, CANCEL_PENDING, &[&id.0], challenge_id).await?;
+            Ok(Some(Blocked {
+                sessions_ended,
+                cancelled,
+            }))
+        })
     }
 
     async fn unblock_user(&self, id: UserId) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec(
+                "UPDATE users SET is_blocked = FALSE, push_blocked_at = NULL WHERE id = $1",
+                &[&id.0],
+            )
+            .await?
+            == 1)
     }
 
     async fn update_user_push_blocked(&self, id: UserId, at: Option<UnixTime>) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "UPDATE users SET push_blocked_at = $1 WHERE id = $2",
+            &[&at, &id.0],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn update_default_method(&self, id: UserId, method: Option<MethodId>) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        // The method must belong to the user; the subquery makes that part of the same statement.
+        let n = self
+            .exec(
+                "UPDATE users SET default_method_id = $1 WHERE id = $2 \
+                 AND ($1::BIGINT IS NULL OR EXISTS (SELECT 1 FROM methods WHERE id = $1 AND user_id = $2))",
+                &[&method.map(|m| m.0), &id.0],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound("method".into()));
+        }
+        Ok(())
     }
 
     async fn update_signin_preference(
@@ -88,11 +240,18 @@ impl UserStore for PgStore {
         user: UserId,
         choice: Option<SignInChoice>,
     ) -> Result<()> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        self.exec(
+            "UPDATE users SET signin_preference = $1 WHERE id = $2",
+            &[&choice.map(SignInChoice::as_str), &user.0],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn delete_user(&self, id: UserId) -> Result<bool> {
-        Err(StoreError::Database("not yet on PostgreSQL".into()))
+        Ok(self
+            .exec("DELETE FROM users WHERE id = $1", &[&id.0])
+            .await?
+            == 1)
     }
-
 }

@@ -131,11 +131,14 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
     )
 }
 
-/// The file of the embedded database. A PostgreSQL backend, when there is one, is a new
-/// variant: this match stops compiling until it says "use pg_dump" here.
+/// The file of the embedded database. A PostgreSQL database is PostgreSQL's to back up.
 fn database_file(backend: &sesame_store::Backend) -> Result<&Path> {
     match backend {
         sesame_store::Backend::Sqlite(path) => Ok(path),
+        #[cfg(feature = "postgres")]
+        sesame_store::Backend::Postgres(_) => anyhow::bail!(
+            "sesame backup copies the embedded database; {backend} is a PostgreSQL database:              back it up with pg_dump (for example `pg_dump --format=custom --file=sesame.dump              DATABASE_URL`), and keep the master key file with it, apart"
+        ),
     }
 }
 

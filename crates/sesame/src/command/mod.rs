@@ -53,6 +53,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(c) => config::run(c),
         Command::MasterKey(c) => master_key::run(c),
         Command::Backup(args) => backup::run(&cli, args).await,
+        Command::Migrate => migrate(&cli).await,
     }
 }
 
@@ -138,8 +139,22 @@ fn on_disk(path: &std::path::Path) -> Result<OnDisk> {
 /// every stored secret unreadable), a key whose database is gone or empty (not a new
 /// installation: a lost one), and, unless `create` allows it, no data at all.
 fn check_data(r: &crate::config::Resolved, create: Create) -> Result<()> {
-    let sesame_store::Backend::Sqlite(db) = &r.database;
     let key = &r.master_key_file;
+    let db = match &r.database {
+        sesame_store::Backend::Sqlite(db) => db,
+        // A shared database: every node brings the same master key file. Only `serve` and
+        // `init` may make one (the first node's first start); other commands need it there.
+        #[cfg(feature = "postgres")]
+        sesame_store::Backend::Postgres(_) => {
+            if create == Create::Refused && on_disk(key)? == OnDisk::Missing {
+                anyhow::bail!(
+                    "the master key {} is missing. Every node of a shared database uses the same                      master key file: copy it from a node (or point --master-key-file at it)",
+                    key.display()
+                );
+            }
+            return Ok(());
+        }
+    };
     let key_exists = on_disk(key)? != OnDisk::Missing;
     match (on_disk(db)?, key_exists) {
         (OnDisk::Present, false) => anyhow::bail!(
@@ -171,6 +186,51 @@ fn check_data(r: &crate::config::Resolved, create: Create) -> Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// `sesame migrate`: brings a PostgreSQL database to this version's schema (nodes also do it
+/// when they start, one at a time); the embedded database migrates when it is opened.
+async fn migrate(cli: &Cli) -> Result<()> {
+    let resolved = crate::config::resolve(
+        cli.config.as_deref(),
+        cli.data_dir.as_deref(),
+        cli.database_url.as_deref(),
+        cli.master_key_file.as_deref(),
+        None,
+    )?;
+    let applied = match &resolved.database {
+        #[cfg(feature = "postgres")]
+        sesame_store::Backend::Postgres(url) => sesame_store::postgres::migrate(url)
+            .await
+            .with_context(|| format!("cannot migrate the database {}", resolved.database))?,
+        sesame_store::Backend::Sqlite(_) => {
+            check_data(&resolved, Create::Refused)?;
+            let key = MasterKey::load_or_create(&resolved.master_key_file)?;
+            sesame_store::open_backend(&resolved.database, key)
+                .await
+                .with_context(|| format!("cannot open the database {}", resolved.database))?;
+            Vec::new()
+        }
+    };
+    output(
+        cli.json,
+        &serde_json::json!({
+            "database": resolved.database.to_string(),
+            "applied": applied,
+        }),
+        || {
+            if applied.is_empty() {
+                say!("The database {} is up to date.", resolved.database);
+            } else {
+                let list: Vec<String> = applied.iter().map(ToString::to_string).collect();
+                say!(
+                    "Migrated the database {}: applied {}.",
+                    resolved.database,
+                    list.join(", ")
+                );
+            }
+        },
+    )
 }
 
 /// `sesame init`: a new installation, ready for `sesame user add` before the first start.

@@ -1,0 +1,301 @@
+//! Two Sesame nodes on one PostgreSQL database, through their real HTTP servers: whatever node
+//! a request lands on, the outcome is the same, and single use holds across them.
+//!
+//! Runs against the server `SESAME_TEST_DATABASE_URL` names (`scripts/test.sh` starts one);
+//! without it each test says it is skipped (and fails under `SESAME_REQUIRE_POSTGRES`).
+
+use sesame_authenticator::client::{self, ClientError, DeviceClient};
+use sesame_authenticator::device::DeviceKey;
+use sesame_core::ManualClock;
+use sesame_proto::device::RespondRequest;
+use sesame_proto::device::{self as api, approval_message, Challenge, Decision, DeviceEvent};
+use sesame_server::ServerConfig;
+use sesame_store::MasterKey;
+use sesame_testkit::{Browser, TestServer};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn real_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Two nodes on a fresh database of this test's own, sharing the master key and the clock.
+async fn two_nodes(name: &str) -> Option<(TestServer, TestServer)> {
+    let url = sesame_testkit::postgres_database(name).await?;
+    let key = MasterKey::generate();
+    let clock = Arc::new(ManualClock::new(real_now()));
+    let a = TestServer::spawn_node(&url, &key, clock.clone(), ServerConfig::default()).await;
+    let b = TestServer::spawn_node(&url, &key, clock, ServerConfig::default()).await;
+    Some((a, b))
+}
+
+struct Phone {
+    key: DeviceKey,
+    device_id: String,
+}
+
+impl Phone {
+    fn client<'a>(&'a self, node: &TestServer) -> DeviceClient<'a> {
+        DeviceClient::new(&node.base, &self.device_id, &self.key)
+    }
+
+    fn answer(&self, c: &Challenge, decision: Decision, number: &str) -> RespondRequest {
+        let msg = approval_message(&c.id, &c.nonce, decision, number, &self.device_id);
+        RespondRequest {
+            challenge_id: c.id.clone(),
+            decision,
+            number: number.into(),
+            signature: self.key.sign(&msg),
+            pin_signature: None,
+        }
+    }
+}
+
+/// Creates `name` with a password on `node` and activates a phone through My security info.
+async fn user_with_phone(node: &TestServer, name: &str) -> Phone {
+    node.create_user(name, Some("correct horse")).await;
+    let mut b = node.browser();
+    assert_eq!(
+        b.password_step(name, "correct horse").await.location(),
+        Some("/account")
+    );
+    let page = b.get("/security-info/add/app").await;
+    let link = page
+        .body
+        .split("id=\"activation-link\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let (server, code) = api::parse_activation_link(&link).unwrap();
+    let key = DeviceKey::generate();
+    let resp = client::activate(&server, &code, "phone", &key)
+        .await
+        .unwrap();
+    Phone {
+        key,
+        device_id: resp.device_id,
+    }
+}
+
+/// Password step on `node`; returns the browser waiting for the phone and the number shown.
+async fn sign_in(node: &TestServer, name: &str) -> (Browser, String) {
+    let mut b = node.browser();
+    let p = b.password_step(name, "correct horse").await;
+    assert_eq!(p.location(), Some("/login/verify"));
+    let page = b.follow(p).await;
+    let number = page
+        .body
+        .split("id=\"push-number\" aria-live=\"polite\">")
+        .nth(1)
+        .map(|s| s.split('<').next().unwrap().to_string())
+        .expect("a number on the waiting page");
+    (b, number)
+}
+
+/// The same browser (its cookies) talking to another node, as a load balancer may send it.
+fn on(b: &Browser, node: &TestServer) -> Browser {
+    let mut moved = b.clone();
+    moved.base = node.base.clone();
+    moved
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_on_one_node_is_approved_by_a_phone_connected_to_the_other() {
+    let Some((a, b)) = two_nodes("approve").await else {
+        return;
+    };
+    let phone = user_with_phone(&a, "alice").await;
+    // The phone's event stream is held by node B.
+    let on_b = phone.client(&b);
+    let mut stream = on_b.events().await.unwrap();
+    let started = Instant::now();
+    let (mut browser, number) = sign_in(&a, "alice").await;
+    let challenge = match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+        Ok(Ok(Some(DeviceEvent::Challenge(c)))) => c,
+        other => panic!("the request made on A reaches the stream on B, got {other:?}"),
+    };
+    eprintln!(
+        "request on A heard on B's stream after {:?}",
+        started.elapsed()
+    );
+    // A page waiting on node B (the browser's next poll landed there) hears the answer given
+    // to node A at once, not at the end of its 25 s long poll.
+    let mut waiting_on_b = on(&browser, &b);
+    let poll = tokio::spawn(async move {
+        let t = Instant::now();
+        let body = waiting_on_b.get("/login/push/status").await.body;
+        (t.elapsed(), body)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answered = phone
+        .client(&a)
+        .respond(&phone.answer(&challenge, Decision::Approve, &number))
+        .await
+        .unwrap();
+    assert_eq!(answered.outcome, "approved");
+    let (took, body) = poll.await.unwrap();
+    assert!(body.contains("approved"), "{body}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the page on B waited {took:?}"
+    );
+    // The session made on A works on B too.
+    let done = browser.post("/login/push/complete", &[]).await;
+    assert_eq!(done.location(), Some("/account"), "{}", done.body);
+    let account_on_b = on(&browser, &b).get("/account").await;
+    assert_eq!(account_on_b.status, 200, "{}", account_on_b.body);
+    assert!(account_on_b.body.contains("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_answers_on_both_nodes_give_one_outcome_and_one_session() {
+    let Some((a, b)) = two_nodes("race").await else {
+        return;
+    };
+    let phone = user_with_phone(&a, "alice").await;
+    let (browser, number) = sign_in(&b, "alice").await;
+    let c = phone
+        .client(&a)
+        .pending()
+        .await
+        .unwrap()
+        .challenges
+        .remove(0);
+    // Approve on A and deny on B at the same moment: one wins.
+    let approve = phone.answer(&c, Decision::Approve, &number);
+    let deny = phone.answer(&c, Decision::Deny, &number);
+    let (on_a, on_b) = (phone.client(&a), phone.client(&b));
+    let (x, y) = tokio::join!(on_a.respond(&approve), on_b.respond(&deny));
+    let outcomes: Vec<String> = [x, y]
+        .into_iter()
+        .map(|r| match r {
+            Ok(r) => r.outcome,
+            Err(ClientError::Refused(e, _)) => e.error,
+            Err(e) => panic!("{e:?}"),
+        })
+        .collect();
+    let winners = outcomes
+        .iter()
+        .filter(|o| *o == "approved" || *o == "denied")
+        .count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    assert!(
+        outcomes.contains(&"not_pending".to_string()),
+        "{outcomes:?}"
+    );
+    // Two tabs completing on both nodes at once: at most one session (exactly one if approved).
+    let (mut t1, mut t2) = (on(&browser, &a), on(&browser, &b));
+    let (p1, p2) = tokio::join!(
+        t1.post("/login/push/complete", &[]),
+        t2.post("/login/push/complete", &[])
+    );
+    let sessions = [p1, p2]
+        .iter()
+        .filter(|p| p.location() == Some("/account"))
+        .count();
+    let approved = outcomes.contains(&"approved".to_string());
+    assert_eq!(sessions, usize::from(approved), "{outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_removed_on_one_node_cannot_answer_on_the_other() {
+    let Some((a, b)) = two_nodes("removed").await else {
+        return;
+    };
+    let phone = user_with_phone(&a, "alice").await;
+    let (_browser, number) = sign_in(&a, "alice").await;
+    let c = phone
+        .client(&b)
+        .pending()
+        .await
+        .unwrap()
+        .challenges
+        .remove(0);
+    phone.client(&a).unregister().await.unwrap();
+    match phone
+        .client(&b)
+        .respond(&phone.answer(&c, Decision::Approve, &number))
+        .await
+    {
+        Err(e @ ClientError::Refused(..)) => assert!(e.is_unknown_device(), "{e:?}"),
+        other => panic!("a removed device is refused on the other node, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_code_sent_to_both_nodes_at_once_signs_in_once() {
+    let Some((a, b)) = two_nodes("totp").await else {
+        return;
+    };
+    let user = a.create_user("bob", Some("correct horse")).await;
+    let secret = sesame_core::secret::SecretBytes::new(vec![9; 20]);
+    a.add_totp(user.id, &secret).await;
+    let code = a.code(&secret);
+    // Two browsers past the password, one on each node, sending the same code together.
+    let mut x = a.browser();
+    let mut y = b.browser();
+    for br in [&mut x, &mut y] {
+        let p = br.password_step("bob", "correct horse").await;
+        assert_eq!(p.location(), Some("/login/verify"));
+        br.follow(p).await;
+    }
+    let form = [("code", code.as_str())];
+    let (px, py) = tokio::join!(
+        x.post("/login/verify", &form),
+        y.post("/login/verify", &form)
+    );
+    let signed_in = [&px, &py]
+        .iter()
+        .filter(|p| p.location() == Some("/account"))
+        .count();
+    assert_eq!(signed_in, 1, "{} / {}", px.body, py.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_count_together_whichever_node_they_reach() {
+    let Some((a, b)) = two_nodes("counters").await else {
+        return;
+    };
+    let user = a.create_user("carol", Some("correct horse")).await;
+    let secret = sesame_core::secret::SecretBytes::new(vec![4; 20]);
+    a.add_totp(user.id, &secret).await;
+    let right = a.code(&secret);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let mut br = a.browser();
+    let p = br.password_step("carol", "correct horse").await;
+    br.follow(p).await;
+    // Wrong codes alternately on A and B, as a balancer would spread them.
+    let limit = sesame_core::lockout::LockoutPolicy::default().soft_after;
+    for i in 0..limit {
+        let mut here = on(&br, if i % 2 == 0 { &a } else { &b });
+        let page = here.post("/login/verify", &[("code", wrong)]).await;
+        assert_ne!(page.location(), Some("/account"));
+    }
+    let stored = a
+        .store
+        .find_failures(user.id, sesame_core::method::MethodKind::Totp)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(
+        stored, limit,
+        "every wrong code counted once, on either node"
+    );
+    // Now even the right code is refused, on both nodes.
+    for node in [&a, &b] {
+        let page = on(&br, node)
+            .post("/login/verify", &[("code", &right)])
+            .await;
+        assert_ne!(page.location(), Some("/account"), "{}", page.body);
+    }
+}
