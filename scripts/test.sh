@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Sesame's whole test suite on a fresh Debian machine: installs what is missing
 # (Chromium, zbar, oathtool, tmux; Kannel and baresip for the real SMS and SIP gateway tests;
-# PostgreSQL, started on loopback for the store and two-node tests; npm packages), then formatting, lints, the Rust tests (core, store, HTTP, CLI, gateways)
-# and the browser test in headless Chromium.
+# PostgreSQL, started on loopback; npm packages), then formatting, lints, the Rust tests (core,
+# store on both backends, HTTP, two nodes, CLI, gateways), the HTTP tests again on PostgreSQL,
+# and the browser tests in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +61,15 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
+fi
+
+step "HTTP, app and two-node tests again, every server on PostgreSQL"
+# The same pages, rules and races as above, with each test server on a PostgreSQL schema of
+# its own instead of a SQLite file.
+if cargo nextest --version >/dev/null 2>&1; then
+  SESAME_TEST_BACKEND=postgres cargo nextest run -p sesame-testkit -p sesame-authenticator --locked --no-fail-fast
+else
+  SESAME_TEST_BACKEND=postgres cargo test -p sesame-testkit -p sesame-authenticator --locked --no-fail-fast
 fi
 
 step "browser test (headless Chromium)"

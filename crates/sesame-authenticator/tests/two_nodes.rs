@@ -299,3 +299,173 @@ async fn wrong_codes_count_together_whichever_node_they_reach() {
         assert_ne!(page.location(), Some("/account"), "{}", page.body);
     }
 }
+
+/// A PostgreSQL server of this test's own (it is stopped and started again, which the other
+/// tests' shared server must not be), on a port below the ephemeral range.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+    script: std::path::PathBuf,
+    port: u16,
+    url: String,
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres.sh");
+        let dir = tempfile::tempdir().unwrap();
+        // A few tries on random ports: another test run may hold one.
+        for _ in 0..5 {
+            let port = 20_000 + (rand_u16() % 5_000);
+            let out = std::process::Command::new(&script)
+                .arg("start")
+                .arg(dir.path())
+                .arg(port.to_string())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+                return OwnPostgres {
+                    dir,
+                    script,
+                    port,
+                    url,
+                };
+            }
+        }
+        panic!("could not start a PostgreSQL server of the test's own");
+    }
+
+    fn run(&self, what: &str) {
+        let out = std::process::Command::new(&self.script)
+            .arg(what)
+            .arg(self.dir.path())
+            .arg(self.port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postgres {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+fn rand_u16() -> u16 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 65_536) as u16
+}
+
+/// Polls `path` on `node` until it answers 200, for at most `limit`.
+async fn until_ok(node: &TestServer, path: &str, limit: Duration) {
+    let until = Instant::now() + limit;
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}{path}", node.base)).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "{path} on {} did not recover",
+            node.base
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_mid_sign_in_gives_temporary_errors_then_everything_resumes() {
+    if sesame_testkit::postgres_database("probe").await.is_none() {
+        return;
+    }
+    let pg = OwnPostgres::start();
+    let key = MasterKey::generate();
+    let clock = Arc::new(ManualClock::new(real_now()));
+    let a = TestServer::spawn_node(&pg.url, &key, clock.clone(), ServerConfig::default()).await;
+    let b = TestServer::spawn_node(&pg.url, &key, clock, ServerConfig::default()).await;
+    let user = a.create_user("dave", Some("correct horse")).await;
+    let secret = sesame_core::secret::SecretBytes::new(vec![6; 20]);
+    a.add_totp(user.id, &secret).await;
+    let phone = user_with_phone(&a, "erin").await;
+    let right = a.code(&secret);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let mut br = a.browser();
+    let p = br.password_step("dave", "correct horse").await;
+    br.follow(p).await;
+    let first = br.post("/login/verify", &[("code", wrong)]).await;
+    assert_ne!(first.location(), Some("/account"));
+
+    pg.run("stop");
+    // Mid-sign-in, with the database away: a clear temporary error on either node, nothing
+    // signed in, and readiness says so.
+    let during = on(&br, &b).post("/login/verify", &[("code", &right)]).await;
+    assert_eq!(during.status, 503, "{}", during.body);
+    assert!(
+        during.body.contains("cannot reach its database"),
+        "{}",
+        during.body
+    );
+    let ready = reqwest::get(format!("{}/readyz", a.base)).await.unwrap();
+    assert_eq!(ready.status(), 503);
+
+    pg.run("start");
+    until_ok(&a, "/readyz", Duration::from_secs(30)).await;
+    until_ok(&b, "/readyz", Duration::from_secs(30)).await;
+    // The count from before the restart is still there, and the sign-in goes on.
+    let again = on(&br, &b).post("/login/verify", &[("code", wrong)]).await;
+    assert_ne!(again.location(), Some("/account"));
+    assert_eq!(
+        a.store
+            .find_failures(user.id, sesame_core::method::MethodKind::Totp)
+            .await
+            .unwrap()
+            .0,
+        2,
+        "one wrong code before the restart, one after; none lost, none added by the failure"
+    );
+    let done = on(&br, &a).post("/login/verify", &[("code", &right)]).await;
+    assert_eq!(done.location(), Some("/account"), "{}", done.body);
+
+    // Events between the nodes flow again once their listeners are back: a request made on A
+    // reaches a stream held by B (the app reconnects, as it does after any dropped stream).
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let on_b = phone.client(&b);
+        let mut stream = on_b.events().await.unwrap();
+        let (_browser, _number) = sign_in(&a, "erin").await;
+        match tokio::time::timeout(Duration::from_secs(3), stream.next()).await {
+            Ok(Ok(Some(DeviceEvent::Challenge(_)))) => break,
+            other => {
+                assert!(
+                    Instant::now() < until,
+                    "no event across nodes after the restart: {other:?}"
+                );
+                // Whatever the stream missed is pending in the tables.
+                assert!(!phone
+                    .client(&b)
+                    .pending()
+                    .await
+                    .unwrap()
+                    .challenges
+                    .is_empty());
+            }
+        }
+    }
+}
