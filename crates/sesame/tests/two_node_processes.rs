@@ -5,6 +5,7 @@
 //! Runs against the server `SESAME_TEST_DATABASE_URL` names (`scripts/test.sh` starts one);
 //! without it the test says it is skipped (and fails under `SESAME_REQUIRE_POSTGRES`).
 
+#[allow(dead_code)] // `data_dir` is for tests that start from `sesame init`; this one does not.
 mod common;
 
 use sesame_authenticator::client::{self, DeviceClient};
