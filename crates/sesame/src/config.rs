@@ -198,7 +198,9 @@ data_dir = "./sesame-data"
 # master_key_file = "./sesame-data/master.key"
 
 [database]
-# sqlite://FILE. Default: sesame.db in data_dir. (SESAME_DB__URL, SESAME_DATABASE_URL, --database-url)
+# sqlite://FILE (one node), or postgres://USER:PASSWORD@HOST:PORT/DATABASE for several nodes
+# sharing one PostgreSQL database (each with the same master key file). Default: sesame.db in
+# data_dir. (SESAME_DB__URL, SESAME_DATABASE_URL, --database-url)
 # url = "sqlite://./sesame-data/sesame.db"
 
 [server]

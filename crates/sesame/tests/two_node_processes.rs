@@ -190,3 +190,108 @@ async fn a_node_killed_mid_approval_leaves_the_other_serving_the_sign_in() {
     let p = next.password_step("alice", PASSWORD).await;
     assert_eq!(p.location(), Some("/login/verify"));
 }
+
+/// Runs a PostgreSQL client program (`pg_dump`, `pg_restore`, `psql`) and returns its stdout.
+fn pg_tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (Debian: postgresql-client) could not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pg_dump_restored_into_a_new_database_signs_the_same_users_in() {
+    let Some(url) = sesame_testkit::postgres_database("dump").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("master.key");
+    sesame(
+        dir.path(),
+        &url,
+        &key,
+        &["master-key", "generate", key.to_str().unwrap()],
+        None,
+    );
+    sesame(
+        dir.path(),
+        &url,
+        &key,
+        &["user", "add", "alice", "--password-stdin"],
+        Some(PASSWORD),
+    );
+    // The source serves alice before the dump.
+    let node = Node::start(&dir.path().join("a"), &url, &key);
+    let mut b = Browser::new(&node.base);
+    assert_eq!(
+        b.password_step("alice", PASSWORD).await.location(),
+        Some("/account")
+    );
+    drop(node);
+
+    // The dump, while nothing else is needed of the source: as the README says.
+    let (base, schema) = url.split_once("?options=-csearch_path%3D").unwrap();
+    let dump = dir.path().join("sesame.dump");
+    pg_tool(
+        "pg_dump",
+        &[
+            "--format=custom",
+            "--schema",
+            schema,
+            "--file",
+            dump.to_str().unwrap(),
+            base,
+        ],
+    );
+    // An empty database to restore into.
+    let restored_db = format!("restored_{schema}");
+    pg_tool(
+        "psql",
+        &[base, "-qc", &format!("CREATE DATABASE {restored_db}")],
+    );
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let restored_base = format!("{server}/{restored_db}");
+    pg_tool(
+        "pg_restore",
+        &[
+            "--no-owner",
+            "--dbname",
+            &restored_base,
+            dump.to_str().unwrap(),
+        ],
+    );
+    let restored = format!("{restored_base}?options=-csearch_path%3D{schema}");
+    {
+        let node = Node::start(&dir.path().join("b"), &restored, &key);
+        let mut b = Browser::new(&node.base);
+        assert_eq!(
+            b.password_step("alice", PASSWORD).await.location(),
+            Some("/account"),
+            "the restored database signs alice in"
+        );
+        let mut wrong = Browser::new(&node.base);
+        assert_ne!(
+            wrong
+                .password_step("alice", "not the password")
+                .await
+                .location(),
+            Some("/account")
+        );
+        let listed = sesame(dir.path(), &restored, &key, &["user", "list"], None);
+        assert!(listed.contains("alice"), "{listed}");
+    }
+    pg_tool(
+        "psql",
+        &[
+            base,
+            "-qc",
+            &format!("DROP DATABASE {restored_db} WITH (FORCE)"),
+        ],
+    );
+}
