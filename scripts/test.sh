@@ -23,12 +23,16 @@ command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v sox      >/dev/null 2>&1 || need+=(sox)
 # PostgreSQL: the store's conformance suite and the two-node tests run on it too.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# nginx in front of two nodes, with the packaged example configuration (browser test).
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v openssl  >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  # Kannel's package would start a system-wide bearerbox on its default ports: keep apt from
-  # starting services while installing (only if no policy is in place already).
+  # Kannel's, PostgreSQL's and nginx's packages would start system-wide servers on their
+  # default ports: keep apt from starting services while installing (only if no policy is in
+  # place already).
   made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null

@@ -99,6 +99,11 @@ struct Args {
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// 2: two in-process nodes on one PostgreSQL database (SESAME_BENCH_DATABASE_URL): the
+    /// browsers sign in on node A while the phones' event streams and answers go to node B, so
+    /// every request and every answer crosses between nodes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    nodes: u8,
 }
 
 fn main() -> Result<()> {
@@ -304,7 +309,13 @@ struct Load {
     reconnects: u64,
 }
 
-async fn load(args: &Args, base: String, phones: &'static [Phone], workers: usize) -> Result<Load> {
+async fn load(
+    args: &Args,
+    base: String,
+    phone_base: String,
+    phones: &'static [Phone],
+    workers: usize,
+) -> Result<Load> {
     let http = http::client(
         "Mozilla/5.0 (X11; Linux x86_64) sesame-phone-bench",
         Duration::from_secs(30),
@@ -313,7 +324,7 @@ async fn load(args: &Args, base: String, phones: &'static [Phone], workers: usiz
     let devices: &'static [DeviceClient<'static>] = Box::leak(
         phones
             .iter()
-            .map(|p| p.client(&base))
+            .map(|p| p.client(&phone_base))
             .collect::<Vec<_>>()
             .into_boxed_slice(),
     );
@@ -487,17 +498,26 @@ fn run(args: Args) -> Result<bool> {
         dir.path().display()
     );
     let t = Instant::now();
-    let (mut server, phones) = server_rt.block_on(async {
+    if args.nodes == 2 && sesame_bench::setup::backend_name() != "postgresql" {
+        bail!("--nodes 2 needs a shared database: set SESAME_BENCH_DATABASE_URL=postgres://...");
+    }
+    let (mut server, node_b, phones) = server_rt.block_on(async {
         let db = Db::in_memory_key(dir.path()).await?;
         let setup = PhoneSetup {
             password_hash: None,
             phone_sign_in: true,
         };
         let phones = db.add_phones("phone", args.users, &setup).await?;
-        Ok::<_, anyhow::Error>((db.serve().await?, phones))
+        let node_b = if args.nodes == 2 {
+            Some(db.node().await?)
+        } else {
+            None
+        };
+        Ok::<_, anyhow::Error>((db.serve().await?, node_b, phones))
     })?;
     let prep_secs = t.elapsed().as_secs_f64();
     let base = server.base.clone();
+    let phone_base = node_b.as_ref().map_or(base.clone(), |b| b.base.clone());
     let phones: &'static [Phone] = Box::leak(phones.into_boxed_slice());
     eprintln!("      done in {prep_secs:.1} s; server at {base}");
     let me = std::process::id();
@@ -505,12 +525,13 @@ fn run(args: Args) -> Result<bool> {
 
     // 3-4. The load, on its own runtime.
     let client_rt = sesame_bench::client_runtime(args.client_threads)?;
-    let result = client_rt.block_on(load(&args, base.clone(), phones, workers));
+    let result = client_rt.block_on(load(&args, base.clone(), phone_base, phones, workers));
     let (rss_after, rss_peak) = procfs::memory_kib(me);
     let server_alive = server.is_running();
     // Open event streams would hold a graceful shutdown forever: stop both runtimes outright.
     client_rt.shutdown_timeout(Duration::from_secs(1));
     server.stop();
+    drop(node_b);
     server_rt.shutdown_timeout(Duration::from_secs(1));
     let l = result?;
 
@@ -536,6 +557,16 @@ fn run(args: Args) -> Result<bool> {
         "machine:             {cores} cores; bench build: {}; server in-process on {server_threads} runtime threads, load on {} thread(s)",
         if release { "release" } else { "DEBUG" },
         args.client_threads.max(1)
+    );
+    let _ = writeln!(
+        out,
+        "database:            {}{}",
+        sesame_bench::setup::backend_name(),
+        if args.nodes == 2 {
+            "; two nodes: browsers on node A, phones on node B"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         out,
@@ -661,6 +692,8 @@ fn run(args: Args) -> Result<bool> {
             "release_build": release,
             "server_threads": server_threads,
             "client_threads": args.client_threads.max(1),
+            "database": sesame_bench::setup::backend_name(),
+            "nodes": args.nodes,
             "users": args.users,
             "workers": workers,
             "status_poll": !args.no_poll,

@@ -76,10 +76,22 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
              gateways for real phones"
         );
     }
-    println!(
-        "Sesame is running at {base}  (data: {})",
-        data.resolved.data_dir.display()
-    );
+    // Behind a proxy the public address is not this node's own: say both (an operator checks
+    // the node directly, a script started on port 0 needs the port it got).
+    let own = format!("{scheme}://{local}");
+    let listens = if base == own {
+        String::new()
+    } else {
+        format!("; this node listens on {own}")
+    };
+    let stored = match &data.resolved.database {
+        sesame_store::Backend::Sqlite(_) => {
+            format!("data: {}", data.resolved.data_dir.display())
+        }
+        #[cfg(feature = "postgres")]
+        db @ sesame_store::Backend::Postgres(_) => format!("database: {db}"),
+    };
+    println!("Sesame is running at {base}  ({stored}{listens})");
     if let Some(path) =
         sesame_server::service::setup::ensure_setup_link(&state, state.default_tenant).await?
     {
