@@ -740,13 +740,9 @@ async fn published(node: &TestServer) -> Vec<String> {
 
 /// Both nodes of a new deployment using their signing keys for the first time at once (the
 /// first requests after `sesame migrate`): they must end up with one key set, so that what one
-/// signs the other accepts and both publish the same keys.
-///
-/// Fails today: each node finds no key and makes its own (`keys::load`), so for up to a minute
-/// (`RELOAD_SECS`) each publishes a different set and an access token made by B is refused by
-/// A's UserInfo (401). Ignored so as not to break the suite; run with `--run-ignored only`.
+/// signs the other accepts and both publish the same keys. (Each node finding no key used to
+/// make its own, and for up to a minute each published a different set.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: signing keys first made at once on two nodes differ for up to a minute"]
 async fn signing_keys_first_used_on_both_nodes_at_once_are_one_set() {
     // The race is the nodes' own; a few fresh deployments make it all but certain to be run.
     for round in 0..3 {

@@ -1667,15 +1667,19 @@ pub async fn oidc_signing_keys_are_sealed_and_retire(b: &dyn Backend) {
         created_at: NOW,
         retired_at: None,
     };
-    s.add_signing_key(&k("r1", "RS256")).await.unwrap();
-    s.add_signing_key(&k("e1", "ES256")).await.unwrap();
+    assert!(s.add_signing_key(&k("r1", "RS256")).await.unwrap());
+    assert!(s.add_signing_key(&k("e1", "ES256")).await.unwrap());
+    // One current key per algorithm: a second first key does nothing (another node's won).
+    assert!(!s.add_signing_key(&k("r0", "RS256")).await.unwrap());
     assert!(matches!(
-        s.add_signing_key(&k("r1", "RS256")).await,
+        s.add_signing_key(&k("e1", "EdDSA")).await,
         Err(StoreError::Conflict(_))
     ));
-    s.add_signing_key(&k("r2", "RS256")).await.unwrap();
+    // A rotation retires the current key and adds the new one together.
     assert_eq!(
-        s.retire_signing_keys("RS256", "r2", NOW + 1).await.unwrap(),
+        s.replace_signing_key(&k("r2", "RS256"), NOW + 1)
+            .await
+            .unwrap(),
         1
     );
     let keys = s.list_signing_keys().await.unwrap();
@@ -1699,6 +1703,27 @@ pub async fn oidc_signing_keys_are_sealed_and_retire(b: &dyn Backend) {
         1
     );
     assert_eq!(s.list_signing_keys().await.unwrap().len(), 2);
+    // Nodes making their first EdDSA key at the same moment: exactly one is kept.
+    let racing: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            let key = k(&format!("d{i}"), "EdDSA");
+            tokio::spawn(async move { s.add_signing_key(&key).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in racing {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    let current = s.list_signing_keys().await.unwrap();
+    assert_eq!(
+        current
+            .iter()
+            .filter(|x| x.alg == "EdDSA" && x.retired_at.is_none())
+            .count(),
+        1
+    );
 }
 
 pub async fn oidc_clients_round_trip_and_removal_takes_their_grants(b: &dyn Backend) {

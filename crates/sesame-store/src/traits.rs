@@ -520,11 +520,14 @@ pub trait AuditStore: Send + Sync {
 /// taken by one conditional update, and a second use revokes what the first issued.
 #[async_trait]
 pub trait OidcStore: Send + Sync {
-    async fn add_signing_key(&self, key: &SigningKey) -> Result<()>;
+    /// Adds a key. A current key (not retired) is added only while its algorithm has none:
+    /// false when another one is current already (another node made it first; read it).
+    async fn add_signing_key(&self, key: &SigningKey) -> Result<bool>;
     /// Every key, retired ones too, oldest first.
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>>;
-    /// Retires every key of `alg` still signing, but `keep`; returns how many.
-    async fn retire_signing_keys(&self, alg: &str, keep: &str, now: UnixTime) -> Result<u64>;
+    /// Rotation, in one write: retires every current key of `key`'s algorithm at `now` and
+    /// adds `key`, which signs from then on; returns how many were retired.
+    async fn replace_signing_key(&self, key: &SigningKey, now: UnixTime) -> Result<u64>;
     /// Forgets keys retired before `before` (their overlap is over).
     async fn remove_signing_keys_retired_before(&self, before: UnixTime) -> Result<u64>;
 

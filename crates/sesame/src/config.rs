@@ -400,7 +400,21 @@ mod tests {
         // Any name a directory may have stays a path (not cut at a '?' as in a URL).
         let odd = resolve(None, Some(Path::new("/srv/a?b")), None, None, None).unwrap();
         assert_eq!(odd.database, Backend::Sqlite("/srv/a?b/sesame.db".into()));
-        let err = resolve(None, None, Some("postgres://x"), None, None).unwrap_err();
+        let pg = resolve(
+            None,
+            None,
+            Some("postgres://u:secret@db/sesame"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(matches!(pg.database, Backend::Postgres(_)));
+        assert!(
+            !pg.database.to_string().contains("secret"),
+            "{}",
+            pg.database
+        );
+        let err = resolve(None, None, Some("postgres://u@db:port/x"), None, None).unwrap_err();
         assert!(err.to_string().contains("PostgreSQL"), "{err}");
         assert!(resolve(None, None, Some("mysql://x"), None, None).is_err());
     }

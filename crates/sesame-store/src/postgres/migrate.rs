@@ -22,11 +22,18 @@ struct Migration {
 }
 
 /// In order; the description is the file name after the number, with spaces for underscores.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "schema",
-    sql: include_str!("../../migrations/postgres/0001_schema.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "schema",
+        sql: include_str!("../../migrations/postgres/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "one current signing key",
+        sql: include_str!("../../migrations/postgres/0002_one_current_signing_key.sql"),
+    },
+];
 
 /// The advisory lock that serialises migrations: any number, the same on every node
 /// ("sesame" in ASCII).

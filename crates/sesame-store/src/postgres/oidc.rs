@@ -56,29 +56,60 @@ async fn revoke<C: GenericClient>(c: &C, family: &str, now: UnixTime) -> Result<
 
 #[async_trait]
 impl OidcStore for PgStore {
-    async fn add_signing_key(&self, key: &SigningKey) -> Result<()> {
+    async fn add_signing_key(&self, key: &SigningKey) -> Result<bool> {
         let sealed = self.key.seal(&key_aad(&key.kid), key.private_key.expose());
         let c = self.conn().await?;
+        // Two nodes making their first key of an algorithm at once: the unique index
+        // `oidc_keys_one_current` lets one in; the other's insert does nothing (it waits for
+        // the first to commit, then finds its row). A kid used before is still an error.
         let st = c
             .prepare_cached(
                 "INSERT INTO oidc_keys (kid, alg, private_key, public_jwk, created_at, retired_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (alg) WHERE retired_at IS NULL DO NOTHING",
             )
             .await?;
-        c.execute(
-            &st,
-            &[
-                &key.kid,
-                &key.alg,
-                &sealed,
-                &key.public_jwk,
-                &key.created_at,
-                &key.retired_at,
-            ],
-        )
-        .await
-        .map_err(conflict(|| format!("signing key {}", key.kid)))?;
-        Ok(())
+        let added = c
+            .execute(
+                &st,
+                &[
+                    &key.kid,
+                    &key.alg,
+                    &sealed,
+                    &key.public_jwk,
+                    &key.created_at,
+                    &key.retired_at,
+                ],
+            )
+            .await
+            .map_err(conflict(|| format!("signing key {}", key.kid)))?;
+        Ok(added == 1)
+    }
+
+    async fn replace_signing_key(&self, key: &SigningKey, now: UnixTime) -> Result<u64> {
+        let sealed = self.key.seal(&key_aad(&key.kid), key.private_key.expose());
+        let sealed = &sealed;
+        write!(self, |tx| {
+            let retired = exec(
+                &tx,
+                "UPDATE oidc_keys SET retired_at = $2 WHERE alg = $1 AND retired_at IS NULL",
+                &[&key.alg, &now],
+            )
+            .await?;
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO oidc_keys (kid, alg, private_key, public_jwk, created_at, retired_at) \
+                     VALUES ($1, $2, $3, $4, $5, NULL)",
+                )
+                .await?;
+            tx.execute(
+                &st,
+                &[&key.kid, &key.alg, sealed, &key.public_jwk, &key.created_at],
+            )
+            .await
+            .map_err(conflict(|| format!("signing key {}", key.kid)))?;
+            Ok(retired)
+        })
     }
 
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>> {
@@ -116,15 +147,6 @@ impl OidcStore for PgStore {
                 })
             })
             .collect()
-    }
-
-    async fn retire_signing_keys(&self, alg: &str, keep: &str, now: UnixTime) -> Result<u64> {
-        self.exec(
-            "UPDATE oidc_keys SET retired_at = $3 \
-             WHERE alg = $1 AND kid <> $2 AND retired_at IS NULL",
-            &[&alg, &keep, &now],
-        )
-        .await
     }
 
     async fn remove_signing_keys_retired_before(&self, before: UnixTime) -> Result<u64> {

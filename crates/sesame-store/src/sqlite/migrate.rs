@@ -55,6 +55,7 @@ const MIGRATIONS: &[Migration] = migrations![
     12 "0012_openid_connect.sql" "openid connect",
     13 "0013_phones_and_texts.sql" "phones and texts",
     14 "0014_access_passes.sql" "access passes",
+    15 "0015_one_current_signing_key.sql" "one current signing key",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {

@@ -54,7 +54,7 @@ fn revoke(c: &Connection, family: &str, now: UnixTime) -> Result<u64> {
 
 #[async_trait]
 impl OidcStore for SqliteStore {
-    async fn add_signing_key(&self, key: &SigningKey) -> Result<()> {
+    async fn add_signing_key(&self, key: &SigningKey) -> Result<bool> {
         let sealed = self.key.seal(&key_aad(&key.kid), key.private_key.expose());
         let (kid, alg, jwk, created, retired) = (
             key.kid.clone(),
@@ -65,13 +65,43 @@ impl OidcStore for SqliteStore {
         );
         self.group
             .write(move |c| {
+                // A second current key of the algorithm does nothing (`oidc_keys_one_current`);
+                // a kid used before is still an error.
+                let added = c
+                    .prepare_cached(
+                        "INSERT INTO oidc_keys (kid, alg, private_key, public_jwk, created_at, retired_at) \
+                         VALUES (?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (alg) WHERE retired_at IS NULL DO NOTHING",
+                    )?
+                    .execute(params![kid, alg, sealed, jwk, created, retired])
+                    .map_err(super::conflict(|| format!("signing key {kid}")))?;
+                Ok(added == 1)
+            })
+            .await
+    }
+
+    async fn replace_signing_key(&self, key: &SigningKey, now: UnixTime) -> Result<u64> {
+        let sealed = self.key.seal(&key_aad(&key.kid), key.private_key.expose());
+        let (kid, alg, jwk, created) = (
+            key.kid.clone(),
+            key.alg.clone(),
+            key.public_jwk.clone(),
+            key.created_at,
+        );
+        self.group
+            .write(move |c| {
+                let retired = changed(
+                    c,
+                    "UPDATE oidc_keys SET retired_at = ?2 WHERE alg = ?1 AND retired_at IS NULL",
+                    params![alg, now],
+                )?;
                 c.prepare_cached(
                     "INSERT INTO oidc_keys (kid, alg, private_key, public_jwk, created_at, retired_at) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
+                     VALUES (?, ?, ?, ?, ?, NULL)",
                 )?
-                .execute(params![kid, alg, sealed, jwk, created, retired])
+                .execute(params![kid, alg, sealed, jwk, created])
                 .map_err(super::conflict(|| format!("signing key {kid}")))?;
-                Ok(())
+                Ok(retired)
             })
             .await
     }
@@ -111,20 +141,6 @@ impl OidcStore for SqliteStore {
                 })
             })
             .collect()
-    }
-
-    async fn retire_signing_keys(&self, alg: &str, keep: &str, now: UnixTime) -> Result<u64> {
-        let (alg, keep) = (alg.to_string(), keep.to_string());
-        self.group
-            .write(move |c| {
-                changed(
-                    c,
-                    "UPDATE oidc_keys SET retired_at = ?3 \
-                     WHERE alg = ?1 AND kid <> ?2 AND retired_at IS NULL",
-                    params![alg, keep, now],
-                )
-            })
-            .await
     }
 
     async fn remove_signing_keys_retired_before(&self, before: UnixTime) -> Result<u64> {

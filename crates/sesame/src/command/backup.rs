@@ -76,8 +76,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<()> {
         ),
         _ => e,
     })?;
-    super::check_data(&resolved, super::Create::Refused)?;
+    // A PostgreSQL database is PostgreSQL's to copy: say so before anything else.
     let source = database_file(&resolved.database)?.to_path_buf();
+    super::check_data(&resolved, super::Create::Refused)?;
     let target = args.file.clone();
     let partial = with_suffix(&target, ".partial");
     check_target(

@@ -345,12 +345,24 @@ async fn load(store: &dyn Store, now: UnixTime) -> Result<Loaded, StoreError> {
     for rec in store.list_signing_keys().await? {
         keys.push(Arc::new(Key::load(&rec)?));
     }
+    let mut lost = false;
     for alg in Alg::ALL {
         if !keys.iter().any(|k| k.alg == alg && k.retired_at.is_none()) {
             let (key, rec) = Key::generate(alg, now)?;
-            store.add_signing_key(&rec).await?;
-            tracing::info!(kid = %key.kid, alg = alg.as_str(), "made an OpenID Connect signing key");
-            keys.push(Arc::new(key));
+            if store.add_signing_key(&rec).await? {
+                tracing::info!(kid = %key.kid, alg = alg.as_str(), "made an OpenID Connect signing key");
+                keys.push(Arc::new(key));
+            } else {
+                // Another node made one at the same moment, and the database kept theirs: every
+                // node must sign with, and publish, the same key.
+                lost = true;
+            }
+        }
+    }
+    if lost {
+        keys.clear();
+        for rec in store.list_signing_keys().await? {
+            keys.push(Arc::new(Key::load(&rec)?));
         }
     }
     Ok(Loaded { keys, at: now })
@@ -360,10 +372,7 @@ async fn load(store: &dyn Store, now: UnixTime) -> Result<Loaded, StoreError> {
 /// [`OVERLAP_SECS`]); forgets keys whose overlap ended. Returns the new key's kid.
 pub async fn rotate(store: &dyn Store, alg: Alg, now: UnixTime) -> Result<String, StoreError> {
     let (key, rec) = Key::generate(alg, now)?;
-    store.add_signing_key(&rec).await?;
-    store
-        .retire_signing_keys(alg.as_str(), &key.kid, now)
-        .await?;
+    store.replace_signing_key(&rec, now).await?;
     store
         .remove_signing_keys_retired_before(now - OVERLAP_SECS)
         .await?;
