@@ -40,7 +40,9 @@ pub const URL_FILE: &str = "database-url";
 /// A fresh schema of this run on the PostgreSQL server `base` names; the URL that selects it.
 async fn fresh_postgres_schema(base: &str) -> Result<String> {
     let schema = format!("bench_{}", hex(&random_bytes(6)));
-    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
+    let (client, conn) = sesame_store::postgres::parse_url(base)?
+        .connect(tokio_postgres::NoTls)
+        .await?;
     let task = tokio::spawn(conn);
     client
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
@@ -163,13 +165,13 @@ impl Db {
 
 async fn serve_store(store: Arc<dyn Store>, key: &MasterKey) -> Result<InProcessServer> {
     {
-        let state = AppState::new(
-            store.clone(),
-            Arc::new(SystemClock),
-            key,
-            ServerConfig::default(),
-        )
-        .await?;
+        // Default settings but one: every simulated browser and phone connects from
+        // 127.0.0.1, and a thousand phones' event streams alone pass the per-address cap of
+        // 256 connections that guards a real server against one flooding client (whose own
+        // benchmark is `sesame-bench --attack`).
+        let mut config = ServerConfig::default();
+        config.connections.per_client = 1 << 20;
+        let state = AppState::new(store.clone(), Arc::new(SystemClock), key, config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

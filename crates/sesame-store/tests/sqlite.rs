@@ -332,7 +332,7 @@ async fn a_data_directory_of_the_previous_release_opens_and_keeps_its_data() {
             r.get(0)
         })
         .unwrap();
-    assert_eq!(applied, 15, "every migration applied");
+    assert_eq!(applied, 16, "every migration applied");
     // Ids stay, and a removed user's id is not handed out again (the rebuilt users table
     // kept every row its neighbours point at).
     assert_eq!(

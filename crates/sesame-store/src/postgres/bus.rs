@@ -60,11 +60,15 @@ impl Bus {
 
 impl EventBus for Bus {
     fn publish(&self, payload: String) {
-        if payload.len() > MAX_PAYLOAD {
+        if payload.len() + self.node.len() + 1 > MAX_PAYLOAD {
             tracing::warn!(len = payload.len(), "event too large for NOTIFY; not sent");
             return;
         }
-        let _ = self.out.send(format!("{} {payload}", self.node));
+        if payload.contains('\n') {
+            tracing::warn!("an event of several lines cannot be sent; not sent");
+            return;
+        }
+        let _ = self.out.send(payload);
     }
 
     fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
@@ -135,9 +139,22 @@ async fn run(
                                 None => break,
                             },
                             msg = out.recv() => match msg {
-                                Some(m) => {
-                                    if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &m]).await {
-                                        tracing::warn!(error = %e, "could not send an event to other nodes");
+                                Some(first) => {
+                                    // Everything else waiting goes in the same NOTIFY: under
+                                    // load one statement (and one commit, which PostgreSQL
+                                    // serialises for all notifying transactions) carries many
+                                    // events.
+                                    let mut carry = Some(first);
+                                    let mut failed = false;
+                                    while let Some(lead) = carry.take() {
+                                        let batch = batch_after(lead, &mut out, &mut carry, &node);
+                                        if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &batch]).await {
+                                            tracing::warn!(error = %e, "could not send an event to other nodes");
+                                            failed = true;
+                                            break;
+                                        }
+                                    }
+                                    if failed {
                                         break;
                                     }
                                 }
@@ -160,6 +177,27 @@ async fn run(
     }
 }
 
+/// `NODE` and a first event, then every event already waiting, one per line, while the whole
+/// stays within PostgreSQL's payload limit; an event that would not fit is left in `carry`, to
+/// lead the next batch (so the order is kept).
+fn batch_after(
+    first: String,
+    out: &mut mpsc::UnboundedReceiver<String>,
+    carry: &mut Option<String>,
+    node: &str,
+) -> String {
+    let mut batch = format!("{node} {first}");
+    while let Ok(next) = out.try_recv() {
+        if batch.len() + 1 + next.len() > MAX_PAYLOAD {
+            *carry = Some(next);
+            break;
+        }
+        batch.push('\n');
+        batch.push_str(&next);
+    }
+    batch
+}
+
 fn deliver(node: &str, payload: &str, events: &broadcast::Sender<BusEvent>) {
     let Some((from, body)) = payload.split_once(' ') else {
         return;
@@ -167,9 +205,46 @@ fn deliver(node: &str, payload: &str, events: &broadcast::Sender<BusEvent>) {
     if from == node {
         return;
     }
-    let _ = events.send(if body == RESYNC {
-        BusEvent::Resync
-    } else {
-        BusEvent::Message(body.to_string())
-    });
+    for line in body.lines() {
+        let _ = events.send(if line == RESYNC {
+            BusEvent::Resync
+        } else {
+            BusEvent::Message(line.to_string())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_events_share_one_notify_in_order_and_a_big_one_leads_the_next() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send("b".to_string()).unwrap();
+        tx.send("c".to_string()).unwrap();
+        tx.send("x".repeat(MAX_PAYLOAD - 3)).unwrap();
+        tx.send("d".to_string()).unwrap();
+        let mut carry = None;
+        let first = batch_after("a".into(), &mut rx, &mut carry, "n1");
+        assert_eq!(first, "n1 a\nb\nc");
+        let big = carry
+            .take()
+            .expect("the big event waits for the next batch");
+        let second = batch_after(big, &mut rx, &mut carry, "n1");
+        assert!(second.len() <= MAX_PAYLOAD);
+        assert!(carry.is_some(), "d does not fit beside it");
+    }
+
+    #[test]
+    fn a_node_hears_each_line_of_others_and_nothing_of_its_own() {
+        let (events, mut rx) = broadcast::channel(16);
+        deliver("me", "me a\nb", &events);
+        deliver("me", "other a\n!resync\nc", &events);
+        deliver("me", "garbage-without-space", &events);
+        assert_eq!(rx.try_recv().unwrap(), BusEvent::Message("a".into()));
+        assert_eq!(rx.try_recv().unwrap(), BusEvent::Resync);
+        assert_eq!(rx.try_recv().unwrap(), BusEvent::Message("c".into()));
+        assert!(rx.try_recv().is_err());
+    }
 }

@@ -211,25 +211,20 @@ impl DeviceStore for PgStore {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool> {
-        write!(self, |tx| {
-            // A racing claim of the same nonce waits for this one's key, then inserts nothing.
-            let n = exec(
-                &tx,
+        // One statement decides: a racing claim of the same nonce waits for this one's key,
+        // then inserts nothing. (No transaction: the clean-up below need not go with it.)
+        let n = self
+            .exec(
                 "INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&row.0, &nonce, &expires_at],
             )
             .await?;
-            if n == 1 && nonce.as_bytes().first().is_some_and(|b| b % 16 == 0) {
-                // Now and then, forget nonces whose timestamps could no longer pass the freshness check.
-                exec(
-                    &tx,
-                    "DELETE FROM device_nonces WHERE expires_at < $1",
-                    &[&now],
-                )
+        if n == 1 && nonce.as_bytes().first().is_some_and(|b| b % 16 == 0) {
+            // Now and then, forget nonces whose timestamps could no longer pass the freshness check.
+            self.exec("DELETE FROM device_nonces WHERE expires_at < $1", &[&now])
                 .await?;
-            }
-            Ok(n == 1)
-        })
+        }
+        Ok(n == 1)
     }
 
     async fn set_pin_key(
@@ -256,11 +251,11 @@ impl DeviceStore for PgStore {
         max: i64,
         now: UnixTime,
     ) -> Result<PinOutcome> {
-        write!(self, |tx| {
-            // One statement: a racing check waits for this row's lock, then is judged (and
-            // counted) on the row this one left.
-            let counted: Option<(i64, Option<i64>)> = one(
-                &tx,
+        // One statement decides: a racing check waits for this row's lock, then is judged (and
+        // counted) on the row this one left. No transaction: under Read Committed the read
+        // below, which only says why nothing was counted, would see a new snapshot anyway.
+        let counted: Option<(i64, Option<i64>)> = self
+            .one(
                 "UPDATE devices SET \
                  pin_key_failures = CASE WHEN $1::boolean THEN 0 ELSE pin_key_failures + 1 END, \
                  pin_key_disabled_at = CASE WHEN NOT $1::boolean AND pin_key_failures + 1 >= $2 THEN $3::bigint END \
@@ -270,29 +265,28 @@ impl DeviceStore for PgStore {
                 |r| Ok((r.try_get(0)?, r.try_get(1)?)),
             )
             .await?;
-            if let Some((n, disabled)) = counted {
-                return Ok(if valid {
-                    PinOutcome::Accepted
-                } else {
-                    PinOutcome::Wrong {
-                        consecutive: n,
-                        disabled: disabled.is_some(),
-                    }
-                });
-            }
-            let current: Option<Option<Vec<u8>>> = one(
-                &tx,
+        if let Some((n, disabled)) = counted {
+            return Ok(if valid {
+                PinOutcome::Accepted
+            } else {
+                PinOutcome::Wrong {
+                    consecutive: n,
+                    disabled: disabled.is_some(),
+                }
+            });
+        }
+        let current: Option<Option<Vec<u8>>> = self
+            .one(
                 "SELECT pin_key FROM devices WHERE id = $1",
                 &[&row.0],
                 first,
             )
             .await?;
-            Ok(match current {
-                // Same key, but disabled or at the limit (a race lost to the check that
-                // disabled it): nothing is judged any more.
-                Some(Some(k)) if k == key => PinOutcome::Disabled,
-                _ => PinOutcome::NoKey,
-            })
+        Ok(match current {
+            // Same key, but disabled or at the limit (a race lost to the check that disabled
+            // it): nothing is judged any more.
+            Some(Some(k)) if k == key => PinOutcome::Disabled,
+            _ => PinOutcome::NoKey,
         })
     }
 

@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "one current signing key",
         sql: include_str!("../../migrations/postgres/0002_one_current_signing_key.sql"),
     },
+    Migration {
+        version: 3,
+        description: "methods by device",
+        sql: include_str!("../../migrations/postgres/0003_methods_by_device.sql"),
+    },
 ];
 
 /// The advisory lock that serialises migrations: any number, the same on every node

@@ -280,8 +280,36 @@ pub fn redact(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// The URL without Sesame's own `pool_size=N` parameter, and that size.
+fn take_pool_size(url: &str) -> Result<(String, Option<usize>)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None));
+    };
+    let mut size = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("pool_size=") {
+            Some(n) => {
+                size = Some(n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    StoreError::UnsupportedUrl(format!(
+                        "pool_size={n} in the database URL: expected a number of connections above 0"
+                    ))
+                })?)
+            }
+            None => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, size))
+}
+
 /// Parses a `postgres://` URL, saying what is wrong without repeating a password.
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
+    let (url, _) = take_pool_size(url)?;
     url.parse::<tokio_postgres::Config>().map_err(|e| {
         StoreError::UnsupportedUrl(format!(
             "the PostgreSQL database URL is not valid ({e}); expected postgres://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -292,8 +320,12 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
 impl PgStore {
     /// Connects to the database the URL names, migrates it (under an advisory lock, so nodes
     /// starting together take turns) and starts listening for other nodes' events.
+    ///
+    /// `pool_size=N` in the URL's query sets how many connections this node keeps at most
+    /// (default [`DEFAULT_POOL_SIZE`]); every other parameter is PostgreSQL's (libpq's).
     pub async fn open(url: &str, key: MasterKey) -> Result<Self> {
-        Self::open_with(url, key, DEFAULT_POOL_SIZE).await
+        let (url, pool_size) = take_pool_size(url)?;
+        Self::open_with(&url, key, pool_size.unwrap_or(DEFAULT_POOL_SIZE)).await
     }
 
     pub async fn open_with(url: &str, key: MasterKey, pool_size: usize) -> Result<Self> {
@@ -472,5 +504,34 @@ impl PgStore {
             phone,
             extension: r.try_get("extension")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_size_is_sesames_and_the_rest_of_the_url_is_postgresqls() {
+        let t = |u: &str| take_pool_size(u).map_err(|e| e.to_string());
+        assert_eq!(
+            t("postgres://h/db").unwrap(),
+            ("postgres://h/db".into(), None)
+        );
+        assert_eq!(
+            t("postgres://h/db?pool_size=8").unwrap(),
+            ("postgres://h/db".into(), Some(8))
+        );
+        assert_eq!(
+            t("postgres://h/db?sslmode=disable&pool_size=4&application_name=x").unwrap(),
+            (
+                "postgres://h/db?sslmode=disable&application_name=x".into(),
+                Some(4)
+            )
+        );
+        assert!(t("postgres://h/db?pool_size=0")
+            .unwrap_err()
+            .contains("above 0"));
+        assert!(parse_url("postgres://u@h/db?pool_size=8").is_ok());
     }
 }

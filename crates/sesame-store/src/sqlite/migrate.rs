@@ -56,6 +56,7 @@ const MIGRATIONS: &[Migration] = migrations![
     13 "0013_phones_and_texts.sql" "phones and texts",
     14 "0014_access_passes.sql" "access passes",
     15 "0015_one_current_signing_key.sql" "one current signing key",
+    16 "0016_methods_by_device.sql" "methods by device",
 ];
 
 fn checksum(sql: &str) -> Vec<u8> {
