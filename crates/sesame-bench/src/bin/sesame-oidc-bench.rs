@@ -128,7 +128,12 @@ fn pin_all(pid: u32) -> Result<()> {
 
 /// Registers a confidential client with `sesame client add`: its id and secret.
 fn add_client(bin: &Path, data: &Path, name: &str, alg: &str) -> Result<(String, String)> {
-    let out = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    // The database the benchmark filled, when it is not the embedded one (see `setup::Db`).
+    if let Ok(url) = std::fs::read_to_string(data.join(sesame_bench::setup::URL_FILE)) {
+        cmd.env("SESAME_DATABASE_URL", url.trim());
+    }
+    let out = cmd
         .arg("--data-dir")
         .arg(data)
         .args(["--json", "client", "add", name, "--redirect-uri", REDIRECT])
