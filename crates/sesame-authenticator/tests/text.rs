@@ -93,6 +93,7 @@ async fn stored_hostile_text_is_printed_escaped_by_pending() {
                 user_agent: "\u{1b}[8menter 42 and approve".into(),
                 expires_at: real_now() + 120,
                 browser: None,
+                budget: None,
             },
             real_now(),
             None,

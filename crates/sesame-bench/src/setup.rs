@@ -333,6 +333,7 @@ impl InProcessServer {
                     user_agent: "bench".into(),
                     expires_at: now + 120,
                     browser: None,
+                    budget: None,
                 },
                 now,
                 None,

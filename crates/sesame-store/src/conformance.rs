@@ -148,6 +148,7 @@ fn challenge(tenant: TenantId, user: UserId, signin: u8, kind: ChallengeKind) ->
         user_agent: "test".into(),
         expires_at: NOW + 120,
         browser: None,
+        budget: None,
     }
 }
 
@@ -993,6 +994,69 @@ pub async fn an_unproven_request_replaces_and_withdraws_only_its_own(b: &dyn Bac
     let mut expected = vec![mfa.id, mine.id];
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(pending, expected);
+}
+
+/// The request budget is checked in the write that makes the request: of fifty racing
+/// requests with a budget of three, three are made; a fraud report refuses the next one.
+pub async fn the_push_budget_holds_in_the_write_under_racing_requests(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let t = s.default_tenant().await.unwrap();
+    let u = user(&*s, "a").await;
+    let budget = Some(crate::Budget {
+        limit: 3,
+        since: NOW - 60,
+    });
+    let racing: Vec<_> = (0..50u8)
+        .map(|i| {
+            let s = s.clone();
+            let new = NewChallenge {
+                budget,
+                ..challenge(t, u, i, ChallengeKind::Mfa)
+            };
+            tokio::spawn(async move { s.create_challenge(new, NOW, None).await })
+        })
+        .collect();
+    let (mut made, mut refused) = (0, 0);
+    for r in racing {
+        match r.await.unwrap() {
+            Ok(_) => made += 1,
+            Err(StoreError::Refused(crate::Refusal::Budget)) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!((made, refused), (3, 47));
+    // Requests made before the window do not count; another user's budget is their own.
+    let v = user(&*s, "b").await;
+    let fresh_one = NewChallenge {
+        budget: Some(crate::Budget {
+            limit: 3,
+            since: NOW + 1,
+        }),
+        ..challenge(t, u, 60, ChallengeKind::Mfa)
+    };
+    s.create_challenge(fresh_one, NOW + 1, None).await.unwrap();
+    let theirs = NewChallenge {
+        budget,
+        ..challenge(t, v, 61, ChallengeKind::Mfa)
+    };
+    s.create_challenge(theirs, NOW, None).await.unwrap();
+    // A fraud report blocks the next request, budget or not.
+    s.update_user_push_blocked(v, Some(NOW)).await.unwrap();
+    let after = NewChallenge {
+        budget: Some(crate::Budget {
+            limit: 100,
+            since: NOW,
+        }),
+        ..challenge(t, v, 62, ChallengeKind::Mfa)
+    };
+    assert!(matches!(
+        s.create_challenge(after, NOW, None).await,
+        Err(StoreError::Refused(crate::Refusal::Blocked))
+    ));
+    // Without a budget (a call, the administrator's own tools) nothing is checked here.
+    s.create_challenge(challenge(t, v, 63, ChallengeKind::Mfa), NOW, None)
+        .await
+        .unwrap();
 }
 
 /// The push budget is counted per kind, and per browser the user signed in with before:
@@ -2145,6 +2209,14 @@ pub async fn delivery_reports_keep_the_final_status(b: &dyn Backend) {
         s.last_message_status(u).await.unwrap().as_deref(),
         Some("failed")
     );
+    // A resend in the same second (references are random: this one sorts first) is the last.
+    s.record_message("a0", Some(u), "queued", NOW + 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.last_message_status(u).await.unwrap().as_deref(),
+        Some("queued")
+    );
 }
 
 pub async fn an_outbox_call_is_answered_once(b: &dyn Backend) {
@@ -2306,6 +2378,7 @@ cases!(
     a_new_request_supersedes_the_pending_one,
     an_unproven_request_replaces_and_withdraws_only_its_own,
     the_push_budget_is_counted_per_kind_and_known_browser,
+    the_push_budget_holds_in_the_write_under_racing_requests,
     a_fraud_report_blocks_and_cancels_in_the_same_write,
     blocking_ends_sessions_and_cancels_requests_at_once,
     a_password_change_ends_every_other_session_of_the_user,

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// a moment; nothing was written.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// A request to the phone was not made: its budget is spent, or a fraud report blocks it.
+    #[error("{0}")]
+    Refused(Refusal),
     /// The database could not order this write against concurrent ones, even after retries:
     /// nothing was written; try again.
     #[error("the database is busy: {0}")]
@@ -53,6 +56,24 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Why a request to the phone was not made (see [`NewChallenge::budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A fraud report blocks requests to the user's phone.
+    Blocked,
+    /// The budget of requests is spent for now.
+    Budget,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::Blocked => "requests to the phone are blocked by a fraud report",
+            Refusal::Budget => "the budget of requests to the phone is spent",
+        })
+    }
+}
 
 /// Opens the store a database URL names, creating and migrating the database if needed.
 ///

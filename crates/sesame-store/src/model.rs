@@ -186,6 +186,18 @@ pub struct NewChallenge {
     /// A keyed hash of the browser's device cookie, when it showed the user signed in there
     /// before: the push budget is counted per such browser, apart from unknown browsers.
     pub browser: Option<Vec<u8>>,
+    /// The request budget, checked in the same write that creates the request (so racing
+    /// sign-ins on several nodes cannot all pass a check made before): refused with
+    /// [`crate::StoreError::Refused`] while the user's phone is blocked by a fraud report, or
+    /// when `limit` requests of this kind from this browser were made since `since`.
+    pub budget: Option<Budget>,
+}
+
+/// See [`NewChallenge::budget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub limit: u32,
+    pub since: UnixTime,
 }
 
 /// What an answer to a challenge did (see [`crate::ApprovalStore::answer_challenge`]).

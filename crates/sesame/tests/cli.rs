@@ -560,6 +560,7 @@ fn reset_methods_removes_devices_and_pending_requests() {
                     user_agent: "test".into(),
                     expires_at: now + 120,
                     browser: None,
+                    budget: None,
                 },
                 now,
                 None,

@@ -130,6 +130,7 @@ impl Data {
                         user_agent: "test".into(),
                         expires_at: Self::now() + 120,
                         browser: None,
+                        budget: None,
                     },
                     Self::now(),
                     None,

@@ -309,12 +309,33 @@ pub async fn start(
         user_agent: origin.user_agent.clone(),
         expires_at: now + policy.lifetime_secs.min(push::MAX_LIFETIME_SECS),
         browser: svc.browsers.recognise(origin, user.id).map(|b| b.0),
+        // Checked again in the write itself: sign-ins racing on several nodes all passed the
+        // check above, and a fraud report may have landed since.
+        budget: Some(sesame_store::Budget {
+            limit: policy.max_per_window,
+            since: policy.window_start(now, user.last_signin_at),
+        }),
     };
     let sent = svc.audit_event(
         origin,
         Line::of(user, Event::PushSent).method(audit_method(kind)),
     );
-    let (challenge, superseded) = svc.store.create_challenge(new, now, Some(&sent)).await?;
+    let (challenge, superseded) = match svc.store.create_challenge(new, now, Some(&sent)).await {
+        Ok(made) => made,
+        Err(StoreError::Refused(r)) => {
+            let why = match r {
+                sesame_store::Refusal::Blocked => "reported_block",
+                sesame_store::Refusal::Budget => "rate_limited",
+            };
+            let line = Line::of(user, Event::PushNotSent)
+                .method(audit_method(kind))
+                .failed(why);
+            svc.audit(origin, line).await;
+            tracing::info!(user = %user.username, reason = why, "push not sent");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     for id in superseded {
         svc.hub.closed(user.id, id, "superseded");
     }

@@ -398,6 +398,7 @@ pub async fn call(
         user_agent: origin.user_agent.clone(),
         expires_at: now + lifetime,
         browser: None,
+        budget: None,
     };
     let placed = svc.audit_event(origin, Line::of(user, Event::CallPlaced).method(to.kind));
     let (challenge, superseded) = svc.store.create_challenge(new, now, Some(&placed)).await?;

@@ -78,6 +78,26 @@ impl ApprovalStore for PgStore {
             // A user's requests are made one at a time, as on SQLite: a racing request waits
             // here, and its UPDATE below (a new snapshot) then sees this one to supersede.
             lock_user(&tx, new.user).await?;
+            // Under that lock, the budget: no racing request can be counted between this check
+            // and the insert, on any node.
+            if let Some(b) = new.budget {
+                let (blocked, sent): (bool, i64) = one(
+                    &tx,
+                    "SELECT (SELECT push_blocked_at IS NOT NULL FROM users WHERE id = $1), \
+                     (SELECT COUNT(*) FROM challenges WHERE user_id = $1 AND created_at >= $2 AND kind = $3 \
+                      AND browser IS NOT DISTINCT FROM $4)",
+                    &[&new.user.0, &b.since, &new.kind.as_str(), &new.browser],
+                    |r| Ok((r.try_get::<_, Option<bool>>(0)?.unwrap_or(false), r.try_get(1)?)),
+                )
+                .await?
+                .unwrap_or((false, 0));
+                if blocked {
+                    return Err(StoreError::Refused(crate::Refusal::Blocked));
+                }
+                if sent >= i64::from(b.limit) {
+                    return Err(StoreError::Refused(crate::Refusal::Budget));
+                }
+            }
             let superseded = match sesame_core::push::replaces(new.kind) {
                 Replaces::AllOfTheUser => {
                     all(

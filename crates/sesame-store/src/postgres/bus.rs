@@ -76,15 +76,30 @@ impl EventBus for Bus {
     }
 }
 
+/// How often a quiet event connection is checked (a connection dropped without a reset, by a
+/// failover or a firewall, would otherwise look alive for hours).
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Longest a NOTIFY or a heartbeat may take before the connection is taken for dead.
+const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(10);
+/// A connection that stayed up this long starts the reconnection pauses from the shortest again.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
 async fn run(
-    config: Config,
+    mut config: Config,
     node: String,
     mut out: mpsc::UnboundedReceiver<String>,
     events: broadcast::Sender<BusEvent>,
     up: tokio::sync::watch::Sender<bool>,
 ) {
+    // The kernel finds a dead peer too (keepalives after 30 s idle); the heartbeat below is
+    // what bounds it whatever the network does.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
     let mut pause = Duration::from_millis(100);
-    let mut first = true;
+    // Events of ours that may not have reached the other nodes (a NOTIFY failed, or events
+    // were dropped while we were away): they are told to resync when we are back.
+    let mut others_missed = false;
     loop {
         if events.receiver_count() == 0 && out.is_closed() {
             return;
@@ -112,31 +127,50 @@ async fn run(
                         }
                     }
                 });
-                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-                    tracing::warn!(error = %e, "cannot listen for other nodes' events");
+                let listening = tokio::time::timeout(
+                    ROUND_TRIP_LIMIT,
+                    client.batch_execute(&format!("LISTEN {CHANNEL}")),
+                )
+                .await;
+                if !matches!(listening, Ok(Ok(()))) {
+                    tracing::warn!(?listening, "cannot listen for other nodes' events");
                     driver.abort();
                 } else {
-                    pause = Duration::from_millis(100);
+                    let since = tokio::time::Instant::now();
                     up.send_replace(true);
-                    if !first {
-                        // Sent while away: the resync below covers them.
-                        while out.try_recv().is_ok() {}
-                        tracing::info!("event connection to the database is back; resyncing");
-                        // Ours first: whatever happened while we were away is in the tables.
-                        let _ = events.send(BusEvent::Resync);
-                        let _ = client
-                            .execute(
+                    // Sent while away: the resyncs below cover them.
+                    while out.try_recv().is_ok() {
+                        others_missed = true;
+                    }
+                    // Ours, always (the first time too: events made before this node listened
+                    // are in the tables); the other nodes', only if they may have missed ours.
+                    let _ = events.send(BusEvent::Resync);
+                    if others_missed {
+                        tracing::info!("event connection to the database is back; telling the other nodes to resync");
+                        let told = tokio::time::timeout(
+                            ROUND_TRIP_LIMIT,
+                            client.execute(
                                 "SELECT pg_notify($1, $2)",
                                 &[&CHANNEL, &format!("{node} {RESYNC}")],
-                            )
-                            .await;
+                            ),
+                        )
+                        .await;
+                        others_missed = !matches!(told, Ok(Ok(_)));
                     }
-                    first = false;
+                    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                    heartbeat.tick().await;
                     loop {
                         tokio::select! {
                             note = notes.recv() => match note {
                                 Some(p) => deliver(&node, &p, &events),
                                 None => break,
+                            },
+                            _ = heartbeat.tick() => {
+                                let alive = tokio::time::timeout(ROUND_TRIP_LIMIT, client.simple_query("SELECT 1")).await;
+                                if !matches!(alive, Ok(Ok(_))) {
+                                    tracing::warn!("the event connection to the database stopped answering");
+                                    break;
+                                }
                             },
                             msg = out.recv() => match msg {
                                 Some(first) => {
@@ -145,16 +179,20 @@ async fn run(
                                     // serialises for all notifying transactions) carries many
                                     // events.
                                     let mut carry = Some(first);
-                                    let mut failed = false;
                                     while let Some(lead) = carry.take() {
                                         let batch = batch_after(lead, &mut out, &mut carry, &node);
-                                        if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &batch]).await {
-                                            tracing::warn!(error = %e, "could not send an event to other nodes");
-                                            failed = true;
+                                        let sent = tokio::time::timeout(
+                                            ROUND_TRIP_LIMIT,
+                                            client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &batch]),
+                                        )
+                                        .await;
+                                        if !matches!(sent, Ok(Ok(_))) {
+                                            tracing::warn!(?sent, "could not send events to the other nodes");
+                                            others_missed = true;
                                             break;
                                         }
                                     }
-                                    if failed {
+                                    if others_missed {
                                         break;
                                     }
                                 }
@@ -166,13 +204,19 @@ async fn run(
                     driver.abort();
                     // Our own listeners missed whatever came while the connection broke.
                     let _ = events.send(BusEvent::Resync);
+                    if since.elapsed() >= HEALTHY_AFTER {
+                        pause = Duration::from_millis(100);
+                    }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "event connection to the database failed");
             }
         }
-        tokio::time::sleep(pause).await;
+        // A random part, so that nodes cut off together do not come back in step.
+        let jitter =
+            Duration::from_millis(rand::random::<u64>() % (pause.as_millis() as u64 / 2 + 1));
+        tokio::time::sleep(pause + jitter).await;
         pause = (pause * 2).min(MAX_PAUSE);
     }
 }

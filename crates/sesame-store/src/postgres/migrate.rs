@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "methods by device",
         sql: include_str!("../../migrations/postgres/0003_methods_by_device.sql"),
     },
+    Migration {
+        version: 4,
+        description: "phone messages in order",
+        sql: include_str!("../../migrations/postgres/0004_phone_messages_in_order.sql"),
+    },
 ];
 
 /// The advisory lock that serialises migrations: any number, the same on every node

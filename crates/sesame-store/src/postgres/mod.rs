@@ -126,6 +126,9 @@ impl From<tokio_postgres::Error> for StoreError {
                 "the database could not order concurrent writes ({}); try again",
                 c.code()
             )),
+            // The server is going away, starting up, out of connections, or the connection
+            // broke: temporary, nothing of this statement was written.
+            Some(c) if unavailable(c) => StoreError::Unavailable(db_error_text(&e)),
             Some(_) => StoreError::Database(db_error_text(&e)),
             None if connection_failed(&e) => {
                 StoreError::Unavailable(format!("the database connection failed: {e}"))
@@ -163,6 +166,13 @@ impl From<deadpool_postgres::PoolError> for StoreError {
             e => StoreError::Unavailable(format!("no database connection: {e}")),
         }
     }
+}
+
+/// SQLSTATEs of a server that cannot serve right now: connection exceptions (class 08),
+/// shutdown and start-up (57P01-57P03), too many connections (53300).
+fn unavailable(c: &SqlState) -> bool {
+    let code = c.code();
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 fn retryable(c: &SqlState) -> bool {

@@ -90,6 +90,14 @@ impl OidcStore for PgStore {
         let sealed = self.key.seal(&key_aad(&key.kid), key.private_key.expose());
         let sealed = &sealed;
         write!(self, |tx| {
+            // Two rotations of one algorithm at once take turns: the second then retires the
+            // first one's new key instead of failing on the one-current-key index.
+            exec(
+                &tx,
+                "SELECT pg_advisory_xact_lock(hashtext('sesame:oidc-key:' || $1))",
+                &[&key.alg],
+            )
+            .await?;
             let retired = exec(
                 &tx,
                 "UPDATE oidc_keys SET retired_at = $2 WHERE alg = $1 AND retired_at IS NULL",

@@ -281,7 +281,7 @@ impl PhoneStore for PgStore {
         // reference, so the answer is the same on every node).
         self.one(
             "SELECT status FROM phone_messages WHERE user_id = $1 \
-             ORDER BY created_at DESC, updated_at DESC, reference COLLATE \"C\" DESC LIMIT 1",
+             ORDER BY created_at DESC, seq DESC LIMIT 1",
             &[&user.0],
             first,
         )

@@ -58,6 +58,25 @@ impl ApprovalStore for SqliteStore {
         let audit = audit.cloned();
         self.group
             .write(move |c| {
+                // The budget, in the same write as the insert (the writer runs one write at a
+                // time, so no racing request is counted in between).
+                if let Some(b) = new.budget {
+                    let (blocked, sent): (bool, i64) = one(
+                        c,
+                        "SELECT (SELECT push_blocked_at IS NOT NULL FROM users WHERE id = ?1), \
+                         (SELECT COUNT(*) FROM challenges WHERE user_id = ?1 AND created_at >= ?2 AND kind = ?3 \
+                          AND browser IS ?4)",
+                        params![new.user.0, b.since, new.kind.as_str(), new.browser],
+                        |r| Ok((r.get::<_, Option<bool>>(0)?.unwrap_or(false), r.get(1)?)),
+                    )?
+                    .unwrap_or((false, 0));
+                    if blocked {
+                        return Err(StoreError::Refused(crate::Refusal::Blocked));
+                    }
+                    if sent >= i64::from(b.limit) {
+                        return Err(StoreError::Refused(crate::Refusal::Budget));
+                    }
+                }
                 let superseded = match sesame_core::push::replaces(new.kind) {
                     Replaces::AllOfTheUser => all(
                         c,
