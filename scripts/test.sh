@@ -50,6 +50,9 @@ cargo fmt --all --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the sesame binary without PostgreSQL (--no-default-features builds)"
+cargo check -p sesame --no-default-features --locked
+
 step "PostgreSQL for the tests (a throw-away server on loopback)"
 pgdir=$(mktemp -d /tmp/sesame-test-pg.XXXXXX)
 stop_postgres() { scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }

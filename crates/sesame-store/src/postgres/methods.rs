@@ -125,6 +125,8 @@ impl MethodStore for PgStore {
 
     async fn delete_method(&self, user: UserId, method: MethodId) -> Result<bool> {
         write!(self, |tx| {
+            // The user first, as every write of a user's methods, devices and requests does.
+            super::approvals::lock_user(&tx, user).await?;
             let n = exec(
                 &tx,
                 "DELETE FROM methods WHERE id = $1 AND user_id = $2",
@@ -145,6 +147,7 @@ impl MethodStore for PgStore {
 
     async fn delete_all_methods(&self, user: UserId) -> Result<u64> {
         write!(self, |tx| {
+            super::approvals::lock_user(&tx, user).await?;
             let n = exec(&tx, "DELETE FROM methods WHERE user_id = $1", &[&user.0]).await?;
             exec(
                 &tx,

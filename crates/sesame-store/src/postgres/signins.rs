@@ -156,8 +156,10 @@ impl SessionStore for PgStore {
         audit: &AuditEvent,
         approval: Option<&ChallengeId>,
     ) -> Result<bool> {
-        // All or nothing: one transaction.
+        // All or nothing: one transaction. The user's row is locked first, in the order every
+        // other write of a user's requests, devices and methods takes (no deadlock between them).
         write!(self, |tx| {
+            super::approvals::lock_user(&tx, signin.user()).await?;
             if let Some(id) = approval {
                 // One statement, so of racing completions with one approval one wins: the
                 // loser waits for the winner's row lock, then finds it consumed.
@@ -266,8 +268,15 @@ impl SessionStore for PgStore {
 #[async_trait]
 impl SetupStore for PgStore {
     async fn create_setup_token(&self, token_hash: &[u8], expires_at: UnixTime) -> Result<()> {
-        // One transaction: only the newest printed link works.
+        // One transaction: only the newest printed link works. Nodes starting together take
+        // turns (otherwise both deletes could run before either insert, and two links work).
         write!(self, |tx| {
+            exec(
+                &tx,
+                "SELECT pg_advisory_xact_lock(hashtext('sesame:setup-token'))",
+                &[],
+            )
+            .await?;
             exec(&tx, "DELETE FROM setup_tokens WHERE used_at IS NULL", &[]).await?;
             exec(
                 &tx,

@@ -198,7 +198,7 @@ async fn migrate(cli: &Cli) -> Result<()> {
         cli.master_key_file.as_deref(),
         None,
     )?;
-    let applied = match &resolved.database {
+    let applied: Vec<i64> = match &resolved.database {
         #[cfg(feature = "postgres")]
         sesame_store::Backend::Postgres(url) => sesame_store::postgres::migrate(url)
             .await
