@@ -806,11 +806,35 @@ pub async fn complete_signin_writes_session_log_and_ends_the_transaction_togethe
         .len()
     };
     assert_eq!(lines(s.clone()).await, 1);
+    // A sign-in ended meanwhile (a new password ends the user's sign-ins) makes no session.
+    let ended = signin(t, 8, Some(u));
+    s.create_signin(&ended).await.unwrap();
+    assert_eq!(s.end_user_signins(u).await.unwrap(), 1);
+    assert!(!s
+        .complete_signin(&ended.id_hash, b"sess3", &done, NOW, LIMITS, &event, None)
+        .await
+        .unwrap());
+    assert!(s.find_session(b"sess3", NOW).await.unwrap().is_none());
+    assert_eq!(lines(s.clone()).await, 1);
     // Same session id twice: the whole second completion fails, writing nothing.
+    let other = signin(t, 9, Some(u));
+    s.create_signin(&other).await.unwrap();
     let err = s
-        .complete_signin(b"other", b"sess", &done, NOW + 5, LIMITS, &event, None)
+        .complete_signin(
+            &other.id_hash,
+            b"sess",
+            &done,
+            NOW + 5,
+            LIMITS,
+            &event,
+            None,
+        )
         .await;
     assert!(err.is_err());
+    assert!(
+        s.find_signin(&other.id_hash, NOW).await.unwrap().is_some(),
+        "its sign-in is still there"
+    );
     assert_eq!(lines(s.clone()).await, 1);
     assert_eq!(
         s.find_user(u).await.unwrap().unwrap().last_signin_at,

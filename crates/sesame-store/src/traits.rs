@@ -310,6 +310,8 @@ pub trait SessionStore: Send + Sync {
     /// With `approval`, the approved challenge is consumed (approved -> consumed) in the same
     /// transaction, and nothing is written unless that succeeds: then the result is false. The
     /// notification method of the device that approved it is then last used `now`.
+    /// A sign-in transaction that no longer exists (ended by a new password, or finished by
+    /// another tab) makes no session either: false (an approval it carried is spent).
     #[allow(clippy::too_many_arguments)]
     async fn complete_signin(
         &self,

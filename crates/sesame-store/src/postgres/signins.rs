@@ -184,13 +184,19 @@ impl SessionStore for PgStore {
                 )
                 .await?;
             }
-            insert_session(&tx, session_id_hash, audit.tenant, signin, now, limits).await?;
-            exec(
+            // A sign-in ended meanwhile (a new password, another tab that finished it) makes
+            // no session: the DELETE waits for a racing one, then finds no row.
+            if exec(
                 &tx,
                 "DELETE FROM signin_transactions WHERE id_hash = $1",
                 &[&signin_id_hash],
             )
-            .await?;
+            .await?
+                == 0
+            {
+                return Ok(false);
+            }
+            insert_session(&tx, session_id_hash, audit.tenant, signin, now, limits).await?;
             exec(
                 &tx,
                 "UPDATE users SET last_signin_at = $1 WHERE id = $2",

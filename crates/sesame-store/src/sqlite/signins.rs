@@ -196,12 +196,17 @@ impl SessionStore for SqliteStore {
                         params![now, approved_by],
                     )?;
                 }
-                insert_session(c, &session_id_hash, audit.tenant, &signin, now, limits)?;
-                changed(
+                // A sign-in ended meanwhile (a new password, another tab that finished it)
+                // makes no session.
+                if changed(
                     c,
                     "DELETE FROM signin_transactions WHERE id_hash = ?",
                     [&signin_id_hash],
-                )?;
+                )? == 0
+                {
+                    return Ok(false);
+                }
+                insert_session(c, &session_id_hash, audit.tenant, &signin, now, limits)?;
                 changed(
                     c,
                     "UPDATE users SET last_signin_at = ? WHERE id = ?",
