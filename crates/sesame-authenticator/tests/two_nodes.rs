@@ -4,106 +4,18 @@
 //! Runs against the server `SESAME_TEST_DATABASE_URL` names (`scripts/test.sh` starts one);
 //! without it each test says it is skipped (and fails under `SESAME_REQUIRE_POSTGRES`).
 
-use sesame_authenticator::client::{self, ClientError, DeviceClient};
-use sesame_authenticator::device::DeviceKey;
+#[allow(dead_code)] // each test file uses some of the shared helpers
+mod nodes;
+use nodes::*;
+
+use sesame_authenticator::client::ClientError;
 use sesame_core::ManualClock;
-use sesame_proto::device::RespondRequest;
-use sesame_proto::device::{self as api, approval_message, Challenge, Decision, DeviceEvent};
+use sesame_proto::device::{Decision, DeviceEvent};
 use sesame_server::ServerConfig;
 use sesame_store::MasterKey;
-use sesame_testkit::{Browser, TestServer};
+use sesame_testkit::TestServer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn real_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// Two nodes on a fresh database of this test's own, sharing the master key and the clock.
-async fn two_nodes(name: &str) -> Option<(TestServer, TestServer)> {
-    let url = sesame_testkit::postgres_database(name).await?;
-    let key = MasterKey::generate();
-    let clock = Arc::new(ManualClock::new(real_now()));
-    let a = TestServer::spawn_node(&url, &key, clock.clone(), ServerConfig::default()).await;
-    let b = TestServer::spawn_node(&url, &key, clock, ServerConfig::default()).await;
-    Some((a, b))
-}
-
-struct Phone {
-    key: DeviceKey,
-    device_id: String,
-}
-
-impl Phone {
-    fn client<'a>(&'a self, node: &TestServer) -> DeviceClient<'a> {
-        DeviceClient::new(&node.base, &self.device_id, &self.key)
-    }
-
-    fn answer(&self, c: &Challenge, decision: Decision, number: &str) -> RespondRequest {
-        let msg = approval_message(&c.id, &c.nonce, decision, number, &self.device_id);
-        RespondRequest {
-            challenge_id: c.id.clone(),
-            decision,
-            number: number.into(),
-            signature: self.key.sign(&msg),
-            pin_signature: None,
-        }
-    }
-}
-
-/// Creates `name` with a password on `node` and activates a phone through My security info.
-async fn user_with_phone(node: &TestServer, name: &str) -> Phone {
-    node.create_user(name, Some("correct horse")).await;
-    let mut b = node.browser();
-    assert_eq!(
-        b.password_step(name, "correct horse").await.location(),
-        Some("/account")
-    );
-    let page = b.get("/security-info/add/app").await;
-    let link = page
-        .body
-        .split("id=\"activation-link\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .replace("&amp;", "&");
-    let (server, code) = api::parse_activation_link(&link).unwrap();
-    let key = DeviceKey::generate();
-    let resp = client::activate(&server, &code, "phone", &key)
-        .await
-        .unwrap();
-    Phone {
-        key,
-        device_id: resp.device_id,
-    }
-}
-
-/// Password step on `node`; returns the browser waiting for the phone and the number shown.
-async fn sign_in(node: &TestServer, name: &str) -> (Browser, String) {
-    let mut b = node.browser();
-    let p = b.password_step(name, "correct horse").await;
-    assert_eq!(p.location(), Some("/login/verify"));
-    let page = b.follow(p).await;
-    let number = page
-        .body
-        .split("id=\"push-number\" aria-live=\"polite\">")
-        .nth(1)
-        .map(|s| s.split('<').next().unwrap().to_string())
-        .expect("a number on the waiting page");
-    (b, number)
-}
-
-/// The same browser (its cookies) talking to another node, as a load balancer may send it.
-fn on(b: &Browser, node: &TestServer) -> Browser {
-    let mut moved = b.clone();
-    moved.base = node.base.clone();
-    moved
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sign_in_on_one_node_is_approved_by_a_phone_connected_to_the_other() {

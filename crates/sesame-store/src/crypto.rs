@@ -260,3 +260,24 @@ mod tests {
         assert_eq!(mode, 0o600);
     }
 }
+
+/// The associated data that binds each sealed secret to its row, the same on every backend (a
+/// secret moved to another row, or another user's, does not open).
+pub(crate) mod aad {
+    use sesame_core::UserId;
+
+    /// A method's secret (a TOTP seed, a phone number).
+    pub(crate) fn method(public_id: &str, user: UserId) -> String {
+        format!("sesame:method:{public_id}:user:{user}")
+    }
+
+    /// A TOTP secret being set up.
+    pub(crate) fn enrollment(id: &str, user: UserId) -> String {
+        format!("sesame:totp-enrollment:{id}:user:{user}")
+    }
+
+    /// An OpenID Connect signing key.
+    pub(crate) fn signing_key(kid: &str) -> String {
+        format!("oidc-key:{kid}")
+    }
+}

@@ -1,9 +1,7 @@
 //! The authenticator app's registrations: activation codes, devices, nonces and PIN keys.
 
 use super::approvals::lock_user;
-use super::{
-    all, challenge_id, conflict, exec, first, method_aad, one, random_hex, PgStore, CANCEL_PENDING,
-};
+use super::{all, challenge_id, conflict, exec, first, one, random_hex, PgStore, CANCEL_PENDING};
 use crate::{Device, DeviceRow, DeviceStore, NewDevice, PinOutcome, Result, StoreError};
 use async_trait::async_trait;
 use sesame_core::secret::SecretBytes;
@@ -87,9 +85,10 @@ impl DeviceStore for PgStore {
         now: UnixTime,
     ) -> Result<Device> {
         let totp_id = random_hex(16);
-        let sealed = self
-            .key
-            .seal(&method_aad(&totp_id, new.user), totp_secret.expose());
+        let sealed = self.key.seal(
+            &crate::crypto::aad::method(&totp_id, new.user),
+            totp_secret.expose(),
+        );
         let sql = format!(
             "INSERT INTO devices (public_id, tenant_id, user_id, name, alg, public_key, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {DEVICE_COLUMNS}"

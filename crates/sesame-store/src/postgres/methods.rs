@@ -1,15 +1,11 @@
 //! Verification methods, their enrolments, and the failed-attempt counters.
 
-use super::{exec, first, method_aad, one, random_hex, PgStore, METHOD_COLUMNS};
+use super::{exec, first, one, random_hex, PgStore, METHOD_COLUMNS};
 use crate::{AttemptStore, Method, MethodStore, Result, StoreError};
 use async_trait::async_trait;
 use sesame_core::method::MethodKind;
 use sesame_core::secret::SecretBytes;
 use sesame_core::{MethodId, UnixTime, UserId};
-
-fn enrollment_aad(id: &str, user: UserId) -> String {
-    format!("sesame:totp-enrollment:{id}:user:{user}")
-}
 
 #[async_trait]
 impl MethodStore for PgStore {
@@ -20,7 +16,9 @@ impl MethodStore for PgStore {
         expires_at: UnixTime,
     ) -> Result<String> {
         let id = random_hex(16);
-        let sealed = self.key.seal(&enrollment_aad(&id, user), secret.expose());
+        let sealed = self
+            .key
+            .seal(&crate::crypto::aad::enrollment(&id, user), secret.expose());
         self.exec(
             "INSERT INTO totp_enrollments (id, user_id, secret_enc, expires_at) VALUES ($1, $2, $3, $4)",
             &[&id, &user.0, &sealed, &expires_at],
@@ -45,7 +43,7 @@ impl MethodStore for PgStore {
         sealed
             .map(|s| {
                 self.key
-                    .open(&enrollment_aad(id, user), &s)
+                    .open(&crate::crypto::aad::enrollment(id, user), &s)
                     .ok_or(StoreError::Decrypt)
             })
             .transpose()
@@ -77,7 +75,7 @@ impl MethodStore for PgStore {
         sealed
             .map(|s| {
                 self.key
-                    .open(&enrollment_aad(id, user), &s)
+                    .open(&crate::crypto::aad::enrollment(id, user), &s)
                     .ok_or(StoreError::Decrypt)
             })
             .transpose()
@@ -92,9 +90,10 @@ impl MethodStore for PgStore {
         now: UnixTime,
     ) -> Result<Method> {
         let public_id = random_hex(16);
-        let sealed = self
-            .key
-            .seal(&method_aad(&public_id, user), secret.expose());
+        let sealed = self.key.seal(
+            &crate::crypto::aad::method(&public_id, user),
+            secret.expose(),
+        );
         let id: i64 = self
             .one(
                 "INSERT INTO methods (public_id, user_id, kind, label, secret_enc, last_totp_step, created_at) \

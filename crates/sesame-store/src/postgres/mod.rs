@@ -466,10 +466,6 @@ pub(crate) async fn insert_audit<C: GenericClient>(c: &C, e: &AuditEvent) -> Res
 pub(crate) const CANCEL_PENDING: &str =
     "UPDATE challenges SET state = 'cancelled' WHERE user_id = $1 AND state = 'pending' RETURNING public_id";
 
-pub(crate) fn method_aad(public_id: &str, user: UserId) -> String {
-    format!("sesame:method:{public_id}:user:{user}")
-}
-
 /// The columns `open_method` reads.
 pub(crate) const METHOD_COLUMNS: &str =
     "id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, phone_slot, extension, \
@@ -486,7 +482,7 @@ impl PgStore {
         let secret = match sealed {
             Some(s) => Some(
                 self.key
-                    .open(&method_aad(&public_id, user), &s)
+                    .open(&crate::crypto::aad::method(&public_id, user), &s)
                     .ok_or(StoreError::Decrypt)?,
             ),
             None => None,

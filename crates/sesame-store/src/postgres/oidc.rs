@@ -9,10 +9,6 @@ use deadpool_postgres::GenericClient;
 use sesame_core::{TenantId, UnixTime, UserId};
 use tokio_postgres::Row;
 
-fn key_aad(kid: &str) -> String {
-    format!("oidc-key:{kid}")
-}
-
 const CLIENT_COLUMNS: &str = "client_id, tenant_id, name, secret_hash, redirect_uris, \
      post_logout_redirect_uris, first_party, require_mfa, id_token_alg, client_credentials, \
      created_at, secret_set_at";
@@ -57,7 +53,10 @@ async fn revoke<C: GenericClient>(c: &C, family: &str, now: UnixTime) -> Result<
 #[async_trait]
 impl OidcStore for PgStore {
     async fn add_signing_key(&self, key: &SigningKey) -> Result<bool> {
-        let sealed = self.key.seal(&key_aad(&key.kid), key.private_key.expose());
+        let sealed = self.key.seal(
+            &crate::crypto::aad::signing_key(&key.kid),
+            key.private_key.expose(),
+        );
         let c = self.conn().await?;
         // Two nodes making their first key of an algorithm at once: the unique index
         // `oidc_keys_one_current` lets one in; the other's insert does nothing (it waits for
@@ -87,7 +86,10 @@ impl OidcStore for PgStore {
     }
 
     async fn replace_signing_key(&self, key: &SigningKey, now: UnixTime) -> Result<u64> {
-        let sealed = self.key.seal(&key_aad(&key.kid), key.private_key.expose());
+        let sealed = self.key.seal(
+            &crate::crypto::aad::signing_key(&key.kid),
+            key.private_key.expose(),
+        );
         let sealed = &sealed;
         write!(self, |tx| {
             // Two rotations of one algorithm at once take turns: the second then retires the
@@ -143,7 +145,7 @@ impl OidcStore for PgStore {
             .map(|(kid, alg, sealed, public_jwk, created_at, retired_at)| {
                 let private_key = self
                     .key
-                    .open(&key_aad(&kid), &sealed)
+                    .open(&crate::crypto::aad::signing_key(&kid), &sealed)
                     .ok_or(StoreError::Decrypt)?;
                 Ok(SigningKey {
                     kid,

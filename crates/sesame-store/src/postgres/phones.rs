@@ -1,6 +1,6 @@
 //! Phone numbers (stored as methods), texted codes, send limits, delivery reports, outbox.
 
-use super::{all, exec, first, method_aad, one, random_hex, PgStore, METHOD_COLUMNS};
+use super::{all, exec, first, one, random_hex, PgStore, METHOD_COLUMNS};
 use crate::{Method, OutboxItem, PhoneStore, Result, StoreError};
 use async_trait::async_trait;
 use sesame_core::method::{MethodKind, PhoneSlot};
@@ -51,9 +51,10 @@ impl PhoneStore for PgStore {
             .iter()
             .map(|&kind| {
                 let public_id = random_hex(16);
-                let sealed = self
-                    .key
-                    .seal(&method_aad(&public_id, user), number.as_bytes());
+                let sealed = self.key.seal(
+                    &crate::crypto::aad::method(&public_id, user),
+                    number.as_bytes(),
+                );
                 (kind, public_id, sealed)
             })
             .collect();

@@ -1,6 +1,5 @@
 //! The authenticator app's registrations: activation codes, devices, nonces and PIN keys.
 
-use super::methods::method_aad;
 use super::{all, challenge_id, changed, conflict, first, one, random_hex, SqliteStore};
 use crate::{Device, DeviceRow, DeviceStore, NewDevice, PinOutcome, Result, StoreError};
 use async_trait::async_trait;
@@ -91,9 +90,10 @@ impl DeviceStore for SqliteStore {
         now: UnixTime,
     ) -> Result<Device> {
         let totp_id = random_hex(16);
-        let sealed = self
-            .key
-            .seal(&method_aad(&totp_id, new.user), totp_secret.expose());
+        let sealed = self.key.seal(
+            &crate::crypto::aad::method(&totp_id, new.user),
+            totp_secret.expose(),
+        );
         let activation_hash = activation_hash.to_vec();
         // One write, so one savepoint: a failure or a crash leaves a complete device or none.
         self.group

@@ -8,14 +8,6 @@ use sesame_core::method::MethodKind;
 use sesame_core::secret::SecretBytes;
 use sesame_core::{DeviceId, MethodId, UnixTime, UserId};
 
-pub(super) fn method_aad(public_id: &str, user: UserId) -> String {
-    format!("sesame:method:{public_id}:user:{user}")
-}
-
-fn enrollment_aad(id: &str, user: UserId) -> String {
-    format!("sesame:totp-enrollment:{id}:user:{user}")
-}
-
 pub(super) const METHOD_COLUMNS: &str =
     "id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, phone_slot, extension, \
      (SELECT d.public_id FROM devices d WHERE d.id = methods.device_id) AS device_public_id";
@@ -30,7 +22,7 @@ impl SqliteStore {
         let secret = match sealed {
             Some(s) => Some(
                 self.key
-                    .open(&method_aad(&public_id, user), &s)
+                    .open(&crate::crypto::aad::method(&public_id, user), &s)
                     .ok_or(StoreError::Decrypt)?,
             ),
             None => None,
@@ -70,7 +62,9 @@ impl MethodStore for SqliteStore {
         expires_at: UnixTime,
     ) -> Result<String> {
         let id = random_hex(16);
-        let sealed = self.key.seal(&enrollment_aad(&id, user), secret.expose());
+        let sealed = self
+            .key
+            .seal(&crate::crypto::aad::enrollment(&id, user), secret.expose());
         self.execute(
             "INSERT INTO totp_enrollments (id, user_id, secret_enc, expires_at) VALUES (?, ?, ?, ?)",
             (id.clone(), user.0, sealed, expires_at),
@@ -96,7 +90,7 @@ impl MethodStore for SqliteStore {
         sealed
             .map(|s| {
                 self.key
-                    .open(&enrollment_aad(id, user), &s)
+                    .open(&crate::crypto::aad::enrollment(id, user), &s)
                     .ok_or(StoreError::Decrypt)
             })
             .transpose()
@@ -130,7 +124,7 @@ impl MethodStore for SqliteStore {
         sealed
             .map(|s| {
                 self.key
-                    .open(&enrollment_aad(id, user), &s)
+                    .open(&crate::crypto::aad::enrollment(id, user), &s)
                     .ok_or(StoreError::Decrypt)
             })
             .transpose()
@@ -145,9 +139,10 @@ impl MethodStore for SqliteStore {
         now: UnixTime,
     ) -> Result<Method> {
         let public_id = random_hex(16);
-        let sealed = self
-            .key
-            .seal(&method_aad(&public_id, user), secret.expose());
+        let sealed = self.key.seal(
+            &crate::crypto::aad::method(&public_id, user),
+            secret.expose(),
+        );
         let label = label.to_owned();
         let (id, label) = self
             .group

@@ -8,10 +8,6 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use sesame_core::{TenantId, UnixTime, UserId};
 
-fn key_aad(kid: &str) -> String {
-    format!("oidc-key:{kid}")
-}
-
 const CLIENT_COLUMNS: &str = "client_id, tenant_id, name, secret_hash, redirect_uris, \
      post_logout_redirect_uris, first_party, require_mfa, id_token_alg, client_credentials, \
      created_at, secret_set_at";
@@ -55,7 +51,10 @@ fn revoke(c: &Connection, family: &str, now: UnixTime) -> Result<u64> {
 #[async_trait]
 impl OidcStore for SqliteStore {
     async fn add_signing_key(&self, key: &SigningKey) -> Result<bool> {
-        let sealed = self.key.seal(&key_aad(&key.kid), key.private_key.expose());
+        let sealed = self.key.seal(
+            &crate::crypto::aad::signing_key(&key.kid),
+            key.private_key.expose(),
+        );
         let (kid, alg, jwk, created, retired) = (
             key.kid.clone(),
             key.alg.clone(),
@@ -81,7 +80,10 @@ impl OidcStore for SqliteStore {
     }
 
     async fn replace_signing_key(&self, key: &SigningKey, now: UnixTime) -> Result<u64> {
-        let sealed = self.key.seal(&key_aad(&key.kid), key.private_key.expose());
+        let sealed = self.key.seal(
+            &crate::crypto::aad::signing_key(&key.kid),
+            key.private_key.expose(),
+        );
         let (kid, alg, jwk, created) = (
             key.kid.clone(),
             key.alg.clone(),
@@ -129,7 +131,7 @@ impl OidcStore for SqliteStore {
             .map(|(kid, alg, sealed, public_jwk, created_at, retired_at)| {
                 let private_key = self
                     .key
-                    .open(&key_aad(&kid), &sealed)
+                    .open(&crate::crypto::aad::signing_key(&kid), &sealed)
                     .ok_or(StoreError::Decrypt)?;
                 Ok(SigningKey {
                     kid,

@@ -1,6 +1,6 @@
 //! Phone numbers (stored as methods), texted codes, send limits, delivery reports, outbox.
 
-use super::methods::{method_aad, METHOD_COLUMNS};
+use super::methods::METHOD_COLUMNS;
 use super::{all, changed, first, one, random_hex, SqliteStore};
 use crate::{Method, OutboxItem, PhoneStore, Result};
 use async_trait::async_trait;
@@ -48,9 +48,10 @@ impl PhoneStore for SqliteStore {
             .iter()
             .map(|&kind| {
                 let public_id = random_hex(16);
-                let sealed = self
-                    .key
-                    .seal(&method_aad(&public_id, user), number.as_bytes());
+                let sealed = self.key.seal(
+                    &crate::crypto::aad::method(&public_id, user),
+                    number.as_bytes(),
+                );
                 (kind, public_id, sealed)
             })
             .collect();
