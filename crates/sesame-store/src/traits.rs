@@ -196,22 +196,35 @@ pub trait AttemptStore: Send + Sync {
         policy: &LockoutPolicy,
         now: UnixTime,
     ) -> Result<AttemptGate> {
-        // Bounded: each lost round means another attempt was counted, and the gate closes
-        // after the policy's limit, so this settles long before the bound.
-        for _ in 0..10_000 {
-            let (failures, last) = self.find_failures(user, kind).await?;
-            let gate = policy.gate(failures, last, now);
-            if gate != AttemptGate::Open {
-                return Ok(gate);
-            }
-            if self.count_failure_if(user, kind, failures, now).await? {
-                return Ok(AttemptGate::Open);
-            }
-        }
-        Err(StoreError::Database(
-            "attempt counter contention did not settle".into(),
-        ))
+        reserve_attempt_by_compare_and_set(self, user, kind, policy, now).await
     }
+}
+
+/// [`AttemptStore::reserve_attempt`] from its parts: read the counter, judge, count by a
+/// compare-and-set on the count judged, again if another attempt counted first. (A backend
+/// may answer the common case in fewer statements and fall back to this.)
+pub async fn reserve_attempt_by_compare_and_set<S: AttemptStore + ?Sized>(
+    store: &S,
+    user: UserId,
+    kind: MethodKind,
+    policy: &LockoutPolicy,
+    now: UnixTime,
+) -> Result<AttemptGate> {
+    // Bounded: each lost round means another attempt was counted, and the gate closes after
+    // the policy's limit, so this settles long before the bound.
+    for _ in 0..10_000 {
+        let (failures, last) = store.find_failures(user, kind).await?;
+        let gate = policy.gate(failures, last, now);
+        if gate != AttemptGate::Open {
+            return Ok(gate);
+        }
+        if store.count_failure_if(user, kind, failures, now).await? {
+            return Ok(AttemptGate::Open);
+        }
+    }
+    Err(StoreError::Database(
+        "attempt counter contention did not settle".into(),
+    ))
 }
 
 /// Wrong passwords in a row, per scope (`sesame_core::guessing::Scope::key`: an account name,

@@ -7,7 +7,7 @@
 //! supersedes the user's pending one and the phone is told. Answering is one compare-and-set
 //! in the store; completing turns an approval into a session exactly once.
 
-use super::{Line, Origin, Services};
+use super::{Line, Origin, Services, UserPolicy};
 use crate::error::{Error, Kind};
 use sesame_core::audit::{AuditMethod, Event};
 use sesame_core::lockout::AttemptGate;
@@ -278,19 +278,18 @@ pub async fn start(
     kind: ChallengeKind,
 ) -> Result<(), Error> {
     let up = svc.user_policy(user).await?;
-    if let Some(reason) = refusal(svc, origin, user, &up.push, kind).await? {
-        let why = if user.push_blocked_at.is_some() {
-            "reported_block"
-        } else {
-            "rate_limited"
-        };
-        let line = Line::of(user, Event::PushNotSent)
-            .method(audit_method(kind))
-            .failed(why);
-        svc.audit(origin, line).await;
-        tracing::info!(user = %user.username, reason, "push not sent");
-        return Ok(());
-    }
+    start_with(svc, origin, rec, user, kind, &up).await
+}
+
+/// [`start`], with the user's policy as this request already read it.
+pub async fn start_with(
+    svc: &Services,
+    origin: &Origin,
+    rec: &SignInRecord,
+    user: &User,
+    kind: ChallengeKind,
+    up: &UserPolicy,
+) -> Result<(), Error> {
     let now = svc.now();
     let policy = &up.push;
     let new = NewChallenge {
@@ -309,8 +308,9 @@ pub async fn start(
         user_agent: origin.user_agent.clone(),
         expires_at: now + policy.lifetime_secs.min(push::MAX_LIFETIME_SECS),
         browser: svc.browsers.recognise(origin, user.id).map(|b| b.0),
-        // Checked again in the write itself: sign-ins racing on several nodes all passed the
-        // check above, and a fraud report may have landed since.
+        // Checked in the write itself (not before it: sign-ins racing on several nodes would
+        // all pass a check made first, and a fraud report may land in between), with the
+        // report block; a refusal is audited below.
         budget: Some(sesame_store::Budget {
             limit: policy.max_per_window,
             since: policy.window_start(now, user.last_signin_at),

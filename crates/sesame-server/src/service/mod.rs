@@ -23,6 +23,7 @@ pub mod signin;
 pub mod users;
 
 pub use audit::{Admin, Line, Origin};
+pub use policy::UserPolicy;
 
 use crate::delivery::hub::Hub;
 use crate::hashing::Hasher;

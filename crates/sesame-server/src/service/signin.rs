@@ -4,7 +4,7 @@
 //! cookie. Each step applies one event of the core state machine by compare-and-set, so two
 //! racing requests cannot both move it, and only `Done` mints a session ([`finish`]).
 
-use super::{approvals, Line, Origin, Services};
+use super::{approvals, Line, Origin, Services, UserPolicy};
 use crate::error::{Error, Kind};
 use sesame_core::audit::{AuditMethod, Event};
 use sesame_core::method::MethodKind;
@@ -282,9 +282,19 @@ pub async fn phone_sign_in_offered(
     tenant: TenantId,
     user: Option<&User>,
 ) -> Result<bool, StoreError> {
+    Ok(phone_sign_in_offer(svc, tenant, user).await?.0)
+}
+
+/// [`phone_sign_in_offered`], with the policy it read: a request that goes on to send the
+/// phone a sign-in request uses it again rather than read it twice.
+pub async fn phone_sign_in_offer(
+    svc: &Services,
+    tenant: TenantId,
+    user: Option<&User>,
+) -> Result<(bool, UserPolicy), StoreError> {
     // An id no user has: AUTOINCREMENT ids start at 1.
     let id = user.map_or(UserId(0), |u| u.id);
-    let allowed = svc.policy_of(tenant, id).await?.allowed.phone_sign_in;
+    let up = svc.policy_of(tenant, id).await?;
     let ready = svc
         .store
         .list_devices(id)
@@ -292,7 +302,7 @@ pub async fn phone_sign_in_offered(
         .iter()
         .any(|d| d.phone_sign_in_ready());
     let usable = user.is_some_and(|u| !u.is_blocked && u.push_blocked_at.is_none());
-    Ok(usable && allowed && ready)
+    Ok((usable && up.allowed.phone_sign_in && ready, up))
 }
 
 /// Records the user's choice between the app and the password, offered first next time.

@@ -170,7 +170,7 @@ async fn username_submit(
     // A user with phone sign-in goes straight to the phone, unless they chose the password
     // last time; a pending request from an earlier attempt is superseded, never in the way.
     // The same reads whether the username is known or not (see `phone_sign_in_offered`).
-    let offered = signin::phone_sign_in_offered(&state, tenant, user.as_ref()).await?;
+    let (offered, policy) = signin::phone_sign_in_offer(&state, tenant, user.as_ref()).await?;
     let phone_first = offered
         && user
             .as_ref()
@@ -183,12 +183,13 @@ async fn username_submit(
         Some(state.config.signin_lifetime_secs),
     );
     if let (true, Some(user)) = (phone_first, &user) {
-        approvals::start(
+        approvals::start_with(
             &state,
             &origin,
             &started.record,
             user,
             ChallengeKind::PhoneSignIn,
+            &policy,
         )
         .await?;
         return Ok(with_cookies(see_other("/login/app"), &[cookie]));

@@ -1,7 +1,8 @@
 //! Out-of-band approvals: requests to the phone and their one-winner transitions.
 
 use super::{
-    all, challenge_id, exec, first, insert_audit, one, random_hex, unknown, PgStore, CANCEL_PENDING,
+    all, challenge_id, exec, first, insert_audit, one, prepared, random_hex, unknown, Params,
+    PgStore, CANCEL_PENDING, INSERT_AUDIT,
 };
 use crate::{
     Answered, ApprovalStore, AuditEvent, ChallengeRecord, DeviceRow, NewChallenge, Result,
@@ -51,14 +52,11 @@ fn challenge_from_row(r: &Row) -> Result<ChallengeRecord> {
 /// writes before it committed. NO KEY: the foreign key checks of other writes for the user
 /// do not wait for it.
 pub(crate) async fn lock_user<C: GenericClient>(c: &C, user: UserId) -> Result<()> {
-    exec(
-        c,
-        "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
-        &[&user.0],
-    )
-    .await?;
+    exec(c, LOCK_USER, &[&user.0]).await?;
     Ok(())
 }
+
+pub(crate) const LOCK_USER: &str = "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE";
 
 #[async_trait]
 impl ApprovalStore for PgStore {
@@ -74,23 +72,82 @@ impl ApprovalStore for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12, $13, $14, $15) \
              RETURNING {CHALLENGE_COLUMNS}"
         );
+        let budget_sql = "SELECT (SELECT push_blocked_at IS NOT NULL FROM users WHERE id = $1), \
+             (SELECT COUNT(*) FROM challenges WHERE user_id = $1 AND created_at >= $2 AND kind = $3 \
+              AND browser IS NOT DISTINCT FROM $4)";
+        let (supersede_sql, supersede): (&str, Params) = match sesame_core::push::replaces(new.kind) {
+            Replaces::AllOfTheUser => (
+                "UPDATE challenges SET state = 'superseded' \
+                 WHERE user_id = $1 AND state = 'pending' RETURNING public_id",
+                &[&new.user.0],
+            ),
+            Replaces::ItsOwnSignIn => (
+                "UPDATE challenges SET state = 'superseded' \
+                 WHERE user_id = $1 AND signin_id_hash = $2 AND state = 'pending' RETURNING public_id",
+                &[&new.user.0, &new.signin_id_hash],
+            ),
+        };
+        let kind = new.kind.as_str();
+        let channel = new.channel.as_str();
         write!(self, |tx| {
-            // A user's requests are made one at a time, as on SQLite: a racing request waits
-            // here, and its UPDATE below (a new snapshot) then sees this one to supersede.
-            lock_user(&tx, new.user).await?;
-            // Under that lock, the budget: no racing request can be counted between this check
-            // and the insert, on any node.
-            if let Some(b) = new.budget {
-                let (blocked, sent): (bool, i64) = one(
-                    &tx,
-                    "SELECT (SELECT push_blocked_at IS NOT NULL FROM users WHERE id = $1), \
-                     (SELECT COUNT(*) FROM challenges WHERE user_id = $1 AND created_at >= $2 AND kind = $3 \
-                      AND browser IS NOT DISTINCT FROM $4)",
-                    &[&new.user.0, &b.since, &new.kind.as_str(), &new.browser],
-                    |r| Ok((r.try_get::<_, Option<bool>>(0)?.unwrap_or(false), r.try_get(1)?)),
-                )
-                .await?
-                .unwrap_or((false, 0));
+            let (public_id, nonce) = (random_hex(16), random_hex(16));
+            let insert: Params = &[
+                &public_id,
+                &new.tenant.0,
+                &new.user.0,
+                &new.signin_id_hash,
+                &kind,
+                &channel,
+                &nonce,
+                &new.number,
+                &new.app_name,
+                &new.ip,
+                &new.location,
+                &new.user_agent,
+                &now,
+                &new.expires_at,
+                &new.browser,
+            ];
+            prepared(
+                &tx,
+                &[LOCK_USER, budget_sql, supersede_sql, &sql, INSERT_AUDIT],
+            )
+            .await?;
+            // Sent together, run in this order. A user's requests are made one at a time, as
+            // on SQLite: a racing request waits at the lock, and its UPDATE (a new snapshot)
+            // then sees this one to supersede. Under that lock, the budget: no racing request
+            // can be counted between the check and the insert, on any node. Refused, the
+            // error rolls back what the statements after the check did.
+            let (_locked, budget, superseded, record, _audited) = tokio::try_join!(
+                lock_user(&tx, new.user),
+                async {
+                    let Some(b) = new.budget else {
+                        return Ok(None);
+                    };
+                    one(
+                        &tx,
+                        budget_sql,
+                        &[&new.user.0, &b.since, &kind, &new.browser],
+                        |r| {
+                            Ok((
+                                r.try_get::<_, Option<bool>>(0)?.unwrap_or(false),
+                                r.try_get::<_, i64>(1)?,
+                            ))
+                        },
+                    )
+                    .await
+                    .map(|read| Some((b, read.unwrap_or((false, 0)))))
+                },
+                all(&tx, supersede_sql, supersede, challenge_id),
+                one(&tx, &sql, insert, challenge_from_row),
+                async {
+                    match audit {
+                        Some(a) => insert_audit(&tx, a).await,
+                        None => Ok(()),
+                    }
+                },
+            )?;
+            if let Some((b, (blocked, sent))) = budget {
                 if blocked {
                     return Err(StoreError::Refused(crate::Refusal::Blocked));
                 }
@@ -98,55 +155,8 @@ impl ApprovalStore for PgStore {
                     return Err(StoreError::Refused(crate::Refusal::Budget));
                 }
             }
-            let superseded = match sesame_core::push::replaces(new.kind) {
-                Replaces::AllOfTheUser => {
-                    all(
-                        &tx,
-                        "UPDATE challenges SET state = 'superseded' \
-                         WHERE user_id = $1 AND state = 'pending' RETURNING public_id",
-                        &[&new.user.0],
-                        challenge_id,
-                    )
-                    .await?
-                }
-                Replaces::ItsOwnSignIn => {
-                    all(
-                        &tx,
-                        "UPDATE challenges SET state = 'superseded' \
-                         WHERE user_id = $1 AND signin_id_hash = $2 AND state = 'pending' RETURNING public_id",
-                        &[&new.user.0, &new.signin_id_hash],
-                        challenge_id,
-                    )
-                    .await?
-                }
-            };
-            let record = one(
-                &tx,
-                &sql,
-                &[
-                    &random_hex(16),
-                    &new.tenant.0,
-                    &new.user.0,
-                    &new.signin_id_hash,
-                    &new.kind.as_str(),
-                    &new.channel.as_str(),
-                    &random_hex(16),
-                    &new.number,
-                    &new.app_name,
-                    &new.ip,
-                    &new.location,
-                    &new.user_agent,
-                    &now,
-                    &new.expires_at,
-                    &new.browser,
-                ],
-                challenge_from_row,
-            )
-            .await?
-            .ok_or_else(|| StoreError::Database("INSERT returned no row".into()))?;
-            if let Some(a) = audit {
-                insert_audit(&tx, a).await?;
-            }
+            let record =
+                record.ok_or_else(|| StoreError::Database("INSERT returned no row".into()))?;
             Ok((record, superseded))
         })
     }
@@ -204,53 +214,77 @@ impl ApprovalStore for PgStore {
         audit: &AuditEvent,
     ) -> Result<Answered> {
         let device = device.map(|d| d.0);
-        write!(self, |tx| {
-            if to == ChallengeState::Reported {
-                // It changes the user and their other requests: the user first, as every
-                // such write does, so that two reports never wait for each other's requests.
-                exec(
-                    &tx,
-                    "SELECT 1 FROM users WHERE id = (SELECT user_id FROM challenges WHERE public_id = $1) \
-                     FOR NO KEY UPDATE",
-                    &[&id.as_str()],
-                )
-                .await?;
-            }
-            // The one-winner point: a racing answer waits for this row's lock, then finds it
-            // no longer pending.
-            let user: Option<i64> = one(
-                &tx,
-                "UPDATE challenges SET state = $1, answered_at = $2, answered_by_device = $3 \
-                 WHERE public_id = $4 AND state = 'pending' AND expires_at > $2 RETURNING user_id",
-                &[&to.as_str(), &now, &device, &id.as_str()],
-                first,
-            )
-            .await?;
-            let Some(user) = user else {
-                return Ok(Answered::default());
+        let to_state = to.as_str();
+        // What follows the answer, for its user (read in SQL: the statements are sent
+        // together with the answer, before its result is known).
+        let after: Option<&str> = match to {
+            ChallengeState::Approved => Some(
+                "UPDATE attempt_counters SET failures = 0 \
+                 WHERE user_id = (SELECT user_id FROM challenges WHERE public_id = $1) \
+                 AND kind = 'push' AND failures <> 0",
+            ),
+            ChallengeState::Reported => Some(
+                "UPDATE users SET push_blocked_at = $2 \
+                 WHERE id = (SELECT user_id FROM challenges WHERE public_id = $1)",
+            ),
+            _ => None,
+        };
+        const LOCK_REPORTER: &str =
+            "SELECT 1 FROM users WHERE id = (SELECT user_id FROM challenges WHERE public_id = $1) \
+             FOR NO KEY UPDATE";
+        const ANSWER: &str =
+            "UPDATE challenges SET state = $1, answered_at = $2, answered_by_device = $3 \
+             WHERE public_id = $4 AND state = 'pending' AND expires_at > $2 RETURNING user_id";
+        const CANCEL_OTHERS: &str = "UPDATE challenges SET state = 'cancelled' \
+             WHERE user_id = (SELECT user_id FROM challenges WHERE public_id = $1) \
+             AND state = 'pending' RETURNING public_id";
+        let reported = to == ChallengeState::Reported;
+        let mut statements = vec![ANSWER, INSERT_AUDIT];
+        statements.extend(after);
+        if reported {
+            statements.extend([LOCK_REPORTER, CANCEL_OTHERS]);
+        }
+        write!(self, |tx, undo| {
+            prepared(&tx, &statements).await?;
+            let id = id.as_str();
+            let (answer, after_params, cancel): (Params, Params, Params) =
+                (&[&to_state, &now, &device, &id], &[&id, &now], &[&id]);
+            let after_params = match to {
+                ChallengeState::Reported => after_params,
+                _ => &after_params[..1],
             };
-            let mut cancelled = Vec::new();
-            match to {
-                ChallengeState::Approved => {
-                    exec(
-                        &tx,
-                        "UPDATE attempt_counters SET failures = 0 WHERE user_id = $1 AND kind = 'push' AND failures <> 0",
-                        &[&user],
-                    )
-                    .await?;
-                }
-                ChallengeState::Reported => {
-                    exec(
-                        &tx,
-                        "UPDATE users SET push_blocked_at = $1 WHERE id = $2",
-                        &[&now, &user],
-                    )
-                    .await?;
-                    cancelled = all(&tx, CANCEL_PENDING, &[&user], challenge_id).await?;
-                }
-                _ => {}
+            // Sent together, run in this order.
+            let (_locked, user, _after, cancelled, _audited) = tokio::try_join!(
+                async {
+                    if !reported {
+                        return Ok(());
+                    }
+                    // A report changes the user and their other requests: the user first, as
+                    // every such write does, so that two reports never wait for each other's
+                    // requests.
+                    exec(&tx, LOCK_REPORTER, cancel).await.map(drop)
+                },
+                // The one-winner point: a racing answer waits for this row's lock, then finds
+                // it no longer pending.
+                one(&tx, ANSWER, answer, first::<i64>),
+                async {
+                    match after {
+                        Some(sql) => exec(&tx, sql, after_params).await.map(drop),
+                        None => Ok(()),
+                    }
+                },
+                async {
+                    if !reported {
+                        return Ok(Vec::new());
+                    }
+                    all(&tx, CANCEL_OTHERS, cancel, challenge_id).await
+                },
+                insert_audit(&tx, audit),
+            )?;
+            if user.is_none() {
+                undo.undo();
+                return Ok(Answered::default());
             }
-            insert_audit(&tx, audit).await?;
             Ok(Answered {
                 answered: true,
                 cancelled,

@@ -3,6 +3,7 @@
 use super::{exec, first, one, random_hex, PgStore, METHOD_COLUMNS};
 use crate::{AttemptStore, Method, MethodStore, Result, StoreError};
 use async_trait::async_trait;
+use sesame_core::lockout::{AttemptGate, LockoutPolicy};
 use sesame_core::method::MethodKind;
 use sesame_core::secret::SecretBytes;
 use sesame_core::{MethodId, UnixTime, UserId};
@@ -216,6 +217,34 @@ impl AttemptStore for PgStore {
             .exec(sql, &[&user.0, &kind.as_str(), &now, &i64::from(seen)])
             .await?
             == 1)
+    }
+
+    async fn reserve_attempt(
+        &self,
+        user: UserId,
+        kind: MethodKind,
+        policy: &LockoutPolicy,
+        now: UnixTime,
+    ) -> Result<AttemptGate> {
+        // Below the first lock every attempt may be judged, whatever the time: counted then in
+        // one statement, which the row lock orders against racing ones (each sees the count
+        // the one before it left). At or past it, the time of the last failure decides: read,
+        // judge and compare-and-set.
+        let open_below = policy.soft_after.min(policy.hard_after);
+        if open_below > 0 {
+            let counted = self
+                .exec(
+                    "INSERT INTO attempt_counters (user_id, kind, failures, last_failure_at) VALUES ($1, $2, 1, $3) \
+                     ON CONFLICT (user_id, kind) DO UPDATE SET failures = attempt_counters.failures + 1, last_failure_at = $3 \
+                     WHERE attempt_counters.failures < $4",
+                    &[&user.0, &kind.as_str(), &now, &i64::from(open_below)],
+                )
+                .await?;
+            if counted == 1 {
+                return Ok(AttemptGate::Open);
+            }
+        }
+        crate::traits::reserve_attempt_by_compare_and_set(self, user, kind, policy, now).await
     }
 
     async fn clear_failures(&self, user: UserId, kind: MethodKind) -> Result<()> {

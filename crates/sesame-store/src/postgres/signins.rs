@@ -1,6 +1,7 @@
 //! Sign-in transactions, sessions and first-administrator set-up links.
 
-use super::{bad_json, exec, first, insert_audit, one, PgStore};
+use super::approvals::{lock_user, LOCK_USER};
+use super::{bad_json, exec, first, insert_audit, one, prepared, Params, PgStore, INSERT_AUDIT};
 use crate::{
     AuditEvent, Result, SessionLimits, SessionRecord, SessionStore, SetupStore, SignInRecord,
     SignInStore,
@@ -15,6 +16,10 @@ fn amr_to_json(amr: &[Amr]) -> String {
     serde_json::to_string(amr).expect("amr list serialises")
 }
 
+const INSERT_SESSION: &str =
+    "INSERT INTO sessions (id_hash, tenant_id, user_id, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $5, $5, $6, $7)";
+
 async fn insert_session<C: GenericClient>(
     c: &C,
     id_hash: &[u8],
@@ -25,8 +30,7 @@ async fn insert_session<C: GenericClient>(
 ) -> Result<()> {
     exec(
         c,
-        "INSERT INTO sessions (id_hash, tenant_id, user_id, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $5, $5, $6, $7)",
+        INSERT_SESSION,
         &[
             &id_hash,
             &tenant.0,
@@ -156,54 +160,64 @@ impl SessionStore for PgStore {
         audit: &AuditEvent,
         approval: Option<&ChallengeId>,
     ) -> Result<bool> {
-        // All or nothing: one transaction. The user's row is locked first, in the order every
-        // other write of a user's requests, devices and methods takes (no deadlock between them).
-        write!(self, |tx| {
-            super::approvals::lock_user(&tx, signin.user()).await?;
-            if let Some(id) = approval {
-                // One statement, so of racing completions with one approval one wins: the
-                // loser waits for the winner's row lock, then finds it consumed.
-                let approved_by: Option<Option<i64>> = one(
-                    &tx,
-                    "UPDATE challenges SET state = 'consumed' WHERE public_id = $1 AND state = 'approved' \
-                     RETURNING answered_by_device",
-                    &[&id.as_str()],
-                    first,
-                )
-                .await?;
-                let Some(approved_by) = approved_by else {
-                    return Ok(false);
-                };
-                // The approving device's notification method was used for this sign-in
-                // (phone sign-in too: the device has no method of its own for it). Recorded
-                // here, so "Last used" changes exactly when a sign-in completes.
-                exec(
-                    &tx,
-                    "UPDATE methods SET last_used_at = $1 WHERE device_id = $2 AND kind = 'push'",
-                    &[&now, &approved_by],
-                )
-                .await?;
-            }
-            // A sign-in ended meanwhile (a new password, another tab that finished it) makes
-            // no session: the DELETE waits for a racing one, then finds no row.
-            if exec(
+        // All or nothing: one transaction, its statements sent together (one round trip) and
+        // run in this order. The user's row is locked first, in the order every other write of
+        // a user's requests, devices and methods takes (no deadlock between them).
+        const CONSUME: &str =
+            "UPDATE challenges SET state = 'consumed' WHERE public_id = $1 AND state = 'approved' \
+             RETURNING answered_by_device";
+        const METHOD_USED: &str = "UPDATE methods SET last_used_at = $1 WHERE kind = 'push' AND device_id = \
+             (SELECT answered_by_device FROM challenges WHERE public_id = $2 AND state = 'consumed')";
+        const END_SIGNIN: &str = "DELETE FROM signin_transactions WHERE id_hash = $1";
+        const LAST_SIGNIN: &str = "UPDATE users SET last_signin_at = $1 WHERE id = $2";
+        let user = signin.user();
+        write!(self, |tx, undo| {
+            prepared(
                 &tx,
-                "DELETE FROM signin_transactions WHERE id_hash = $1",
-                &[&signin_id_hash],
-            )
-            .await?
-                == 0
-            {
-                return Ok(false);
-            }
-            insert_session(&tx, session_id_hash, audit.tenant, signin, now, limits).await?;
-            exec(
-                &tx,
-                "UPDATE users SET last_signin_at = $1 WHERE id = $2",
-                &[&now, &signin.user().0],
+                &[
+                    LOCK_USER,
+                    CONSUME,
+                    METHOD_USED,
+                    END_SIGNIN,
+                    INSERT_SESSION,
+                    LAST_SIGNIN,
+                    INSERT_AUDIT,
+                ],
             )
             .await?;
-            insert_audit(&tx, audit).await?;
+            let (delete, last_signin): (Params, Params) = (&[&signin_id_hash], &[&now, &user.0]);
+            let (_locked, approved_by, _method_used, deleted, _session, _last_signin, _audited) = tokio::try_join!(
+                lock_user(&tx, user),
+                async {
+                    let Some(id) = approval else {
+                        return Ok(None);
+                    };
+                    // One statement, so of racing completions with one approval one wins:
+                    // the loser waits for the winner's row lock, then finds it consumed.
+                    one(&tx, CONSUME, &[&id.as_str()], first::<Option<i64>>)
+                        .await
+                        .map(|consumed| Some(consumed.is_some()))
+                },
+                async {
+                    let Some(id) = approval else {
+                        return Ok(0);
+                    };
+                    // The approving device's notification method was used for this sign-in
+                    // (phone sign-in too: the device has no method of its own for it).
+                    // Recorded here, so "Last used" changes exactly when a sign-in completes.
+                    exec(&tx, METHOD_USED, &[&now, &id.as_str()]).await
+                },
+                // A sign-in ended meanwhile (a new password, another tab that finished it)
+                // makes no session: the DELETE waits for a racing one, then finds no row.
+                exec(&tx, END_SIGNIN, delete),
+                insert_session(&tx, session_id_hash, audit.tenant, signin, now, limits),
+                exec(&tx, LAST_SIGNIN, last_signin),
+                insert_audit(&tx, audit),
+            )?;
+            if deleted == 0 || approved_by == Some(false) {
+                undo.undo();
+                return Ok(false);
+            }
             Ok(true)
         })
     }
