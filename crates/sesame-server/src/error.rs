@@ -169,7 +169,55 @@ impl From<sesame_store::StoreError> for Error {
                     detail: Some(e.to_string()),
                 }
             }
+            // The connection broke while the database committed: the change may be saved. The
+            // person must not be told that nothing changed, nor invited to do it again blindly.
+            S::Uncertain(_) => {
+                tracing::warn!(error = %e, "database connection lost while committing");
+                Error {
+                    kind: Kind::Busy,
+                    code: "database_uncertain",
+                    message: "Sesame lost its database connection while saving. Your change may or may not have been saved: reload the page to see where things stand.".into(),
+                    detail: Some(e.to_string()),
+                }
+            }
             e => Error::internal(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sesame_store::StoreError;
+
+    fn response(e: &Error) -> axum::response::Response {
+        e.with_retry_after(axum::response::IntoResponse::into_response(e.status()))
+    }
+
+    #[test]
+    fn a_write_that_may_have_been_saved_is_not_reported_as_nothing_changed() {
+        let e = Error::from(StoreError::Uncertain("connection closed".into()));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!e.message.contains("Nothing was changed"), "{}", e.message);
+        assert!(e.message.contains("may or may not have been saved"));
+        assert!(
+            !e.message.contains("connection closed"),
+            "the detail is for the log"
+        );
+        assert!(response(&e)
+            .headers()
+            .contains_key(axum::http::header::RETRY_AFTER));
+        // What nothing wrote still says so.
+        for e in [
+            StoreError::Unavailable("down".into()),
+            StoreError::Busy("40P01".into()),
+        ] {
+            let e = Error::from(e);
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(e.message.contains("Nothing was changed"), "{}", e.message);
+            assert!(response(&e)
+                .headers()
+                .contains_key(axum::http::header::RETRY_AFTER));
         }
     }
 }

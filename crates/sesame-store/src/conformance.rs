@@ -689,6 +689,47 @@ pub async fn default_method_must_belong_to_the_user(b: &dyn Backend) {
     assert_eq!(m.kind, MethodKind::Totp);
 }
 
+/// Setting a default while its method is removed leaves the default on a method that exists, or
+/// on none: never on the removed one (on PostgreSQL the setting's check of the method and the
+/// removal's clearing of the default can each miss the other under Read Committed; the foreign
+/// key decides).
+pub async fn a_default_method_never_points_at_a_removed_method(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let kept = s
+        .create_totp_method(u, "Kept", &SecretBytes::new(vec![2; 20]), 0, NOW)
+        .await
+        .unwrap();
+    for round in 0..30 {
+        let m = s
+            .create_totp_method(u, "Phone", &SecretBytes::new(vec![1; 20]), 0, NOW)
+            .await
+            .unwrap();
+        let removed = tokio::spawn({
+            let s = s.clone();
+            async move { s.delete_method(u, m.id).await }
+        });
+        let set = tokio::spawn({
+            let s = s.clone();
+            async move { s.update_default_method(u, Some(m.id)).await }
+        });
+        assert!(removed.await.unwrap().unwrap(), "round {round}: removed");
+        match set.await.unwrap() {
+            // Set before the removal (which cleared it), or refused after it.
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => panic!("round {round}: setting the default failed: {e}"),
+        }
+        let default = s.find_user(u).await.unwrap().unwrap().default_method;
+        let methods = s.list_methods(u).await.unwrap();
+        assert!(
+            default.is_none_or(|d| methods.iter().any(|m| m.id == d)),
+            "round {round}: the default {default:?} is a removed method"
+        );
+        // The next round starts from another default.
+        s.update_default_method(u, Some(kept.id)).await.unwrap();
+    }
+}
+
 pub async fn remembered_choice_round_trips(b: &dyn Backend) {
     let s = fresh(b).await;
     let a = user(&*s, "a").await;
@@ -1270,6 +1311,32 @@ pub async fn removing_a_device_cancels_its_users_requests(b: &dyn Backend) {
     assert!(s.find_device(&d.id).await.unwrap().is_none());
     assert!(s.list_methods(u).await.unwrap().is_empty());
     assert_eq!(s.find_user(u).await.unwrap().unwrap().default_method, None);
+}
+
+/// Removing the device whose method is the default moves the default to the user's first
+/// remaining method, rather than leaving the user with none.
+pub async fn removing_the_default_device_moves_the_default_to_a_remaining_method(b: &dyn Backend) {
+    let s = fresh(b).await;
+    let u = user(&*s, "a").await;
+    let code = s
+        .create_totp_method(u, "Code", &SecretBytes::new(vec![1; 20]), 0, NOW)
+        .await
+        .unwrap();
+    let d = device(&*s, u, "phone").await;
+    let on_device = s.find_user(u).await.unwrap().unwrap().default_method;
+    assert!(
+        s.list_methods(u)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| Some(m.id) == on_device && m.device.as_ref() == Some(&d.id)),
+        "the app became the default"
+    );
+    assert!(s.delete_device(u, &d.id).await.unwrap().is_some());
+    assert_eq!(
+        s.find_user(u).await.unwrap().unwrap().default_method,
+        Some(code.id)
+    );
 }
 
 pub async fn device_nonces_are_single_use(b: &dyn Backend) {
@@ -2395,6 +2462,7 @@ cases!(
     sessions_expire_idle_absolute_and_on_revocation,
     setup_token_is_single_use,
     default_method_must_belong_to_the_user,
+    a_default_method_never_points_at_a_removed_method,
     remembered_choice_round_trips,
     audit_log_filters,
     complete_signin_writes_session_log_and_ends_the_transaction_together,
@@ -2407,6 +2475,7 @@ cases!(
     blocking_ends_sessions_and_cancels_requests_at_once,
     a_password_change_ends_every_other_session_of_the_user,
     removing_a_device_cancels_its_users_requests,
+    removing_the_default_device_moves_the_default_to_a_remaining_method,
     device_nonces_are_single_use,
     pin_key_registers_once_and_rotates_only_from_the_current_key,
     phone_sign_in_goes_on_only_when_a_fresh_request_is_confirmed,

@@ -53,6 +53,10 @@ pub enum StoreError {
     /// nothing was written; try again.
     #[error("the database is busy: {0}")]
     Busy(String),
+    /// The connection was lost while the database committed a write (its answer never came):
+    /// the write may or may not have been applied. Not retried: it may be there already.
+    #[error("the database connection was lost while committing; the write may or may not have been applied: {0}")]
+    Uncertain(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

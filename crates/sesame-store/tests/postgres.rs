@@ -122,7 +122,7 @@ async fn nodes_starting_together_migrate_once() {
         .unwrap()
         .get(0);
     // Each migration applied once (the version is the key), and no node failed on the way.
-    assert_eq!(n, 4, "every migration is recorded");
+    assert_eq!(n, 5, "every migration is recorded");
     // `sesame migrate` on an up-to-date database has nothing to do.
     assert!(sesame_store::postgres::migrate(&url)
         .await
@@ -143,4 +143,111 @@ async fn an_unreachable_database_is_reported_as_unavailable_without_the_password
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
+
+/// A TCP proxy to the database that, once armed, passes the next `COMMIT` on, waits for the
+/// database to apply it, and then cuts the connection before the answer comes back.
+struct CutAtCommit {
+    port: u16,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CutAtCommit {
+    async fn start(host: String, port: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let armed_here = armed.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = tokio::net::TcpStream::connect((host.as_str(), port)).await
+                else {
+                    continue;
+                };
+                let armed = armed_here.clone();
+                tokio::spawn(async move {
+                    let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+                    loop {
+                        tokio::select! {
+                            n = client.read(&mut up) => {
+                                let Ok(n @ 1..) = n else { break };
+                                let commit = up[..n].windows(6).any(|w| w == b"COMMIT");
+                                if server.write_all(&up[..n]).await.is_err() {
+                                    break;
+                                }
+                                if commit && armed.swap(false, Ordering::SeqCst) {
+                                    // Long enough for the database to commit; its answer is
+                                    // then dropped with the connection.
+                                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                                    break;
+                                }
+                            }
+                            n = server.read(&mut down) => {
+                                let Ok(n @ 1..) = n else { break };
+                                if client.write_all(&down[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        CutAtCommit {
+            port: proxy_port,
+            armed,
+        }
+    }
+
+    /// `url` with the proxy in place of the database's host and port.
+    fn url(&self, url: &str, host: &str, port: u16) -> String {
+        let at = format!("{host}:{port}");
+        assert!(
+            url.contains(&at),
+            "SESAME_TEST_DATABASE_URL names no {at}: give its port"
+        );
+        url.replacen(&at, &format!("127.0.0.1:{}", self.port), 1)
+    }
+}
+
+/// A write whose COMMIT was sent but whose answer never came may be saved: it is reported as
+/// uncertain, not as unavailable (which tells people that nothing was changed), and here it
+/// was in fact saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_commit_answer_is_lost_is_uncertain_not_unavailable() {
+    let Some(pg) = Pg::from_env() else { return };
+    let url = pg.url_of("cut").await;
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        _ => panic!("SESAME_TEST_DATABASE_URL must name a TCP host"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let proxy = CutAtCommit::start(host.clone(), port).await;
+    let key = || MasterKey::from_bytes([4; 32]);
+    let store = sesame_store::open(&proxy.url(&url, &host, port), key())
+        .await
+        .unwrap();
+    let tenant = store.default_tenant().await.unwrap();
+    let new = sesame_store::NewUser {
+        tenant,
+        username: "a".into(),
+        display_name: "a".into(),
+        password_hash: None,
+        is_admin: false,
+    };
+    let user = store.create_user(new, 1_700_000_000).await.unwrap().id;
+    proxy.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = store
+        .block_user(user, 1_700_000_000)
+        .await
+        .expect_err("the answer to the commit was cut");
+    assert!(matches!(err, StoreError::Uncertain(_)), "{err:?}");
+    let direct = sesame_store::open(&url, key()).await.unwrap();
+    assert!(
+        direct.find_user(user).await.unwrap().unwrap().is_blocked,
+        "the commit was applied"
+    );
 }

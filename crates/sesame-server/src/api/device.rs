@@ -186,8 +186,9 @@ async fn events(
         })
         .collect();
     // Events go to every stream of the user; a device removed while its stream is open must
-    // not go on receiving them (a request's application, address and location), so each
-    // event is sent only after checking that this device is still registered.
+    // not go on receiving requests (their application, address and location), so each request
+    // is sent only after checking that this device is still registered. That a request closed
+    // (its id and why) tells a removed device nothing: those go without a read.
     let device = signed.device.id.clone();
     let stream = futures_util::stream::unfold(
         (first.into_iter(), Some(sub), state, device),
@@ -197,6 +198,9 @@ async fn events(
             }
             let mut sub = sub?;
             match sub.recv().await {
+                Received::Event(ev @ DeviceEvent::Closed { .. }) => {
+                    Some((to_sse(&ev), (first, Some(sub), state, device)))
+                }
                 Received::Event(ev) => match state.store.find_device(&device).await {
                     Ok(Some(_)) => Some((to_sse(&ev), (first, Some(sub), state, device))),
                     // Removed (or unknown for now): end the stream. A device that is still

@@ -400,6 +400,11 @@ pub async fn wait(
         };
         (c, s)
     };
+    // A request the caller just read as over stays over: nothing to wait for or re-read.
+    let over = Shown::of(&current, svc.now());
+    if over != Shown::Pending {
+        return over;
+    }
     // Register the waiter first, then re-read (the devices too), then sleep: no change can
     // slip in between.
     let waiter = svc.hub.waiter(&current.id);

@@ -1,6 +1,6 @@
 //! The audit log.
 
-use super::{insert_audit, PgStore};
+use super::{insert_audit, retrying, PgStore};
 use crate::{AuditEvent, AuditFilter, AuditResult, AuditStore, Result};
 use async_trait::async_trait;
 use sesame_core::audit::{AuditMethod, Event};
@@ -35,7 +35,7 @@ fn audit_from_row(r: &Row) -> Result<AuditEvent> {
 #[async_trait]
 impl AuditStore for PgStore {
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        insert_audit(&self.conn().await?, e).await
+        retrying(|| async { insert_audit(&self.conn().await?, e).await }).await
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>> {

@@ -171,6 +171,18 @@ impl DeviceStore for PgStore {
         write!(self, |tx| {
             // It changes the user and their requests: the user's lock first (see `lock_user`).
             lock_user(&tx, user).await?;
+            // Its methods go with it (ON DELETE CASCADE), and a default on one of them would be
+            // cleared (the foreign key's ON DELETE SET NULL): the default moves first to the
+            // user's first other method.
+            exec(
+                &tx,
+                "UPDATE users SET default_method_id = \
+                 (SELECT MIN(m.id) FROM methods m WHERE m.user_id = $1 AND m.device_id IS DISTINCT FROM d.id) \
+                 FROM devices d WHERE users.id = $1 AND d.public_id = $2 AND d.user_id = $1 \
+                 AND users.default_method_id IN (SELECT id FROM methods WHERE device_id = d.id)",
+                &[&user.0, &id.as_str()],
+            )
+            .await?;
             let n = exec(
                 &tx,
                 "DELETE FROM devices WHERE public_id = $1 AND user_id = $2",
@@ -180,14 +192,6 @@ impl DeviceStore for PgStore {
             if n == 0 {
                 return Ok(None);
             }
-            // Its methods went with it (ON DELETE CASCADE); a default that pointed at them is gone.
-            exec(
-                &tx,
-                "UPDATE users SET default_method_id = (SELECT MIN(id) FROM methods WHERE user_id = $1) \
-                 WHERE id = $1 AND default_method_id NOT IN (SELECT id FROM methods WHERE user_id = $1)",
-                &[&user.0],
-            )
-            .await?;
             // Its pending requests stop at once.
             let cancelled = all(&tx, CANCEL_PENDING, &[&user.0], challenge_id).await?;
             Ok(Some(cancelled))

@@ -1,7 +1,7 @@
 //! Groups and their members.
 
 use super::users::{insert_one, user_from_row, USER_COLUMNS};
-use super::{first, PgStore};
+use super::{first, retrying, PgStore};
 use crate::{name_key, Group, GroupStore, Result, User};
 use async_trait::async_trait;
 use sesame_core::{GroupId, TenantId, UnixTime, UserId};
@@ -24,13 +24,17 @@ const GROUP_SELECT: &str = "SELECT g.id, g.tenant_id, g.name, g.created_at, \
 impl GroupStore for PgStore {
     async fn create_group(&self, tenant: TenantId, name: &str, now: UnixTime) -> Result<Group> {
         let trimmed = name.trim();
-        let id: i64 = insert_one(
-            &self.conn().await?,
-            "INSERT INTO groups (tenant_id, name, name_key, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-            &[&tenant.0, &trimmed, &name_key(name), &now],
-            || format!("group {trimmed:?}"),
-            first,
-        )
+        let key = name_key(name);
+        let id: i64 = retrying(|| async {
+            insert_one(
+                &self.conn().await?,
+                "INSERT INTO groups (tenant_id, name, name_key, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&tenant.0, &trimmed, &key, &now],
+                || format!("group {trimmed:?}"),
+                first,
+            )
+            .await
+        })
         .await?;
         Ok(Group {
             id: GroupId(id),

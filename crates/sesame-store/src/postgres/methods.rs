@@ -127,20 +127,14 @@ impl MethodStore for PgStore {
         write!(self, |tx| {
             // The user first, as every write of a user's methods, devices and requests does.
             super::approvals::lock_user(&tx, user).await?;
+            // A default that pointed at it is cleared by the removal (the foreign key's ON
+            // DELETE SET NULL), even one set by a statement racing this one.
             let n = exec(
                 &tx,
                 "DELETE FROM methods WHERE id = $1 AND user_id = $2",
                 &[&method.0, &user.0],
             )
             .await?;
-            if n == 1 {
-                exec(
-                    &tx,
-                    "UPDATE users SET default_method_id = NULL WHERE id = $1 AND default_method_id = $2",
-                    &[&user.0, &method.0],
-                )
-                .await?;
-            }
             Ok(n == 1)
         })
     }
@@ -148,13 +142,8 @@ impl MethodStore for PgStore {
     async fn delete_all_methods(&self, user: UserId) -> Result<u64> {
         write!(self, |tx| {
             super::approvals::lock_user(&tx, user).await?;
+            // The default goes with the methods (the foreign key's ON DELETE SET NULL).
             let n = exec(&tx, "DELETE FROM methods WHERE user_id = $1", &[&user.0]).await?;
-            exec(
-                &tx,
-                "UPDATE users SET default_method_id = NULL WHERE id = $1",
-                &[&user.0],
-            )
-            .await?;
             exec(
                 &tx,
                 "DELETE FROM attempt_counters WHERE user_id = $1",

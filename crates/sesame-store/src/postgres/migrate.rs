@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "phone messages in order",
         sql: include_str!("../../migrations/postgres/0004_phone_messages_in_order.sql"),
     },
+    Migration {
+        version: 5,
+        description: "default method exists",
+        sql: include_str!("../../migrations/postgres/0005_default_method_exists.sql"),
+    },
 ];
 
 /// The advisory lock that serialises migrations: any number, the same on every node

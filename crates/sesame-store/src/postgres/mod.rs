@@ -10,7 +10,8 @@
 //!   (so it finds nothing to change);
 //! - a write of several statements is one transaction (`write`), retried a bounded number of
 //!   times when PostgreSQL reports a serialization failure or a deadlock, which it may do
-//!   whatever the code does;
+//!   whatever the code does; so is a statement on its own (`PgStore::one`, `all`, `exec`),
+//!   which such an abort undoes whole as well;
 //! - writes that wait together commit together: PostgreSQL flushes its write-ahead log once
 //!   for every transaction committing at that moment (its own group commit), so there is no
 //!   batching writer here as there is for SQLite.
@@ -63,41 +64,30 @@
 
 /// Runs the block in one transaction and commits it; see the module's documentation.
 /// PostgreSQL may abort a transaction that ran into another (a deadlock, a serialization
-/// failure): the whole block then runs again, at most `WRITE_ATTEMPTS` times, after a short
-/// random pause.
+/// failure): the whole block then runs again (`retrying`). A COMMIT whose answer never came
+/// is `Uncertain`, not `Unavailable`: it may have been applied.
 macro_rules! write {
     ($store:expr, |$tx:ident| $body:block) => {
         write!($store, |$tx, _undo| $body)
     };
-    ($store:expr, |$tx:ident, $undo:ident| $body:block) => {{
-        let mut attempt = 1;
-        loop {
+    ($store:expr, |$tx:ident, $undo:ident| $body:block) => {
+        $crate::postgres::retrying(|| async {
             let mut conn = $store.conn().await?;
-            let outcome: $crate::Result<_> = async {
-                let $tx = conn.transaction().await?;
-                let $undo = $crate::postgres::Undo::default();
-                let value: $crate::Result<_> = async { $body }.await;
-                let value = value?;
-                if $undo.wanted() {
-                    $tx.rollback().await?;
-                } else {
-                    $tx.commit().await?;
-                }
-                Ok(value)
+            let $tx = conn.transaction().await?;
+            let $undo = $crate::postgres::Undo::default();
+            let value: $crate::Result<_> = async { $body }.await;
+            let value = value?;
+            if $undo.wanted() {
+                $tx.rollback().await?;
+            } else {
+                $tx.commit()
+                    .await
+                    .map_err($crate::postgres::commit_failed)?;
             }
-            .await;
-            match outcome {
-                Err($crate::StoreError::Busy(why))
-                    if attempt < $crate::postgres::WRITE_ATTEMPTS =>
-                {
-                    drop(conn);
-                    $crate::postgres::pause_before_retry(attempt, &why).await;
-                    attempt += 1;
-                }
-                other => break other,
-            }
-        }
-    }};
+            Ok(value)
+        })
+        .await
+    };
 }
 
 mod access_passes;
@@ -243,6 +233,20 @@ pub(crate) fn conflict(
     }
 }
 
+/// The error of a COMMIT. One whose answer never came (the connection broke, the server went
+/// away) leaves the transaction committed or not, and nothing here can tell which: it is
+/// `Uncertain`, so that nobody is told that nothing was changed.
+pub(crate) fn commit_failed(e: tokio_postgres::Error) -> StoreError {
+    uncertain_if_unavailable(e.into())
+}
+
+fn uncertain_if_unavailable(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Uncertain(m),
+        e => e,
+    }
+}
+
 /// Converts an error, naming the statement when the statement itself is at fault (a bug to
 /// report: a type or a constraint), never its parameters.
 fn in_statement(sql: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
@@ -255,6 +259,12 @@ fn in_statement(sql: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError +
     }
 }
 
+/// The rows of `sql`.
+async fn query<C: GenericClient>(c: &C, sql: &str, p: Params<'_>) -> Result<Vec<Row>> {
+    let st = c.prepare_cached(sql).await.map_err(in_statement(sql))?;
+    c.query(&st, p).await.map_err(in_statement(sql))
+}
+
 /// The first row of `sql` (all of a `RETURNING` statement's changes are made whatever is
 /// read), decoded by `f`.
 pub(crate) async fn one<C: GenericClient, T>(
@@ -263,9 +273,7 @@ pub(crate) async fn one<C: GenericClient, T>(
     p: Params<'_>,
     f: impl FnOnce(&Row) -> Result<T>,
 ) -> Result<Option<T>> {
-    let st = c.prepare_cached(sql).await.map_err(in_statement(sql))?;
-    let rows = c.query(&st, p).await.map_err(in_statement(sql))?;
-    rows.first().map(f).transpose()
+    query(c, sql, p).await?.first().map(f).transpose()
 }
 
 /// Every row of `sql`, each decoded by `f`.
@@ -275,13 +283,7 @@ pub(crate) async fn all<C: GenericClient, T>(
     p: Params<'_>,
     f: impl FnMut(&Row) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let st = c.prepare_cached(sql).await.map_err(in_statement(sql))?;
-    c.query(&st, p)
-        .await
-        .map_err(in_statement(sql))?
-        .iter()
-        .map(f)
-        .collect()
+    query(c, sql, p).await?.iter().map(f).collect()
 }
 
 /// Prepares the statements of a pipeline on this connection before any of them is sent, in
@@ -455,6 +457,10 @@ impl PgStore {
         &self.bus
     }
 
+    // The statements below run on their own (autocommit), again if PostgreSQL aborts them for a
+    // serialization failure or a deadlock (`retrying`): such an abort undoes the whole
+    // statement, so running it again cannot apply it twice.
+
     /// The first row of a statement run on its own (autocommit).
     pub(crate) async fn one<T>(
         &self,
@@ -462,7 +468,8 @@ impl PgStore {
         p: Params<'_>,
         f: impl FnOnce(&Row) -> Result<T>,
     ) -> Result<Option<T>> {
-        one(&self.conn().await?, sql, p, f).await
+        let rows = retrying(|| async { query(&self.conn().await?, sql, p).await }).await?;
+        rows.first().map(f).transpose()
     }
 
     /// Every row of a statement run on its own.
@@ -472,12 +479,32 @@ impl PgStore {
         p: Params<'_>,
         f: impl FnMut(&Row) -> Result<T>,
     ) -> Result<Vec<T>> {
-        all(&self.conn().await?, sql, p, f).await
+        let rows = retrying(|| async { query(&self.conn().await?, sql, p).await }).await?;
+        rows.iter().map(f).collect()
     }
 
     /// One statement on its own; returns the rows it changed.
     pub(crate) async fn exec(&self, sql: &str, p: Params<'_>) -> Result<u64> {
-        exec(&self.conn().await?, sql, p).await
+        retrying(|| async { exec(&self.conn().await?, sql, p).await }).await
+    }
+}
+
+/// Runs `attempt` until PostgreSQL does not abort it for a serialization failure or a
+/// deadlock (`Busy`), at most `WRITE_ATTEMPTS` times, after a short random pause each time.
+/// Only for work such an abort undoes whole: a transaction (`write!`), or one statement in
+/// autocommit (`PgStore::one`, `all`, `exec`).
+pub(crate) async fn retrying<T, F: std::future::Future<Output = Result<T>>>(
+    mut attempt: impl FnMut() -> F,
+) -> Result<T> {
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Err(StoreError::Busy(why)) if n < WRITE_ATTEMPTS => {
+                pause_before_retry(n, &why).await;
+                n += 1;
+            }
+            outcome => return outcome,
+        }
     }
 }
 
@@ -602,5 +629,123 @@ mod tests {
             .unwrap_err()
             .contains("above 0"));
         assert!(parse_url("postgres://u@h/db?pool_size=8").is_ok());
+    }
+
+    /// Runs `retrying` on attempts that fail with the given errors in turn (then succeed);
+    /// returns its outcome and how many attempts it made.
+    async fn retried(mut errors: Vec<StoreError>) -> (Result<()>, usize) {
+        errors.reverse();
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let outcome = retrying(|| {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let next = errors.pop();
+            async move { next.map_or(Ok(()), Err) }
+        })
+        .await;
+        (outcome, attempts.into_inner())
+    }
+
+    fn busy() -> StoreError {
+        StoreError::Busy("deadlock".into())
+    }
+
+    #[tokio::test]
+    async fn only_a_write_the_database_aborted_is_run_again_and_at_most_write_attempts_times() {
+        let (outcome, n) = retried(vec![busy(), busy()]).await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(n, 3, "run again after each abort");
+        let (outcome, n) = retried((0..WRITE_ATTEMPTS).map(|_| busy()).collect()).await;
+        assert!(matches!(outcome, Err(StoreError::Busy(_))), "{outcome:?}");
+        assert_eq!(n, WRITE_ATTEMPTS as usize, "then the abort is reported");
+        // Anything else may have been applied, or will fail the same way again.
+        for e in [
+            StoreError::Unavailable("gone".into()),
+            StoreError::Uncertain("lost".into()),
+            StoreError::Database("bad".into()),
+        ] {
+            let (outcome, n) = retried(vec![e]).await;
+            assert!(outcome.is_err());
+            assert_eq!(n, 1, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_commit_without_an_answer_is_uncertain_and_other_commit_errors_keep_their_meaning() {
+        assert!(matches!(
+            uncertain_if_unavailable(StoreError::Unavailable("connection closed".into())),
+            StoreError::Uncertain(_)
+        ));
+        // A serialization failure at commit rolled the transaction back: it is retried.
+        assert!(matches!(
+            uncertain_if_unavailable(busy()),
+            StoreError::Busy(_)
+        ));
+    }
+
+    /// A store on a schema of its own of `SESAME_TEST_DATABASE_URL`'s database, and the
+    /// schema's URL; None (the test is skipped) without the variable.
+    async fn pg_store(name: &str) -> Option<(PgStore, String)> {
+        let url = match std::env::var("SESAME_TEST_DATABASE_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                assert!(
+                    std::env::var_os("SESAME_REQUIRE_POSTGRES").is_none(),
+                    "SESAME_REQUIRE_POSTGRES is set but SESAME_TEST_DATABASE_URL is not"
+                );
+                return None;
+            }
+        };
+        let schema = format!("u_{name}_{}", random_hex(6));
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let task = tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap();
+        drop(client);
+        let _ = task.await;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}options=-csearch_path%3D{schema}");
+        let store = PgStore::open_with(&url, MasterKey::from_bytes([5; 32]), 4)
+            .await
+            .unwrap();
+        Some((store, url))
+    }
+
+    /// Two statements on their own that lock the same two rows in opposite orders deadlock;
+    /// PostgreSQL aborts one of them (40P01), which is then run again, and each is applied once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_on_its_own_aborted_by_a_deadlock_is_run_again() {
+        let Some((store, _)) = pg_store("deadlock").await else {
+            return;
+        };
+        store
+            .exec(
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, x BIGINT NOT NULL)",
+                &[],
+            )
+            .await
+            .unwrap();
+        store
+            .exec("INSERT INTO t VALUES (1, 0), (2, 0)", &[])
+            .await
+            .unwrap();
+        // Each row is locked, then the statement pauses before it locks the next one.
+        let update = |order: &'static str| {
+            format!(
+                "UPDATE t SET x = x + 1 WHERE id IN (SELECT id FROM \
+                 (SELECT id FROM t ORDER BY id {order} FOR UPDATE) locked WHERE pg_sleep(0.3) IS NOT NULL)"
+            )
+        };
+        let (up, down) = (update("ASC"), update("DESC"));
+        let (a, b) = tokio::join!(store.exec(&up, &[]), store.exec(&down, &[]));
+        assert_eq!((a.unwrap(), b.unwrap()), (2, 2), "both applied");
+        let xs: Vec<i64> = store
+            .all("SELECT x FROM t ORDER BY id", &[], first)
+            .await
+            .unwrap();
+        assert_eq!(xs, [2, 2], "each once");
     }
 }

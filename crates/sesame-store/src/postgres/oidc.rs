@@ -1,6 +1,6 @@
 //! OpenID Connect records on PostgreSQL: signing keys, clients, codes, refresh token families.
 
-use super::{bad_json, conflict, exec, first, one, PgStore};
+use super::{bad_json, conflict, exec, first, one, retrying, PgStore};
 use crate::{
     Client, NewFamily, OidcGrant, OidcStore, Redeemed, Result, Rotated, SigningKey, StoreError,
 };
@@ -57,19 +57,19 @@ impl OidcStore for PgStore {
             &crate::crypto::aad::signing_key(&key.kid),
             key.private_key.expose(),
         );
-        let c = self.conn().await?;
-        // Two nodes making their first key of an algorithm at once: the unique index
-        // `oidc_keys_one_current` lets one in; the other's insert does nothing (it waits for
-        // the first to commit, then finds its row). A kid used before is still an error.
-        let st = c
-            .prepare_cached(
-                "INSERT INTO oidc_keys (kid, alg, private_key, public_jwk, created_at, retired_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (alg) WHERE retired_at IS NULL DO NOTHING",
-            )
-            .await?;
-        let added = c
-            .execute(
+        let added = retrying(|| async {
+            let c = self.conn().await?;
+            // Two nodes making their first key of an algorithm at once: the unique index
+            // `oidc_keys_one_current` lets one in; the other's insert does nothing (it waits
+            // for the first to commit, then finds its row). A kid used before is still an error.
+            let st = c
+                .prepare_cached(
+                    "INSERT INTO oidc_keys (kid, alg, private_key, public_jwk, created_at, retired_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (alg) WHERE retired_at IS NULL DO NOTHING",
+                )
+                .await?;
+            c.execute(
                 &st,
                 &[
                     &key.kid,
@@ -81,7 +81,9 @@ impl OidcStore for PgStore {
                 ],
             )
             .await
-            .map_err(conflict(|| format!("signing key {}", key.kid)))?;
+            .map_err(conflict(|| format!("signing key {}", key.kid)))
+        })
+        .await?;
         Ok(added == 1)
     }
 
@@ -176,27 +178,30 @@ impl OidcStore for PgStore {
             "INSERT INTO oidc_clients ({CLIENT_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         );
-        let c = self.conn().await?;
-        let st = c.prepare_cached(&sql).await?;
-        c.execute(
-            &st,
-            &[
-                &cl.client_id,
-                &cl.tenant.0,
-                &cl.name,
-                &cl.secret_hash,
-                &redirect,
-                &logout,
-                &cl.first_party,
-                &cl.require_mfa,
-                &cl.id_token_alg,
-                &cl.client_credentials,
-                &cl.created_at,
-                &cl.secret_set_at,
-            ],
-        )
-        .await
-        .map_err(conflict(|| format!("client {}", cl.client_id)))?;
+        retrying(|| async {
+            let c = self.conn().await?;
+            let st = c.prepare_cached(&sql).await?;
+            c.execute(
+                &st,
+                &[
+                    &cl.client_id,
+                    &cl.tenant.0,
+                    &cl.name,
+                    &cl.secret_hash,
+                    &redirect,
+                    &logout,
+                    &cl.first_party,
+                    &cl.require_mfa,
+                    &cl.id_token_alg,
+                    &cl.client_credentials,
+                    &cl.created_at,
+                    &cl.secret_set_at,
+                ],
+            )
+            .await
+            .map_err(conflict(|| format!("client {}", cl.client_id)))
+        })
+        .await?;
         Ok(())
     }
 
@@ -398,7 +403,7 @@ impl OidcStore for PgStore {
     }
 
     async fn revoke_family(&self, family: &str, now: UnixTime) -> Result<bool> {
-        Ok(revoke(&self.conn().await?, family, now).await? == 1)
+        Ok(retrying(|| async { revoke(&self.conn().await?, family, now).await }).await? == 1)
     }
 
     async fn revoke_refresh_token(

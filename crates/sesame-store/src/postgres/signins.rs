@@ -1,7 +1,9 @@
 //! Sign-in transactions, sessions and first-administrator set-up links.
 
 use super::approvals::{lock_user, LOCK_USER};
-use super::{bad_json, exec, first, insert_audit, one, prepared, Params, PgStore, INSERT_AUDIT};
+use super::{
+    bad_json, exec, first, insert_audit, one, prepared, retrying, Params, PgStore, INSERT_AUDIT,
+};
 use crate::{
     AuditEvent, Result, SessionLimits, SessionRecord, SessionStore, SetupStore, SignInRecord,
     SignInStore,
@@ -147,7 +149,10 @@ impl SessionStore for PgStore {
         now: UnixTime,
         limits: SessionLimits,
     ) -> Result<()> {
-        insert_session(&self.conn().await?, id_hash, tenant, signin, now, limits).await
+        retrying(|| async {
+            insert_session(&self.conn().await?, id_hash, tenant, signin, now, limits).await
+        })
+        .await
     }
 
     async fn complete_signin(

@@ -1,7 +1,8 @@
 //! Tenants and users.
 
 use super::{
-    all, challenge_id, conflict, exec, first, in_statement, Params, PgStore, CANCEL_PENDING,
+    all, challenge_id, conflict, exec, first, in_statement, retrying, Params, PgStore,
+    CANCEL_PENDING,
 };
 use crate::{
     name_key, Blocked, EventBus, NewUser, Result, StoreError, TenantStore, User, UserStore,
@@ -91,13 +92,16 @@ impl TenantStore for PgStore {
 
     async fn create_tenant(&self, name: &str, now: UnixTime) -> Result<TenantId> {
         let name = name.trim();
-        let id: i64 = insert_one(
-            &self.conn().await?,
-            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id",
-            &[&name, &now],
-            || format!("tenant {name:?}"),
-            first,
-        )
+        let id: i64 = retrying(|| async {
+            insert_one(
+                &self.conn().await?,
+                "INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id",
+                &[&name, &now],
+                || format!("tenant {name:?}"),
+                first,
+            )
+            .await
+        })
         .await?;
         Ok(TenantId(id))
     }
@@ -111,21 +115,25 @@ impl UserStore for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {USER_COLUMNS}"
         );
         let username = new.username.trim();
-        insert_one(
-            &self.conn().await?,
-            &sql,
-            &[
-                &new.tenant.0,
-                &username,
-                &name_key(&new.username),
-                &new.display_name,
-                &new.password_hash,
-                &new.is_admin,
-                &now,
-            ],
-            || format!("user {username:?}"),
-            user_from_row,
-        )
+        let key = name_key(&new.username);
+        retrying(|| async {
+            insert_one(
+                &self.conn().await?,
+                &sql,
+                &[
+                    &new.tenant.0,
+                    &username,
+                    &key,
+                    &new.display_name,
+                    &new.password_hash,
+                    &new.is_admin,
+                    &now,
+                ],
+                || format!("user {username:?}"),
+                user_from_row,
+            )
+            .await
+        })
         .await
     }
 
@@ -222,13 +230,23 @@ impl UserStore for PgStore {
 
     async fn update_default_method(&self, id: UserId, method: Option<MethodId>) -> Result<()> {
         // The method must belong to the user; the subquery makes that part of the same statement.
-        let n = self
-            .exec(
-                "UPDATE users SET default_method_id = $1 WHERE id = $2 \
-                 AND ($1::BIGINT IS NULL OR EXISTS (SELECT 1 FROM methods WHERE id = $1 AND user_id = $2))",
-                &[&method.map(|m| m.0), &id.0],
-            )
-            .await?;
+        // A removal racing it may have begun after the subquery saw the method: the foreign key
+        // then refuses the default (checked on the newest rows), and the method is not found.
+        const SQL: &str = "UPDATE users SET default_method_id = $1 WHERE id = $2 \
+             AND ($1::BIGINT IS NULL OR EXISTS (SELECT 1 FROM methods WHERE id = $1 AND user_id = $2))";
+        let p: Params<'_> = &[&method.map(|m| m.0), &id.0];
+        let n = retrying(|| async {
+            let c = self.conn().await?;
+            let st = c.prepare_cached(SQL).await.map_err(in_statement(SQL))?;
+            c.execute(&st, p).await.map_err(|e| {
+                if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+                    StoreError::NotFound("method".into())
+                } else {
+                    in_statement(SQL)(e)
+                }
+            })
+        })
+        .await?;
         if n == 0 {
             return Err(StoreError::NotFound("method".into()));
         }
