@@ -896,6 +896,11 @@ pub async fn an_approval_makes_at_most_one_session(b: &dyn Backend) {
         method: Some(AuditMethod::Push),
         ..audit_line(t, Some(u), Event::PushAnswer)
     };
+    // One wrong answer before: an approval clears it, a denial does not.
+    assert!(s
+        .count_failure_if(u, MethodKind::Push, 0, NOW)
+        .await
+        .unwrap());
     // Racing answers: exactly one wins.
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -918,7 +923,20 @@ pub async fn an_approval_makes_at_most_one_session(b: &dyn Backend) {
         wins += t.await.unwrap() as usize;
     }
     assert_eq!(wins, 1);
+    let logged = s.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(
+        logged.len(),
+        1,
+        "only the winning answer is logged: {logged:?}"
+    );
     let answered = s.find_challenge(&c.id).await.unwrap().unwrap();
+    let failures = s.find_failures(u, MethodKind::Push).await.unwrap().0;
+    let cleared = if answered.state == ChallengeState::Approved {
+        0
+    } else {
+        1
+    };
+    assert_eq!(failures, cleared, "{:?}", answered.state);
     assert_eq!(answered.answered_by, Some(d.row_id));
     assert_eq!(answered.kind, ChallengeKind::PhoneSignIn);
     assert_eq!(answered.channel, ApprovalChannel::App);
