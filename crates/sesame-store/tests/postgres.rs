@@ -251,3 +251,60 @@ async fn a_write_whose_commit_answer_is_lost_is_uncertain_not_unavailable() {
         "the commit was applied"
     );
 }
+
+/// Deployments kept apart by schemas of one database do not hear each other's events (a
+/// channel is database-wide and user ids repeat between schemas), while the nodes of one
+/// deployment do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stay_within_the_schema_of_their_deployment() {
+    use sesame_store::{BusEvent, EventBus};
+    use std::time::Duration;
+    let Some(pg) = Pg::from_env() else { return };
+    let key = || MasterKey::from_bytes([4; 32]);
+    let (a_url, b_url) = (pg.url_of("bus_a").await, pg.url_of("bus_b").await);
+    let a1 = sesame_store::postgres::PgStore::open(&a_url, key())
+        .await
+        .unwrap();
+    let a2 = sesame_store::postgres::PgStore::open(&a_url, key())
+        .await
+        .unwrap();
+    let b = sesame_store::postgres::PgStore::open(&b_url, key())
+        .await
+        .unwrap();
+    for s in [&a1, &a2, &b] {
+        s.bus().listening().await;
+    }
+    let mut heard_a2 = a2.bus().subscribe();
+    let mut heard_b = b.bus().subscribe();
+    a1.bus().publish("for the nodes of a".into());
+    // A node of the same deployment hears it (after the resync each node starts with).
+    let message = async {
+        loop {
+            match heard_a2.recv().await {
+                Ok(BusEvent::Message(m)) => return m,
+                Ok(BusEvent::Resync) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let m = tokio::time::timeout(Duration::from_secs(10), message)
+        .await
+        .expect("the other node of a hears it");
+    assert_eq!(m, "for the nodes of a");
+    // The other deployment hears nothing of it.
+    let other = async {
+        loop {
+            match heard_b.recv().await {
+                Ok(BusEvent::Message(m)) => return m,
+                Ok(BusEvent::Resync) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), other)
+            .await
+            .is_err(),
+        "another schema's deployment hears nothing"
+    );
+}

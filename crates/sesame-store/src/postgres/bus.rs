@@ -17,8 +17,25 @@ use tokio_postgres::{AsyncMessage, Config, NoTls};
 
 pub use crate::BusEvent;
 
-/// The channel every node listens on.
+/// The channel the nodes of one deployment listen on, for tables in the `public` schema. A
+/// channel is database-wide, not per schema: deployments kept apart by schemas of one database
+/// (`options=-csearch_path=...`) each get a channel of their own ([`channel_for`]), or one
+/// would hear the other's events (user ids repeat between schemas).
 const CHANNEL: &str = "sesame_events";
+
+/// The channel for the deployment whose tables are in `schema`: [`CHANNEL`] for `public`
+/// (what every node of a default set-up computes), else one named after a digest of the
+/// schema (channel names are at most 63 bytes, and plain letters, digits and `_` need no
+/// quoting).
+fn channel_for(schema: &str) -> String {
+    use sha2::Digest;
+    if schema == "public" {
+        return CHANNEL.to_string();
+    }
+    let digest = sha2::Sha256::digest(schema.as_bytes());
+    let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{CHANNEL}_{tag}")
+}
 /// What a node sends others to make them resync (after it was away).
 const RESYNC: &str = "!resync";
 /// Events waiting for a slow listener before it is told to resync instead.
@@ -127,12 +144,22 @@ async fn run(
                         }
                     }
                 });
-                let listening = tokio::time::timeout(
-                    ROUND_TRIP_LIMIT,
-                    client.batch_execute(&format!("LISTEN {CHANNEL}")),
-                )
+                // The deployment's channel, from the schema its tables are in.
+                let listening = tokio::time::timeout(ROUND_TRIP_LIMIT, async {
+                    let schema: String = client
+                        .query_one("SELECT current_schema()::TEXT", &[])
+                        .await?
+                        .try_get(0)?;
+                    let channel = channel_for(&schema);
+                    client.batch_execute(&format!("LISTEN {channel}")).await?;
+                    Ok::<_, tokio_postgres::Error>(channel)
+                })
                 .await;
-                if !matches!(listening, Ok(Ok(()))) {
+                let channel = match &listening {
+                    Ok(Ok(c)) => c.clone(),
+                    _ => String::new(),
+                };
+                if channel.is_empty() {
                     tracing::warn!(?listening, "cannot listen for other nodes' events");
                     driver.abort();
                 } else {
@@ -151,7 +178,7 @@ async fn run(
                             ROUND_TRIP_LIMIT,
                             client.execute(
                                 "SELECT pg_notify($1, $2)",
-                                &[&CHANNEL, &format!("{node} {RESYNC}")],
+                                &[&channel, &format!("{node} {RESYNC}")],
                             ),
                         )
                         .await;
@@ -183,7 +210,7 @@ async fn run(
                                         let batch = batch_after(lead, &mut out, &mut carry, &node);
                                         let sent = tokio::time::timeout(
                                             ROUND_TRIP_LIMIT,
-                                            client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &batch]),
+                                            client.execute("SELECT pg_notify($1, $2)", &[&channel, &batch]),
                                         )
                                         .await;
                                         if !matches!(sent, Ok(Ok(_))) {
@@ -261,6 +288,19 @@ fn deliver(node: &str, payload: &str, events: &broadcast::Sender<BusEvent>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_of_its_own_has_a_channel_of_its_own() {
+        assert_eq!(channel_for("public"), "sesame_events");
+        let a = channel_for("t_alpha");
+        assert_ne!(a, channel_for("t_beta"));
+        assert_eq!(a, channel_for("t_alpha"), "every node computes the same");
+        assert!(a.len() <= 63);
+        assert!(
+            a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{a}"
+        );
+    }
 
     #[test]
     fn waiting_events_share_one_notify_in_order_and_a_big_one_leads_the_next() {
