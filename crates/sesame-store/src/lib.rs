@@ -16,6 +16,7 @@ pub mod crypto;
 mod model;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 mod traits;
 

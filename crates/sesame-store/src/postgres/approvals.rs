@@ -1,50 +1,18 @@
 //! Out-of-band approvals: requests to the phone and their one-winner transitions.
 
 use super::{
-    all, challenge_id, exec, first, insert_audit, one, prepared, random_hex, unknown, Params,
-    PgStore, CANCEL_PENDING, INSERT_AUDIT,
+    all, challenge_id, exec, first, insert_audit, one, prepared, random_hex, Params, PgStore,
+    CANCEL_PENDING, INSERT_AUDIT,
 };
+use crate::rows::{self, CHALLENGE_COLUMNS};
 use crate::{
     Answered, ApprovalStore, AuditEvent, ChallengeRecord, DeviceRow, NewChallenge, Result,
     StoreError,
 };
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
-use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState, Replaces};
-use sesame_core::{ChallengeId, TenantId, UnixTime, UserId};
-use tokio_postgres::Row;
-
-const CHALLENGE_COLUMNS: &str =
-    "public_id, tenant_id, user_id, signin_id_hash, kind, channel, nonce, number, state, app_name, \
-     ip, location, user_agent, created_at, expires_at, answered_at, answered_by_device";
-
-fn challenge_from_row(r: &Row) -> Result<ChallengeRecord> {
-    let state: String = r.try_get("state")?;
-    let kind: String = r.try_get("kind")?;
-    let channel: String = r.try_get("channel")?;
-    Ok(ChallengeRecord {
-        id: ChallengeId(r.try_get("public_id")?),
-        tenant: TenantId(r.try_get("tenant_id")?),
-        user: UserId(r.try_get("user_id")?),
-        signin_id_hash: r.try_get("signin_id_hash")?,
-        kind: ChallengeKind::parse(&kind).ok_or_else(|| unknown("challenge kind", &kind))?,
-        channel: ApprovalChannel::parse(&channel)
-            .ok_or_else(|| unknown("approval channel", &channel))?,
-        nonce: r.try_get("nonce")?,
-        number: r.try_get("number")?,
-        state: ChallengeState::parse(&state).ok_or_else(|| unknown("challenge state", &state))?,
-        app_name: r.try_get("app_name")?,
-        ip: r.try_get("ip")?,
-        location: r.try_get("location")?,
-        user_agent: r.try_get("user_agent")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        answered_at: r.try_get("answered_at")?,
-        answered_by: r
-            .try_get::<_, Option<i64>>("answered_by_device")?
-            .map(DeviceRow),
-    })
-}
+use sesame_core::push::{ChallengeKind, ChallengeState, Replaces};
+use sesame_core::{ChallengeId, UnixTime, UserId};
 
 /// Takes the user's row lock until commit. A write that changes several of a user's requests,
 /// or a request and the user, takes it first: so such writes queue on one lock instead of
@@ -139,7 +107,7 @@ impl ApprovalStore for PgStore {
                     .map(|read| Some((b, read.unwrap_or((false, 0)))))
                 },
                 all(&tx, supersede_sql, supersede, challenge_id),
-                one(&tx, &sql, insert, challenge_from_row),
+                one(&tx, &sql, insert, rows::challenge),
                 async {
                     match audit {
                         Some(a) => insert_audit(&tx, a).await,
@@ -181,7 +149,7 @@ impl ApprovalStore for PgStore {
 
     async fn find_challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>> {
         let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE public_id = $1");
-        self.one(&sql, &[&id.as_str()], challenge_from_row).await
+        self.one(&sql, &[&id.as_str()], rows::challenge).await
     }
 
     async fn find_latest_challenge_for_signin(
@@ -191,7 +159,7 @@ impl ApprovalStore for PgStore {
         let sql = format!(
             "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE signin_id_hash = $1 ORDER BY id DESC LIMIT 1"
         );
-        self.one(&sql, &[&signin_id_hash], challenge_from_row).await
+        self.one(&sql, &[&signin_id_hash], rows::challenge).await
     }
 
     async fn list_pending_challenges(
@@ -202,7 +170,7 @@ impl ApprovalStore for PgStore {
         let sql = format!(
             "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE user_id = $1 AND state = 'pending' AND expires_at > $2 ORDER BY id"
         );
-        self.all(&sql, &[&user.0, &now], challenge_from_row).await
+        self.all(&sql, &[&user.0, &now], rows::challenge).await
     }
 
     async fn answer_challenge(

@@ -1,36 +1,10 @@
 //! The audit log.
 
 use super::{insert_audit, retrying, PgStore};
-use crate::{AuditEvent, AuditFilter, AuditResult, AuditStore, Result};
+use crate::rows;
+use crate::{AuditEvent, AuditFilter, AuditStore, Result};
 use async_trait::async_trait;
-use sesame_core::audit::{AuditMethod, Event};
-use sesame_core::{TenantId, UserId};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
-
-fn audit_from_row(r: &Row) -> Result<AuditEvent> {
-    let result: String = r.try_get("result")?;
-    let event: String = r.try_get("event")?;
-    let method: Option<String> = r.try_get("method")?;
-    Ok(AuditEvent {
-        id: r.try_get("id")?,
-        at: r.try_get("at")?,
-        tenant: TenantId(r.try_get("tenant_id")?),
-        user: r.try_get::<_, Option<i64>>("user_id")?.map(UserId),
-        username: r.try_get("username")?,
-        ip: r.try_get("ip")?,
-        user_agent: r.try_get("user_agent")?,
-        // Names a newer version wrote read back as they are: the log never fails to show.
-        event: Event::from_stored(&event),
-        method: method.as_deref().map(AuditMethod::from_stored),
-        result: if result == "success" {
-            AuditResult::Success
-        } else {
-            AuditResult::Failure
-        },
-        reason: r.try_get("reason")?,
-    })
-}
 
 #[async_trait]
 impl AuditStore for PgStore {
@@ -74,6 +48,6 @@ impl AuditStore for PgStore {
             .iter()
             .map(|a| a.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        self.all(&sql, &params, audit_from_row).await
+        self.all(&sql, &params, rows::audit_event).await
     }
 }

@@ -2,36 +2,11 @@
 
 use super::approvals::lock_user;
 use super::{all, challenge_id, conflict, exec, first, one, random_hex, PgStore, CANCEL_PENDING};
+use crate::rows::{self, DEVICE_COLUMNS};
 use crate::{Device, DeviceRow, DeviceStore, NewDevice, PinOutcome, Result, StoreError};
 use async_trait::async_trait;
 use sesame_core::secret::SecretBytes;
-use sesame_core::{ChallengeId, DeviceId, TenantId, UnixTime, UserId};
-use tokio_postgres::Row;
-
-const DEVICE_COLUMNS: &str =
-    "id, public_id, tenant_id, user_id, name, alg, public_key, created_at, last_used_at, \
-     pin_key, pin_key_failures, pin_key_disabled_at, phone_sign_in_at, phone_sign_in_requested_at, \
-     phone_sign_in_code";
-
-fn device_from_row(r: &Row) -> Result<Device> {
-    Ok(Device {
-        row_id: DeviceRow(r.try_get("id")?),
-        id: DeviceId(r.try_get("public_id")?),
-        tenant: TenantId(r.try_get("tenant_id")?),
-        user: UserId(r.try_get("user_id")?),
-        name: r.try_get("name")?,
-        alg: r.try_get("alg")?,
-        public_key: r.try_get("public_key")?,
-        created_at: r.try_get("created_at")?,
-        last_used_at: r.try_get("last_used_at")?,
-        pin_key: r.try_get("pin_key")?,
-        pin_key_failures: r.try_get("pin_key_failures")?,
-        pin_key_disabled_at: r.try_get("pin_key_disabled_at")?,
-        phone_sign_in_at: r.try_get("phone_sign_in_at")?,
-        phone_sign_in_requested_at: r.try_get("phone_sign_in_requested_at")?,
-        phone_sign_in_code: r.try_get("phone_sign_in_code")?,
-    })
-}
+use sesame_core::{ChallengeId, DeviceId, UnixTime, UserId};
 
 #[async_trait]
 impl DeviceStore for PgStore {
@@ -112,7 +87,7 @@ impl DeviceStore for PgStore {
                 .await
                 .map_err(conflict(|| "device key".into()))?;
             let device = match rows.first() {
-                Some(r) => device_from_row(r)?,
+                Some(r) => rows::device(r)?,
                 None => return Err(StoreError::Database("INSERT returned no row".into())),
             };
             let push_row: i64 = one(
@@ -159,12 +134,12 @@ impl DeviceStore for PgStore {
 
     async fn find_device(&self, id: &DeviceId) -> Result<Option<Device>> {
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE public_id = $1");
-        self.one(&sql, &[&id.as_str()], device_from_row).await
+        self.one(&sql, &[&id.as_str()], rows::device).await
     }
 
     async fn list_devices(&self, user: UserId) -> Result<Vec<Device>> {
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id");
-        self.all(&sql, &[&user.0], device_from_row).await
+        self.all(&sql, &[&user.0], rows::device).await
     }
 
     async fn delete_device(&self, user: UserId, id: &DeviceId) -> Result<Option<Vec<ChallengeId>>> {

@@ -1,21 +1,11 @@
 //! Groups and their members.
 
-use super::users::{insert_one, user_from_row, USER_COLUMNS};
+use super::users::insert_one;
 use super::{first, retrying, PgStore};
+use crate::rows::{self, USER_COLUMNS};
 use crate::{name_key, Group, GroupStore, Result, User};
 use async_trait::async_trait;
 use sesame_core::{GroupId, TenantId, UnixTime, UserId};
-use tokio_postgres::Row;
-
-fn group_from_row(r: &Row) -> Result<Group> {
-    Ok(Group {
-        id: GroupId(r.try_get("id")?),
-        tenant: TenantId(r.try_get("tenant_id")?),
-        name: r.try_get("name")?,
-        member_count: r.try_get("member_count")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
 
 const GROUP_SELECT: &str = "SELECT g.id, g.tenant_id, g.name, g.created_at, \
      (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count FROM groups g";
@@ -47,20 +37,20 @@ impl GroupStore for PgStore {
 
     async fn find_group_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Group>> {
         let sql = format!("{GROUP_SELECT} WHERE g.tenant_id = $1 AND g.name_key = $2");
-        self.one(&sql, &[&tenant.0, &name_key(name)], group_from_row)
+        self.one(&sql, &[&tenant.0, &name_key(name)], rows::group)
             .await
     }
 
     async fn list_groups(&self, tenant: TenantId) -> Result<Vec<Group>> {
         let sql = format!("{GROUP_SELECT} WHERE g.tenant_id = $1 ORDER BY g.name_key");
-        self.all(&sql, &[&tenant.0], group_from_row).await
+        self.all(&sql, &[&tenant.0], rows::group).await
     }
 
     async fn list_user_groups(&self, user: UserId) -> Result<Vec<Group>> {
         let sql = format!(
             "{GROUP_SELECT} WHERE g.id IN (SELECT group_id FROM group_members WHERE user_id = $1) ORDER BY g.name_key"
         );
-        self.all(&sql, &[&user.0], group_from_row).await
+        self.all(&sql, &[&user.0], rows::group).await
     }
 
     async fn list_group_members(&self, group: GroupId) -> Result<Vec<User>> {
@@ -68,7 +58,7 @@ impl GroupStore for PgStore {
             "SELECT {USER_COLUMNS} FROM users WHERE id IN (SELECT user_id FROM group_members WHERE group_id = $1) \
              ORDER BY username_key"
         );
-        self.all(&sql, &[&group.0], user_from_row).await
+        self.all(&sql, &[&group.0], rows::user).await
     }
 
     async fn add_group_member(&self, group: GroupId, user: UserId) -> Result<bool> {

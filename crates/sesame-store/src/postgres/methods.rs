@@ -1,6 +1,7 @@
 //! Verification methods, their enrolments, and the failed-attempt counters.
 
-use super::{exec, first, one, random_hex, PgStore, METHOD_COLUMNS};
+use super::{exec, first, one, random_hex, PgStore};
+use crate::rows::{self, METHOD_COLUMNS};
 use crate::{AttemptStore, Method, MethodStore, Result, StoreError};
 use async_trait::async_trait;
 use sesame_core::lockout::{AttemptGate, LockoutPolicy};
@@ -120,7 +121,8 @@ impl MethodStore for PgStore {
 
     async fn list_methods(&self, user: UserId) -> Result<Vec<Method>> {
         let sql = format!("SELECT {METHOD_COLUMNS} FROM methods WHERE user_id = $1 ORDER BY id");
-        self.all(&sql, &[&user.0], |r| self.open_method(r)).await
+        self.all(&sql, &[&user.0], |r| rows::method(&self.key, r))
+            .await
     }
 
     async fn delete_method(&self, user: UserId, method: MethodId) -> Result<bool> {

@@ -105,12 +105,12 @@ mod policy;
 mod signins;
 mod users;
 
-use crate::{crypto::MasterKey, AuditEvent, Method, Result, StoreError};
+pub(crate) use crate::rows::bad_json;
+use crate::{crypto::MasterKey, AuditEvent, Result, StoreError};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use rand::RngCore;
 use sesame_core::audit::AuditMethod;
-use sesame_core::method::MethodKind;
-use sesame_core::{ChallengeId, DeviceId, MethodId, UserId};
+use sesame_core::ChallengeId;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -321,15 +321,7 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub(crate) fn bad_json(e: serde_json::Error) -> StoreError {
-    StoreError::Database(e.to_string())
-}
-
 /// A stored name this version does not know (a newer version wrote it).
-pub(crate) fn unknown(what: &str, value: &str) -> StoreError {
-    StoreError::Database(format!("unknown {what} {value:?} in the database"))
-}
-
 /// The URL without its password, for messages.
 pub fn redact(config: &tokio_postgres::Config) -> String {
     let host = config
@@ -555,53 +547,6 @@ pub(crate) async fn insert_audit<C: GenericClient>(c: &C, e: &AuditEvent) -> Res
 /// Cancels a user's pending requests ($1: the user), returning their ids.
 pub(crate) const CANCEL_PENDING: &str =
     "UPDATE challenges SET state = 'cancelled' WHERE user_id = $1 AND state = 'pending' RETURNING public_id";
-
-/// The columns `open_method` reads.
-pub(crate) const METHOD_COLUMNS: &str =
-    "id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, phone_slot, extension, \
-     (SELECT d.public_id FROM devices d WHERE d.id = methods.device_id) AS device_public_id";
-
-impl PgStore {
-    /// A method from a row of `METHOD_COLUMNS`, its secret opened.
-    pub(crate) fn open_method(&self, r: &Row) -> Result<Method> {
-        let user = UserId(r.try_get("user_id")?);
-        let public_id: String = r.try_get("public_id")?;
-        let kind: String = r.try_get("kind")?;
-        let kind: MethodKind = kind.parse().map_err(|_| unknown("method kind", &kind))?;
-        let sealed: Option<Vec<u8>> = r.try_get("secret_enc")?;
-        let secret = match sealed {
-            Some(s) => Some(
-                self.key
-                    .open(&crate::crypto::aad::method(&public_id, user), &s)
-                    .ok_or(StoreError::Decrypt)?,
-            ),
-            None => None,
-        };
-        // A phone method's sealed secret is its number.
-        let slot: Option<String> = r.try_get("phone_slot")?;
-        let (totp_secret, phone) = match (slot, secret) {
-            (Some(_), Some(s)) => (
-                None,
-                Some(String::from_utf8(s.expose().to_vec()).map_err(|_| StoreError::Decrypt)?),
-            ),
-            (_, s) => (s, None),
-        };
-        Ok(Method {
-            id: MethodId(r.try_get("id")?),
-            user,
-            kind,
-            label: r.try_get("label")?,
-            totp_secret,
-            created_at: r.try_get("created_at")?,
-            last_used_at: r.try_get("last_used_at")?,
-            device: r
-                .try_get::<_, Option<String>>("device_public_id")?
-                .map(DeviceId),
-            phone,
-            extension: r.try_get("extension")?,
-        })
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,37 +1,11 @@
 //! OpenID Connect records on PostgreSQL: signing keys, clients, codes, refresh token families.
 
 use super::{bad_json, conflict, exec, first, one, retrying, PgStore};
-use crate::{
-    Client, NewFamily, OidcGrant, OidcStore, Redeemed, Result, Rotated, SigningKey, StoreError,
-};
+use crate::rows::{self, CLIENT_COLUMNS, SIGNING_KEY_COLUMNS};
+use crate::{Client, NewFamily, OidcGrant, OidcStore, Redeemed, Result, Rotated, SigningKey};
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use sesame_core::{TenantId, UnixTime, UserId};
-use tokio_postgres::Row;
-
-const CLIENT_COLUMNS: &str = "client_id, tenant_id, name, secret_hash, redirect_uris, \
-     post_logout_redirect_uris, first_party, require_mfa, id_token_alg, client_credentials, \
-     created_at, secret_set_at";
-
-fn client(r: &Row) -> Result<Client> {
-    let uris = |i: usize| -> Result<Vec<String>> {
-        serde_json::from_str(&r.try_get::<_, String>(i)?).map_err(bad_json)
-    };
-    Ok(Client {
-        client_id: r.try_get(0)?,
-        tenant: TenantId(r.try_get(1)?),
-        name: r.try_get(2)?,
-        secret_hash: r.try_get(3)?,
-        redirect_uris: uris(4)?,
-        post_logout_redirect_uris: uris(5)?,
-        first_party: r.try_get(6)?,
-        require_mfa: r.try_get(7)?,
-        id_token_alg: r.try_get(8)?,
-        client_credentials: r.try_get(9)?,
-        created_at: r.try_get(10)?,
-        secret_set_at: r.try_get(11)?,
-    })
-}
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(bad_json)
@@ -126,38 +100,13 @@ impl OidcStore for PgStore {
 
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>> {
         // COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
-        let rows: Vec<(String, String, Vec<u8>, String, i64, Option<i64>)> = self
-            .all(
-                "SELECT kid, alg, private_key, public_jwk, created_at, retired_at FROM oidc_keys \
-                 ORDER BY created_at, kid COLLATE \"C\"",
-                &[],
-                |r| {
-                    Ok((
-                        r.try_get(0)?,
-                        r.try_get(1)?,
-                        r.try_get(2)?,
-                        r.try_get(3)?,
-                        r.try_get(4)?,
-                        r.try_get(5)?,
-                    ))
-                },
-            )
-            .await?;
-        rows.into_iter()
-            .map(|(kid, alg, sealed, public_jwk, created_at, retired_at)| {
-                let private_key = self
-                    .key
-                    .open(&crate::crypto::aad::signing_key(&kid), &sealed)
-                    .ok_or(StoreError::Decrypt)?;
-                Ok(SigningKey {
-                    kid,
-                    alg,
-                    private_key,
-                    public_jwk,
-                    created_at,
-                    retired_at,
-                })
-            })
+        let sql = format!(
+            "SELECT {SIGNING_KEY_COLUMNS} FROM oidc_keys ORDER BY created_at, kid COLLATE \"C\""
+        );
+        let sealed = self.all(&sql, &[], rows::signing_key).await?;
+        sealed
+            .into_iter()
+            .map(|row| rows::open_signing_key(&self.key, row))
             .collect()
     }
 
@@ -209,7 +158,7 @@ impl OidcStore for PgStore {
         self.one(
             &format!("SELECT {CLIENT_COLUMNS} FROM oidc_clients WHERE client_id = $1"),
             &[&client_id],
-            client,
+            rows::client,
         )
         .await
     }
@@ -221,7 +170,7 @@ impl OidcStore for PgStore {
                  ORDER BY name COLLATE \"C\", client_id COLLATE \"C\""
             ),
             &[&tenant.0],
-            client,
+            rows::client,
         )
         .await
     }

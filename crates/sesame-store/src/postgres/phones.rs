@@ -1,32 +1,15 @@
 //! Phone numbers (stored as methods), texted codes, send limits, delivery reports, outbox.
 
-use super::{all, exec, first, one, random_hex, PgStore, METHOD_COLUMNS};
+use super::{all, exec, first, one, random_hex, PgStore};
+use crate::rows::{self, METHOD_COLUMNS, OUTBOX_COLUMNS};
 use crate::{Method, OutboxItem, PhoneStore, Result, StoreError};
 use async_trait::async_trait;
 use sesame_core::method::{MethodKind, PhoneSlot};
 use sesame_core::{MethodId, UnixTime, UserId};
-use tokio_postgres::Row;
-
-const OUTBOX_COLUMNS: &str =
-    "id, kind, reference, to_number, extension, body, state, created_at, answered_at";
 
 /// The first key of the advisory locks that order sends counted against one limit key
 /// ("send" in ASCII); the second is the hash of the limit key.
 const SEND_LOCK: i32 = 0x7365_6e64;
-
-fn outbox_item(r: &Row) -> Result<OutboxItem> {
-    Ok(OutboxItem {
-        id: r.try_get(0)?,
-        kind: r.try_get(1)?,
-        reference: r.try_get(2)?,
-        to: r.try_get(3)?,
-        extension: r.try_get(4)?,
-        body: r.try_get(5)?,
-        state: r.try_get(6)?,
-        created_at: r.try_get(7)?,
-        answered_at: r.try_get(8)?,
-    })
-}
 
 fn slot_label(slot: PhoneSlot) -> &'static str {
     match slot {
@@ -113,7 +96,7 @@ impl PhoneStore for PgStore {
                 ids.push(id);
             }
             // Read before the commit: a racing save may replace them right after it.
-            all(&tx, &sql, &[&ids], |r| self.open_method(r)).await
+            all(&tx, &sql, &[&ids], |r| rows::method(&self.key, r)).await
         })
     }
 
@@ -310,12 +293,13 @@ impl PhoneStore for PgStore {
 
     async fn outbox_list(&self, limit: u32) -> Result<Vec<OutboxItem>> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT $1");
-        self.all(&sql, &[&i64::from(limit)], outbox_item).await
+        self.all(&sql, &[&i64::from(limit)], rows::outbox_item)
+            .await
     }
 
     async fn outbox_find(&self, id: i64) -> Result<Option<OutboxItem>> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
-        self.one(&sql, &[&id], outbox_item).await
+        self.one(&sql, &[&id], rows::outbox_item).await
     }
 
     async fn outbox_answer(&self, id: i64, state: &str, now: UnixTime) -> Result<bool> {

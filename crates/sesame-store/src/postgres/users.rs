@@ -4,6 +4,7 @@ use super::{
     all, challenge_id, conflict, exec, first, in_statement, retrying, Params, PgStore,
     CANCEL_PENDING,
 };
+use crate::rows::{self, USER_COLUMNS};
 use crate::{
     name_key, Blocked, EventBus, NewUser, Result, StoreError, TenantStore, User, UserStore,
 };
@@ -13,33 +14,6 @@ use sesame_core::signin::SignInChoice;
 use sesame_core::{MethodId, TenantId, UnixTime, UserId};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
-
-pub(crate) const USER_COLUMNS: &str =
-    "id, tenant_id, username, display_name, password_hash, is_admin, is_blocked, \
-     default_method_id, created_at, push_blocked_at, last_signin_at, signin_preference";
-
-pub(crate) fn user_from_row(r: &Row) -> Result<User> {
-    let hash: Option<String> = r.try_get("password_hash")?;
-    let choice: Option<String> = r.try_get("signin_preference")?;
-    Ok(User {
-        id: UserId(r.try_get("id")?),
-        tenant: TenantId(r.try_get("tenant_id")?),
-        username: r.try_get("username")?,
-        display_name: r.try_get("display_name")?,
-        has_password: hash.is_some(),
-        password_hash: hash,
-        is_admin: r.try_get("is_admin")?,
-        is_blocked: r.try_get("is_blocked")?,
-        default_method: r
-            .try_get::<_, Option<i64>>("default_method_id")?
-            .map(MethodId),
-        created_at: r.try_get("created_at")?,
-        push_blocked_at: r.try_get("push_blocked_at")?,
-        last_signin_at: r.try_get("last_signin_at")?,
-        // Only a hint for the sign-in page: one this version does not know is no choice.
-        signin_preference: choice.as_deref().and_then(SignInChoice::parse),
-    })
-}
 
 /// The first row of an insert whose unique violation is `Conflict(what)` (`one` would report
 /// it as a database error).
@@ -130,7 +104,7 @@ impl UserStore for PgStore {
                     &now,
                 ],
                 || format!("user {username:?}"),
-                user_from_row,
+                rows::user,
             )
             .await
         })
@@ -139,7 +113,7 @@ impl UserStore for PgStore {
 
     async fn find_user(&self, id: UserId) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        self.one(&sql, &[&id.0], user_from_row).await
+        self.one(&sql, &[&id.0], rows::user).await
     }
 
     async fn find_user_by_username(
@@ -149,14 +123,14 @@ impl UserStore for PgStore {
     ) -> Result<Option<User>> {
         let sql =
             format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND username_key = $2");
-        self.one(&sql, &[&tenant.0, &name_key(username)], user_from_row)
+        self.one(&sql, &[&tenant.0, &name_key(username)], rows::user)
             .await
     }
 
     async fn list_users(&self, tenant: TenantId) -> Result<Vec<User>> {
         let sql =
             format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY username_key");
-        self.all(&sql, &[&tenant.0], user_from_row).await
+        self.all(&sql, &[&tenant.0], rows::user).await
     }
 
     async fn count_admins(&self, tenant: TenantId) -> Result<i64> {

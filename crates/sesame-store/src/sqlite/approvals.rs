@@ -1,47 +1,16 @@
 //! Out-of-band approvals: requests to the phone and their one-winner transitions.
 
 use super::audit::insert_audit;
-use super::{all, challenge_id, changed, first, one, random_hex, unknown, SqliteStore};
+use super::{all, challenge_id, changed, first, one, random_hex, SqliteStore};
+use crate::rows::{self, CHALLENGE_COLUMNS};
 use crate::{
     Answered, ApprovalStore, AuditEvent, ChallengeRecord, DeviceRow, NewChallenge, Result,
     StoreError,
 };
 use async_trait::async_trait;
-use rusqlite::{params, Row};
-use sesame_core::push::{ApprovalChannel, ChallengeKind, ChallengeState, Replaces};
-use sesame_core::{ChallengeId, TenantId, UnixTime, UserId};
-
-const CHALLENGE_COLUMNS: &str =
-    "public_id, tenant_id, user_id, signin_id_hash, kind, channel, nonce, number, state, app_name, \
-     ip, location, user_agent, created_at, expires_at, answered_at, answered_by_device";
-
-fn challenge_from_row(r: &Row) -> Result<ChallengeRecord> {
-    let state: String = r.get("state")?;
-    let kind: String = r.get("kind")?;
-    let channel: String = r.get("channel")?;
-    Ok(ChallengeRecord {
-        id: ChallengeId(r.get("public_id")?),
-        tenant: TenantId(r.get("tenant_id")?),
-        user: UserId(r.get("user_id")?),
-        signin_id_hash: r.get("signin_id_hash")?,
-        kind: ChallengeKind::parse(&kind).ok_or_else(|| unknown("challenge kind", &kind))?,
-        channel: ApprovalChannel::parse(&channel)
-            .ok_or_else(|| unknown("approval channel", &channel))?,
-        nonce: r.get("nonce")?,
-        number: r.get("number")?,
-        state: ChallengeState::parse(&state).ok_or_else(|| unknown("challenge state", &state))?,
-        app_name: r.get("app_name")?,
-        ip: r.get("ip")?,
-        location: r.get("location")?,
-        user_agent: r.get("user_agent")?,
-        created_at: r.get("created_at")?,
-        expires_at: r.get("expires_at")?,
-        answered_at: r.get("answered_at")?,
-        answered_by: r
-            .get::<_, Option<i64>>("answered_by_device")?
-            .map(DeviceRow),
-    })
-}
+use rusqlite::params;
+use sesame_core::push::{ChallengeKind, ChallengeState, Replaces};
+use sesame_core::{ChallengeId, UnixTime, UserId};
 
 /// Cancels a user's pending requests, returning their ids.
 pub(super) const CANCEL_PENDING: &str =
@@ -118,7 +87,7 @@ impl ApprovalStore for SqliteStore {
                         new.expires_at,
                         new.browser
                     ],
-                    challenge_from_row,
+                    |r| rows::challenge(r),
                 )?
                 .ok_or_else(|| StoreError::Database("INSERT returned no row".into()))?;
                 if let Some(a) = &audit {
@@ -150,7 +119,7 @@ impl ApprovalStore for SqliteStore {
 
     async fn find_challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>> {
         let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE public_id = ?");
-        self.read(|c| one(c, &sql, [id.as_str()], challenge_from_row))
+        self.read(|c| one(c, &sql, [id.as_str()], |r| rows::challenge(r)))
     }
 
     async fn find_latest_challenge_for_signin(
@@ -160,7 +129,7 @@ impl ApprovalStore for SqliteStore {
         let sql = format!(
             "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE signin_id_hash = ? ORDER BY id DESC LIMIT 1"
         );
-        self.read(|c| one(c, &sql, [signin_id_hash], challenge_from_row))
+        self.read(|c| one(c, &sql, [signin_id_hash], |r| rows::challenge(r)))
     }
 
     async fn list_pending_challenges(
@@ -171,7 +140,7 @@ impl ApprovalStore for SqliteStore {
         let sql = format!(
             "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE user_id = ? AND state = 'pending' AND expires_at > ? ORDER BY id"
         );
-        self.read(|c| all(c, &sql, params![user.0, now], challenge_from_row))
+        self.read(|c| all(c, &sql, params![user.0, now], |r| rows::challenge(r)))
     }
 
     async fn answer_challenge(

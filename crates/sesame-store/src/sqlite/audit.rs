@@ -1,35 +1,11 @@
 //! The audit log.
 
 use super::{all, changed, SqliteStore};
-use crate::{AuditEvent, AuditFilter, AuditResult, AuditStore, Result};
+use crate::rows;
+use crate::{AuditEvent, AuditFilter, AuditStore, Result};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, Row};
-use sesame_core::audit::{AuditMethod, Event};
-use sesame_core::{TenantId, UserId};
-
-fn audit_from_row(r: &Row) -> Result<AuditEvent> {
-    let result: String = r.get("result")?;
-    let event: String = r.get("event")?;
-    let method: Option<String> = r.get("method")?;
-    Ok(AuditEvent {
-        id: r.get("id")?,
-        at: r.get("at")?,
-        tenant: TenantId(r.get("tenant_id")?),
-        user: r.get::<_, Option<i64>>("user_id")?.map(UserId),
-        username: r.get("username")?,
-        ip: r.get("ip")?,
-        user_agent: r.get("user_agent")?,
-        // Names a newer version wrote read back as they are: the log never fails to show.
-        event: Event::from_stored(&event),
-        method: method.as_deref().map(AuditMethod::from_stored),
-        result: if result == "success" {
-            AuditResult::Success
-        } else {
-            AuditResult::Failure
-        },
-        reason: r.get("reason")?,
-    })
-}
+use rusqlite::{params, Connection};
+use sesame_core::audit::AuditMethod;
 
 /// Appends a line as part of a larger write (so the line and the change it records commit
 /// together).
@@ -95,7 +71,11 @@ impl AuditStore for SqliteStore {
         }
         sql.push_str(" ORDER BY id DESC LIMIT ?");
         args.push(Value::from(if f.limit > 0 { f.limit } else { 100 }));
-        self.read_blocking(move |c| all(c, &sql, rusqlite::params_from_iter(args), audit_from_row))
-            .await
+        self.read_blocking(move |c| {
+            all(c, &sql, rusqlite::params_from_iter(args), |r| {
+                rows::audit_event(r)
+            })
+        })
+        .await
     }
 }

@@ -1,36 +1,12 @@
 //! The authenticator app's registrations: activation codes, devices, nonces and PIN keys.
 
 use super::{all, challenge_id, changed, conflict, first, one, random_hex, SqliteStore};
+use crate::rows::{self, DEVICE_COLUMNS};
 use crate::{Device, DeviceRow, DeviceStore, NewDevice, PinOutcome, Result, StoreError};
 use async_trait::async_trait;
-use rusqlite::{params, Row};
+use rusqlite::params;
 use sesame_core::secret::SecretBytes;
-use sesame_core::{ChallengeId, DeviceId, TenantId, UnixTime, UserId};
-
-const DEVICE_COLUMNS: &str =
-    "id, public_id, tenant_id, user_id, name, alg, public_key, created_at, last_used_at, \
-     pin_key, pin_key_failures, pin_key_disabled_at, phone_sign_in_at, phone_sign_in_requested_at, \
-     phone_sign_in_code";
-
-fn device_from_row(r: &Row) -> Result<Device> {
-    Ok(Device {
-        row_id: DeviceRow(r.get("id")?),
-        id: DeviceId(r.get("public_id")?),
-        tenant: TenantId(r.get("tenant_id")?),
-        user: UserId(r.get("user_id")?),
-        name: r.get("name")?,
-        alg: r.get("alg")?,
-        public_key: r.get("public_key")?,
-        created_at: r.get("created_at")?,
-        last_used_at: r.get("last_used_at")?,
-        pin_key: r.get("pin_key")?,
-        pin_key_failures: r.get("pin_key_failures")?,
-        pin_key_disabled_at: r.get("pin_key_disabled_at")?,
-        phone_sign_in_at: r.get("phone_sign_in_at")?,
-        phone_sign_in_requested_at: r.get("phone_sign_in_requested_at")?,
-        phone_sign_in_code: r.get("phone_sign_in_code")?,
-    })
-}
+use sesame_core::{ChallengeId, DeviceId, UnixTime, UserId};
 
 #[async_trait]
 impl DeviceStore for SqliteStore {
@@ -116,7 +92,7 @@ impl DeviceStore for SqliteStore {
                     ])
                     .map_err(key_conflict())?;
                 let device = match rows.next().map_err(key_conflict())? {
-                    Some(r) => device_from_row(r)?,
+                    Some(r) => rows::device(r)?,
                     None => return Err(StoreError::Database("INSERT returned no row".into())),
                 };
                 drop(rows);
@@ -157,12 +133,12 @@ impl DeviceStore for SqliteStore {
 
     async fn find_device(&self, id: &DeviceId) -> Result<Option<Device>> {
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE public_id = ?");
-        self.read(|c| one(c, &sql, [id.as_str()], device_from_row))
+        self.read(|c| one(c, &sql, [id.as_str()], |r| rows::device(r)))
     }
 
     async fn list_devices(&self, user: UserId) -> Result<Vec<Device>> {
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = ? ORDER BY id");
-        self.read(|c| all(c, &sql, [user.0], device_from_row))
+        self.read(|c| all(c, &sql, [user.0], |r| rows::device(r)))
     }
 
     async fn delete_device(&self, user: UserId, id: &DeviceId) -> Result<Option<Vec<ChallengeId>>> {

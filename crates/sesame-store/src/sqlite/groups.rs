@@ -1,21 +1,11 @@
 //! Groups and their members.
 
-use super::users::{user_from_row, USER_COLUMNS};
 use super::{all, conflict, one, SqliteStore};
+use crate::rows::{self, USER_COLUMNS};
 use crate::{name_key, Group, GroupStore, Result, User};
 use async_trait::async_trait;
-use rusqlite::{params, Row};
+use rusqlite::params;
 use sesame_core::{GroupId, TenantId, UnixTime, UserId};
-
-fn group_from_row(r: &Row) -> Result<Group> {
-    Ok(Group {
-        id: GroupId(r.get("id")?),
-        tenant: TenantId(r.get("tenant_id")?),
-        name: r.get("name")?,
-        member_count: r.get("member_count")?,
-        created_at: r.get("created_at")?,
-    })
-}
 
 const GROUP_SELECT: &str = "SELECT g.id, g.tenant_id, g.name, g.created_at, \
      (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count FROM groups g";
@@ -46,19 +36,23 @@ impl GroupStore for SqliteStore {
 
     async fn find_group_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<Group>> {
         let sql = format!("{GROUP_SELECT} WHERE g.tenant_id = ? AND g.name_key = ?");
-        self.read(|c| one(c, &sql, params![tenant.0, name_key(name)], group_from_row))
+        self.read(|c| {
+            one(c, &sql, params![tenant.0, name_key(name)], |r| {
+                rows::group(r)
+            })
+        })
     }
 
     async fn list_groups(&self, tenant: TenantId) -> Result<Vec<Group>> {
         let sql = format!("{GROUP_SELECT} WHERE g.tenant_id = ? ORDER BY g.name_key");
-        self.read(|c| all(c, &sql, [tenant.0], group_from_row))
+        self.read(|c| all(c, &sql, [tenant.0], |r| rows::group(r)))
     }
 
     async fn list_user_groups(&self, user: UserId) -> Result<Vec<Group>> {
         let sql = format!(
             "{GROUP_SELECT} WHERE g.id IN (SELECT group_id FROM group_members WHERE user_id = ?) ORDER BY g.name_key"
         );
-        self.read(|c| all(c, &sql, [user.0], group_from_row))
+        self.read(|c| all(c, &sql, [user.0], |r| rows::group(r)))
     }
 
     async fn list_group_members(&self, group: GroupId) -> Result<Vec<User>> {
@@ -66,7 +60,7 @@ impl GroupStore for SqliteStore {
             "SELECT {USER_COLUMNS} FROM users WHERE id IN (SELECT user_id FROM group_members WHERE group_id = ?) \
              ORDER BY username_key"
         );
-        self.read_blocking(move |c| all(c, &sql, [group.0], user_from_row))
+        self.read_blocking(move |c| all(c, &sql, [group.0], |r| rows::user(r)))
             .await
     }
 

@@ -1,57 +1,13 @@
 //! Verification methods, their enrolments, and the failed-attempt counters.
 
-use super::{all, changed, first, one, random_hex, unknown, SqliteStore};
+use super::{all, changed, first, one, random_hex, SqliteStore};
+use crate::rows::{self, METHOD_COLUMNS};
 use crate::{AttemptStore, Method, MethodStore, Result, StoreError};
 use async_trait::async_trait;
-use rusqlite::{params, Row};
+use rusqlite::params;
 use sesame_core::method::MethodKind;
 use sesame_core::secret::SecretBytes;
-use sesame_core::{DeviceId, MethodId, UnixTime, UserId};
-
-pub(super) const METHOD_COLUMNS: &str =
-    "id, public_id, user_id, kind, label, secret_enc, created_at, last_used_at, phone_slot, extension, \
-     (SELECT d.public_id FROM devices d WHERE d.id = methods.device_id) AS device_public_id";
-
-impl SqliteStore {
-    pub(super) fn open_method(&self, r: &Row) -> Result<Method> {
-        let user = UserId(r.get("user_id")?);
-        let public_id: String = r.get("public_id")?;
-        let kind: String = r.get("kind")?;
-        let kind: MethodKind = kind.parse().map_err(|_| unknown("method kind", &kind))?;
-        let sealed: Option<Vec<u8>> = r.get("secret_enc")?;
-        let secret = match sealed {
-            Some(s) => Some(
-                self.key
-                    .open(&crate::crypto::aad::method(&public_id, user), &s)
-                    .ok_or(StoreError::Decrypt)?,
-            ),
-            None => None,
-        };
-        // A phone method's sealed secret is its number.
-        let slot: Option<String> = r.get("phone_slot")?;
-        let (totp_secret, phone) = match (slot, secret) {
-            (Some(_), Some(s)) => (
-                None,
-                Some(String::from_utf8(s.expose().to_vec()).map_err(|_| StoreError::Decrypt)?),
-            ),
-            (_, s) => (s, None),
-        };
-        Ok(Method {
-            id: MethodId(r.get("id")?),
-            user,
-            kind,
-            label: r.get("label")?,
-            totp_secret,
-            created_at: r.get("created_at")?,
-            last_used_at: r.get("last_used_at")?,
-            device: r
-                .get::<_, Option<String>>("device_public_id")?
-                .map(DeviceId),
-            phone,
-            extension: r.get("extension")?,
-        })
-    }
-}
+use sesame_core::{MethodId, UnixTime, UserId};
 
 #[async_trait]
 impl MethodStore for SqliteStore {
@@ -175,7 +131,7 @@ impl MethodStore for SqliteStore {
 
     async fn list_methods(&self, user: UserId) -> Result<Vec<Method>> {
         let sql = format!("SELECT {METHOD_COLUMNS} FROM methods WHERE user_id = ? ORDER BY id");
-        self.read(|c| all(c, &sql, [user.0], |r| self.open_method(r)))
+        self.read(|c| all(c, &sql, [user.0], |r| rows::method(&self.key, r)))
     }
 
     async fn delete_method(&self, user: UserId, method: MethodId) -> Result<bool> {

@@ -30,6 +30,7 @@ mod signins;
 mod users;
 mod writer;
 
+use crate::rows::bad_json;
 use crate::{crypto::MasterKey, Result, StoreError};
 use rand::RngCore;
 use rusqlite::{Connection, OpenFlags, Params, Row};
@@ -186,15 +187,7 @@ fn random_hex(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn bad_json(e: serde_json::Error) -> StoreError {
-    StoreError::Database(e.to_string())
-}
-
 /// A stored name this version does not know (a newer version wrote it).
-fn unknown(what: &str, value: &str) -> StoreError {
-    StoreError::Database(format!("unknown {what} {value:?} in the database"))
-}
-
 /// What `PRAGMA quick_check` found.
 #[derive(Debug, PartialEq, Eq)]
 enum Checked {

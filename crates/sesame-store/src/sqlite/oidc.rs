@@ -1,36 +1,11 @@
 //! OpenID Connect records on SQLite: signing keys, clients, codes, refresh token families.
 
 use super::{all, bad_json, changed, first, one, SqliteStore};
-use crate::{
-    Client, NewFamily, OidcGrant, OidcStore, Redeemed, Result, Rotated, SigningKey, StoreError,
-};
+use crate::rows::{self, CLIENT_COLUMNS, SIGNING_KEY_COLUMNS};
+use crate::{Client, NewFamily, OidcGrant, OidcStore, Redeemed, Result, Rotated, SigningKey};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 use sesame_core::{TenantId, UnixTime, UserId};
-
-const CLIENT_COLUMNS: &str = "client_id, tenant_id, name, secret_hash, redirect_uris, \
-     post_logout_redirect_uris, first_party, require_mfa, id_token_alg, client_credentials, \
-     created_at, secret_set_at";
-
-fn client(r: &Row) -> Result<Client> {
-    let uris = |i: usize| -> Result<Vec<String>> {
-        serde_json::from_str(&r.get::<_, String>(i)?).map_err(bad_json)
-    };
-    Ok(Client {
-        client_id: r.get(0)?,
-        tenant: TenantId(r.get(1)?),
-        name: r.get(2)?,
-        secret_hash: r.get(3)?,
-        redirect_uris: uris(4)?,
-        post_logout_redirect_uris: uris(5)?,
-        first_party: r.get(6)?,
-        require_mfa: r.get(7)?,
-        id_token_alg: r.get(8)?,
-        client_credentials: r.get(9)?,
-        created_at: r.get(10)?,
-        secret_set_at: r.get(11)?,
-    })
-}
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(bad_json)
@@ -109,39 +84,11 @@ impl OidcStore for SqliteStore {
     }
 
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>> {
-        let rows: Vec<(String, String, Vec<u8>, String, i64, Option<i64>)> = self.read(|c| {
-            all(
-                c,
-                "SELECT kid, alg, private_key, public_jwk, created_at, retired_at FROM oidc_keys \
-                 ORDER BY created_at, kid",
-                [],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                },
-            )
-        })?;
-        rows.into_iter()
-            .map(|(kid, alg, sealed, public_jwk, created_at, retired_at)| {
-                let private_key = self
-                    .key
-                    .open(&crate::crypto::aad::signing_key(&kid), &sealed)
-                    .ok_or(StoreError::Decrypt)?;
-                Ok(SigningKey {
-                    kid,
-                    alg,
-                    private_key,
-                    public_jwk,
-                    created_at,
-                    retired_at,
-                })
-            })
+        let sql = format!("SELECT {SIGNING_KEY_COLUMNS} FROM oidc_keys ORDER BY created_at, kid");
+        let sealed = self.read(|c| all(c, &sql, [], |r| rows::signing_key(r)))?;
+        sealed
+            .into_iter()
+            .map(|row| rows::open_signing_key(&self.key, row))
             .collect()
     }
 
@@ -192,7 +139,7 @@ impl OidcStore for SqliteStore {
                 c,
                 &format!("SELECT {CLIENT_COLUMNS} FROM oidc_clients WHERE client_id = ?"),
                 [client_id],
-                client,
+                |r| rows::client(r),
             )
         })
     }
@@ -205,7 +152,7 @@ impl OidcStore for SqliteStore {
                     "SELECT {CLIENT_COLUMNS} FROM oidc_clients WHERE tenant_id = ? ORDER BY name, client_id"
                 ),
                 [tenant.0],
-                client,
+                |r| rows::client(r),
             )
         })
     }

@@ -1,29 +1,12 @@
 //! Phone numbers (stored as methods), texted codes, send limits, delivery reports, outbox.
 
-use super::methods::METHOD_COLUMNS;
 use super::{all, changed, first, one, random_hex, SqliteStore};
+use crate::rows::{self, METHOD_COLUMNS, OUTBOX_COLUMNS};
 use crate::{Method, OutboxItem, PhoneStore, Result};
 use async_trait::async_trait;
-use rusqlite::{params, Row};
+use rusqlite::params;
 use sesame_core::method::{MethodKind, PhoneSlot};
 use sesame_core::{MethodId, UnixTime, UserId};
-
-const OUTBOX_COLUMNS: &str =
-    "id, kind, reference, to_number, extension, body, state, created_at, answered_at";
-
-fn outbox_item(r: &Row) -> Result<OutboxItem> {
-    Ok(OutboxItem {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        reference: r.get(2)?,
-        to: r.get(3)?,
-        extension: r.get(4)?,
-        body: r.get(5)?,
-        state: r.get(6)?,
-        created_at: r.get(7)?,
-        answered_at: r.get(8)?,
-    })
-}
 
 fn slot_label(slot: PhoneSlot) -> &'static str {
     match slot {
@@ -114,7 +97,7 @@ impl PhoneStore for SqliteStore {
             })
             .await?;
         let sql = format!("SELECT {METHOD_COLUMNS} FROM methods WHERE user_id = ? ORDER BY id");
-        let methods = self.read(|c| all(c, &sql, [user.0], |r| self.open_method(r)))?;
+        let methods = self.read(|c| all(c, &sql, [user.0], |r| rows::method(&self.key, r)))?;
         Ok(methods
             .into_iter()
             .filter(|m| ids.contains(&m.id.0))
@@ -310,12 +293,12 @@ impl PhoneStore for SqliteStore {
 
     async fn outbox_list(&self, limit: u32) -> Result<Vec<OutboxItem>> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?");
-        self.read(|c| all(c, &sql, [limit], outbox_item))
+        self.read(|c| all(c, &sql, [limit], |r| rows::outbox_item(r)))
     }
 
     async fn outbox_find(&self, id: i64) -> Result<Option<OutboxItem>> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?");
-        self.read(|c| one(c, &sql, [id], outbox_item))
+        self.read(|c| one(c, &sql, [id], |r| rows::outbox_item(r)))
     }
 
     async fn outbox_answer(&self, id: i64, state: &str, now: UnixTime) -> Result<bool> {

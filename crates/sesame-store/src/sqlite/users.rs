@@ -1,36 +1,12 @@
 //! Tenants and users.
 
 use super::{all, challenge_id, changed, conflict, first, one, SqliteStore};
+use crate::rows::{self, USER_COLUMNS};
 use crate::{name_key, Blocked, NewUser, Result, StoreError, TenantStore, User, UserStore};
 use async_trait::async_trait;
-use rusqlite::{params, Row};
+use rusqlite::params;
 use sesame_core::signin::SignInChoice;
 use sesame_core::{MethodId, TenantId, UnixTime, UserId};
-
-pub(super) const USER_COLUMNS: &str =
-    "id, tenant_id, username, display_name, password_hash, is_admin, is_blocked, \
-     default_method_id, created_at, push_blocked_at, last_signin_at, signin_preference";
-
-pub(super) fn user_from_row(r: &Row) -> Result<User> {
-    let hash: Option<String> = r.get("password_hash")?;
-    let choice: Option<String> = r.get("signin_preference")?;
-    Ok(User {
-        id: UserId(r.get("id")?),
-        tenant: TenantId(r.get("tenant_id")?),
-        username: r.get("username")?,
-        display_name: r.get("display_name")?,
-        has_password: hash.is_some(),
-        password_hash: hash,
-        is_admin: r.get("is_admin")?,
-        is_blocked: r.get("is_blocked")?,
-        default_method: r.get::<_, Option<i64>>("default_method_id")?.map(MethodId),
-        created_at: r.get("created_at")?,
-        push_blocked_at: r.get("push_blocked_at")?,
-        last_signin_at: r.get("last_signin_at")?,
-        // Only a hint for the sign-in page: one this version does not know is no choice.
-        signin_preference: choice.as_deref().and_then(SignInChoice::parse),
-    })
-}
 
 #[async_trait]
 impl TenantStore for SqliteStore {
@@ -101,7 +77,7 @@ impl UserStore for SqliteStore {
                 );
                 let username = new.username.trim();
                 let mut st = c.prepare_cached(&sql)?;
-                let mut rows = st
+                let mut returned = st
                     .query(params![
                         new.tenant.0,
                         username,
@@ -112,18 +88,18 @@ impl UserStore for SqliteStore {
                         now
                     ])
                     .map_err(conflict(|| format!("user {username:?}")))?;
-                let row = rows
+                let row = returned
                     .next()
                     .map_err(conflict(|| format!("user {username:?}")))?
                     .ok_or_else(|| StoreError::Database("INSERT returned no row".into()))?;
-                user_from_row(row)
+                rows::user(row)
             })
             .await
     }
 
     async fn find_user(&self, id: UserId) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
-        self.read(|c| one(c, &sql, [id.0], user_from_row))
+        self.read(|c| one(c, &sql, [id.0], |r| rows::user(r)))
     }
 
     async fn find_user_by_username(
@@ -134,19 +110,16 @@ impl UserStore for SqliteStore {
         let sql =
             format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ? AND username_key = ?");
         self.read(|c| {
-            one(
-                c,
-                &sql,
-                params![tenant.0, name_key(username)],
-                user_from_row,
-            )
+            one(c, &sql, params![tenant.0, name_key(username)], |r| {
+                rows::user(r)
+            })
         })
     }
 
     async fn list_users(&self, tenant: TenantId) -> Result<Vec<User>> {
         let sql =
             format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ? ORDER BY username_key");
-        self.read_blocking(move |c| all(c, &sql, [tenant.0], user_from_row))
+        self.read_blocking(move |c| all(c, &sql, [tenant.0], |r| rows::user(r)))
             .await
     }
 
