@@ -53,15 +53,7 @@ async fn user_with_phone(srv: &TestServer, name: &str) -> Phone {
         Some("/account")
     );
     let page = b.get("/security-info/add/app").await;
-    let link = page
-        .body
-        .split("id=\"activation-link\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .replace("&amp;", "&");
+    let link = sesame_testkit::element_text(&page.body, "activation-link");
     let (server, code) = api::parse_activation_link(&link).unwrap();
     let key = DeviceKey::generate();
     let resp = client::activate(&server, &code, "phone", &key)
@@ -555,15 +547,7 @@ async fn activation_codes_are_single_use_expire_and_check_the_key() {
     srv.create_user("alice", Some("correct horse")).await;
     let mut b = srv.browser();
     b.password_step("alice", "correct horse").await;
-    let link_of = |body: &str| {
-        body.split("id=\"activation-link\">")
-            .nth(1)
-            .unwrap()
-            .split('<')
-            .next()
-            .unwrap()
-            .replace("&amp;", "&")
-    };
+    let link_of = |body: &str| sesame_testkit::element_text(body, "activation-link");
     let (server_url, code) =
         api::parse_activation_link(&link_of(&b.get("/security-info/add/app").await.body)).unwrap();
     assert!(
@@ -1078,15 +1062,7 @@ async fn activation_is_refused_to_users_the_policy_does_not_target() {
         Some("/account")
     );
     let page = b.get("/security-info/add/app").await;
-    let link = page
-        .body
-        .split("id=\"activation-link\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .replace("&amp;", "&");
+    let link = sesame_testkit::element_text(&page.body, "activation-link");
     // The app is for the pilot group only, and alice is not in it.
     srv.store
         .create_group(srv.state.default_tenant, "pilot", real_now())

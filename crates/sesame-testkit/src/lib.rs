@@ -450,3 +450,15 @@ pub async fn postgres_database(name: &str) -> Option<String> {
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }
+
+/// The text of the element with this id on a page (its first text, up to the next tag), with
+/// `&amp;` read back: for links and codes the tests copy off a page, as a person would.
+pub fn element_text(body: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let at = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in {body}"));
+    let start = at + body[at..].find('>').unwrap() + 1;
+    let end = start + body[start..].find('<').unwrap();
+    body[start..end].replace("&amp;", "&")
+}

@@ -124,15 +124,7 @@ async fn a_node_killed_mid_approval_leaves_the_other_serving_the_sign_in() {
         Some("/account")
     );
     let page = browser.get("/security-info/add/app").await;
-    let link = page
-        .body
-        .split("id=\"activation-link\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .replace("&amp;", "&");
+    let link = sesame_testkit::element_text(&page.body, "activation-link");
     let (server, code) = api::parse_activation_link(&link).unwrap();
     let device_key = DeviceKey::generate();
     let device_id = client::activate(&server, &code, "phone", &device_key)

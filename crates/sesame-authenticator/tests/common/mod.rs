@@ -61,15 +61,7 @@ pub fn real_now() -> i64 {
         .as_secs() as i64
 }
 
-pub fn element_text(body: &str, id: &str) -> String {
-    let marker = format!("id=\"{id}\"");
-    let at = body
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no #{id} in {body}"));
-    let start = at + body[at..].find('>').unwrap() + 1;
-    let end = start + body[start..].find('<').unwrap();
-    body[start..end].replace("&amp;", "&")
-}
+pub use sesame_testkit::element_text;
 
 /// A server on the real clock (the app signs requests with the real time), a user with a
 /// password, and the app activated for that user through My security info.

@@ -66,15 +66,7 @@ pub async fn user_with_phone(node: &TestServer, name: &str) -> Phone {
         Some("/account")
     );
     let page = b.get("/security-info/add/app").await;
-    let link = page
-        .body
-        .split("id=\"activation-link\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .replace("&amp;", "&");
+    let link = sesame_testkit::element_text(&page.body, "activation-link");
     let (server, code) = api::parse_activation_link(&link).unwrap();
     let key = DeviceKey::generate();
     let resp = client::activate(&server, &code, "phone", &key)
